@@ -1,0 +1,1 @@
+"""trainlint's built-in rules, one module per rule, registered like any third-party pack."""

@@ -1,0 +1,181 @@
+"""Paths on the command line -> the files to analyze (gitignore, excludes, default skips)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+DEFAULT_EXCLUDES = (
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    ".env",
+    "env",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".trainlint_cache",
+    "__pycache__",
+    "__pypackages__",
+    "build",
+    "dist",
+    "site-packages",
+    "node_modules",
+    ".eggs",
+    "*.egg-info",
+    ".ipynb_checkpoints",
+)
+
+
+@dataclass
+class Discovery:
+    """Which files a run analyzes, plus the paths that could not be used (with the reason)."""
+
+    files: list[Path] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _is_virtualenv(directory: Path) -> bool:
+    return (directory / "pyvenv.cfg").is_file()
+
+
+class _Ignorer:
+    def __init__(self, root: Path, excludes: Iterable[str], respect_gitignore: bool) -> None:
+        self.root = root
+        self.excludes = pathspec.PathSpec.from_lines("gitwildmatch", excludes)
+        self.respect_gitignore = respect_gitignore
+        self._gitignores: dict[Path, pathspec.PathSpec | None] = {}
+
+    def _gitignore(self, directory: Path) -> pathspec.PathSpec | None:
+        if directory not in self._gitignores:
+            spec = None
+            candidate = directory / ".gitignore"
+            if self.respect_gitignore and candidate.is_file():
+                try:
+                    lines = candidate.read_text("utf-8", errors="replace").splitlines()
+                    spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+                except OSError:
+                    spec = None
+            self._gitignores[directory] = spec
+        return self._gitignores[directory]
+
+    def excluded(self, path: Path, is_dir: bool, gitignore_dirs: list[Path]) -> bool:
+        suffix = "/" if is_dir else ""
+        try:
+            relative = path.relative_to(self.root).as_posix()
+        except ValueError:
+            relative = path.as_posix().lstrip("/")
+        if self.excludes.match_file(relative + suffix) or self.excludes.match_file(
+            path.name + suffix
+        ):
+            return True
+        for directory in gitignore_dirs:
+            spec = self._gitignore(directory)
+            if spec is not None:
+                local = path.relative_to(directory).as_posix() + suffix
+                if spec.match_file(local):
+                    return True
+        return False
+
+
+def _git_root(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def discover(
+    paths: Iterable[Path],
+    *,
+    root: Path,
+    exclude: Iterable[str] = DEFAULT_EXCLUDES,
+    extend_exclude: Iterable[str] = (),
+    include_notebooks: bool = False,
+    respect_gitignore: bool = True,
+) -> Discovery:
+    found = Discovery()
+    seen: set[Path] = set()
+    ignorer = _Ignorer(root.resolve(), [*exclude, *extend_exclude], respect_gitignore)
+    suffixes = (".py", ".pyi", ".ipynb") if include_notebooks else (".py", ".pyi")
+
+    def add(path: Path) -> None:
+        key = path.resolve() if path.is_symlink() else path.absolute()
+        if key not in seen:
+            seen.add(key)
+            found.files.append(path)
+
+    for given in paths:
+        if not given.exists() and not given.is_symlink():
+            found.errors.append((given, "no such file or directory"))
+            continue
+        if given.is_dir():
+            for file in _walk(given.absolute(), ignorer, suffixes, found):
+                add(_relative_like(file, given))
+        elif given.is_file() or given.is_symlink():
+            add(given)  # named explicitly: analyzed whatever its name (as ruff does)
+        else:
+            found.errors.append((given, "not a regular file or directory"))
+    return found
+
+
+def _relative_like(file: Path, given: Path) -> Path:
+    """Keep the spelling the user gave (relative stays relative)."""
+    if given.is_absolute():
+        return file
+    try:
+        return given / file.relative_to(given.absolute())
+    except ValueError:
+        return file
+
+
+def _walk(top: Path, ignorer: _Ignorer, suffixes: tuple[str, ...], found: Discovery) -> Iterator[Path]:
+    git_root = _git_root(top)
+    base_dirs: list[Path] = []
+    if git_root is not None:
+        base_dirs = [top, *[p for p in top.parents if p == git_root or git_root in p.parents]]
+        base_dirs = [d for d in reversed(base_dirs)]
+    else:
+        base_dirs = [top]
+    visited: set[tuple[int, int]] = set()
+
+    def walk(directory: Path, gitignore_dirs: list[Path]) -> Iterator[Path]:
+        try:
+            stat = directory.stat()
+        except OSError as exc:
+            found.errors.append((directory, f"cannot read directory: {exc.strerror}"))
+            return
+        identity = (stat.st_dev, stat.st_ino)
+        if identity in visited:
+            return  # a symlink loop, or a directory reached twice
+        visited.add(identity)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            found.errors.append((directory, f"cannot read directory: {exc.strerror}"))
+            return
+        dirs = gitignore_dirs + [directory] if directory not in gitignore_dirs else gitignore_dirs
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if ignorer.excluded(path, is_dir, dirs):
+                continue
+            if is_dir:
+                if _is_virtualenv(path):
+                    continue
+                yield from walk(path, dirs)
+            elif entry.name.endswith(suffixes):
+                yield path
+
+    yield from walk(top, base_dirs[:-1] if len(base_dirs) > 1 else [])

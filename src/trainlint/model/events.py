@@ -1,0 +1,389 @@
+"""The ordered events of one loop iteration, with the conditions and contexts they run under.
+
+A loop's iteration is its body flattened in source order. Nested loops' events are included
+and tagged with the loops they sit in; calls to same-file functions are replaced by the
+callee's events (parameters renamed to the caller's arguments), a few levels deep.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.roles import Role, is_closure_step
+from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.scopes import LoopInfo, Scope
+
+
+class EventKind(enum.Enum):
+    FORWARD = "forward"  # a model is called
+    BACKWARD = "backward"  # gradients are computed from ``operand``
+    GRAD = "grad"  # gradients produced another way: autograd.grad, ``p.grad = ...``
+    STEP = "step"  # an optimizer (``subject``) applies gradients
+    ENGINE_STEP = "engine_step"  # DeepSpeed engine step (clears gradients itself)
+    ZERO_GRAD = "zero_grad"  # an optimizer's gradients are cleared
+    MODEL_ZERO_GRAD = "model_zero_grad"  # ``model.zero_grad()``
+    GRAD_CLEAR = "grad_clear"  # ``p.grad = None`` / ``p.grad.zero_()``
+    CLIP = "clip"
+    UNSCALE = "unscale"
+    SCALER_UPDATE = "scaler_update"
+    SCHEDULER_STEP = "scheduler_step"
+    EVAL_MODE = "eval_mode"
+    TRAIN_MODE = "train_mode"
+    ACCUMULATE = "accumulate"  # ``acc += value`` / ``acc = acc + value``
+    APPEND = "append"  # ``xs.append(value)``
+
+
+CLEARING = (EventKind.ZERO_GRAD, EventKind.MODEL_ZERO_GRAD, EventKind.GRAD_CLEAR)
+
+
+@dataclass(frozen=True)
+class Condition:
+    test: cst.BaseExpression
+    negated: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Event:
+    kind: EventKind
+    node: cst.CSTNode  # the anchor in the file: a call or a statement
+    scope: Scope  # where ``node`` lives (a callee's scope when reached through a helper)
+    subject: str | None = None  # the optimizer/model/scheduler/scaler, as the loop names it
+    operand: cst.BaseExpression | None = None  # backward target, accumulated value, ...
+    conditions: tuple[Condition, ...] = ()
+    loops: tuple[LoopInfo, ...] = ()  # nested loops (inside the analyzed one) around it
+    contexts: frozenset[str] = frozenset()  # no_grad, autocast, accumulate, tape, ...
+    via: tuple[cst.Call, ...] = ()  # same-file calls through which it is reached
+    scaled_by: str | None = None  # ``scaler.scale(loss).backward()``: the scaler
+    closure: bool = False  # ``opt.step(closure)``
+    managed: bool = False  # accelerator/fabric/engine call that handles scaling itself
+
+    @property
+    def guarded(self) -> bool:
+        return bool(self.conditions)
+
+
+_GRAD_DISABLING = {
+    "torch.no_grad",
+    "torch.inference_mode",
+    "torch.autograd.no_grad",
+    "torch.autograd.grad_mode.no_grad",
+}
+_AUTOCAST = {"torch.autocast", "torch.amp.autocast", "torch.autocast"}
+
+
+def context_of(model: TrainingModel, item: cst.BaseExpression) -> str | None:
+    """The kind of context a ``with`` item opens (``None`` when irrelevant)."""
+    call = item if isinstance(item, cst.Call) else None
+    target = call.func if call is not None else item
+    qualified = model.imports.qualify(target) or ""
+    name = dotted(target) or ""
+    if qualified in _GRAD_DISABLING:
+        return "no_grad"
+    if qualified == "torch.set_grad_enabled" and call is not None:
+        return "no_grad" if literal(positional(call, 0), None) is False else None
+    if qualified in _AUTOCAST or name.endswith("autocast"):
+        return "autocast"
+    if name.endswith(".accumulate") or name.endswith(".no_sync"):
+        return "accumulate" if name.endswith(".accumulate") else "no_sync"
+    if qualified == "tensorflow.GradientTape":
+        return "tape"
+    if name.endswith("scale_loss"):
+        return "apex_scale"
+    return None
+
+
+def function_context(model: TrainingModel, scope: Scope) -> frozenset[str]:
+    found = set()
+    for decorator in scope.decorators:
+        kind = context_of(model, decorator)
+        if kind:
+            found.add(kind)
+    return frozenset(found)
+
+
+class IterationBuilder:
+    """Flattens a block of statements into events."""
+
+    max_depth = 3
+
+    def __init__(self, model: TrainingModel) -> None:
+        self.model = model
+
+    # ------------------------------------------------------------------ entry points
+    def loop_events(self, loop: LoopInfo) -> list[Event]:
+        contexts = function_context(self.model, loop.scope)
+        return list(self._block(loop.body.body, loop.scope, (), (), contexts, (), ()))
+
+    def function_events(self, scope: Scope, via: tuple[cst.Call, ...] = ()) -> list[Event]:
+        if not isinstance(scope.node, cst.FunctionDef):
+            return []
+        contexts = function_context(self.model, scope)
+        return list(self._block(scope.node.body.body, scope, (), (), contexts, via, ()))
+
+    # ------------------------------------------------------------------ statements
+    def _block(
+        self,
+        statements: Iterable[cst.CSTNode],
+        scope: Scope,
+        conditions: tuple[Condition, ...],
+        loops: tuple[LoopInfo, ...],
+        contexts: frozenset[str],
+        via: tuple[cst.Call, ...],
+        stack: tuple[Scope, ...],
+    ) -> Iterator[Event]:
+        args = (scope, conditions, loops, contexts, via, stack)
+        for statement in statements:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    yield from self._small(small, *args)
+            elif isinstance(statement, cst.If):
+                yield from self._expression(statement.test, *args)
+                yield from self._if(statement, *args)
+            elif isinstance(statement, (cst.For, cst.While)):
+                header = statement.iter if isinstance(statement, cst.For) else statement.test
+                yield from self._expression(header, *args)
+                inner = self.model.loop_for(statement)
+                inner_loops = loops + (inner,) if inner is not None else loops
+                yield from self._block(
+                    statement.body.body, scope, conditions, inner_loops, contexts, via, stack
+                )
+                if statement.orelse is not None:
+                    yield from self._block(statement.orelse.body.body, *args)
+            elif isinstance(statement, cst.With):
+                opened = set(contexts)
+                for item in statement.items:
+                    yield from self._expression(item.item, *args)
+                    kind = context_of(self.model, item.item)
+                    if kind:
+                        opened.add(kind)
+                yield from self._block(
+                    statement.body.body, scope, conditions, loops, frozenset(opened), via, stack
+                )
+            elif isinstance(statement, cst.Try):
+                yield from self._block(statement.body.body, *args)
+                for handler in statement.handlers:
+                    yield from self._block(handler.body.body, *args)
+                if statement.orelse is not None:
+                    yield from self._block(statement.orelse.body.body, *args)
+                if statement.finalbody is not None:
+                    yield from self._block(statement.finalbody.body.body, *args)
+            elif isinstance(statement, cst.Match):
+                for case in statement.cases:
+                    case_conditions = conditions + (Condition(statement.subject),)
+                    yield from self._block(
+                        case.body.body, scope, case_conditions, loops, contexts, via, stack
+                    )
+
+    def _if(self, statement: cst.If, scope, conditions, loops, contexts, via, stack):
+        yield from self._block(
+            statement.body.body,
+            scope,
+            conditions + (Condition(statement.test),),
+            loops,
+            contexts,
+            via,
+            stack,
+        )
+        orelse = statement.orelse
+        negated = conditions + (Condition(statement.test, negated=True),)
+        if isinstance(orelse, cst.If):
+            yield from self._expression(orelse.test, scope, negated, loops, contexts, via, stack)
+            yield from self._if(orelse, scope, negated, loops, contexts, via, stack)
+        elif isinstance(orelse, cst.Else):
+            yield from self._block(orelse.body.body, scope, negated, loops, contexts, via, stack)
+
+    def _small(self, small: cst.CSTNode, scope, conditions, loops, contexts, via, stack):
+        args = (scope, conditions, loops, contexts, via, stack)
+        make = self._maker(scope, conditions, loops, contexts, via)
+        if isinstance(small, cst.Expr):
+            yield from self._expression(small.value, *args)
+        elif isinstance(small, cst.Assign):
+            yield from self._expression(small.value, *args)
+            for target in small.targets:
+                name = dotted(target.target) or ""
+                if name.endswith(".grad") or isinstance(target.target, cst.Subscript) and (
+                    (dotted(target.target.value) or "").endswith(".grad")
+                ):
+                    none = isinstance(small.value, cst.Name) and small.value.value == "None"
+                    yield make(EventKind.GRAD_CLEAR if none else EventKind.GRAD, small)
+                elif name and self._self_reference(name, small.value):
+                    operand = _other_operand(name, small.value)
+                    yield make(EventKind.ACCUMULATE, small, subject=name, operand=operand)
+        elif isinstance(small, cst.AugAssign):
+            yield from self._expression(small.value, *args)
+            target = dotted(small.target) or (
+                dotted(small.target.value) if isinstance(small.target, cst.Subscript) else None
+            )
+            if isinstance(small.operator, (cst.AddAssign, cst.SubtractAssign)) and target:
+                yield make(EventKind.ACCUMULATE, small, subject=target, operand=small.value)
+        elif isinstance(small, cst.AnnAssign) and small.value is not None:
+            yield from self._expression(small.value, *args)
+        elif isinstance(small, cst.Return) and small.value is not None:
+            yield from self._expression(small.value, *args)
+
+    @staticmethod
+    def _self_reference(name: str, value: cst.BaseExpression) -> bool:
+        return (
+            isinstance(value, cst.BinaryOperation)
+            and isinstance(value.operator, cst.Add)
+            and name in (dotted(value.left), dotted(value.right))
+        )
+
+    # ------------------------------------------------------------------ expressions
+    def _maker(self, scope, conditions, loops, contexts, via):
+        def make(kind: EventKind, node: cst.CSTNode, **extra: object) -> Event:
+            return Event(
+                kind,
+                node,
+                scope,
+                conditions=conditions,
+                loops=loops,
+                contexts=contexts,
+                via=via,
+                **extra,  # type: ignore[arg-type]
+            )
+
+        return make
+
+    def _expression(self, expression, scope, conditions, loops, contexts, via, stack):
+        make = self._maker(scope, conditions, loops, contexts, via)
+        for call in _calls_post_order(expression):
+            event = self._classify(call, scope, make)
+            if event is not None:
+                yield event
+                continue
+            callee = self.model.callee(call, scope)
+            if callee is not None and callee not in stack and len(stack) < self.max_depth:
+                yield from self._inline(call, callee, scope, conditions, loops, contexts, via, stack)
+
+    def _inline(self, call, callee, scope, conditions, loops, contexts, via, stack):
+        renames = self.model.argument_renames(call, callee)
+        body = callee.node.body.body if isinstance(callee.node, cst.FunctionDef) else ()
+        inner_contexts = contexts | function_context(self.model, callee)
+        for event in self._block(
+            body, callee, conditions, loops, inner_contexts, via + (call,), stack + (callee,)
+        ):
+            subject = event.subject
+            if subject is not None:
+                root, dot, rest = subject.partition(".")
+                if root in renames:
+                    subject = renames[root] + dot + rest if renames[root] else None
+            yield replace(event, subject=subject)
+
+    def _classify(self, call: cst.Call, scope: Scope, make) -> Event | None:
+        model = self.model
+        qualified = model.imports.qualify(call.func) or ""
+        method = method_call(call)
+        if qualified in ("torch.autograd.backward",):
+            return make(EventKind.BACKWARD, call, operand=positional(call, 0))
+        if qualified in ("torch.autograd.grad",):
+            return make(EventKind.GRAD, call)
+        if qualified.startswith("torch.nn.utils.clip_grad"):
+            return make(EventKind.CLIP, call)
+        if method is None:
+            value = model.value_of(call.func, scope)
+            if value is not None and value.role is Role.MODEL:
+                return make(EventKind.FORWARD, call, subject=dotted(call.func))
+            return None
+        receiver, name = method
+        subject = dotted(receiver)
+        role = model.role_of(receiver, scope)
+        if name == "backward":
+            if role in (Role.ACCELERATOR, Role.ENGINE) or subject in ("self", "fabric"):
+                return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
+            inner = method_call(receiver)
+            if inner is not None and inner[1] == "scale" and isinstance(receiver, cst.Call):
+                return make(
+                    EventKind.BACKWARD,
+                    call,
+                    operand=positional(receiver, 0),
+                    scaled_by=dotted(inner[0]),
+                )
+            if name == "backward" and (role is None or role is not Role.MODEL):
+                return make(EventKind.BACKWARD, call, operand=receiver)
+        if name == "manual_backward":
+            return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
+        if name == "step":
+            if role is Role.OPTIMIZER:
+                return make(EventKind.STEP, call, subject=subject, closure=is_closure_step(call))
+            if role is Role.SCALER:
+                return make(EventKind.STEP, call, subject=dotted(positional(call, 0)), scaled_by=subject)
+            if role is Role.SCHEDULER:
+                return make(EventKind.SCHEDULER_STEP, call, subject=subject)
+            if role is Role.ENGINE:
+                return make(EventKind.ENGINE_STEP, call, subject=subject)
+            return None
+        if name == "zero_grad":
+            if role is Role.OPTIMIZER:
+                return make(EventKind.ZERO_GRAD, call, subject=subject)
+            if role in (Role.MODEL, None) or subject == "self":
+                return make(EventKind.MODEL_ZERO_GRAD, call, subject=subject)
+            if role is Role.ENGINE:
+                return make(EventKind.MODEL_ZERO_GRAD, call, subject=subject)
+            return None
+        if name in ("zero_", "detach_") and (subject or "").endswith(".grad"):
+            return make(EventKind.GRAD_CLEAR, call, subject=subject)
+        if name in ("zero_",) and (subject or "").endswith(".grad.data"):
+            return make(EventKind.GRAD_CLEAR, call, subject=subject)
+        if name == "unscale_" and role is Role.SCALER:
+            return make(EventKind.UNSCALE, call, subject=dotted(positional(call, 0)), scaled_by=subject)
+        if name == "update" and role is Role.SCALER:
+            return make(EventKind.SCALER_UPDATE, call, subject=subject)
+        if name in ("clip_grad_norm_", "clip_grad_value_"):
+            managed = role in (Role.ACCELERATOR, Role.ENGINE) or subject == "fabric"
+            return make(EventKind.CLIP, call, subject=subject, managed=managed)
+        if name == "eval" and role is Role.MODEL:
+            return make(EventKind.EVAL_MODE, call, subject=subject)
+        if name == "train" and role is Role.MODEL:
+            mode = literal(argument_or_none(call), True)
+            kind = EventKind.EVAL_MODE if mode is False else EventKind.TRAIN_MODE
+            return make(kind, call, subject=subject)
+        if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
+            return make(EventKind.STEP, call, subject=subject)
+        if name == "gradient" and role is Role.TAPE:
+            return make(EventKind.BACKWARD, call, operand=positional(call, 0), subject=subject)
+        if name in ("append", "extend") and subject:
+            return make(EventKind.APPEND, call, subject=subject, operand=positional(call, 0))
+        if role is Role.MODEL and name in ("forward", "__call__"):
+            return make(EventKind.FORWARD, call, subject=subject)
+        if role is Role.MODEL and name not in ("parameters", "named_parameters", "state_dict"):
+            return None
+        value = model.value_of(call.func, scope) if name not in ("item",) else None
+        if value is not None and value.role is Role.MODEL:
+            return make(EventKind.FORWARD, call, subject=dotted(call.func))
+        return None
+
+
+def argument_or_none(call: cst.Call) -> cst.BaseExpression | None:
+    found = positional(call, 0)
+    return found if found is not None else keyword(call, "mode")
+
+
+def _other_operand(name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
+    if isinstance(value, cst.BinaryOperation):
+        return value.right if dotted(value.left) == name else value.left
+    return None
+
+
+def _calls_post_order(node: cst.CSTNode) -> list[cst.Call]:
+    """Calls in evaluation order (inner before outer), not entering lambdas or comprehensions."""
+    found: list[cst.Call] = []
+
+    def visit(current: cst.CSTNode) -> None:
+        if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+            return
+        for child in current.children:
+            visit(child)
+        if isinstance(current, cst.Call):
+            found.append(current)
+
+    visit(node)
+    return found

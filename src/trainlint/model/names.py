@@ -1,0 +1,89 @@
+"""Local names -> qualified names, from a file's imports (a cheap stand-in for scope analysis)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from trainlint.model.syntax import dotted
+
+# Modules whose public names we reason about; ``keras`` standalone is folded into tf.keras.
+_CANONICAL_PREFIXES = (
+    ("tensorflow.python.keras", "tensorflow.keras"),
+    ("tf_keras", "tensorflow.keras"),
+    ("keras", "tensorflow.keras"),
+    ("pytorch_lightning", "lightning.pytorch"),
+    ("lightning.pytorch", "lightning.pytorch"),
+    ("torch.cuda.amp", "torch.amp"),
+    ("torch.cpu.amp", "torch.amp"),
+)
+
+
+def canonical(qualified: str) -> str:
+    """One spelling per API: ``keras.layers.Dense`` and ``tf.keras.layers.Dense`` agree."""
+    for prefix, replacement in _CANONICAL_PREFIXES:
+        if qualified == prefix or qualified.startswith(prefix + "."):
+            return replacement + qualified[len(prefix) :]
+    return qualified
+
+
+def _module_name(node: cst.BaseExpression | None) -> str:
+    return dotted(node) or ""
+
+
+class ImportTable:
+    """Maps the first component of a dotted name to the fully qualified name it stands for."""
+
+    def __init__(self) -> None:
+        self._aliases: dict[str, str] = {}
+
+    def add_import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = _module_name(alias.name)
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self._aliases[alias.asname.name.value] = full
+            else:
+                top = full.split(".", 1)[0]
+                self._aliases.setdefault(top, top)
+
+    def add_import_from(self, node: cst.ImportFrom) -> None:
+        if node.relative:
+            return  # relative imports are the project's own code
+        module = _module_name(node.module)
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = _module_name(alias.name)
+            local = name
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            self._aliases[local] = f"{module}.{name}"
+
+    def qualify_dotted(self, name: str | None) -> str | None:
+        """``nn.Linear`` -> ``torch.nn.Linear``; ``None`` when the root is not an import."""
+        if not name:
+            return None
+        root, _, rest = name.partition(".")
+        target = self._aliases.get(root)
+        if target is None:
+            return None
+        return canonical(f"{target}.{rest}" if rest else target)
+
+    def qualify(self, node: cst.CSTNode | None) -> str | None:
+        return self.qualify_dotted(dotted(node))
+
+    def imports(self, prefix: str) -> bool:
+        """Whether anything under ``prefix`` (e.g. ``torch``) is imported in this file."""
+        prefix = canonical(prefix)
+        return any(
+            canonical(target) == prefix or canonical(target).startswith(prefix + ".")
+            for target in self._aliases.values()
+        )
+
+    def local_names(self) -> dict[str, str]:
+        return dict(self._aliases)
+
+
+def is_under(qualified: str | None, *prefixes: str) -> bool:
+    if not qualified:
+        return False
+    return any(qualified == p or qualified.startswith(p + ".") for p in prefixes)

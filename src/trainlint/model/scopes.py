@@ -1,0 +1,280 @@
+"""One visitor pass over a module: scopes, classes, bindings, call sites and loops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from trainlint.model.names import ImportTable
+from trainlint.model.syntax import dotted
+
+
+@dataclass(eq=False)
+class Binding:
+    """``target = value`` (also ``target += value``, for-targets, with-as, unpacking)."""
+
+    target: str
+    value: cst.BaseExpression | None
+    statement: cst.CSTNode
+    order: int
+    #: Index into a tuple on the right-hand side, for ``a, b = f()``.
+    unpack_index: int | None = None
+    #: ``+=`` and friends: the operator's class name (``AddAssign``...).
+    augmented: str | None = None
+    #: ``for x in value`` binds x to an element of value.
+    from_iteration: bool = False
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    node: cst.ClassDef
+    name: str
+    bases: list[str]  # qualified where the base is imported, dotted text otherwise
+    methods: dict[str, Scope] = field(default_factory=dict)
+    attributes: dict[str, list[Binding]] = field(default_factory=dict)  # self.x = ...
+    class_assignments: dict[str, cst.BaseExpression] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Scope:
+    """A function (or the module): its parameters, bindings and returns."""
+
+    node: cst.Module | cst.FunctionDef
+    name: str
+    parent: Scope | None
+    cls: ClassInfo | None = None
+    params: list[str] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    decorators: list[cst.BaseExpression] = field(default_factory=list)
+    bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    returns: list[cst.BaseExpression] = field(default_factory=list)
+    functions: dict[str, Scope] = field(default_factory=dict)  # nested defs by name
+
+    @property
+    def is_module(self) -> bool:
+        return isinstance(self.node, cst.Module)
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(eq=False)
+class LoopInfo:
+    node: cst.For | cst.While
+    scope: Scope
+    parent: LoopInfo | None
+    order: int
+    children: list[LoopInfo] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        depth, loop = 0, self.parent
+        while loop is not None:
+            depth, loop = depth + 1, loop.parent
+        return depth
+
+    @property
+    def iter_expr(self) -> cst.BaseExpression | None:
+        return self.node.iter if isinstance(self.node, cst.For) else None
+
+    @property
+    def body(self) -> cst.BaseSuite:
+        return self.node.body
+
+
+@dataclass(frozen=True, eq=False)
+class CallSite:
+    node: cst.Call
+    scope: Scope
+    dotted: str | None
+    qualified: str | None
+    order: int
+
+
+def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
+    """Names bound by an assignment target, with their tuple index when unpacked."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        found: list[tuple[str, int | None]] = []
+        for index, element in enumerate(target.elements):
+            name = dotted(element.value)
+            if name:
+                found.append((name, index))
+        return found
+    name = dotted(target)
+    return [(name, None)] if name else []
+
+
+class ScopeBuilder(cst.CSTVisitor):
+    """Collects the facts every rule shares, in a single walk with no metadata providers."""
+
+    def __init__(self, module: cst.Module) -> None:
+        super().__init__()
+        self.imports = ImportTable()
+        self.module_scope = Scope(node=module, name="<module>", parent=None)
+        self.scopes: list[Scope] = [self.module_scope]
+        self.classes: dict[str, ClassInfo] = {}
+        self.loops: list[LoopInfo] = []
+        self.calls: list[CallSite] = []
+        self.expression_statements: list[tuple[cst.Expr, Scope]] = []
+        self.order_of: dict[int, int] = {}  # id(statement) -> visiting order
+        self._scope_stack: list[Scope] = [self.module_scope]
+        self._containers: list[ClassInfo | Scope] = []
+        self._loop_stack: list[LoopInfo | None] = [None]
+        self._order = 0
+
+    # ----------------------------------------------------------------- bookkeeping
+    @property
+    def scope(self) -> Scope:
+        return self._scope_stack[-1]
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self._order += 1
+        return super().on_visit(node)
+
+    def _bind(self, binding: Binding) -> None:
+        scope = self.scope
+        scope.bindings.setdefault(binding.target, []).append(binding)
+        if binding.target.startswith("self.") and scope.cls is not None:
+            attribute = binding.target[len("self.") :]
+            scope.cls.attributes.setdefault(attribute, []).append(binding)
+
+    # ----------------------------------------------------------------- imports
+    def visit_Import(self, node: cst.Import) -> bool:
+        self.imports.add_import(node)
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        self.imports.add_import_from(node)
+        return False
+
+    # ----------------------------------------------------------------- definitions
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        bases = [self.imports.qualify(b.value) or dotted(b.value) or "" for b in node.bases]
+        info = ClassInfo(node=node, name=node.name.value, bases=bases)
+        self.classes.setdefault(info.name, info)
+        self._containers.append(info)
+        for statement in node.body.body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                        name = dotted(small.targets[0].target)
+                        if name:
+                            info.class_assignments[name] = small.value
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._containers.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        parent = self.scope
+        container = self._containers[-1] if self._containers else None
+        direct_class = container if isinstance(container, ClassInfo) else None
+        cls = direct_class or parent.cls  # closures inside methods still see ``self``
+        if direct_class is not None:
+            name = f"{direct_class.name}.{node.name.value}"
+        elif parent.is_module:
+            name = node.name.value
+        else:
+            name = f"{parent.name}.{node.name.value}"
+        scope = Scope(
+            node=node,
+            name=name,
+            parent=parent,
+            cls=cls,
+            decorators=[d.decorator for d in node.decorators],
+        )
+        params = node.params
+        for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+            scope.params.append(param.name.value)
+            if param.annotation is not None:
+                annotation = param.annotation.annotation
+                scope.annotations[param.name.value] = (
+                    self.imports.qualify(annotation) or dotted(annotation) or ""
+                )
+        if direct_class is not None:
+            direct_class.methods.setdefault(node.name.value, scope)
+        else:
+            parent.functions.setdefault(node.name.value, scope)
+        self.scopes.append(scope)
+        self._scope_stack.append(scope)
+        self._containers.append(scope)
+        self._loop_stack.append(None)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._scope_stack.pop()
+        self._containers.pop()
+        self._loop_stack.pop()
+
+    # ----------------------------------------------------------------- statements
+    def _remember(self, node: cst.CSTNode) -> None:
+        self.order_of[id(node)] = self._order
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        self._remember(node)
+        for target in node.targets:
+            for name, index in _target_names(target.target):
+                self._bind(Binding(name, node.value, node, self._order, unpack_index=index))
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._remember(node)
+        name = dotted(node.target)
+        if name and node.value is not None:
+            self._bind(Binding(name, node.value, node, self._order))
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._remember(node)
+        name = dotted(node.target)
+        if name:
+            operator = type(node.operator).__name__
+            self._bind(Binding(name, node.value, node, self._order, augmented=operator))
+
+    def visit_Return(self, node: cst.Return) -> None:
+        self._remember(node)
+        if node.value is not None:
+            self.scope.returns.append(node.value)
+
+    def visit_Expr(self, node: cst.Expr) -> None:
+        self._remember(node)
+        self.expression_statements.append((node, self.scope))
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None:
+            for name, index in _target_names(node.asname.name):
+                self._bind(Binding(name, node.item, node, self._order, unpack_index=index))
+
+    def _enter_loop(self, node: cst.For | cst.While) -> None:
+        self._remember(node)
+        parent = self._loop_stack[-1]
+        loop = LoopInfo(node=node, scope=self.scope, parent=parent, order=self._order)
+        if parent is not None:
+            parent.children.append(loop)
+        self.loops.append(loop)
+        self._loop_stack.append(loop)
+
+    def visit_For(self, node: cst.For) -> None:
+        for name, index in _target_names(node.target):
+            self._bind(
+                Binding(name, node.iter, node, self._order, unpack_index=index, from_iteration=True)
+            )
+        self._enter_loop(node)
+
+    def leave_For(self, original_node: cst.For) -> None:
+        self._loop_stack.pop()
+
+    def visit_While(self, node: cst.While) -> None:
+        self._enter_loop(node)
+
+    def leave_While(self, original_node: cst.While) -> None:
+        self._loop_stack.pop()
+
+    def visit_If(self, node: cst.If) -> None:
+        self._remember(node)
+
+    def visit_With(self, node: cst.With) -> None:
+        self._remember(node)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = dotted(node.func)
+        qualified = self.imports.qualify_dotted(name) if name else None
+        self.calls.append(CallSite(node, self.scope, name, qualified, self._order))

@@ -1,0 +1,122 @@
+"""Small, allocation-light helpers over libcst expression nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+
+def dotted(node: cst.CSTNode | None) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, ``None`` for anything else."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def root_name(node: cst.CSTNode | None) -> str | None:
+    """The leftmost name of an attribute/call/subscript chain: ``a`` in ``a.b(c)[0].d``."""
+    while True:
+        if isinstance(node, cst.Name):
+            return node.value
+        if isinstance(node, cst.Attribute):
+            node = node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        elif isinstance(node, cst.Subscript):
+            node = node.value
+        else:
+            return None
+
+
+def last_attr(node: cst.CSTNode | None) -> str | None:
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    if isinstance(node, cst.Name):
+        return node.value
+    return None
+
+
+def method_call(node: cst.CSTNode | None) -> tuple[cst.BaseExpression, str] | None:
+    """``(receiver, method)`` for ``receiver.method(...)``."""
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        return node.func.value, node.func.attr.value
+    return None
+
+
+def keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg.value
+    return None
+
+
+def positional(call: cst.Call, index: int) -> cst.BaseExpression | None:
+    position = 0
+    for arg in call.args:
+        if arg.keyword is not None or arg.star:
+            continue
+        if position == index:
+            return arg.value
+        position += 1
+    return None
+
+
+def argument(call: cst.Call, index: int, name: str) -> cst.BaseExpression | None:
+    """An argument given by keyword ``name`` or at position ``index``."""
+    found = keyword(call, name)
+    return found if found is not None else positional(call, index)
+
+
+_MISSING = object()
+
+
+def literal(node: cst.CSTNode | None, default: object = _MISSING) -> object:
+    """The Python value of a simple literal; ``default`` (or raise ValueError) otherwise."""
+    if isinstance(node, cst.Name) and node.value in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[node.value]
+    if isinstance(node, cst.Integer):
+        return int(node.value.replace("_", ""), 0)
+    if isinstance(node, cst.Float):
+        return float(node.value.replace("_", ""))
+    if isinstance(node, cst.SimpleString):
+        return node.evaluated_value
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        inner = literal(node.expression, None)
+        if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+            return -inner
+    if default is _MISSING:
+        raise ValueError("not a literal")
+    return default
+
+
+def unparenthesize(node: cst.BaseExpression) -> cst.BaseExpression:
+    return node.with_changes(lpar=(), rpar=()) if getattr(node, "lpar", ()) else node
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node below ``node`` (depth first, source order), without building metadata."""
+    stack = list(reversed(node.children))
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
+    for child in descendants(node):
+        if isinstance(child, cst.Call):
+            yield child
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    found = {dotted(n) for n in descendants(node) if isinstance(n, (cst.Name, cst.Attribute))}
+    found.discard(None)
+    if isinstance(node, (cst.Name, cst.Attribute)):
+        found.add(dotted(node))
+    return {n for n in found if n}

@@ -1,0 +1,95 @@
+"""Reporters: they receive each file's result as it is ready, then the run's summary."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+from trainlint.rule import Rule, Severity
+
+if TYPE_CHECKING:
+    from trainlint.engine import FileResult
+
+
+@dataclass
+class Summary:
+    """What the whole run saw (reporters and the exit code read it)."""
+
+    files: int = 0
+    parsed: int = 0
+    cached: int = 0
+    skipped: int = 0
+    by_code: Counter[str] = field(default_factory=Counter)
+    by_severity: Counter[Severity] = field(default_factory=Counter)
+    errors: list[tuple[str, int | None, str]] = field(default_factory=list)  # path, line, reason
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, result: FileResult) -> None:
+        self.files += 1
+        self.parsed += result.parsed and not result.cached
+        self.cached += result.cached
+        if result.skipped:
+            self.skipped += 1
+            self.skipped_files.append((result.display, result.skipped))
+        if result.error:
+            self.errors.append((result.display, result.error_line, result.error))
+        for finding in result.findings:
+            self.by_code[finding.code] += 1
+            self.by_severity[finding.severity] += 1
+
+    @property
+    def findings(self) -> int:
+        return sum(self.by_code.values())
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class Reporter:
+    """Base class; subclasses override ``on_file`` and/or ``finish``."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        registry: dict[str, type[Rule]],
+        *,
+        show_fixes: bool = True,
+        quiet: bool = False,
+        statistics: bool = False,
+        color: bool | None = None,
+    ) -> None:
+        self.stream = stream
+        self.registry = registry
+        self.show_fixes = show_fixes
+        self.quiet = quiet
+        self.statistics = statistics
+        self.color = color
+
+    def on_file(self, result: FileResult) -> None:
+        pass
+
+    def on_discovery_error(self, path: str, reason: str) -> None:
+        pass
+
+    def finish(self, summary: Summary) -> None:
+        pass
+
+
+def get_reporter(name: str) -> type[Reporter]:
+    from trainlint.report.github import GithubReporter
+    from trainlint.report.json_report import JsonReporter
+    from trainlint.report.junit import JunitReporter
+    from trainlint.report.sarif import SarifReporter
+    from trainlint.report.text import TextReporter
+
+    return {
+        "text": TextReporter,
+        "json": JsonReporter,
+        "sarif": SarifReporter,
+        "github": GithubReporter,
+        "junit": JunitReporter,
+    }[name]

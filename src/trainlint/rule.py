@@ -1,0 +1,207 @@
+"""The rule API shared by built-in rules and third-party rule packs.
+
+A rule pack is any importable object registered under the ``trainlint.rules`` entry point:
+a module or package (every :class:`Rule` subclass defined in it, and in its submodules, is
+collected), a single :class:`Rule` subclass, or an iterable of them.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import pkgutil
+import re
+import textwrap
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import libcst as cst
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+
+ENTRY_POINT_GROUP = "trainlint.rules"
+CODE_PATTERN = re.compile(r"^[A-Z]{1,4}[0-9]{3}$")
+
+
+class Severity(enum.IntEnum):
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            choices = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (choose from {choices})") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Fix:
+    """How to fix a finding: a sentence, optionally the code to write instead."""
+
+    description: str
+    replacement: str | None = None
+
+    def render(self) -> str:
+        if self.replacement:
+            return f"{self.description}: {self.replacement}"
+        return self.description
+
+
+@dataclass(frozen=True)
+class Violation:
+    """What a rule reports: the anchor node, the message and the fix (positions come later)."""
+
+    node: cst.CSTNode
+    message: str
+    fix: Fix | None = None
+    severity: Severity | None = None  # overrides the rule's default (e.g. TL201 under no_grad)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """A located, rendered violation, as reporters and the cache see it."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    code: str
+    name: str = field(compare=False)
+    severity: Severity = field(compare=False)
+    message: str = field(compare=False)
+    fix: str | None = field(compare=False, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.label,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            path=data["path"],
+            line=data["line"],
+            column=data["column"],
+            end_line=data["end_line"],
+            end_column=data["end_column"],
+            code=data["code"],
+            name=data["name"],
+            severity=Severity.parse(data["severity"]),
+            message=data["message"],
+            fix=data.get("fix"),
+        )
+
+
+class Rule:
+    """Base class of every rule.
+
+    Subclasses set the class attributes below and implement :meth:`check`. The class docstring
+    is the rule's documentation, written in Markdown with the sections ``## What it does``,
+    ``## Why is this bad?``, ``## Example`` and ``## Use instead``; ``trainlint explain`` shows it.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity] = Severity.WARNING
+    frameworks: ClassVar[tuple[str, ...]] = ("torch",)
+    #: The file is analyzed for this rule only if its text contains one of these words.
+    #: An empty tuple means "always run".
+    triggers: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str] = ""
+
+    def check(self, model: TrainingModel) -> Iterable[Violation]:
+        raise NotImplementedError
+
+    @classmethod
+    def documentation(cls) -> str:
+        return textwrap.dedent(cls.__doc__ or "").strip()
+
+    @classmethod
+    def one_line(cls) -> str:
+        if cls.summary:
+            return cls.summary
+        doc = cls.documentation()
+        for line in doc.splitlines():
+            if line.strip() and not line.startswith("#"):
+                return line.strip()
+        return cls.name
+
+
+class RegistryError(Exception):
+    """A rule pack could not be loaded or declares a bad rule."""
+
+
+def _rules_in_module(module: ModuleType) -> Iterator[type[Rule]]:
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if issubclass(obj, Rule) and obj is not Rule and obj.__module__ == module.__name__:
+            yield obj
+    if hasattr(module, "__path__"):
+        for info in pkgutil.iter_modules(module.__path__, module.__name__ + "."):
+            yield from _rules_in_module(importlib.import_module(info.name))
+
+
+def rules_from_object(obj: object) -> list[type[Rule]]:
+    """The rules a registered object provides (module, rule class, or iterable of classes)."""
+    if isinstance(obj, ModuleType):
+        return list(_rules_in_module(obj))
+    if inspect.isclass(obj) and issubclass(obj, Rule):
+        return [obj]
+    if isinstance(obj, Iterable):
+        found = list(obj)
+        if all(inspect.isclass(r) and issubclass(r, Rule) for r in found):
+            return found
+    raise RegistryError(f"{obj!r} is not a rule, a list of rules or a module of rules")
+
+
+def _validate(rule: type[Rule], origin: str) -> None:
+    for attribute in ("code", "name"):
+        if not isinstance(getattr(rule, attribute, None), str):
+            raise RegistryError(f"{origin}: rule {rule.__name__} has no {attribute}")
+    if not CODE_PATTERN.match(rule.code):
+        raise RegistryError(f"{origin}: rule code {rule.code!r} is not like TL101")
+    if not isinstance(rule.severity, Severity):
+        raise RegistryError(f"{origin}: rule {rule.code} has a bad severity")
+
+
+def load_registry(extra: Iterable[object] = ()) -> dict[str, type[Rule]]:
+    """Every registered rule by code, sorted by code. ``extra`` adds packs without entry points."""
+    registry: dict[str, type[Rule]] = {}
+    sources: list[tuple[str, object]] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            sources.append((f"entry point {ep.name!r} ({ep.value})", ep.load()))
+        except Exception as exc:  # a broken third-party pack must not take the tool down
+            raise RegistryError(f"cannot load rule pack {ep.name!r} ({ep.value}): {exc}") from exc
+    sources.extend((repr(obj), obj) for obj in extra)
+    for origin, obj in sources:
+        for rule in rules_from_object(obj):
+            _validate(rule, origin)
+            known = registry.get(rule.code)
+            if known is not None and known is not rule:
+                raise RegistryError(
+                    f"{origin}: rule code {rule.code} is already used by {known.__module__}"
+                )
+            registry[rule.code] = rule
+    return dict(sorted(registry.items()))
