@@ -28,8 +28,12 @@ from trainlint.model.roles import (
 )
 from trainlint.model.scopes import Binding, CallSite, ClassInfo, LoopInfo, Scope, ScopeBuilder
 from trainlint.model.syntax import dotted
+from trainlint.model.training import Accumulation, TrainStep, WindowKind, train_steps
 
 __all__ = [
+    "Accumulation",
+    "TrainStep",
+    "WindowKind",
     "Binding",
     "CallSite",
     "ClassInfo",
@@ -309,3 +313,8 @@ class TrainingModel:
     @cached_property
     def model_classes(self) -> dict[str, ClassInfo]:
         return {n: c for n, c in self.classes.items() if self.is_module_class(c)}
+
+    @cached_property
+    def train_steps(self) -> list[TrainStep]:
+        """Innermost loops that run backward and step (see :mod:`.training`)."""
+        return train_steps(self)

@@ -76,7 +76,7 @@ _GRAD_DISABLING = {
     "torch.autograd.no_grad",
     "torch.autograd.grad_mode.no_grad",
 }
-_AUTOCAST = {"torch.autocast", "torch.amp.autocast", "torch.autocast"}
+_AUTOCAST = {"torch.autocast", "torch.amp.autocast"}
 
 
 def context_of(model: TrainingModel, item: cst.BaseExpression) -> str | None:
@@ -224,9 +224,7 @@ class IterationBuilder:
             )
             if isinstance(small.operator, (cst.AddAssign, cst.SubtractAssign)) and target:
                 yield make(EventKind.ACCUMULATE, small, subject=target, operand=small.value)
-        elif isinstance(small, cst.AnnAssign) and small.value is not None:
-            yield from self._expression(small.value, *args)
-        elif isinstance(small, cst.Return) and small.value is not None:
+        elif isinstance(small, cst.AnnAssign) and small.value is not None or isinstance(small, cst.Return) and small.value is not None:
             yield from self._expression(small.value, *args)
 
     @staticmethod
