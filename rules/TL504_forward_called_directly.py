@@ -52,7 +52,9 @@ class ForwardCalledDirectly(Rule):
             if isinstance(receiver, cst.Call) and getattr(receiver.func, "value", None) == "super":
                 continue
             text = model.module.code_for_node(receiver)
-            arguments = ", ".join(model.module.code_for_node(a).rstrip(", ") for a in site.node.args)
+            arguments = ", ".join(
+                model.module.code_for_node(a).rstrip(", ") for a in site.node.args
+            )
             yield Violation(
                 site.node,
                 f"`{text}.forward(...)` bypasses the module's hooks (DDP, FSDP, compile, hooks)",

@@ -38,9 +38,7 @@ def analyzer() -> FileAnalyzer:
     return FileAnalyzer(RunOptions(codes=tuple(REGISTRY)), REGISTRY)
 
 
-@pytest.mark.parametrize(
-    "path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}"
-)
+@pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture(path: Path, analyzer: FileAnalyzer) -> None:
     result = analyzer.analyze_file(path, path.name)
     assert result.error is None, result.error

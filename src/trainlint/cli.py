@@ -73,17 +73,43 @@ def main() -> None:
     help="Exit 1 when a finding at or above this severity is found. [default: warning]",
 )
 @click.option("--format", "output_format", type=click.Choice(FORMATS), help="Output format.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to FILE.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report to FILE.",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Cache directory. [default: .trainlint_cache]")
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, help="Processes to use (0: one per CPU).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Cache directory. [default: .trainlint_cache]",
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=0), default=0, help="Processes to use (0: one per CPU)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary or progress.")
-@click.option("--show-fixes/--no-show-fixes", default=True, help="Show the suggested fix under each finding.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="Use this config file instead of searching for one.")
-@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are found (2 still means failure).")
+@click.option(
+    "--show-fixes/--no-show-fixes", default=True, help="Show the suggested fix under each finding."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Use this config file instead of searching for one.",
+)
+@click.option(
+    "--exit-zero", is_flag=True, help="Exit 0 even when findings are found (2 still means failure)."
+)
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule.")
-@click.option("--include-notebooks", is_flag=True, default=None, help="Also analyze .ipynb notebooks.")
-@click.option("--color/--no-color", default=None, help="Force or disable colour (default: on a terminal, unless NO_COLOR is set).")
+@click.option(
+    "--include-notebooks", is_flag=True, default=None, help="Also analyze .ipynb notebooks."
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Force or disable colour (default: on a terminal, unless NO_COLOR is set).",
+)
 def check(
     paths: tuple[Path, ...],
     select: str | None,
@@ -147,12 +173,16 @@ def check(
         root=config.root,
         exclude=config.exclude if config.exclude is not None else DEFAULT_EXCLUDES,
         extend_exclude=config.extend_exclude,
-        include_notebooks=include_notebooks if include_notebooks is not None else config.include_notebooks,
+        include_notebooks=include_notebooks
+        if include_notebooks is not None
+        else config.include_notebooks,
         respect_gitignore=config.respect_gitignore,
     )
     fmt = output_format or config.format
     summary = Summary()
-    failed = _report(fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color)
+    failed = _report(
+        fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color
+    )
     failed = failed or bool(summary.errors) or bool(found.errors)
     if failed:
         sys.exit(EXIT_FAILURE)
@@ -180,7 +210,9 @@ def _load_config(config_path: Path | None, paths, registry) -> Config:
     return load_config(found, registry) if found else Config()
 
 
-def _report(fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color) -> bool:
+def _report(
+    fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color
+) -> bool:
     try:
         stream = open(output, "w", encoding="utf-8") if output else nullcontext(sys.stdout)
     except OSError as exc:
@@ -235,7 +267,9 @@ def _progress(total: int, disabled: bool):  # type: ignore[no-untyped-def]
 
 
 @main.command("rules")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text")
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text"
+)
 def list_rules(output_format: str) -> None:
     """List every rule: code, name, severity, frameworks and what it finds."""
     registry = _registry()
@@ -267,7 +301,10 @@ def _rule_row(rule: type[Rule]) -> dict[str, str]:
 
 
 def rules_markdown(registry: dict[str, type[Rule]]) -> str:
-    lines = ["| Code | Name | Severity | Frameworks | What it finds |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| Code | Name | Severity | Frameworks | What it finds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for rule in registry.values():
         row = _rule_row(rule)
         lines.append(
@@ -287,7 +324,9 @@ def explain(code: str) -> None:
     )
     if rule is None:
         raise _Failure(f"unknown rule {code!r}; `trainlint rules` lists them")
-    header = f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*\n\n"
+    header = (
+        f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*\n\n"
+    )
     console = Console(no_color="NO_COLOR" in os.environ)
     if sys.stdout.isatty():
         console.print(Markdown(header + rule.documentation()))

@@ -134,7 +134,7 @@ def parse_table(table: dict[str, Any], path: Path, known_codes: list[str]) -> Co
             config.cache_dir = (path.parent / value).resolve()
         elif key == "severity":
             if not isinstance(value, dict):
-                raise ConfigError(f"{here} must be a table of CODE = \"error|warning|info\"")
+                raise ConfigError(f'{here} must be a table of CODE = "error|warning|info"')
             for code, level in value.items():
                 check_codes([code], known_codes, where)
                 config.severity[code.upper()] = _severity(level, f"{where}: 'severity.{code}'")

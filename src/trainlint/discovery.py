@@ -137,7 +137,9 @@ def _relative_like(file: Path, given: Path) -> Path:
         return file
 
 
-def _walk(top: Path, ignorer: _Ignorer, suffixes: tuple[str, ...], found: Discovery) -> Iterator[Path]:
+def _walk(
+    top: Path, ignorer: _Ignorer, suffixes: tuple[str, ...], found: Discovery
+) -> Iterator[Path]:
     git_root = _git_root(top)
     base_dirs: list[Path] = []
     if git_root is not None:

@@ -226,7 +226,9 @@ def run(
 
     jobs = options.jobs or os.cpu_count() or 1
     # The bytes that were hashed are the bytes analyzed, so an entry always matches its key.
-    work = [(paths[i], display_path(paths[i], options.root), contents.pop(i, None)) for i in pending]
+    work = [
+        (paths[i], display_path(paths[i], options.root), contents.pop(i, None)) for i in pending
+    ]
     if jobs <= 1 or len(work) < 2 * jobs:
         analyzer = FileAnalyzer(options)
         computed: Iterator[FileResult] = (analyzer.analyze_file(*job) for job in work)
@@ -257,8 +259,8 @@ def _merge(results, pending, computed, cache, keys, on_result) -> Iterator[FileR
     for result in computed:
         index = next(pending_iter)
         results[index] = result
-        if cache is not None and index in keys and result.skipped is None:
-            if result.error is None or result.error.startswith("syntax error"):
-                cache.put(keys[index], _to_cache(result))
+        cacheable = result.error is None or result.error.startswith("syntax error")
+        if cache is not None and index in keys and result.skipped is None and cacheable:
+            cache.put(keys[index], _to_cache(result))
         yield from flush()
     yield from flush()

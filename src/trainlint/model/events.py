@@ -209,8 +209,10 @@ class IterationBuilder:
             yield from self._expression(small.value, *args)
             for target in small.targets:
                 name = dotted(target.target) or ""
-                if name.endswith(".grad") or isinstance(target.target, cst.Subscript) and (
-                    (dotted(target.target.value) or "").endswith(".grad")
+                if (
+                    name.endswith(".grad")
+                    or isinstance(target.target, cst.Subscript)
+                    and ((dotted(target.target.value) or "").endswith(".grad"))
                 ):
                     none = isinstance(small.value, cst.Name) and small.value.value == "None"
                     yield make(EventKind.GRAD_CLEAR if none else EventKind.GRAD, small)
@@ -224,7 +226,12 @@ class IterationBuilder:
             )
             if isinstance(small.operator, (cst.AddAssign, cst.SubtractAssign)) and target:
                 yield make(EventKind.ACCUMULATE, small, subject=target, operand=small.value)
-        elif isinstance(small, cst.AnnAssign) and small.value is not None or isinstance(small, cst.Return) and small.value is not None:
+        elif (
+            isinstance(small, cst.AnnAssign)
+            and small.value is not None
+            or isinstance(small, cst.Return)
+            and small.value is not None
+        ):
             yield from self._expression(small.value, *args)
 
     @staticmethod
@@ -260,7 +267,9 @@ class IterationBuilder:
                 continue
             callee = self.model.callee(call, scope)
             if callee is not None and callee not in stack and len(stack) < self.max_depth:
-                yield from self._inline(call, callee, scope, conditions, loops, contexts, via, stack)
+                yield from self._inline(
+                    call, callee, scope, conditions, loops, contexts, via, stack
+                )
 
     def _inline(self, call, callee, scope, conditions, loops, contexts, via, stack):
         renames = self.model.argument_renames(call, callee)
@@ -313,7 +322,9 @@ class IterationBuilder:
             if role is Role.OPTIMIZER:
                 return make(EventKind.STEP, call, subject=subject, closure=is_closure_step(call))
             if role is Role.SCALER:
-                return make(EventKind.STEP, call, subject=dotted(positional(call, 0)), scaled_by=subject)
+                return make(
+                    EventKind.STEP, call, subject=dotted(positional(call, 0)), scaled_by=subject
+                )
             if role is Role.SCHEDULER:
                 return make(EventKind.SCHEDULER_STEP, call, subject=subject)
             if role is Role.ENGINE:
@@ -332,7 +343,9 @@ class IterationBuilder:
         if name in ("zero_",) and (subject or "").endswith(".grad.data"):
             return make(EventKind.GRAD_CLEAR, call, subject=subject)
         if name == "unscale_" and role is Role.SCALER:
-            return make(EventKind.UNSCALE, call, subject=dotted(positional(call, 0)), scaled_by=subject)
+            return make(
+                EventKind.UNSCALE, call, subject=dotted(positional(call, 0)), scaled_by=subject
+            )
         if name == "update" and role is Role.SCALER:
             return make(EventKind.SCALER_UPDATE, call, subject=subject)
         if name in ("clip_grad_norm_", "clip_grad_value_"):

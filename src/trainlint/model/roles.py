@@ -70,9 +70,15 @@ _NAME_ROLES: list[tuple[re.Pattern[str], Role]] = [
     (re.compile(r"^(lr_)?sched(uler)?s?(_\w+)?$|_sched(uler)?$"), Role.SCHEDULER),
     (re.compile(r"^(optim(izer)?|opt)s?(_\w+)?$|_(optim(izer)?|opt)$"), Role.OPTIMIZER),
     (re.compile(r"^(grad_)?scaler$|_scaler$"), Role.SCALER),
-    (re.compile(r"^(criterion|loss_fn|loss_func(tion)?|criterion_\w+|\w+_criterion)$"), Role.CRITERION),
+    (
+        re.compile(r"^(criterion|loss_fn|loss_func(tion)?|criterion_\w+|\w+_criterion)$"),
+        Role.CRITERION,
+    ),
     (re.compile(r"^(\w+_)?(data)?loader$|^dl(_\w+)?$|^\w+_dl$"), Role.LOADER),
-    (re.compile(r"^(model|net|network|module|(\w+_)?model|model_\w+|(\w+_)?net|net_\w+)$"), Role.MODEL),
+    (
+        re.compile(r"^(model|net|network|module|(\w+_)?model|model_\w+|(\w+_)?net|net_\w+)$"),
+        Role.MODEL,
+    ),
     (re.compile(r"^accelerator$"), Role.ACCELERATOR),
     (re.compile(r"^(model_)?engine$"), Role.ENGINE),
 ]
@@ -143,7 +149,9 @@ def classify_constructor(qualified: str, call: cst.Call) -> Value | None:
         return Value(Role.CRITERION, qualified, call, options)
     if qualified == "tensorflow.GradientTape":
         return Value(Role.TAPE, qualified, call, options)
-    if is_under(qualified, "tensorflow.keras.models", "tensorflow.keras.Sequential") or qualified in (
+    if is_under(
+        qualified, "tensorflow.keras.models", "tensorflow.keras.Sequential"
+    ) or qualified in (
         "tensorflow.keras.Model",
         "tensorflow.keras.Sequential",
     ):

@@ -101,9 +101,9 @@ def find_accumulation(loop: LoopInfo, events: list[Event]) -> Accumulation | Non
             operand = modulo_operand(guard.test)
             kind = WindowKind.MODULO if operand is not None else WindowKind.COUNTER
             return Accumulation(kind, guard, operand)
-    step_loops = {id(l.node) for e in steps for l in e.loops}
+    step_loops = {id(inner.node) for e in steps for inner in e.loops}
     for backward in backwards:
-        deeper = [l for l in backward.loops if id(l.node) not in step_loops]
+        deeper = [inner for inner in backward.loops if id(inner.node) not in step_loops]
         if deeper:
             return Accumulation(WindowKind.INNER_LOOP, inner_loop=deeper[0])
     return None
@@ -120,7 +120,7 @@ def train_steps(model: TrainingModel) -> list[TrainStep]:
         kinds = {e.kind for e in events}
         if EventKind.BACKWARD in kinds and EventKind.STEP in kinds:
             candidates[id(loop.node)] = TrainStep(loop, events, find_accumulation(loop, events))
-    for key, step in candidates.items():
+    for _key, step in candidates.items():
         # keep the innermost: drop a loop when one of its nested loops is itself a train step
         nested = [c for c in step.loop.children if _contains_candidate(c, candidates)]
         if not nested:

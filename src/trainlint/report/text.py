@@ -44,7 +44,9 @@ class TextReporter(Reporter):
         out = self.console.print
         if result.error:
             line = f":{result.error_line}" if result.error_line else ""
-            out(f"[bold red]error[/]: [bold]{escape(result.display)}{line}[/]: {escape(result.error)}")
+            out(
+                f"[bold red]error[/]: [bold]{escape(result.display)}{line}[/]: {escape(result.error)}"
+            )
         if not result.findings or self.quiet:
             return
         lines = _source_lines(result)
@@ -92,8 +94,10 @@ class TextReporter(Reporter):
         )
         if summary.findings:
             codes = ", ".join(f"{c}×{n}" for c, n in sorted(summary.by_code.items()))
-            out(f"[bold]Found {summary.findings} problem{'s' if summary.findings != 1 else ''}[/] "
-                f"({', '.join(parts)}; {codes}). {checked}.")
+            out(
+                f"[bold]Found {summary.findings} problem{'s' if summary.findings != 1 else ''}[/] "
+                f"({', '.join(parts)}; {codes}). {checked}."
+            )
         elif not self.quiet:
             out(f"[bold green]All checks passed![/] {checked}.")
         for path, reason in summary.skipped_files:
