@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from trainlint import sources
 from trainlint.cache import Cache, entry_key, fingerprint
@@ -101,11 +100,11 @@ class FileAnalyzer:
             except Exception as exc:  # a rule bug must not lose the rest of the run
                 result.error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
         if violations:
-            result.findings = self._locate(module, text, display, violations)
+            result.findings = self._locate(model, text, display, violations)
         return result
 
-    def _locate(self, module, text, display, violations) -> list[Finding]:
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    def _locate(self, model, text, display, violations) -> list[Finding]:
+        positions = model.positions
         suppressions = Suppressions.of(text)
         ignored = self._ignored_codes(display)
         findings = set()

@@ -12,10 +12,12 @@ Built in one visitor pass (:mod:`trainlint.model.scopes`) plus lazy, cached quer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
 import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from trainlint.model.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.roles import (
@@ -309,6 +311,17 @@ class TrainingModel:
                 if value is not None:
                     return value
         return None
+
+    @cached_property
+    def positions(self) -> Mapping[cst.CSTNode, CodeRange]:
+        """Source positions; computed on first use only (most files never need them)."""
+        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+        return wrapper.resolve(PositionProvider)
+
+    def line_of(self, node: cst.CSTNode) -> int:
+        """The 1-based line where ``node`` starts (0 when unknown)."""
+        found = self.positions.get(node)
+        return found.start.line if found is not None else 0
 
     @cached_property
     def model_classes(self) -> dict[str, ClassInfo]:
