@@ -30,9 +30,15 @@ from trainlint.model.roles import (
 )
 from trainlint.model.scopes import Binding, CallSite, ClassInfo, LoopInfo, Scope, ScopeBuilder
 from trainlint.model.syntax import dotted
+from trainlint.model.losses import LossCall, LossFamily, loss_calls
+from trainlint.model.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.training import Accumulation, TrainStep, WindowKind, train_steps
 
 __all__ = [
+    "LossCall",
+    "LossFamily",
+    "Activation",
+    "TensorKind",
     "Accumulation",
     "TrainStep",
     "WindowKind",
@@ -256,7 +262,7 @@ class TrainingModel:
         for binding in self.lookup(name, scope):
             if binding.augmented or binding.from_iteration or binding.value is None:
                 continue
-            value = self._value_of_binding(binding, scope)
+            value = self._value_of_binding(binding, binding.scope or scope)
             if value is not None:
                 return value
         if name in scope.annotations:
@@ -311,6 +317,21 @@ class TrainingModel:
                 if value is not None:
                     return value
         return None
+
+    @cached_property
+    def tensors(self) -> TensorAnalysis:
+        """What tensors hold: logits, probabilities, ... (see :mod:`.tensors`)."""
+        return TensorAnalysis(self)
+
+    def tensor_kind(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> TensorKind:
+        return self.tensors.kind_of(expr, scope, before)
+
+    @cached_property
+    def loss_calls(self) -> list[LossCall]:
+        """Every loss call, its family and prediction argument (see :mod:`.losses`)."""
+        return loss_calls(self)
 
     @cached_property
     def positions(self) -> Mapping[cst.CSTNode, CodeRange]:

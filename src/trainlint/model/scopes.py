@@ -24,6 +24,8 @@ class Binding:
     augmented: str | None = None
     #: ``for x in value`` binds x to an element of value.
     from_iteration: bool = False
+    #: The function (or module) the binding is written in.
+    scope: Scope | None = None
 
 
 @dataclass(eq=False)
@@ -49,6 +51,7 @@ class Scope:
     decorators: list[cst.BaseExpression] = field(default_factory=list)
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
     returns: list[cst.BaseExpression] = field(default_factory=list)
+    return_orders: list[int] = field(default_factory=list)  # visiting order of each return
     functions: dict[str, Scope] = field(default_factory=dict)  # nested defs by name
 
     @property
@@ -135,6 +138,7 @@ class ScopeBuilder(cst.CSTVisitor):
 
     def _bind(self, binding: Binding) -> None:
         scope = self.scope
+        binding.scope = scope
         scope.bindings.setdefault(binding.target, []).append(binding)
         if binding.target.startswith("self.") and scope.cls is not None:
             attribute = binding.target[len("self.") :]
@@ -233,6 +237,7 @@ class ScopeBuilder(cst.CSTVisitor):
         self._remember(node)
         if node.value is not None:
             self.scope.returns.append(node.value)
+            self.scope.return_orders.append(self._order)
 
     def visit_Expr(self, node: cst.Expr) -> None:
         self._remember(node)

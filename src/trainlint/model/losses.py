@@ -1,0 +1,203 @@
+"""Loss calls and what each expects as its prediction input.
+
+``loss_calls(model)`` finds every call of a loss (criterion objects, functional forms, keras
+losses) and says which family it is and which argument is the prediction. ``hand_written_bce``
+finds ``y*log(p) + (1-y)*log(1-p)`` written out by hand, in any arrangement.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.roles import Role
+from trainlint.model.syntax import descendants, keyword, literal, positional
+from trainlint.model.tensors import log_argument
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.scopes import CallSite, Scope
+
+
+class LossFamily(enum.Enum):
+    BINARY_CROSS_ENTROPY = "binary cross-entropy on probabilities"
+    BCE_WITH_LOGITS = "binary cross-entropy on logits"
+    CROSS_ENTROPY = "cross-entropy on logits"
+    NLL = "negative log-likelihood on log-probabilities"
+    CATEGORICAL_ON_PROBABILITIES = "categorical cross-entropy on probabilities"
+
+
+@dataclass(frozen=True)
+class LossCall:
+    site: CallSite
+    family: LossFamily
+    prediction: cst.BaseExpression | None
+    label: str  # how the code names the loss, for messages: "nn.BCELoss", "F.nll_loss", ...
+    #: torch: (input, target); keras: (y_true, y_pred).
+    keras: bool = False
+
+
+_TORCH_CRITERIA = {
+    "BCELoss": LossFamily.BINARY_CROSS_ENTROPY,
+    "BCEWithLogitsLoss": LossFamily.BCE_WITH_LOGITS,
+    "CrossEntropyLoss": LossFamily.CROSS_ENTROPY,
+    "NLLLoss": LossFamily.NLL,
+}
+_TORCH_FUNCTIONS = {
+    "torch.nn.functional.binary_cross_entropy": LossFamily.BINARY_CROSS_ENTROPY,
+    "torch.nn.functional.binary_cross_entropy_with_logits": LossFamily.BCE_WITH_LOGITS,
+    "torch.nn.functional.cross_entropy": LossFamily.CROSS_ENTROPY,
+    "torch.nn.functional.nll_loss": LossFamily.NLL,
+}
+_KERAS_BINARY = {"binary_crossentropy", "BinaryCrossentropy", "BinaryFocalCrossentropy"}
+_KERAS_CATEGORICAL = {
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "sparse_categorical_crossentropy",
+    "SparseCategoricalCrossentropy",
+}
+
+
+def _keras_family(name: str, from_logits: object) -> LossFamily | None:
+    if name in _KERAS_BINARY:
+        return LossFamily.BCE_WITH_LOGITS if from_logits is True else (
+            LossFamily.BINARY_CROSS_ENTROPY if from_logits is False else None
+        )
+    if name in _KERAS_CATEGORICAL:
+        return LossFamily.CROSS_ENTROPY if from_logits is True else (
+            LossFamily.CATEGORICAL_ON_PROBABILITIES if from_logits is False else None
+        )
+    return None
+
+
+def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
+    call = site.node
+    qualified = site.qualified or ""
+    last = qualified.rsplit(".", 1)[-1]
+    if qualified in _TORCH_FUNCTIONS:
+        prediction = keyword(call, "input") or positional(call, 0)
+        return LossCall(site, _TORCH_FUNCTIONS[qualified], prediction, f"F.{last}")
+    if qualified.startswith("tensorflow.keras") and last in _KERAS_BINARY | _KERAS_CATEGORICAL:
+        if last[:1].islower():  # functional form: (y_true, y_pred, from_logits=False)
+            from_logits = literal(keyword(call, "from_logits"), "?") if call.args else "?"
+            if keyword(call, "from_logits") is None:
+                from_logits = False
+            family = _keras_family(last, from_logits)
+            prediction = keyword(call, "y_pred") or keyword(call, "output") or positional(call, 1)
+            if family is not None:
+                return LossCall(site, family, prediction, last, keras=True)
+        return None
+    constructor, options = _criterion_of(model, call, site.scope)
+    if constructor is None:
+        return None
+    kind = model.imports.qualify(constructor.func) or ""
+    kind_last = kind.rsplit(".", 1)[-1]
+    if kind.startswith("torch.nn") and kind_last in _TORCH_CRITERIA:
+        prediction = keyword(call, "input") or positional(call, 0)
+        return LossCall(site, _TORCH_CRITERIA[kind_last], prediction, f"nn.{kind_last}")
+    if kind.startswith("tensorflow.keras") and kind_last in _KERAS_BINARY | _KERAS_CATEGORICAL:
+        from_logits = literal(options.get("from_logits"), "?") if options.get("from_logits") else False
+        family = _keras_family(kind_last, from_logits)
+        prediction = keyword(call, "y_pred") or positional(call, 1)
+        if family is not None:
+            return LossCall(site, family, prediction, kind_last, keras=True)
+    return None
+
+
+def _criterion_of(
+    model: TrainingModel, call: cst.Call, scope: Scope
+) -> tuple[cst.Call | None, dict[str, cst.BaseExpression]]:
+    """The constructor of the criterion object ``call`` calls (inline or through a binding)."""
+    if isinstance(call.func, cst.Call):
+        inner = call.func
+        return inner, {a.keyword.value: a.value for a in inner.args if a.keyword}
+    value = model.value_of(call.func, scope)
+    if value is not None and value.role is Role.CRITERION and value.call is not None:
+        return value.call, value.options
+    return None, {}
+
+
+def loss_calls(model: TrainingModel) -> list[LossCall]:
+    """Every loss call in the file (read it through ``TrainingModel.loss_calls``, cached)."""
+    found = []
+    for site in model.calls:
+        classified = classify_loss_call(model, site)
+        if classified is not None:
+            found.append(classified)
+    return found
+
+
+# ---------------------------------------------------------------------- hand-written BCE
+@dataclass(frozen=True)
+class HandWrittenBCE:
+    anchor: cst.CSTNode  # the smallest expression holding both logs
+    prediction: cst.BaseExpression
+    scope: Scope
+    order: int
+
+
+def _is_small_constant(node: cst.BaseExpression) -> bool:
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return True
+    text = (node.value if isinstance(node, cst.Name) else "").lower()
+    return "eps" in text or "epsilon" in text
+
+
+def _core(node: cst.BaseExpression) -> cst.BaseExpression:
+    """``p`` for ``p``, ``p + eps``, ``eps + p``."""
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
+        if _is_small_constant(node.right):
+            return _core(node.left)
+        if _is_small_constant(node.left):
+            return _core(node.right)
+    return node
+
+
+def _complement(node: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``p`` for ``1 - p`` (also ``1.0 - p + eps``)."""
+    node = _core(node)
+    if (
+        isinstance(node, cst.BinaryOperation)
+        and isinstance(node.operator, cst.Subtract)
+        and literal(node.left, None) in (1, 1.0)
+    ):
+        return _core(node.right)
+    return None
+
+
+def hand_written_bce(model: TrainingModel) -> list[HandWrittenBCE]:
+    logs_by_scope: dict[int, list[tuple[CallSite, cst.BaseExpression]]] = {}
+    for site in model.calls:
+        argument = log_argument(model, site.node)
+        if argument is not None:
+            logs_by_scope.setdefault(id(site.scope), []).append((site, argument))
+    code = model.module.code_for_node
+    found = []
+    for logs in logs_by_scope.values():
+        if len(logs) < 2:
+            continue
+        for site, argument in logs:
+            core = _core(argument)
+            core_text = code(core)
+            for other, other_argument in logs:
+                complement = _complement(other_argument)
+                if other is site or complement is None or code(complement) != core_text:
+                    continue
+                anchor = _smallest_enclosing(site.scope.node, site.node, other.node) or site.node
+                found.append(HandWrittenBCE(anchor, core, site.scope, site.order))
+    return found
+
+
+def _smallest_enclosing(
+    root: cst.CSTNode, first: cst.CSTNode, second: cst.CSTNode
+) -> cst.CSTNode | None:
+    best = None
+    for node in descendants(root):
+        if isinstance(node, (cst.BinaryOperation, cst.UnaryOperation)):
+            inner = {id(n) for n in descendants(node)}
+            if id(first) in inner and id(second) in inner:
+                best = node  # descendants are visited outer first: keep the last (innermost)
+    return best
