@@ -68,7 +68,7 @@ class TrainingModel:
         self.path = Path(path)
         self.text = text or module.code
         builder = ScopeBuilder(module)
-        module.visit(builder)
+        builder.walk(module)
         self.imports = builder.imports
         self.module_scope = builder.module_scope
         self.scopes = builder.scopes

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.roles import Role, is_closure_step
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax import child_nodes, dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -139,14 +139,17 @@ class IterationBuilder:
         via: tuple[cst.Call, ...],
         stack: tuple[Scope, ...],
     ) -> Iterator[Event]:
-        args = (scope, conditions, loops, contexts, via, stack)
         for statement in statements:
+            args = (scope, conditions, loops, contexts, via, stack)
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
                     yield from self._small(small, *args)
             elif isinstance(statement, cst.If):
                 yield from self._expression(statement.test, *args)
                 yield from self._if(statement, *args)
+                if ends_in_jump(statement.body):
+                    # ``if c: continue`` (or return/break/raise): the rest runs only when not c
+                    conditions = conditions + (Condition(statement.test, negated=True),)
             elif isinstance(statement, (cst.For, cst.While)):
                 header = statement.iter if isinstance(statement, cst.For) else statement.test
                 yield from self._expression(header, *args)
@@ -373,6 +376,16 @@ class IterationBuilder:
         return None
 
 
+def ends_in_jump(suite: cst.BaseSuite) -> bool:
+    """Whether a block always leaves by ``continue``/``break``/``return``/``raise``."""
+    body = suite.body if isinstance(suite, cst.IndentedBlock) else [suite]
+    if not body:
+        return False
+    last = body[-1]
+    smalls = last.body if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else []
+    return bool(smalls) and isinstance(smalls[-1], (cst.Continue, cst.Break, cst.Return, cst.Raise))
+
+
 def argument_or_none(call: cst.Call) -> cst.BaseExpression | None:
     found = positional(call, 0)
     return found if found is not None else keyword(call, "mode")
@@ -391,7 +404,7 @@ def _calls_post_order(node: cst.CSTNode) -> list[cst.Call]:
     def visit(current: cst.CSTNode) -> None:
         if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
             return
-        for child in current.children:
+        for child in child_nodes(current):
             visit(child)
         if isinstance(current, cst.Call):
             found.append(current)

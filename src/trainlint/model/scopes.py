@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
 
 from trainlint.model.names import ImportTable
-from trainlint.model.syntax import dotted
+from trainlint.model.syntax import child_nodes, dotted
 
 
 @dataclass(eq=False)
@@ -96,6 +97,13 @@ class CallSite:
     order: int
 
 
+def _handler(node_type: type, prefix: str) -> Callable[..., object] | None:
+    key = (node_type, prefix)
+    if key not in _HANDLERS:
+        _HANDLERS[key] = getattr(ScopeBuilder, prefix + node_type.__name__, None)
+    return _HANDLERS[key]
+
+
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
     """Names bound by an assignment target, with their tuple index when unpacked."""
     if isinstance(target, (cst.Tuple, cst.List)):
@@ -109,11 +117,17 @@ def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
     return [(name, None)] if name else []
 
 
-class ScopeBuilder(cst.CSTVisitor):
-    """Collects the facts every rule shares, in a single walk with no metadata providers."""
+_HANDLERS: dict[tuple[type, str], Callable[..., object] | None] = {}
+
+
+class ScopeBuilder:
+    """Collects the facts every rule shares, in a single walk with no metadata providers.
+
+    The walk reads node fields directly (see ``syntax.child_nodes``) and dispatches to
+    ``visit_<Type>`` / ``leave_<Type>`` methods; a ``visit_`` returning False skips the subtree.
+    """
 
     def __init__(self, module: cst.Module) -> None:
-        super().__init__()
         self.imports = ImportTable()
         self.module_scope = Scope(node=module, name="<module>", parent=None)
         self.scopes: list[Scope] = [self.module_scope]
@@ -132,9 +146,17 @@ class ScopeBuilder(cst.CSTVisitor):
     def scope(self) -> Scope:
         return self._scope_stack[-1]
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
+    def walk(self, node: cst.CSTNode) -> None:
         self._order += 1
-        return super().on_visit(node)
+        node_type = type(node)
+        visit = _handler(node_type, "visit_")
+        if visit is not None and visit(self, node) is False:
+            return
+        for child in child_nodes(node):
+            self.walk(child)
+        leave = _handler(node_type, "leave_")
+        if leave is not None:
+            leave(self, node)
 
     def _bind(self, binding: Binding) -> None:
         scope = self.scope
