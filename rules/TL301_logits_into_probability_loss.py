@@ -75,7 +75,7 @@ class LogitsIntoProbabilityLoss(Rule):
         for loss in model.loss_calls:
             if loss.family not in (LossFamily.BINARY_CROSS_ENTROPY, LossFamily.NLL):
                 continue
-            kind = model.tensor_kind(loss.prediction, loss.site.scope, loss.site.order)
+            kind = model.tensor_kind(loss.prediction, loss.site.scope, loss.site.statement_order)
             if not kind.is_real_valued:
                 continue
             prediction = code(loss.prediction) if loss.prediction is not None else "input"

@@ -187,7 +187,7 @@ def hand_written_bce(model: TrainingModel) -> list[HandWrittenBCE]:
                 if other is site or complement is None or code(complement) != core_text:
                     continue
                 anchor = _smallest_enclosing(site.scope.node, site.node, other.node) or site.node
-                found.append(HandWrittenBCE(anchor, core, site.scope, site.order))
+                found.append(HandWrittenBCE(anchor, core, site.scope, site.statement_order))
     return found
 
 

@@ -95,6 +95,8 @@ class CallSite:
     dotted: str | None
     qualified: str | None
     order: int
+    #: Order of the statement holding the call: bindings made by that statement come later.
+    statement_order: int = 0
 
 
 def _handler(node_type: type, prefix: str) -> Callable[..., object] | None:
@@ -140,6 +142,7 @@ class ScopeBuilder:
         self._containers: list[ClassInfo | Scope] = []
         self._loop_stack: list[LoopInfo | None] = [None]
         self._order = 0
+        self._statement_order = 0
 
     # ----------------------------------------------------------------- bookkeeping
     @property
@@ -235,6 +238,16 @@ class ScopeBuilder:
     # ----------------------------------------------------------------- statements
     def _remember(self, node: cst.CSTNode) -> None:
         self.order_of[id(node)] = self._order
+        self._statement_order = self._order
+
+    def visit_Raise(self, node: cst.Raise) -> None:
+        self._remember(node)
+
+    def visit_Assert(self, node: cst.Assert) -> None:
+        self._remember(node)
+
+    def visit_Del(self, node: cst.Del) -> None:
+        self._remember(node)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         self._remember(node)
@@ -304,4 +317,6 @@ class ScopeBuilder:
     def visit_Call(self, node: cst.Call) -> None:
         name = dotted(node.func)
         qualified = self.imports.qualify_dotted(name) if name else None
-        self.calls.append(CallSite(node, self.scope, name, qualified, self._order))
+        self.calls.append(
+            CallSite(node, self.scope, name, qualified, self._order, self._statement_order)
+        )
