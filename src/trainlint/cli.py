@@ -2,53 +2,94 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from trainlint import __version__
-from trainlint.config import FORMATS, Config, ConfigError, check_codes, find_config, load_config
-from trainlint.config import select_codes as resolve_selection
-from trainlint.discovery import DEFAULT_EXCLUDES, discover
-from trainlint.engine import RunOptions, run
+from trainlint import __version__, sources
+from trainlint.config import (
+    FORMATS,
+    Config,
+    ConfigError,
+    RuleSelection,
+    check_codes,
+    find_config,
+    load_config,
+    resolve_selection,
+)
+from trainlint.discovery import DEFAULT_EXCLUDES, Discovery, discover
+from trainlint.engine import FileResult, RunOptions, run
 from trainlint.report import Summary, get_reporter
 from trainlint.rule import RegistryError, Rule, Severity, load_registry
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
 _SEVERITIES = click.Choice(["info", "warning", "error"], case_sensitive=False)
+_TRACEBACK_VARIABLE = "TRAINLINT_TRACEBACK"
+
+
+class _Failure(click.ClickException):
+    """trainlint could not do its job: one line on stderr, exit 2."""
+
+    exit_code = EXIT_FAILURE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"trainlint: error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Turns any unexpected exception into one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:  # `trainlint check | head`: the reader left, stop quietly
+            _silence_stdout()
+            sys.exit(EXIT_FAILURE)
+        except Exception as exc:
+            if os.environ.get(_TRACEBACK_VARIABLE):
+                raise
+            raise _Failure(
+                f"internal error: {type(exc).__name__}: {exc} "
+                f"(please report it; {_TRACEBACK_VARIABLE}=1 shows the traceback)"
+            ) from None
+
+
+def _silence_stdout() -> None:
+    with suppress(OSError, ValueError, AttributeError):  # not a real descriptor under test
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _registry() -> dict[str, type[Rule]]:
     try:
         return load_registry()
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from None
+    except RegistryError as exc:  # a broken rule pack: trainlint cannot do its job (exit 2)
+        raise _Failure(str(exc)) from None
 
 
-def _codes_option(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [c for c in value.replace(" ", ",").split(",") if c]
-
-
-class _Failure(click.ClickException):
-    exit_code = EXIT_FAILURE
-
-    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
-        click.echo(f"trainlint: error: {self.format_message()}", err=True)
+def _codes(values: tuple[str, ...], known: list[str], option: str) -> list[str]:
+    """``--select TL1,TL2 --select TL3`` -> checked codes/prefixes."""
+    codes = [c for value in values for c in value.replace(" ", ",").split(",") if c]
+    return check_codes(codes, known, option)
 
 
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    invoke_without_command=False,
 )
-@click.version_option(__version__, "-V", "--version", prog_name="trainlint")
+@click.version_option(
+    __version__, "-V", "--version", prog_name="trainlint", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """trainlint: finds silent bugs in PyTorch and TensorFlow/Keras training loops.
 
@@ -62,17 +103,26 @@ def main() -> None:
     """
 
 
+_CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--select", help="Rule codes or prefixes to enable (e.g. TL101,TL2 or ALL).")
-@click.option("--ignore", help="Rule codes or prefixes to disable.")
-@click.option("--extend-select", help="Codes or prefixes to enable on top of the selection.")
+@click.option(
+    "--select", multiple=True, help=f"Rules to run instead of the default (all). {_CODES_HELP}"
+)
+@click.option("--ignore", multiple=True, help=f"Rules to leave out. {_CODES_HELP}")
+@click.option(
+    "--extend-select", multiple=True, help=f"Rules to add to the selection. {_CODES_HELP}"
+)
 @click.option(
     "--fail-on",
     type=_SEVERITIES,
-    help="Exit 1 when a finding at or above this severity is found. [default: warning]",
+    help="Exit 1 when a finding at or above this severity is reported.  [default: warning]",
 )
-@click.option("--format", "output_format", type=click.Choice(FORMATS), help="Output format.")
+@click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), help="Report format.  [default: text]"
+)
 @click.option(
     "-o",
     "--output",
@@ -83,211 +133,218 @@ def main() -> None:
 @click.option(
     "--cache-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Cache directory. [default: .trainlint_cache]",
+    help="Where the results cache lives.  [default: .trainlint_cache next to the config]",
 )
 @click.option(
-    "-j", "--jobs", type=click.IntRange(min=0), default=0, help="Processes to use (0: one per CPU)."
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes; 0 means one per CPU.  [default: 0]",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary or progress.")
+@click.option("-q", "--quiet", is_flag=True, help="Report findings and errors only: no summary.")
 @click.option(
-    "--show-fixes/--no-show-fixes", default=True, help="Show the suggested fix under each finding."
+    "--show-fixes/--no-show-fixes",
+    default=True,
+    help="Show the suggested fix under each finding.  [default: show]",
 )
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Use this config file instead of searching for one.",
+    type=click.Path(path_type=Path),
+    help="Use this pyproject.toml or trainlint.toml instead of searching upwards from PATHS.",
 )
 @click.option(
-    "--exit-zero", is_flag=True, help="Exit 0 even when findings are found (2 still means failure)."
+    "--exit-zero",
+    is_flag=True,
+    help="Exit 0 even when findings are reported (errors still exit 2).",
 )
-@click.option("--statistics", is_flag=True, help="Print the number of findings per rule.")
+@click.option("--statistics", is_flag=True, help="Also print how many findings each rule produced.")
 @click.option(
-    "--include-notebooks", is_flag=True, default=None, help="Also analyze .ipynb notebooks."
+    "--include-notebooks",
+    is_flag=True,
+    default=None,
+    help="Also analyze Jupyter notebooks (.ipynb) found in directories.",
 )
 @click.option(
     "--color/--no-color",
     default=None,
-    help="Force or disable colour (default: on a terminal, unless NO_COLOR is set).",
+    help="Force colour on or off.  [default: on a terminal, unless NO_COLOR is set]",
 )
-def check(
-    paths: tuple[Path, ...],
-    select: str | None,
-    ignore: str | None,
-    extend_select: str | None,
-    fail_on: str | None,
-    output_format: str | None,
-    output: Path | None,
-    no_cache: bool,
-    cache_dir: Path | None,
-    jobs: int,
-    quiet: bool,
-    show_fixes: bool,
-    config_path: Path | None,
-    exit_zero: bool,
-    statistics: bool,
-    include_notebooks: bool | None,
-    color: bool | None,
-) -> None:
-    """Analyze PATHS (files or directories; default: the current directory).
+def check(paths: tuple[Path, ...], **opts: Any) -> None:
+    """Analyze PATHS: files and directories (default: the current directory).
 
-    Exit status: 0 when nothing at or above --fail-on was found, 1 when something was,
-    2 when trainlint could not do its job (bad usage or configuration, or a file that could
-    not be analyzed; every other file is still analyzed and reported).
+    Directories are searched for .py files (and .ipynb with --include-notebooks), honouring
+    .gitignore and skipping virtualenvs, build/, dist/, caches and configured excludes; a file
+    named explicitly is always analyzed. Options override the [tool.trainlint] configuration.
+
+    \b
+    Exit status:
+      0  nothing at or above --fail-on was found
+      1  something at or above --fail-on was found
+      2  trainlint could not do its job: bad option or configuration, unknown rule code,
+         or a file that could not be analyzed (every other file is still reported)
     """
     registry = _registry()
     paths = paths or (Path("."),)
+    known = list(registry)
     try:
-        config = _load_config(config_path, paths, registry)
-        known = list(registry)
-        cli_select = check_codes(_codes_option(select) or [], known, "--select") if select else None
-        cli_ignore = check_codes(_codes_option(ignore) or [], known, "--ignore")
-        cli_extend = check_codes(_codes_option(extend_select) or [], known, "--extend-select")
+        config = _load_config(opts["config_path"], paths, known)
+        selection = RuleSelection(
+            _codes(opts["select"], known, "--select") if opts["select"] else None,
+            _codes(opts["ignore"], known, "--ignore"),
+            _codes(opts["extend_select"], known, "--extend-select"),
+        )
     except ConfigError as exc:
         raise _Failure(str(exc)) from None
-    codes = resolve_selection(
-        known,
-        cli_select if cli_select is not None else config.select,
-        [*config.ignore, *cli_ignore],
-        [*config.extend_select, *cli_extend],
-    )
-    threshold = Severity.parse(fail_on) if fail_on else config.fail_on
-    root = Path.cwd()
-    cache_location = None
-    if not no_cache:
-        cache_location = cache_dir or config.cache_dir or (config.root / ".trainlint_cache")
+    codes = resolve_selection(known, config.selection, selection)
+    cwd = Path.cwd()
+    cache_dir = None
+    if not opts["no_cache"]:
+        cache_dir = opts["cache_dir"] or config.cache_dir or config.root / ".trainlint_cache"
     options = RunOptions(
         codes=tuple(codes),
-        severity_overrides=tuple(sorted(config.severity.items())),
+        severity_overrides=tuple(sorted(config.severity_overrides(codes).items())),
         per_file_ignores=tuple(
-            (_relative_glob(glob, config.root, root), frozenset(c))
-            for glob, c in config.per_file_ignores.items()
+            (relative_glob(glob, config.root, cwd), frozenset(ignored))
+            for glob, ignored in config.per_file_ignores.items()
         ),
         max_file_size=config.max_file_size,
-        cache_dir=cache_location,
-        jobs=jobs,
-        root=root,
+        cache_dir=cache_dir,
+        jobs=opts["jobs"],
+        root=cwd,
     )
+    notebooks = opts["include_notebooks"]
     found = discover(
         paths,
         root=config.root,
-        exclude=config.exclude if config.exclude is not None else DEFAULT_EXCLUDES,
+        exclude=DEFAULT_EXCLUDES if config.exclude is None else config.exclude,
         extend_exclude=config.extend_exclude,
-        include_notebooks=include_notebooks
-        if include_notebooks is not None
-        else config.include_notebooks,
+        include_notebooks=config.include_notebooks if notebooks is None else notebooks,
         respect_gitignore=config.respect_gitignore,
     )
-    fmt = output_format or config.format
-    summary = Summary()
-    failed = _report(
-        fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color
-    )
-    failed = failed or bool(summary.errors) or bool(found.errors)
-    if failed:
+    if not found.files and not found.errors and not opts["quiet"]:
+        click.echo("trainlint: warning: no Python files found under the given paths", err=True)
+    summary = _report(opts["output_format"] or config.format, registry, found, options, opts)
+    if summary.errors or found.errors:
         sys.exit(EXIT_FAILURE)
-    over = sum(n for severity, n in summary.by_severity.items() if severity >= threshold)
-    sys.exit(EXIT_FINDINGS if over and not exit_zero else EXIT_OK)
+    fail_on = Severity.parse(opts["fail_on"]) if opts["fail_on"] else config.fail_on
+    over = sum(n for severity, n in summary.by_severity.items() if severity >= fail_on)
+    sys.exit(EXIT_FINDINGS if over and not opts["exit_zero"] else EXIT_OK)
 
 
-def _relative_glob(glob: str, config_root: Path, cwd: Path) -> str:
-    """per-file-ignores globs are relative to the config file; findings to the cwd."""
-    if glob.startswith(("*", "/")) or config_root == cwd:
+def relative_glob(glob: str, config_root: Path, cwd: Path) -> str:
+    """Re-anchor a per-file-ignores glob from the config's directory to the cwd.
+
+    The engine matches globs against paths as displayed (relative to the cwd). A glob without
+    a slash names files anywhere, and one starting with ``*`` is unanchored: both stay as they
+    are; ``tests/*.py`` written next to the config becomes ``sub/tests/*.py`` or ``../tests/*.py``.
+    """
+    if "/" not in glob or glob.startswith("*"):
         return glob
     try:
-        prefix = config_root.relative_to(cwd).as_posix()
-    except ValueError:
+        return Path(os.path.relpath(config_root / glob, cwd)).as_posix()
+    except ValueError:  # another drive (Windows)
         return glob
-    return f"{prefix}/{glob}"
 
 
-def _load_config(config_path: Path | None, paths, registry) -> Config:
+def _load_config(config_path: Path | None, paths: tuple[Path, ...], known: list[str]) -> Config:
     if config_path is not None:
-        if not config_path.is_file():
-            raise ConfigError(f"{config_path}: config file not found")
-        return load_config(config_path, registry)
+        return load_config(config_path, known)
     found = find_config(paths[0])
-    return load_config(found, registry) if found else Config()
+    return load_config(found, known) if found else Config()
 
 
 def _report(
-    fmt, output, registry, found, options, summary, show_fixes, quiet, statistics, color
-) -> bool:
-    try:
-        stream = open(output, "w", encoding="utf-8") if output else nullcontext(sys.stdout)
-    except OSError as exc:
-        raise _Failure(f"{output}: cannot write report: {exc.strerror}") from None
-    with stream as out:
+    fmt: str, registry: dict[str, type[Rule]], found: Discovery, options: RunOptions, opts: Any
+) -> Summary:
+    """Run the engine over the discovered files, feeding the reporter as results come in."""
+    summary = Summary()
+    output: Path | None = opts["output"]
+    with ExitStack() as stack:
+        try:
+            stream = (
+                stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+            )
+        except OSError as exc:
+            raise _Failure(f"{output}: cannot write the report: {exc.strerror or exc}") from None
         reporter = get_reporter(fmt)(
-            out,
+            stream,
             registry,
-            show_fixes=show_fixes,
-            quiet=quiet,
-            statistics=statistics,
-            color=color if output is None else False,
+            show_fixes=opts["show_fixes"],
+            quiet=opts["quiet"],
+            statistics=opts["statistics"],
+            color=opts["color"] if output is None else False,
         )
         for path, reason in found.errors:
             reporter.on_discovery_error(str(path), reason)
-        progress = _progress(len(found.files), quiet or not sys.stderr.isatty())
-        with progress:
-            task = progress.add_task("checking", total=len(found.files)) if progress else None
+        with _progress(len(found.files), opts["quiet"] or not sys.stderr.isatty()) as advance:
             for result in run(found.files, options):
+                _name_cells(result, findings_too=fmt != "text")
                 summary.add(result)
                 reporter.on_file(result)
-                if task is not None:
-                    progress.advance(task)
+                advance()
         reporter.finish(summary)
-    return False
+    return summary
 
 
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
+def _name_cells(result: FileResult, findings_too: bool) -> None:
+    """Notebooks: messages say which cell. The text reporter shows cell positions itself."""
+    if result.path.suffix != ".ipynb" or not (
+        result.error_line or findings_too and result.findings
+    ):
+        return
+    try:
+        source = sources.load(result.path, max_bytes=0)
+    except (sources.SourceError, sources.SkippedFile):
+        return
+    source.name_cells(result, findings=findings_too)
 
-    def __exit__(self, *exc: object) -> None:
-        return None
 
-    def __bool__(self) -> bool:
-        return False
-
-
-def _progress(total: int, disabled: bool):  # type: ignore[no-untyped-def]
+@contextmanager
+def _progress(total: int, disabled: bool) -> Iterator[Callable[[], object]]:
+    """A progress bar on stderr for long runs on a terminal; yields an ``advance()``."""
     if disabled or total < 200:
-        return _NoProgress()
+        yield lambda: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+    with Progress(
+        *columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    ) as progress:
+        task = progress.add_task("checking", total=total)
+        yield lambda: progress.advance(task)
 
 
 @main.command("rules")
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text"
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text: a table; json: for tools; markdown: the table README embeds.",
 )
 def list_rules(output_format: str) -> None:
     """List every rule: code, name, severity, frameworks and what it finds."""
     registry = _registry()
     if output_format == "json":
-        import json
-
         click.echo(json.dumps([_rule_row(r) for r in registry.values()], indent=2))
         return
     if output_format == "markdown":
         click.echo(rules_markdown(registry))
         return
-    table = Table(box=None, header_style="bold")
+    table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("code", "name", "severity", "frameworks", "finds"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "finds")
     for rule in registry.values():
         row = _rule_row(rule)
         table.add_row(row["code"], row["name"], row["severity"], row["frameworks"], row["summary"])
-    Console(no_color="NO_COLOR" in os.environ, soft_wrap=False).print(table)
+    terminal = sys.stdout.isatty()
+    # Piped or redirected: one rule per line (greppable), however long.
+    console = Console(no_color="NO_COLOR" in os.environ, width=None if terminal else 10_000)
+    console.print(table)
 
 
 def _rule_row(rule: type[Rule]) -> dict[str, str]:
@@ -301,34 +358,40 @@ def _rule_row(rule: type[Rule]) -> dict[str, str]:
 
 
 def rules_markdown(registry: dict[str, type[Rule]]) -> str:
+    """The rule table in Markdown (README embeds it; a test keeps the two in sync)."""
+    columns = ("code", "name", "severity", "frameworks", "summary")
     lines = [
         "| Code | Name | Severity | Frameworks | What it finds |",
         "| --- | --- | --- | --- | --- |",
     ]
     for rule in registry.values():
         row = _rule_row(rule)
-        lines.append(
-            f"| {row['code']} | {row['name']} | {row['severity']} | {row['frameworks']} | {row['summary']} |"
-        )
+        lines.append("| " + " | ".join(row[c] for c in columns) + " |")
     return "\n".join(lines)
 
 
 @main.command()
 @click.argument("code")
 def explain(code: str) -> None:
-    """Show a rule's documentation: what it finds, why it is a bug, and the fix."""
+    """Show a rule's documentation: what it finds, why it is a bug, an example and the fix.
+
+    CODE is a rule code (TL101) or name (missing-call-parens).
+    """
     registry = _registry()
-    wanted = code.strip().upper()
-    rule = registry.get(wanted) or next(
-        (r for r in registry.values() if r.name == code.strip().lower()), None
+    wanted = code.strip()
+    rule = registry.get(wanted.upper()) or next(
+        (r for r in registry.values() if r.name == wanted.lower()), None
     )
     if rule is None:
-        raise _Failure(f"unknown rule {code!r}; `trainlint rules` lists them")
-    header = (
-        f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*\n\n"
-    )
-    console = Console(no_color="NO_COLOR" in os.environ)
+        try:
+            check_codes([wanted], list(registry), "explain")
+            message = f"{code!r} is a prefix, not a rule; `trainlint rules` lists them"
+        except ConfigError as exc:
+            message = f"{exc}; `trainlint rules` lists every rule"
+        raise _Failure(message)
+    header = f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*"
+    text = f"{header}\n\n{rule.documentation()}"
     if sys.stdout.isatty():
-        console.print(Markdown(header + rule.documentation()))
+        Console(no_color="NO_COLOR" in os.environ).print(Markdown(text))
     else:
-        click.echo(header + rule.documentation())
+        click.echo(text)

@@ -1,7 +1,12 @@
-"""Find, load and validate ``[tool.trainlint]`` (pyproject.toml) or ``trainlint.toml``."""
+"""Find, load and validate ``[tool.trainlint]`` (pyproject.toml) or ``trainlint.toml``.
+
+Every error is a :class:`ConfigError` whose one-line message names the file and the key, so
+the CLI can print it as is and exit 2.
+"""
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,11 +21,36 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FORMATS = ("text", "json", "sarif", "github", "junit")
+#: Searched in this order in each directory, from the first path upwards.
 CONFIG_FILES = ("trainlint.toml", ".trainlint.toml", "pyproject.toml")
+KEYS = (
+    "select",
+    "ignore",
+    "extend-select",
+    "per-file-ignores",
+    "exclude",
+    "extend-exclude",
+    "fail-on",
+    "format",
+    "cache-dir",
+    "severity",
+    "max-file-size",
+    "include-notebooks",
+    "respect-gitignore",
+)
 
 
 class ConfigError(Exception):
-    """Bad configuration; the message names the file and the key."""
+    """Bad configuration or selection; the message names the file (or option) and the key."""
+
+
+@dataclass(frozen=True)
+class RuleSelection:
+    """One layer of rule selection (the config file, then the command line), as in ruff."""
+
+    select: list[str] | None = None
+    ignore: list[str] = field(default_factory=list)
+    extend_select: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -35,6 +65,7 @@ class Config:
     fail_on: Severity = Severity.WARNING
     format: str = "text"
     cache_dir: Path | None = None
+    #: Code or prefix -> severity; :meth:`severity_overrides` resolves prefixes.
     severity: dict[str, Severity] = field(default_factory=dict)
     max_file_size: int = 1_000_000
     include_notebooks: bool = False
@@ -42,36 +73,74 @@ class Config:
 
     @property
     def root(self) -> Path:
+        """Globs (excludes, per-file-ignores) are relative to the config file's directory."""
         return self.path.parent if self.path else Path.cwd()
 
+    @property
+    def selection(self) -> RuleSelection:
+        return RuleSelection(self.select, self.ignore, self.extend_select)
 
-def _has_trainlint_table(path: Path) -> bool:
+    def severity_overrides(self, known: Iterable[str]) -> dict[str, Severity]:
+        """Per code; of several matching prefixes the most specific one wins."""
+        overrides: dict[str, Severity] = {}
+        for code in known:
+            matching = [p for p in self.severity if p == "ALL" or code.startswith(p)]
+            if matching:
+                best = max(matching, key=lambda p: 0 if p == "ALL" else len(p))
+                overrides[code] = self.severity[best]
+        return overrides
+
+
+# ---------------------------------------------------------------------- finding the file
+def _declares_trainlint(path: Path) -> bool:
+    """A pyproject.toml counts only if it has ``[tool.trainlint]`` (as ruff does for its table).
+
+    A pyproject.toml that is not valid TOML counts when it visibly mentions the table, so that
+    a typo in the user's configuration is reported instead of silently ignored.
+    """
     if path.name != "pyproject.toml":
         return True
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
         return False
-    return "trainlint" in data.get("tool", {})
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return "tool.trainlint" in text
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "trainlint" in tool
 
 
 def find_config(start: Path) -> Path | None:
+    """The nearest config file in ``start``'s directory or above it."""
     start = start.absolute()
     directory = start if start.is_dir() else start.parent
     for candidate_dir in (directory, *directory.parents):
         for name in CONFIG_FILES:
             candidate = candidate_dir / name
-            if candidate.is_file() and _has_trainlint_table(candidate):
+            if candidate.is_file() and _declares_trainlint(candidate):
                 return candidate
     return None
 
 
-def _string_list(value: Any, key: str, where: str) -> list[str]:
+# ---------------------------------------------------------------------- validation helpers
+def _string_list(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: '{key}' must be a list of strings")
+        raise ConfigError(f"{where} must be a list of strings, not {_describe(value)}")
     return list(value)
+
+
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", dict: "a table", str: "a string"}
+
+
+def _describe(value: Any) -> str:
+    """``a number``, ``a table``...: how a wrong TOML value is named in an error message."""
+    if isinstance(value, list):
+        return "a list containing " + ", ".join(sorted({_describe(v) for v in value}))
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def check_codes(codes: Iterable[str], known: Iterable[str], where: str) -> list[str]:
@@ -80,84 +149,159 @@ def check_codes(codes: Iterable[str], known: Iterable[str], where: str) -> list[
     checked = []
     for code in codes:
         normalized = code.strip().upper()
+        if not normalized:
+            continue
         if normalized != "ALL" and not any(k.startswith(normalized) for k in known):
-            raise ConfigError(f"{where}: unknown rule code or prefix {code!r}")
+            hint = difflib.get_close_matches(normalized, known, n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"{where}: unknown rule code or prefix {code!r}{suggestion}")
         checked.append(normalized)
     return checked
 
 
+def _severity(value: Any, where: str) -> Severity:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be one of info, warning, error, not {_describe(value)}")
+    try:
+        return Severity.parse(value)
+    except ValueError:
+        raise ConfigError(f"{where} must be one of info, warning, error, not {value!r}") from None
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, not {_describe(value)}")
+    return value
+
+
+# ---------------------------------------------------------------------- loading
 def load_config(path: Path, known_codes: Iterable[str]) -> Config:
-    known_codes = list(known_codes)
+    """Read and validate ``path``; raise :class:`ConfigError` naming the file and the key."""
     try:
         data = tomllib.loads(path.read_text("utf-8"))
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    if path.name == "pyproject.toml":
-        table = data.get("tool", {}).get("trainlint", {})
-    else:
-        table = data.get("tool", {}).get("trainlint", data)
+    tool = data.get("tool", {})
+    if path.name == "pyproject.toml" or "trainlint" in (tool if isinstance(tool, dict) else {}):
+        table = tool.get("trainlint", {}) if isinstance(tool, dict) else {}
+        section = "[tool.trainlint]"
+    else:  # a standalone trainlint.toml may put the keys at the top level, like ruff.toml
+        table, section = data, "trainlint.toml"
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.trainlint] must be a table")
-    return parse_table(table, path, known_codes)
+        raise ConfigError(f"{path}: {section} must be a table")
+    return parse_table(table, path, list(known_codes), section)
 
 
-def parse_table(table: dict[str, Any], path: Path, known_codes: list[str]) -> Config:
+def parse_table(
+    table: dict[str, Any], path: Path, known_codes: list[str], section: str = "[tool.trainlint]"
+) -> Config:
     config = Config(path=path)
-    where = str(path)
     for key, value in table.items():
-        here = f"{where}: '{key}'"
+        where = _where(path, key)
         if key in ("select", "ignore", "extend-select"):
-            codes = check_codes(_string_list(value, key, where), known_codes, where)
+            codes = check_codes(_string_list(value, where), known_codes, where)
             setattr(config, key.replace("-", "_"), codes)
         elif key == "per-file-ignores":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{here} must be a table of glob = [codes]")
-            config.per_file_ignores = {
-                glob: check_codes(_string_list(codes, f"{key}.{glob}", where), known_codes, where)
-                for glob, codes in value.items()
-            }
+            config.per_file_ignores = _per_file_ignores(value, path, known_codes)
         elif key in ("exclude", "extend-exclude"):
-            setattr(config, key.replace("-", "_"), _string_list(value, key, where))
+            setattr(config, key.replace("-", "_"), _string_list(value, where))
         elif key == "fail-on":
-            config.fail_on = _severity(value, here)
+            config.fail_on = _severity(value, where)
         elif key == "format":
             if value not in FORMATS:
-                raise ConfigError(f"{here} must be one of {', '.join(FORMATS)}, not {value!r}")
+                raise ConfigError(f"{where} must be one of {', '.join(FORMATS)}, not {value!r}")
             config.format = value
         elif key == "cache-dir":
-            if not isinstance(value, str):
-                raise ConfigError(f"{here} must be a path string")
-            config.cache_dir = (path.parent / value).resolve()
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where} must be a path string, not {_describe(value)}")
+            config.cache_dir = (path.parent / Path(value).expanduser()).resolve()
         elif key == "severity":
-            if not isinstance(value, dict):
-                raise ConfigError(f'{here} must be a table of CODE = "error|warning|info"')
-            for code, level in value.items():
-                check_codes([code], known_codes, where)
-                config.severity[code.upper()] = _severity(level, f"{where}: 'severity.{code}'")
+            config.severity = _severity_table(value, path, known_codes)
         elif key == "max-file-size":
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{here} must be a number of bytes (0: no limit)")
+                raise ConfigError(f"{where} must be a number of bytes (0: no limit), not {value!r}")
             config.max_file_size = value
         elif key in ("include-notebooks", "respect-gitignore"):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{here} must be true or false")
-            setattr(config, key.replace("-", "_"), value)
+            setattr(config, key.replace("-", "_"), _boolean(value, where))
         else:
-            raise ConfigError(f"{where}: unknown key {key!r} in [tool.trainlint]")
+            hint = difflib.get_close_matches(key, KEYS, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{path}: unknown key {key!r} in {section}{suggestion}")
     return config
 
 
-def _severity(value: Any, where: str) -> Severity:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be one of info, warning, error")
-    try:
-        return Severity.parse(value)
-    except ValueError:
-        raise ConfigError(f"{where} must be one of info, warning, error, not {value!r}") from None
+def _where(path: Path, key: str) -> str:
+    return f"{path}: '{key}'"
+
+
+def _per_file_ignores(value: Any, path: Path, known_codes: list[str]) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'{_where(path, "per-file-ignores")} must be a table of "glob" = [codes], '
+            f"not {_describe(value)}"
+        )
+    ignores = {}
+    for glob, codes in value.items():
+        where = _where(path, f"per-file-ignores.{glob}")
+        ignores[glob] = check_codes(_string_list(codes, where), known_codes, where)
+    return ignores
+
+
+def _severity_table(value: Any, path: Path, known_codes: list[str]) -> dict[str, Severity]:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'{_where(path, "severity")} must be a table of CODE = "error|warning|info", '
+            f"not {_describe(value)}"
+        )
+    overrides = {}
+    for code, level in value.items():
+        where = _where(path, f"severity.{code}")
+        if not code.strip():
+            raise ConfigError(f"{where}: empty rule code")
+        overrides[check_codes([code], known_codes, where)[0]] = _severity(level, where)
+    return overrides
+
+
+# ---------------------------------------------------------------------- selection
+def _specificity(selector: str) -> int:
+    return 0 if selector == "ALL" else len(selector)
+
+
+def _best_match(code: str, selectors: Iterable[str]) -> int:
+    """Length of the most specific selector matching ``code``; -1 when none does."""
+    return max((_specificity(s) for s in selectors if s == "ALL" or code.startswith(s)), default=-1)
+
+
+def resolve_selection(known: Iterable[str], *layers: RuleSelection) -> list[str]:
+    """The selected codes, applying the layers in order (config file, then command line).
+
+    As in ruff: a layer's ``select`` replaces everything before it, ``extend-select`` adds,
+    ``ignore`` removes, and within a layer the most specific selector wins (``select = ["TL1"]``
+    with ``ignore = ["TL101"]`` drops TL101; ``select = ["TL101"]`` with ``ignore = ["TL1"]``
+    keeps it). With no ``select`` anywhere, every rule is selected.
+    """
+    known = list(known)
+    enabled = set(known)
+    for layer in layers:
+        enabling = [*(layer.select or []), *layer.extend_select]
+        base = set() if layer.select is not None else enabled
+        chosen = set()
+        for code in known:
+            on, off = _best_match(code, enabling), _best_match(code, layer.ignore)
+            if off >= 0 and off >= on:
+                continue
+            if on >= 0 or code in base:
+                chosen.add(code)
+        enabled = chosen
+    return sorted(enabled)
 
 
 def select_codes(
@@ -166,14 +310,5 @@ def select_codes(
     ignore: Iterable[str],
     extend_select: Iterable[str] = (),
 ) -> list[str]:
-    """The selected codes: ``select`` (default ALL) plus ``extend-select``, minus ``ignore``."""
-    known = list(known)
-
-    def matching(prefixes: Iterable[str]) -> set[str]:
-        prefixes = list(prefixes)
-        if "ALL" in prefixes:
-            return set(known)
-        return {k for k in known if any(k.startswith(p) for p in prefixes)}
-
-    chosen = matching(select if select is not None else ["ALL"]) | matching(extend_select)
-    return sorted(chosen - matching(ignore))
+    """One-layer form of :func:`resolve_selection` (kept for callers such as the benchmark)."""
+    return resolve_selection(known, RuleSelection(select, list(ignore), list(extend_select)))

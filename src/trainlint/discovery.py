@@ -43,7 +43,12 @@ class Discovery:
     errors: list[tuple[Path, str]] = field(default_factory=list)
 
 
+#: Skipped even when a custom ``exclude`` replaces the defaults: never anyone's source.
+ALWAYS_SKIPPED = frozenset({".git", ".hg", ".svn", ".trainlint_cache"})
+
+
 def _is_virtualenv(directory: Path) -> bool:
+    """Any virtualenv, whatever its name (``python -m venv`` and virtualenv write pyvenv.cfg)."""
     return (directory / "pyvenv.cfg").is_file()
 
 
@@ -104,11 +109,12 @@ def discover(
 ) -> Discovery:
     found = Discovery()
     seen: set[Path] = set()
-    ignorer = _Ignorer(root.resolve(), [*exclude, *extend_exclude], respect_gitignore)
+    ignorer = _Ignorer(root.absolute(), [*exclude, *extend_exclude], respect_gitignore)
     suffixes = (".py", ".pyi", ".ipynb") if include_notebooks else (".py", ".pyi")
 
     def add(path: Path) -> None:
-        key = path.resolve() if path.is_symlink() else path.absolute()
+        # A file reached twice (overlapping paths, a symlink to a file already seen) runs once.
+        key = Path(os.path.realpath(path) if path.is_symlink() else os.path.abspath(path))
         if key not in seen:
             seen.add(key)
             found.files.append(path)
@@ -174,7 +180,7 @@ def _walk(
             if ignorer.excluded(path, is_dir, dirs):
                 continue
             if is_dir:
-                if _is_virtualenv(path):
+                if entry.name in ALWAYS_SKIPPED or _is_virtualenv(path):
                     continue
                 yield from walk(path, dirs)
             elif entry.name.endswith(suffixes):

@@ -1,14 +1,34 @@
-"""Turn a path into analyzable text: .py files (any declared encoding) and .ipynb notebooks."""
+"""Turn a path into analyzable text: .py files (any declared encoding) and .ipynb notebooks.
+
+Every way a file can fail to become text raises :class:`SourceError` with a one-line reason
+(the CLI prefixes the path); a file deliberately left out raises :class:`SkippedFile`.
+"""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import errno
 import io
 import json
+import re
 import tokenize
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
+
+from trainlint.rule import Finding
 
 DEFAULT_MAX_BYTES = 1_000_000
+
+#: Cell magics whose body is still Python (``%%time`` + code); any other cell magic
+#: (``%%bash``, ``%%html``, ``%%writefile``...) makes the whole cell foreign text.
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit"})
+#: IPython line syntax that is not Python: ``%magic``, ``!shell``, ``?help``, ``obj?``,
+#: ``files = !ls``, ``t = %timeit -o f()``.
+_LINE_MAGIC = re.compile(r"^\s*(?:[%!?]|[\w.]+\?{1,2}\s*$|[\w.,\s\[\]()]+?=\s*[%!](?![=]))")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 class SourceError(Exception):
@@ -22,6 +42,14 @@ class SourceError(Exception):
 
 class SkippedFile(Exception):
     """The file is deliberately not analyzed (e.g. larger than the size cap)."""
+
+
+class _Result(Protocol):
+    """What :meth:`SourceFile.name_cells` rewrites (the engine's FileResult)."""
+
+    findings: list[Finding]
+    error: str | None
+    error_line: int | None
 
 
 @dataclass(frozen=True)
@@ -38,21 +66,46 @@ class SourceFile:
             return f"cell {cell}, line {cell_line}"
         return f"line {line}"
 
+    def name_cells(self, result: _Result, findings: bool = True) -> None:
+        """Notebooks: append ``(cell N, line M)`` to the error and (``findings``) each message.
 
+        Line numbers stay those of the analyzed text (the cells joined), so every reporter,
+        the source excerpt and SARIF regions keep agreeing; the message tells a human where
+        to look in the notebook.
+        """
+        if not self.cell_lines:
+            return
+        if findings:
+            result.findings = [
+                dataclasses.replace(f, message=f"{f.message} ({self.display_line(f.line)})")
+                if f.line in self.cell_lines
+                else f
+                for f in result.findings
+            ]
+        if result.error and result.error_line in self.cell_lines:
+            result.error = f"{result.error} ({self.display_line(result.error_line)})"
+
+
+# ---------------------------------------------------------------------- bytes
 def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except IsADirectoryError:
         raise SourceError("is a directory, not a file") from None
     except FileNotFoundError:
+        if path.is_symlink():
+            raise SourceError("broken symbolic link (its target does not exist)") from None
         raise SourceError("file not found (deleted during the run?)") from None
     except PermissionError:
         raise SourceError("permission denied") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SourceError("symbolic link loop") from None
         raise SourceError(f"cannot read: {exc.strerror or exc}") from None
 
 
 def decode_python(raw: bytes) -> str:
+    """Bytes -> text as Python does it: BOM, PEP 263 cookie, else UTF-8."""
     if b"\x00" in raw:
         raise SourceError("binary file (contains NUL bytes), not Python source")
     try:
@@ -72,32 +125,80 @@ def decode_python(raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _notebook_to_text(raw: bytes) -> tuple[str, dict[int, tuple[int, int]]]:
+# ---------------------------------------------------------------------- notebooks
+def _is_python(code: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes etc.
+        try:
+            ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def _neutralize(line: str) -> str:
+    """Keep the line (and its indentation) but make it a harmless statement."""
+    indent = line[: len(line) - len(line.lstrip())]
+    return f"{indent}pass  # {line.strip()}"
+
+
+def cell_to_python(lines: list[str]) -> list[str]:
+    """One code cell's lines, with IPython syntax turned into ``pass``/comments.
+
+    The line count never changes, so positions map back to the cell. A cell that already is
+    valid Python is left alone: ``%`` may legitimately start a continuation line.
+    """
+    first = next((line.strip() for line in lines if line.strip()), "")
+    if first.startswith("%%"):
+        magic = first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
+        if magic not in PYTHON_CELL_MAGICS:
+            return [f"# {line}" for line in lines]  # %%bash, %%html...: not Python at all
+        index = next(i for i, line in enumerate(lines) if line.strip())
+        lines = [*lines[:index], _neutralize(lines[index]), *lines[index + 1 :]]
+    if _is_python("\n".join(lines)):
+        return lines
+    return [_neutralize(line) if _LINE_MAGIC.match(line) else line for line in lines]
+
+
+def _cell_source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        return "".join(part for part in source if isinstance(part, str))
+    return source if isinstance(source, str) else ""
+
+
+def notebook_to_text(raw: bytes) -> tuple[str, dict[int, tuple[int, int]]]:
+    """The code cells joined (one blank line between them) and the line -> cell map."""
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"not a valid notebook (bad JSON: {exc})") from None
+        document = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not a valid notebook: not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise SourceError(
+            f"not a valid notebook: bad JSON: {exc.msg} ({where})", exc.lineno
+        ) from None
+    except RecursionError:
+        raise SourceError("not a valid notebook: JSON nested too deeply") from None
     cells = document.get("cells") if isinstance(document, dict) else None
     if not isinstance(cells, list):
-        raise SourceError("not a valid notebook (no 'cells' list)")
+        raise SourceError("not a valid notebook: no 'cells' list")
     lines: list[str] = []
     cell_lines: dict[int, tuple[int, int]] = {}
     for number, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        source = cell.get("source", "")
-        text = "".join(source) if isinstance(source, list) else str(source)
-        for cell_line, line in enumerate(text.splitlines(), start=1):
-            # IPython magics and shell escapes are not Python: keep the line count, drop the code.
-            stripped = line.lstrip()
-            if stripped.startswith(("%", "!", "?")) or stripped.endswith("?"):
-                line = "pass  # " + stripped
+        source = _cell_source(cell)
+        if not source.strip():
+            continue
+        for cell_line, line in enumerate(cell_to_python(_NEWLINE.split(source)), start=1):
             lines.append(line)
             cell_lines[len(lines)] = (number, cell_line)
         lines.append("")
     return "\n".join(lines) + "\n", cell_lines
 
 
+# ---------------------------------------------------------------------- entry points
 def load(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> SourceFile:
     return from_bytes(path, read_bytes(path), max_bytes)
 
@@ -109,6 +210,6 @@ def from_bytes(path: Path, raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> So
             "raise max-file-size to analyze it)"
         )
     if path.suffix == ".ipynb":
-        text, cell_lines = _notebook_to_text(raw)
+        text, cell_lines = notebook_to_text(raw)
         return SourceFile(path, text, raw, cell_lines)
     return SourceFile(path, decode_python(raw), raw)
