@@ -1,29 +1,62 @@
-"""Results cache: one small JSON file per (content, trainlint version, config, rules) key.
+"""Results cache: one small JSON file per (content, trainlint version, code, config, rules) key.
 
-Writes are atomic (temp file + rename), so concurrent runs never see half an entry; a
-damaged or foreign entry is ignored and recomputed, never trusted.
+Writes are atomic (temp file + rename), so concurrent runs never see half an entry and the last
+writer of a key simply wins with an equally valid entry. A damaged, truncated or foreign entry
+is ignored and recomputed, never trusted. Any I/O problem (read-only or full disk, a file where
+the directory should be) only means "no cache": it never fails the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from trainlint import __version__
+import trainlint
 
-CACHE_FORMAT = 1
+#: Bump when the entry layout changes, so old entries stop matching.
+CACHE_FORMAT = 2
+
+_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# trainlint results cache\n"
 
 
 def fingerprint(*parts: object) -> str:
+    """A digest of trainlint's version, the cache format and ``parts`` (config, rule codes)."""
     digest = hashlib.sha256()
-    for part in (__version__, CACHE_FORMAT, *parts):
+    for part in (trainlint.__version__, CACHE_FORMAT, *parts):
         digest.update(repr(part).encode())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def code_fingerprint(module_names: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of trainlint's own sources and of the given modules' files.
+
+    An edited rule or model module (an editable install, a rule pack under development) then
+    changes every key, so a stale result can never be served. Costs a few dozen ``stat`` calls.
+    """
+    files: set[str] = set()
+    package = Path(trainlint.__file__).resolve().parent
+    files.update(str(p) for p in package.rglob("*.py"))
+    for name in module_names:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if file:
+            files.add(str(Path(file).resolve()))
+    stamps = []
+    for file in sorted(files):
+        try:
+            stat = os.stat(file)
+        except OSError:
+            continue
+        stamps.append((file, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
 
 
 def entry_key(content: bytes, run_fingerprint: str) -> str:
@@ -33,14 +66,17 @@ def entry_key(content: bytes, run_fingerprint: str) -> str:
 class Cache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._prepared = False
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key[2:]}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The entry stored under ``key``; None when missing, unreadable or not ours."""
         try:
-            data = json.loads(self._path(key).read_text("utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+            with open(self._path(key), "rb") as handle:
+                data = json.loads(handle.read())
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
             return None
@@ -48,18 +84,30 @@ class Cache:
             return None
         return data
 
+    def _prepare(self) -> None:
+        """Create the directory, marked so that backup tools and git leave it alone."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tag = self.directory / "CACHEDIR.TAG"
+        if not tag.exists():
+            (self.directory / ".gitignore").write_text("*\n")
+            tag.write_text(_TAG)
+        self._prepared = True
+
     def put(self, key: str, data: dict[str, Any]) -> None:
         path = self._path(key)
+        temp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not (self.directory / "CACHEDIR.TAG").exists():
-                (self.directory / ".gitignore").write_text("*\n")
-                (self.directory / "CACHEDIR.TAG").write_text(
-                    "Signature: 8a477f597d28d172789f06886806bc55\n# trainlint cache\n"
-                )
+            if not self._prepared:
+                self._prepare()
+            path.parent.mkdir(exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({**data, "key": key}, handle)
+                json.dump({**data, "key": key}, handle, separators=(",", ":"))
             os.replace(temp, path)
-        except OSError:
+            temp = None
+        except (OSError, TypeError, ValueError):
             pass  # a read-only or full disk must not fail the lint run
+        finally:
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)

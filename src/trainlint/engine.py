@@ -1,22 +1,31 @@
-"""The per-file pipeline (read, prefilter, parse, model, rules, positions, suppressions),
-the process pool that runs it, and the cache in front of it."""
+"""The per-file pipeline and the run that drives it over many files.
+
+Per file: read -> size cap -> decode -> prefilter (the selected rules' trigger words) -> cache
+lookup -> parse (libcst, no metadata) -> model -> rules -> positions (only when something was
+found) -> suppressions. Everything up to the cache lookup is cheap and happens in the main
+process, so files no rule needs and files already in the cache never reach a worker; when
+nothing needs parsing, no process pool is started at all. See :mod:`trainlint.pool` for the
+parallel part and :mod:`trainlint.cache` for the cache.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import libcst as cst
 
 from trainlint import sources
-from trainlint.cache import Cache, entry_key, fingerprint
+from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.model import TrainingModel
-from trainlint.rule import Finding, Rule, Severity, load_registry
+from trainlint.pool import Scheduler
+from trainlint.rule import Finding, Rule, Severity, Violation, load_registry
 from trainlint.suppressions import Suppressions
 
 
@@ -30,8 +39,18 @@ class RunOptions:
     jobs: int = 0  # 0: one per CPU
     root: Path = field(default_factory=Path.cwd)
 
-    def fingerprint(self) -> str:
-        return fingerprint(self.codes, self.severity_overrides, self.max_file_size)
+    def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
+        """What a cached result depends on besides the file's bytes.
+
+        Per-file ignores are not part of it: they are applied after the cache, so editing them
+        never invalidates anything and a cached entry never depends on the file's path.
+        """
+        return fingerprint(
+            self.codes,
+            self.severity_overrides,
+            self.max_file_size,
+            code_fingerprint(rule_modules),
+        )
 
 
 @dataclass
@@ -55,19 +74,58 @@ def display_path(path: Path, root: Path) -> str:
 
 # ---------------------------------------------------------------------- one file
 class FileAnalyzer:
-    """Runs the selected rules on one file's text."""
+    """Runs the selected rules on one file."""
 
     def __init__(self, options: RunOptions, registry: dict[str, type[Rule]] | None = None) -> None:
         registry = registry if registry is not None else load_registry()
         self.options = options
         self.rules = [registry[code]() for code in options.codes if code in registry]
         self.severities = dict(options.severity_overrides)
-        self.always = any(not rule.triggers for rule in self.rules)
+        self.always = [rule for rule in self.rules if not rule.triggers]
         self.triggers = tuple(sorted({t for rule in self.rules for t in rule.triggers}))
+        # Each distinct trigger word is searched for once per file, however many rules share it.
+        self._rules_of_trigger = {
+            t: {i for i, r in enumerate(self.rules) if t in r.triggers} for t in self.triggers
+        }
+
+    @property
+    def rule_modules(self) -> list[str]:
+        return sorted({type(rule).__module__ for rule in self.rules})
 
     def wanted(self, text: str) -> list[Rule]:
-        """The prefilter: the rules whose trigger words the text mentions."""
-        return [r for r in self.rules if not r.triggers or any(t in text for t in r.triggers)]
+        """The prefilter: the rules whose trigger words the text mentions (exact, never fuzzy)."""
+        if len(self.always) == len(self.rules):
+            return list(self.rules)
+        chosen: set[int] = set()
+        for trigger, indexes in self._rules_of_trigger.items():
+            if not indexes <= chosen and trigger in text:
+                chosen |= indexes
+        if not chosen:
+            return list(self.always)
+        return [r for i, r in enumerate(self.rules) if i in chosen or not r.triggers]
+
+    def prepare(self, path: Path, display: str) -> FileResult | sources.SourceFile:
+        """The cheap steps: read, size cap, decode, prefilter.
+
+        Returns the final result when nothing needs parsing, else the source to analyze.
+        """
+        try:
+            source = sources.load(path, self.options.max_file_size)
+        except sources.SkippedFile as skipped:
+            return FileResult(path, display, skipped=str(skipped))
+        except sources.SourceError as exc:
+            return FileResult(path, display, error=exc.message, error_line=exc.line)
+        if not self.wanted(source.text):
+            return FileResult(path, display)
+        return source
+
+    def analyze_source(self, source: sources.SourceFile, display: str) -> FileResult:
+        """Parse, model, rules, positions, noqa -- everything but the per-file ignores."""
+        result = self.analyze_text(source.text, source.path, display)
+        name_cells = getattr(source, "name_cells", None)
+        if name_cells is not None:
+            name_cells(result)
+        return result
 
     def analyze_text(self, text: str, path: Path, display: str) -> FileResult:
         result = FileResult(path, display)
@@ -103,18 +161,21 @@ class FileAnalyzer:
             result.findings = self._locate(model, text, display, violations)
         return result
 
-    def _locate(self, model, text, display, violations) -> list[Finding]:
+    def _locate(
+        self,
+        model: TrainingModel,
+        text: str,
+        display: str,
+        violations: list[tuple[Rule, Violation]],
+    ) -> list[Finding]:
         positions = model.positions
         suppressions = Suppressions.of(text)
-        ignored = self._ignored_codes(display)
         findings = set()
         for rule, violation in violations:
             code_range = positions.get(violation.node)
             if code_range is None:
                 continue
             if suppressions.suppresses(rule.code, code_range.start.line):
-                continue
-            if any(rule.code.startswith(prefix) for prefix in ignored):
                 continue
             severity = self.severities.get(rule.code, violation.severity or rule.severity)
             findings.add(
@@ -133,42 +194,36 @@ class FileAnalyzer:
             )
         return sorted(findings)
 
-    def _ignored_codes(self, display: str) -> set[str]:
-        posix = PurePosixPath(Path(display).as_posix())
+    def drop_ignored(self, result: FileResult) -> FileResult:
+        """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""
+        if not result.findings or not self.options.per_file_ignores:
+            return result
+        posix = PurePosixPath(Path(result.display).as_posix())
         ignored: set[str] = set()
         for pattern, codes in self.options.per_file_ignores:
             if posix.match(pattern) or fnmatch.fnmatch(str(posix), pattern):
                 ignored |= codes
-        return ignored
+        if ignored:
+            result.findings = [
+                f for f in result.findings if not any(f.code.startswith(p) for p in ignored)
+            ]
+        return result
 
-    def analyze_file(self, path: Path, display: str, raw: bytes | None = None) -> FileResult:
-        try:
-            if raw is None:
-                source = sources.load(path, self.options.max_file_size)
-            else:
-                source = sources.from_bytes(path, raw, self.options.max_file_size)
-        except sources.SkippedFile as skipped:
-            return FileResult(path, display, skipped=str(skipped))
-        except sources.SourceError as exc:
-            return FileResult(path, display, error=exc.message, error_line=exc.line)
-        return self.analyze_text(source.text, path, display)
-
-
-# ---------------------------------------------------------------------- the pool
-_worker: FileAnalyzer | None = None
+    def analyze_file(self, path: Path, display: str) -> FileResult:
+        """The whole pipeline for one file, in this process, without the cache."""
+        prepared = self.prepare(path, display)
+        if isinstance(prepared, FileResult):
+            return prepared
+        return self.drop_ignored(self.analyze_source(prepared, display))
 
 
-def _init_worker(options: RunOptions) -> None:
-    global _worker
-    _worker = FileAnalyzer(options)
-
-
-def _analyze_in_worker(job: tuple[Path, str, bytes | None]) -> FileResult:
-    assert _worker is not None
-    return _worker.analyze_file(*job)
-
-
-def _to_cache(result: FileResult) -> dict:
+# ---------------------------------------------------------------------- cache entries
+def cache_entry(result: FileResult) -> dict[str, Any] | None:
+    """What the cache keeps of a fresh result; None for results that must not be cached."""
+    if result.skipped is not None:
+        return None
+    if result.error is not None and not result.error.startswith("syntax error"):
+        return None  # internal errors and resource limits deserve a retry next time
     return {
         "findings": [f.to_dict() for f in result.findings],
         "error": result.error,
@@ -177,20 +232,58 @@ def _to_cache(result: FileResult) -> dict:
     }
 
 
-def _from_cache(path: Path, display: str, data: dict) -> FileResult | None:
+_FINDING_FIELDS: dict[str, tuple[type, ...]] = {
+    "code": (str,),
+    "name": (str,),
+    "severity": (str,),
+    "line": (int,),
+    "column": (int,),
+    "end_line": (int,),
+    "end_column": (int,),
+    "message": (str,),
+    "fix": (str, type(None)),
+}
+
+
+def result_from_entry(
+    path: Path, display: str, data: dict[str, Any], codes: Iterable[str]
+) -> FileResult | None:
+    """Rebuild a result from a cache entry; None when anything about it looks wrong."""
+    known = set(codes)
+    findings = []
     try:
-        findings = [Finding.from_dict({**f, "path": display}) for f in data["findings"]]
-    except (KeyError, TypeError, ValueError):
+        for item in data["findings"]:
+            if not all(isinstance(item.get(k), t) for k, t in _FINDING_FIELDS.items()):
+                return None
+            if item["code"] not in known or isinstance(item["line"], bool):
+                return None
+            findings.append(Finding.from_dict({**item, "path": display}))
+        error, error_line = data.get("error"), data.get("error_line")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not isinstance(error, (str, type(None))) or not isinstance(error_line, (int, type(None))):
         return None
     return FileResult(
         path,
         display,
         findings=findings,
-        error=data.get("error"),
-        error_line=data.get("error_line"),
+        error=error,
+        error_line=error_line,
         parsed=bool(data.get("parsed")),
         cached=True,
     )
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class Job:
+    """A file that needs parsing, in the run's order."""
+
+    index: int
+    source: sources.SourceFile
+    display: str
+    key: str | None  # cache key, None without a cache
+    result: FileResult | None = None
 
 
 def run(
@@ -198,68 +291,39 @@ def run(
     options: RunOptions,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> Iterator[FileResult]:
-    """Analyze ``paths``; results come back in the order of ``paths``."""
-    paths = list(paths)
+    """Analyze ``paths``; results are yielded in the order of ``paths``, as soon as known."""
+    analyzer = FileAnalyzer(options)
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    run_key = options.fingerprint()
-    results: list[FileResult | None] = [None] * len(paths)
-    keys: dict[int, str] = {}
-    contents: dict[int, bytes] = {}
-    pending: list[int] = []
-    for index, path in enumerate(paths):
-        display = display_path(path, options.root)
-        if cache is not None:
-            try:
-                raw = path.read_bytes()
-            except OSError:
-                pending.append(index)
-                continue
-            keys[index] = entry_key(raw, run_key)
-            contents[index] = raw
-            hit = cache.get(keys[index])
-            if hit is not None:
-                results[index] = _from_cache(path, display, hit)
-                if results[index] is not None:
-                    continue
-        pending.append(index)
-
+    run_key = options.fingerprint(analyzer.rule_modules) if cache is not None else ""
     jobs = options.jobs or os.cpu_count() or 1
-    # The bytes that were hashed are the bytes analyzed, so an entry always matches its key.
-    work = [
-        (paths[i], display_path(paths[i], options.root), contents.pop(i, None)) for i in pending
-    ]
-    if jobs <= 1 or len(work) < 2 * jobs:
-        analyzer = FileAnalyzer(options)
-        computed: Iterator[FileResult] = (analyzer.analyze_file(*job) for job in work)
-        yield from _merge(results, pending, computed, cache, keys, on_result)
-        return
-    chunksize = max(1, min(32, len(work) // (jobs * 8)))
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(options,)) as pool:
-        computed = pool.map(_analyze_in_worker, work, chunksize=chunksize)
-        yield from _merge(results, pending, computed, cache, keys, on_result)
 
+    def scan() -> Iterator[FileResult | Job]:
+        for index, path in enumerate(paths):
+            display = display_path(path, options.root)
+            prepared = analyzer.prepare(path, display)
+            if isinstance(prepared, FileResult):
+                yield prepared
+                continue
+            key = None
+            if cache is not None:
+                key = entry_key(prepared.raw, run_key)
+                entry = cache.get(key)
+                hit = entry and result_from_entry(path, display, entry, options.codes)
+                if hit:
+                    yield analyzer.drop_ignored(hit)
+                    continue
+            # The worker needs the text, not the bytes: do not ship them twice.
+            yield Job(index, dataclasses.replace(prepared, raw=b""), display, key)
 
-def _merge(results, pending, computed, cache, keys, on_result) -> Iterator[FileResult]:
-    """Yield results in path order as soon as every earlier one is known."""
-    next_to_yield = 0
-    pending_iter = iter(pending)
+    def finished(job: Job) -> FileResult:
+        assert job.result is not None
+        entry = cache_entry(job.result) if cache is not None and job.key else None
+        if entry is not None:
+            cache.put(job.key, entry)  # type: ignore[union-attr,arg-type]
+        return analyzer.drop_ignored(job.result)
 
-    def flush() -> Iterator[FileResult]:
-        nonlocal next_to_yield
-        while next_to_yield < len(results) and results[next_to_yield] is not None:
-            result = results[next_to_yield]
-            results[next_to_yield] = None  # stream: do not keep what was reported
-            next_to_yield += 1
+    with Scheduler(options, analyzer, jobs) as scheduler:
+        for result in scheduler.results(scan(), finished):
             if on_result is not None:
                 on_result(result)
             yield result
-
-    yield from flush()
-    for result in computed:
-        index = next(pending_iter)
-        results[index] = result
-        cacheable = result.error is None or result.error.startswith("syntax error")
-        if cache is not None and index in keys and result.skipped is None and cacheable:
-            cache.put(keys[index], _to_cache(result))
-        yield from flush()
-    yield from flush()

@@ -1,0 +1,258 @@
+"""Benchmark trainlint against its own floor and its peers on one directory.
+
+    python bench/bench.py DIRECTORY [--peers-venv VENV] [--repeat N]
+    python bench/bench.py --generate 1000 [--peers-venv VENV]
+
+Every measured run is a separate process, timed by wall clock; its peak memory is the largest
+resident set of the process and the children it waited for (``os.wait4``). Prints a table
+(wall time, files/s, ms/file, peak memory, ratio to trainlint's cold run) and the issue's
+targets with met / not met. See bench/README.md for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import corpus  # noqa: E402  (bench/corpus.py, next to this file)
+
+
+@dataclass
+class Measure:
+    name: str
+    seconds: float
+    peak_mb: float
+    note: str = ""
+
+
+def run_measured(command: list[str], cwd: Path | None = None) -> tuple[float, float, int, str]:
+    """Run ``command``; return (wall seconds, peak MB, exit status, stdout)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        if process.returncode not in (0, 1):
+            tail = err.read().decode("utf-8", "replace")[-2000:]
+            print(f"  ! {command[:3]} exited {process.returncode}: {tail}", file=sys.stderr)
+    return seconds, usage.ru_maxrss / 1024, process.returncode, stdout
+
+
+def best_of(name: str, command: list[str], repeat: int, note: str = "", cwd=None) -> Measure:
+    times, peaks = [], []
+    for _ in range(repeat):
+        seconds, peak, _, _ = run_measured(command, cwd)
+        times.append(seconds)
+        peaks.append(peak)
+    print(f"  {name}: {min(times):.2f} s", file=sys.stderr)
+    return Measure(name, min(times), max(peaks), note)
+
+
+def find_tool(name: str, given: str | None, venv: Path | None) -> str | None:
+    if given:
+        return given
+    if venv is not None and (venv / "bin" / name).exists():
+        return str(venv / "bin" / name)
+    return shutil.which(name)
+
+
+def discover(directory: Path) -> list[Path]:
+    """The files trainlint itself would analyze there (same discovery, same excludes)."""
+    from trainlint.discovery import discover as trainlint_discover
+
+    return trainlint_discover([directory], root=directory).files
+
+
+def count_lines(files: list[Path]) -> int:
+    return sum(path.read_bytes().count(b"\n") for path in files)
+
+
+def run_floor(mode: str, list_file: Path, jobs: int, repeat: int, name: str) -> Measure:
+    command = [sys.executable, str(HERE / "floor.py"), mode, str(list_file), str(jobs)]
+    times, peaks, result = [], [], {}
+    for _ in range(repeat):
+        seconds, peak, _, stdout = run_measured(command)
+        times.append(seconds)
+        peaks.append(peak)
+        result = json.loads(stdout or "{}")
+    note = f"{result.get('unparsable', 0)} unparsable" if result.get("unparsable") else ""
+    print(f"  {name}: {min(times):.2f} s", file=sys.stderr)
+    return Measure(name, min(times), max(peaks), note)
+
+
+def trainlint_runs(
+    trainlint: list[str], directory: Path, repeat: int, scratch: Path
+) -> list[Measure]:
+    base = [*trainlint, "check", str(directory), "--exit-zero", "-q", "--format", "json"]
+    report = ["-o", str(scratch / "report.json")]
+    cold = best_of("trainlint cold", [*base, *report, "--no-cache"], repeat, "no cache, all jobs")
+    findings = len(json.loads((scratch / "report.json").read_text())["findings"])
+    cold.note += f"; {findings} findings"
+    cache = ["--cache-dir", str(scratch / "cache")]
+    fill = best_of("trainlint cache fill", [*base, *report, *cache], 1, "cold run writing cache")
+    warm = best_of("trainlint warm", [*base, *report, *cache], repeat, "cache on, nothing changed")
+    one = best_of("trainlint --jobs 1", [*base, *report, "--no-cache", "--jobs", "1"], repeat)
+    one.note = "no cache, one process"
+    return [cold, fill, warm, one]
+
+
+def peer_runs(args: argparse.Namespace, directory: Path, repeat: int) -> list[Measure]:
+    found: list[Measure] = []
+    venv = Path(args.peers_venv) if args.peers_venv else None
+    ruff = find_tool("ruff", args.ruff, venv)
+    if ruff:
+        command = [ruff, "check", "--select", "ALL", "--no-cache", "--exit-zero", "-q"]
+        command += ["--extend-exclude", "*.ipynb", str(directory)]
+        found.append(best_of("ruff --select ALL", command, repeat, "cold (--no-cache)"))
+    torchfix = find_tool("torchfix", args.torchfix, venv)
+    if torchfix and not args.skip_slow_peers:
+        command = [torchfix, "--select", "ALL", str(directory)]
+        found.append(best_of("torchfix --select ALL", command, args.peer_repeat))
+    fixit = find_tool("fixit", args.fixit, venv)
+    if fixit and not args.skip_slow_peers:
+        found.append(best_of("fixit lint", [fixit, "lint", str(directory)], args.peer_repeat))
+    return found
+
+
+def table(measures: list[Measure], files: int, cold: float) -> str:
+    header = f"| {'run':<28} | {'wall s':>7} | {'files/s':>8} | {'ms/file':>7} | {'peak MB':>7} |"
+    header += f" {'÷ cold':>7} | note |"
+    lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+    for m in measures:
+        rate = files / m.seconds if m.seconds else 0.0
+        lines.append(
+            f"| {m.name:<28} | {m.seconds:7.2f} | {rate:8.1f} | {1000 * m.seconds / files:7.2f} |"
+            f" {m.peak_mb:7.0f} | {m.seconds / cold:7.2f} | {m.note} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(by_name: dict[str, Measure], prefilter: dict, files: int) -> list[str]:
+    cold, warm = by_name["trainlint cold"], by_name["trainlint warm"]
+    checks: list[tuple[str, float | None, float, str]] = []
+
+    def ratio(peer: str, factor: float, label: str) -> None:
+        if peer in by_name:
+            checks.append((label, by_name[peer].seconds / cold.seconds, factor, "≥"))
+
+    ratio("torchfix --select ALL", 10, "cold ≥ 10× faster than TorchFix")
+    ratio("fixit lint", 7, "cold ≥ 7× faster than Fixit")
+    floor = by_name.get("floor: parse+visit, 2 procs")
+    if floor:
+        checks.append(
+            ("cold ≤ 1.5× parse+visit floor (2 procs)", cold.seconds / floor.seconds, 1.5, "≤")
+        )
+    checks.append(("warm ≥ 10× faster than cold", cold.seconds / warm.seconds, 10, "≥"))
+    if "ruff --select ALL" in by_name:
+        checks.append(
+            (
+                "warm faster than ruff cold",
+                by_name["ruff --select ALL"].seconds / warm.seconds,
+                1.0,
+                "≥",
+            )
+        )
+    if files >= 1000:
+        checks.append(("peak memory < 500 MB", cold.peak_mb, 500, "≤"))
+    lines = []
+    for label, value, bound, sense in checks:
+        met = value is not None and (value >= bound if sense == "≥" else value <= bound)
+        lines.append(
+            f"  [{'met' if met else 'NOT met'}] {label}: {value:.2f} (target {sense} {bound:g})"
+        )
+    read = prefilter["read_seconds"] * 1000 / max(1, files)
+    filt = prefilter["prefilter_seconds"] * 1000 / max(1, files)
+    lines.append(
+        f"  prefilter: {prefilter['skipped']} of {files} files skipped, {prefilter['parsed']} "
+        f"parsed ({prefilter['rules']} rules; without triggers: "
+        f"{prefilter['rules_without_triggers'] or 'none'}); read {read:.3f} ms/file, "
+        f"prefilter {filt:.3f} ms/file"
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", nargs="?", type=Path, help="corpus to analyze")
+    parser.add_argument("--generate", type=int, metavar="N", help="write N synthetic files first")
+    parser.add_argument("--out", type=Path, help="where --generate writes (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=0, help="--generate's random seed")
+    parser.add_argument("--peers-venv", help="virtualenv holding torchfix, fixit and ruff")
+    parser.add_argument("--torchfix", help="torchfix executable")
+    parser.add_argument("--fixit", help="fixit executable")
+    parser.add_argument("--ruff", help="ruff executable")
+    parser.add_argument("--no-peers", action="store_true", help="do not run peers")
+    parser.add_argument(
+        "--skip-slow-peers",
+        action="store_true",
+        help="run ruff but not torchfix/fixit (they take minutes on a real corpus)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measure (best is kept)")
+    parser.add_argument("--peer-repeat", type=int, default=1, help="runs of torchfix/fixit")
+    parser.add_argument(
+        "--trainlint",
+        default=f"{sys.executable} -m trainlint",
+        help="command that runs trainlint (default: this Python's module)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the measures as JSON")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="trainlint-bench-") as temp:
+        scratch = Path(temp)
+        directory = args.directory
+        if args.generate:
+            directory = args.out or scratch / "corpus"
+            corpus.generate(directory, args.generate, args.seed)
+        if directory is None:
+            parser.error("give a DIRECTORY or --generate N")
+        directory = directory.resolve()
+        files = discover(directory)
+        if not files:
+            parser.error(f"no Python files under {directory}")
+        list_file = scratch / "files.txt"
+        list_file.write_text("\n".join(str(p) for p in files), "utf-8")
+        size_mb = sum(p.stat().st_size for p in files) / 1e6
+        lines = count_lines(files)
+        print(f"{directory}: {len(files)} files, {lines} lines, {size_mb:.1f} MB", file=sys.stderr)
+        measures = trainlint_runs(args.trainlint.split(), directory, args.repeat, scratch)
+        cpus = os.cpu_count() or 1
+        measures.append(run_floor("parse", list_file, 1, args.repeat, "floor: parse_module"))
+        measures.append(run_floor("visit", list_file, 1, args.repeat, "floor: parse+visit"))
+        measures.append(
+            run_floor("visit", list_file, cpus, args.repeat, f"floor: parse+visit, {cpus} procs")
+        )
+        if not args.no_peers:
+            measures += peer_runs(args, directory, args.repeat)
+        prefilter_cmd = [sys.executable, str(HERE / "floor.py"), "prefilter", str(list_file)]
+        prefilter = json.loads(run_measured(prefilter_cmd)[3])
+
+    by_name = {m.name: m for m in measures}
+    if cpus != 2 and f"floor: parse+visit, {cpus} procs" in by_name:
+        by_name["floor: parse+visit, 2 procs"] = by_name[f"floor: parse+visit, {cpus} procs"]
+    print(f"\n{directory}: {len(files)} files, {lines} lines, {size_mb:.1f} MB, {cpus} CPUs\n")
+    print(table(measures, len(files), by_name["trainlint cold"].seconds))
+    print("\ntargets:")
+    print("\n".join(verdicts(by_name, prefilter, len(files))))
+    if args.json:
+        data = {"files": len(files), "measures": [m.__dict__ for m in measures], **prefilter}
+        args.json.write_text(json.dumps(data, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
