@@ -195,7 +195,13 @@ def load_registry(extra: Iterable[object] = ()) -> dict[str, type[Rule]]:
             raise RegistryError(f"cannot load rule pack {ep.name!r} ({ep.value}): {exc}") from exc
     sources.extend((repr(obj), obj) for obj in extra)
     for origin, obj in sources:
-        for rule in rules_from_object(obj):
+        try:
+            rules = rules_from_object(obj)
+        except RegistryError:
+            raise
+        except Exception as exc:  # e.g. a submodule of the pack that fails to import
+            raise RegistryError(f"{origin}: cannot load its rules: {exc}") from exc
+        for rule in rules:
             _validate(rule, origin)
             known = registry.get(rule.code)
             if known is not None and known is not rule:
