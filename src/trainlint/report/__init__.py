@@ -21,6 +21,7 @@ class Summary:
     parsed: int = 0
     cached: int = 0
     skipped: int = 0
+    unreadable: int = 0  # errors before parsing (binary, undecodable, unreadable, vanished)
     by_code: Counter[str] = field(default_factory=Counter)
     by_severity: Counter[Severity] = field(default_factory=Counter)
     errors: list[tuple[str, int | None, str]] = field(default_factory=list)  # path, line, reason
@@ -36,6 +37,7 @@ class Summary:
             self.skipped_files.append((result.display, result.skipped))
         if result.error:
             self.errors.append((result.display, result.error_line, result.error))
+            self.unreadable += not result.parsed
         for finding in result.findings:
             self.by_code[finding.code] += 1
             self.by_severity[finding.severity] += 1
@@ -43,6 +45,11 @@ class Summary:
     @property
     def findings(self) -> int:
         return sum(self.by_code.values())
+
+    @property
+    def not_training_code(self) -> int:
+        """Files the prefilter passed over: no selected rule's trigger word in their text."""
+        return self.files - self.parsed - self.cached - self.skipped - self.unreadable
 
     @property
     def elapsed(self) -> float:

@@ -1,7 +1,111 @@
-"""Placeholder until the reporter lands."""
+"""JUnit XML, for CI systems that show test reports (GitLab, Jenkins, Azure, test-report actions).
 
-from trainlint.report import Reporter
+One ``<testsuite name="trainlint">`` inside ``<testsuites>``; one ``<testcase>`` per file the run
+looked at (``classname`` = the path). A finding is a ``<failure>`` (type = its code), a file
+that could not be analyzed an ``<error>``, a file skipped on purpose (too large) ``<skipped>``.
+The counts follow JUnit: ``failures`` and ``errors`` count test cases, not findings, so a
+file with three findings is one failed test with three ``<failure>`` elements.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from trainlint.report import Reporter, Summary
+from trainlint.rule import Finding
+
+if TYPE_CHECKING:
+    from trainlint.engine import FileResult
+
+SUITE_NAME = "trainlint"
+CASE_NAME = "trainlint"
+
+# Characters XML 1.0 cannot carry at all, even escaped (control characters, lone surrogates).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def failure_text(finding: Finding) -> str:
+    lines = [
+        f"{finding.path}:{finding.line}:{finding.column}: {finding.code} "
+        f"[{finding.severity.label}] {finding.message}",
+        f"rule: {finding.name}",
+        f"span: line {finding.line} column {finding.column} to line {finding.end_line} "
+        f"column {finding.end_column}",
+    ]
+    if finding.fix:
+        lines.append(f"fix: {finding.fix}")
+    return "\n".join(xml_text(line) for line in lines)
 
 
 class JunitReporter(Reporter):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # JUnit's timestamp is an ISO date-time without a zone offset; trainlint writes UTC.
+        self.started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self.cases: list[ET.Element] = []
+        self.failed_cases = 0
+        self.error_cases = 0
+        self.skipped_cases = 0
+
+    def _case(self, path: str) -> ET.Element:
+        case = ET.Element("testcase", {"classname": xml_text(path), "name": CASE_NAME})
+        case.set("file", xml_text(path))
+        self.cases.append(case)
+        return case
+
+    def on_file(self, result: FileResult) -> None:
+        case = self._case(result.display)
+        for finding in result.findings:
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"message": xml_text(finding.message), "type": finding.code},
+            )
+            failure.text = failure_text(finding)
+        if result.findings:
+            self.failed_cases += 1
+        if result.error:
+            self._error(case, result.display, result.error, result.error_line)
+        elif result.skipped:
+            ET.SubElement(case, "skipped", {"message": xml_text(result.skipped)})
+            self.skipped_cases += 1
+
+    def on_discovery_error(self, path: str, reason: str) -> None:
+        self._error(self._case(path), path, reason, None)
+
+    def _error(self, case: ET.Element, path: str, reason: str, line: int | None) -> None:
+        where = f"{path}:{line}" if line else path
+        error = ET.SubElement(case, "error", {"message": xml_text(reason), "type": "not-analyzed"})
+        error.text = xml_text(f"{where}: could not be analyzed: {reason}")
+        self.error_cases += 1
+
+    def document(self, summary: Summary) -> ET.ElementTree:
+        counts = {
+            "tests": str(len(self.cases)),
+            "failures": str(self.failed_cases),
+            "errors": str(self.error_cases),
+            "skipped": str(self.skipped_cases),
+            "time": f"{summary.elapsed:.3f}",
+        }
+        root = ET.Element("testsuites", {"name": SUITE_NAME, **counts})
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            {"name": SUITE_NAME, **counts, "timestamp": self.started},
+        )
+        suite.extend(self.cases)
+        ET.indent(root)
+        return ET.ElementTree(root)
+
+    def finish(self, summary: Summary) -> None:
+        tree = self.document(summary)
+        self.stream.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+        tree.write(self.stream, encoding="unicode", xml_declaration=False)
+        self.stream.write("\n")

@@ -1,106 +1,227 @@
-"""Human output: findings grouped by file, the source line with a marker, the fix, a summary."""
+"""Human output: findings grouped by file, the source line with a marker, the fix, a summary.
+
+    train.py:8:5: TL405 [error] `optimizer.zero_grad` names the method but never calls it
+      8 |     optimizer.zero_grad
+        |     ^^^^^^^^^^^^^^^^^^^
+      fix: add the call parentheses: optimizer.zero_grad()
+
+Colour only on a terminal, never when ``NO_COLOR`` is set (unless ``--color`` asks for it).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 
 from trainlint import sources
 from trainlint.report import Reporter, Summary
-from trainlint.rule import Severity
+from trainlint.rule import Finding, Severity
 
 if TYPE_CHECKING:
     from trainlint.engine import FileResult
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_PLURAL = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info"}
+
+TAB_SIZE = 4
+#: Widest source line shown when the output is not a terminal (logs, files, pipes).
+PLAIN_SNIPPET_WIDTH = 200
+#: Cells of context kept left of the span when a long line is cropped.
+CROP_CONTEXT = 24
+_ELLIPSIS = "..."
+# The line breaks libcst counts (str.splitlines also splits on \f, \v, \x1c.. and would
+# shift every later line).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def _source_lines(result: FileResult) -> list[str]:
+def color_wanted(stream: Any, requested: bool | None) -> bool:
+    """``--color/--no-color`` wins; otherwise colour on a terminal unless NO_COLOR is set."""
+    if requested is not None:
+        return requested
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _shown(char: str) -> tuple[str, int]:
+    """How one source character is drawn, and its width in terminal cells (tabs aside)."""
+    code = ord(char)
+    if code < 0x20 or code == 0x7F:
+        # Never send raw control characters (ESC!) to a terminal: draw their control picture.
+        return chr(0x2400 + code) if code < 0x20 else "\u2421", 1
+    return char, cell_len(char)
+
+
+@dataclass(frozen=True)
+class Snippet:
+    text: str  # the line as drawn: tabs expanded, controls made visible, maybe cropped
+    marker_start: int  # in cells, from the start of ``text``
+    marker_width: int  # in cells, at least 1
+
+
+def snippet(line: str, start: int, end: int, max_width: int = PLAIN_SNIPPET_WIDTH) -> Snippet:
+    """Draw ``line`` with a marker under code points ``[start, end)`` (0-based).
+
+    Tabs expand to the next multiple of ``TAB_SIZE``, wide characters take two cells, and a
+    line wider than ``max_width`` is cropped around the span with ``...`` on either side.
+    """
+    drawn: list[str] = []
+    offsets = [0]  # offsets[i]: the cell where character i starts
+    for char in line:
+        if char == "\t":
+            width = TAB_SIZE - offsets[-1] % TAB_SIZE
+            drawn.append(" " * width)
+        else:
+            text, width = _shown(char)
+            drawn.append(text)
+        offsets.append(offsets[-1] + width)
+    count = len(drawn)
+    start = min(max(start, 0), count)
+    end = min(max(end, start), count)
+    low, high = 0, count
+    if offsets[count] > max_width:
+        budget = max(max_width - 2 * len(_ELLIPSIS), 1)
+        left = max(offsets[start] - CROP_CONTEXT, 0)
+        while low < start and offsets[low] < left:
+            low += 1
+        high = low
+        while high < count and offsets[high + 1] - offsets[low] <= budget:
+            high += 1
+        while high == count and low > 0 and offsets[count] - offsets[low - 1] <= budget:
+            low -= 1  # the end of the line is in view: use the room on the left instead
+    prefix = _ELLIPSIS if low > 0 else ""
+    suffix = _ELLIPSIS if high < count else ""
+    first, last = min(max(start, low), high), min(max(end, low), high)
+    return Snippet(
+        text=prefix + "".join(drawn[low:high]) + suffix,
+        marker_start=len(prefix) + offsets[first] - offsets[low],
+        marker_width=max(offsets[last] - offsets[first], 1),
+    )
+
+
+def source_of(result: FileResult) -> sources.SourceFile | None:
     try:
-        return sources.load(result.path, max_bytes=0).text.splitlines()
+        return sources.load(result.path, max_bytes=0)
     except (sources.SourceError, sources.SkippedFile):
-        return []
+        return None
+
+
+def position(finding: Finding, source: sources.SourceFile | None) -> str:
+    """``path:line:col``; for a notebook ``path:cell N:line:col`` (line within the cell).
+
+    This is the hook for any other kind of file whose analyzed lines are not its own lines.
+    """
+    if source is not None and finding.line in source.cell_lines:
+        cell, cell_line = source.cell_lines[finding.line]
+        return f"{finding.path}:cell {cell}:{cell_line}:{finding.column}"
+    return f"{finding.path}:{finding.line}:{finding.column}"
+
+
+def _counted(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 class TextReporter(Reporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        color = self.color
-        if color is None:
-            color = self.stream.isatty() and "NO_COLOR" not in os.environ
+        self.colored = color_wanted(self.stream, self.color)
         self.console = Console(
             file=self.stream,
-            force_terminal=color,
-            no_color=not color,
+            force_terminal=self.colored,
+            no_color=not self.colored,
+            color_system="auto" if self.colored else None,
             highlight=False,
+            emoji=False,  # a message mentioning `:fire:` must stay as written
             soft_wrap=True,
-            width=10_000 if not color else None,
+            width=None if self.colored else 10_000,
+        )
+        self.snippet_width = (
+            max(self.console.width - 8, 40) if self.colored else PLAIN_SNIPPET_WIDTH
         )
 
     def on_file(self, result: FileResult) -> None:
         out = self.console.print
         if result.error:
-            line = f":{result.error_line}" if result.error_line else ""
-            out(
-                f"[bold red]error[/]: [bold]{escape(result.display)}{line}[/]: {escape(result.error)}"
-            )
-        if not result.findings or self.quiet:
+            where = f"{result.display}:{result.error_line}" if result.error_line else result.display
+            out(f"[bold]{escape(where)}[/]: [bold red]error[/]: {escape(result.error)}")
+        if not result.findings:
             return
-        lines = _source_lines(result)
+        source = source_of(result)
+        lines = _LINE_BREAK.split(source.text) if source is not None else []
         for finding in result.findings:
-            style = _STYLE[finding.severity]
+            self._finding(finding, source, lines)
+
+    def _finding(
+        self, finding: Finding, source: sources.SourceFile | None, lines: list[str]
+    ) -> None:
+        out = self.console.print
+        style = _STYLE[finding.severity]
+        out(
+            f"[bold]{escape(position(finding, source))}:[/] [{style}]{finding.code}[/] "
+            f"[{style}]\\[{finding.severity.label}][/] {escape(finding.message)}"
+        )
+        if 0 < finding.line <= len(lines):
+            line = lines[finding.line - 1]
+            end = finding.end_column - 1 if finding.end_line == finding.line else len(line)
+            drawn = snippet(line, finding.column - 1, end, self.snippet_width)
+            number = str(finding.line)
+            if source is not None and finding.line in source.cell_lines:
+                number = str(source.cell_lines[finding.line][1])
+            gutter = f"{number:>4} | "
+            out(f"[dim]{escape(gutter)}[/]{escape(drawn.text)}")
             out(
-                f"[bold]{escape(finding.path)}:{finding.line}:{finding.column}:[/] "
-                f"[{style}]{finding.code}[/] [{style}]\\[{finding.severity.label}][/] "
-                f"{escape(finding.message)}"
+                f"[dim]{' ' * (len(gutter) - 2)}| [/]{' ' * drawn.marker_start}"
+                f"[{style}]{'^' * drawn.marker_width}[/]"
             )
-            if 0 < finding.line <= len(lines):
-                text = lines[finding.line - 1].expandtabs(1)
-                start = finding.column - 1
-                end = finding.end_column - 1 if finding.end_line == finding.line else len(text)
-                width = max(1, min(end, len(text)) - start)
-                gutter = f"{finding.line} | "
-                out(f"[dim]{gutter}[/]{escape(text)}")
-                out(" " * len(gutter) + " " * start + f"[{style}]{'^' * width}[/]")
-            if self.show_fixes and finding.fix:
-                out(f"  [green]fix[/]: {escape(finding.fix)}")
-            out("")
+        if self.show_fixes and finding.fix:
+            out(f"  [green]fix[/]: {escape(finding.fix)}")
+        out("")
 
     def on_discovery_error(self, path: str, reason: str) -> None:
-        self.console.print(f"[bold red]error[/]: [bold]{escape(path)}[/]: {escape(reason)}")
+        self.console.print(f"[bold]{escape(path)}[/]: [bold red]error[/]: {escape(reason)}")
 
     def finish(self, summary: Summary) -> None:
         out = self.console.print
+        for path, reason in summary.skipped_files:
+            out(f"[bold]{escape(path)}[/]: [yellow]warning[/]: {escape(reason)}")
+        if self.quiet:
+            return
         if self.statistics and summary.by_code:
             for code, count in sorted(summary.by_code.items(), key=lambda kv: (-kv[1], kv[0])):
                 rule = self.registry.get(code)
-                name = rule.name if rule else ""
-                out(f"{count:>5}  {code}  {name}")
+                severity = rule.severity.label if rule else ""
+                out(f"{count:>5}  {code}  {severity:<8} {rule.name if rule else ''}")
             out("")
-        parts = [
-            f"{summary.by_severity[s]} {s.label}{'s' if summary.by_severity[s] != 1 else ''}"
-            for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
-            if summary.by_severity[s]
-        ]
-        checked = (
-            f"{summary.files} file{'s' if summary.files != 1 else ''} checked "
-            f"({summary.parsed} parsed, {summary.cached} cached, "
-            f"{summary.files - summary.parsed - summary.cached - summary.skipped} not training code"
-            + (f", {summary.skipped} skipped" if summary.skipped else "")
-            + f") in {summary.elapsed:.2f}s"
-        )
         if summary.findings:
-            codes = ", ".join(f"{c}×{n}" for c, n in sorted(summary.by_code.items()))
-            out(
-                f"[bold]Found {summary.findings} problem{'s' if summary.findings != 1 else ''}[/] "
-                f"({', '.join(parts)}; {codes}). {checked}."
+            severities = ", ".join(
+                _counted(summary.by_severity[s], s.label, _PLURAL[s])
+                for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+                if summary.by_severity[s]
             )
-        elif not self.quiet:
-            out(f"[bold green]All checks passed![/] {checked}.")
-        for path, reason in summary.skipped_files:
-            out(f"[yellow]warning[/]: {escape(path)}: {escape(reason)}")
+            codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.by_code.items()))
+            out(f"[bold]Found {_counted(summary.findings, 'problem')}[/]: {severities} ({codes}).")
+        else:
+            out("[bold green]All checks passed![/]")
+        details = [
+            f"{summary.parsed} parsed",
+            f"{summary.cached} cached",
+            f"{max(summary.not_training_code, 0)} not training code",
+        ]
+        if summary.skipped:
+            details.append(f"{summary.skipped} skipped")
+        out(
+            f"{_counted(summary.files, 'file')} checked ({', '.join(details)}) "
+            f"in {summary.elapsed:.2f}s."
+        )
         if summary.errors:
-            out(f"[bold red]{len(summary.errors)} file(s) could not be analyzed[/] (see above).")
+            out(
+                f"[bold red]{_counted(len(summary.errors), 'file')} could not be analyzed[/] "
+                "(see above)."
+            )
