@@ -79,8 +79,10 @@ class LogitsIntoProbabilityLoss(Rule):
             if not kind.is_real_valued:
                 continue
             prediction = code(loss.prediction) if loss.prediction is not None else "input"
-            expected = "probabilities" if loss.family is LossFamily.BINARY_CROSS_ENTROPY else (
-                "log-probabilities"
+            expected = (
+                "probabilities"
+                if loss.family is LossFamily.BINARY_CROSS_ENTROPY
+                else ("log-probabilities")
             )
             description, replacement = _KERAS_FIX if loss.keras else _FIXES[loss.family]
             yield Violation(

@@ -63,12 +63,16 @@ _KERAS_CATEGORICAL = {
 
 def _keras_family(name: str, from_logits: object) -> LossFamily | None:
     if name in _KERAS_BINARY:
-        return LossFamily.BCE_WITH_LOGITS if from_logits is True else (
-            LossFamily.BINARY_CROSS_ENTROPY if from_logits is False else None
+        return (
+            LossFamily.BCE_WITH_LOGITS
+            if from_logits is True
+            else (LossFamily.BINARY_CROSS_ENTROPY if from_logits is False else None)
         )
     if name in _KERAS_CATEGORICAL:
-        return LossFamily.CROSS_ENTROPY if from_logits is True else (
-            LossFamily.CATEGORICAL_ON_PROBABILITIES if from_logits is False else None
+        return (
+            LossFamily.CROSS_ENTROPY
+            if from_logits is True
+            else (LossFamily.CATEGORICAL_ON_PROBABILITIES if from_logits is False else None)
         )
     return None
 
@@ -99,7 +103,9 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
         prediction = keyword(call, "input") or positional(call, 0)
         return LossCall(site, _TORCH_CRITERIA[kind_last], prediction, f"nn.{kind_last}")
     if kind.startswith("tensorflow.keras") and kind_last in _KERAS_BINARY | _KERAS_CATEGORICAL:
-        from_logits = literal(options.get("from_logits"), "?") if options.get("from_logits") else False
+        from_logits = (
+            literal(options.get("from_logits"), "?") if options.get("from_logits") else False
+        )
         family = _keras_family(kind_last, from_logits)
         prediction = keyword(call, "y_pred") or positional(call, 1)
         if family is not None:

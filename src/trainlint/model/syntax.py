@@ -116,9 +116,7 @@ _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 def _child_fields(node_type: type) -> tuple[str, ...]:
     found = _CHILD_FIELDS.get(node_type)
     if found is None:
-        found = tuple(
-            f.name for f in dataclasses.fields(node_type) if not _TRIVIA.match(f.name)
-        )
+        found = tuple(f.name for f in dataclasses.fields(node_type) if not _TRIVIA.match(f.name))
         _CHILD_FIELDS[node_type] = found
     return found
 

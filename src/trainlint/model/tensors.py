@@ -281,11 +281,18 @@ class TensorAnalysis:
             return TensorKind(Activation.NON_NEGATIVE, name or qualified, node=call)
         if qualified in _UNBOUNDED_FACTORIES:
             return TensorKind(Activation.UNBOUNDED, qualified, node=call)
-        if qualified in _BOUNDED or (method and name in ("clamp", "clip", "clamp_") and not qualified):
+        if qualified in _BOUNDED or (
+            method and name in ("clamp", "clip", "clamp_") and not qualified
+        ):
             return TensorKind(Activation.BOUNDED, qualified or name, node=call)
         if qualified == "torch.nn.functional.linear":
             return TensorKind(Activation.LOGITS, "F.linear", node=call)
-        if qualified in ("tensorflow.matmul", "tensorflow.linalg.matmul", "torch.matmul", "torch.mm"):
+        if qualified in (
+            "tensorflow.matmul",
+            "tensorflow.linalg.matmul",
+            "torch.matmul",
+            "torch.mm",
+        ):
             return TensorKind(Activation.LOGITS, "a matrix product", node=call)
         if qualified in _SHAPE_FUNCTIONS:
             return self.kind_of(positional(call, 0), scope, before)
