@@ -24,6 +24,7 @@ BUILTIN_CODES = sorted(rule.code for rule in rules_from_object(trainlint_rules))
 BAD_SOURCE = "def train(model, optimizer, loss):\n    loss.backward()\n    optimizer.step\n"
 GOOD_SOURCE = "def train(model, optimizer, loss):\n    loss.backward()\n    optimizer.step()\n"
 PROBE_MODULE = "_packaging_probe"
+InstalledWheel = tuple[ThrowawayVenv, Path]
 
 
 def copy_project(destination: Path) -> Path:
@@ -78,7 +79,7 @@ def test_every_rule_module_registers_through_the_entry_point() -> None:
 
 
 @pytest.fixture(scope="module")
-def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[ThrowawayVenv, Path]:
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> InstalledWheel:
     work = tmp_path_factory.mktemp("wheel")
     source = copy_project(work / "source")
     wheel = build_wheel(source, work / "dist")
@@ -88,7 +89,7 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Throwaway
 
 
 @pytest.mark.slow
-def test_wheel_contains_every_module_and_new_ones(installed_wheel: tuple[ThrowawayVenv, Path]):
+def test_wheel_contains_every_module_and_new_ones(installed_wheel: InstalledWheel) -> None:
     _, wheel = installed_wheel
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -101,7 +102,7 @@ def test_wheel_contains_every_module_and_new_ones(installed_wheel: tuple[Throwaw
 
 
 @pytest.mark.slow
-def test_installed_wheel_is_what_runs(installed_wheel: tuple[ThrowawayVenv, Path]) -> None:
+def test_installed_wheel_is_what_runs(installed_wheel: InstalledWheel) -> None:
     env, _ = installed_wheel
     where = env.run_python(
         "-c",
@@ -117,7 +118,7 @@ def test_installed_wheel_is_what_runs(installed_wheel: tuple[ThrowawayVenv, Path
 
 
 @pytest.mark.slow
-def test_installed_command_lists_builtin_rules(installed_wheel: tuple[ThrowawayVenv, Path]):
+def test_installed_command_lists_builtin_rules(installed_wheel: InstalledWheel) -> None:
     env, _ = installed_wheel
     result = env.run(env.bin / "trainlint", "rules", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -128,7 +129,7 @@ def test_installed_command_lists_builtin_rules(installed_wheel: tuple[ThrowawayV
 
 @pytest.mark.slow
 def test_installed_command_checks_and_exits(
-    installed_wheel: tuple[ThrowawayVenv, Path], tmp_path: Path
+    installed_wheel: InstalledWheel, tmp_path: Path
 ) -> None:
     env, _ = installed_wheel
     (tmp_path / "bad.py").write_text(BAD_SOURCE)

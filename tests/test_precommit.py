@@ -8,6 +8,7 @@ a temporary directory, so the user's pre-commit cache is never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,13 @@ BAD = "def train(optimizer, loss):\n    loss.backward()\n    optimizer.step\n"
 GOOD = "def train(optimizer, loss):\n    loss.backward()\n    optimizer.step()\n"
 
 pytestmark = pytest.mark.slow
+
+
+def notebook(source: str) -> str:
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": []}
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# Training\n"]}]
+    cells.append({**cell, "source": source.splitlines(keepends=True)})
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
 def _environment(home: Path) -> dict[str, str]:
@@ -86,15 +94,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def test_hook_fails_on_a_finding(project: Project) -> None:
     project.write("train.py", BAD)
+    project.write("explore.ipynb", notebook(BAD))  # types_or: jupyter reaches notebooks too
     result = project.run_hooks()
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "trainlint" in output and "Failed" in output
     assert "train.py:3:" in output and "TL405" in output
+    assert "explore.ipynb:" in output
 
 
 def test_hook_passes_on_clean_code(project: Project) -> None:
     project.write("train.py", GOOD)
+    project.write("explore.ipynb", notebook(GOOD))
     project.write("notes.txt", "optimizer.step\n")  # not Python: the hook never sees it
     result = project.run_hooks()
     output = result.stdout + result.stderr
