@@ -12,10 +12,9 @@ from typing import IO, Any
 
 import click
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
-from trainlint import __version__, sources
+from trainlint import __version__
 from trainlint.config import (
     FORMATS,
     Config,
@@ -27,7 +26,7 @@ from trainlint.config import (
     resolve_selection,
 )
 from trainlint.discovery import DEFAULT_EXCLUDES, Discovery, discover
-from trainlint.engine import FileResult, RunOptions, run
+from trainlint.engine import RunOptions, run
 from trainlint.report import Summary, get_reporter
 from trainlint.rule import RegistryError, Rule, Severity, load_registry
 
@@ -280,25 +279,11 @@ def _report(
             reporter.on_discovery_error(str(path), reason)
         with _progress(len(found.files), opts["quiet"] or not sys.stderr.isatty()) as advance:
             for result in run(found.files, options):
-                _name_cells(result, findings_too=fmt != "text")
                 summary.add(result)
                 reporter.on_file(result)
                 advance()
         reporter.finish(summary)
     return summary
-
-
-def _name_cells(result: FileResult, findings_too: bool) -> None:
-    """Notebooks: messages say which cell. The text reporter shows cell positions itself."""
-    if result.path.suffix != ".ipynb" or not (
-        result.error_line or findings_too and result.findings
-    ):
-        return
-    try:
-        source = sources.load(result.path, max_bytes=0)
-    except (sources.SourceError, sources.SkippedFile):
-        return
-    source.name_cells(result, findings=findings_too)
 
 
 @contextmanager
@@ -392,6 +377,8 @@ def explain(code: str) -> None:
     header = f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*"
     text = f"{header}\n\n{rule.documentation()}"
     if sys.stdout.isatty():
+        from rich.markdown import Markdown  # slow to import; only needed here
+
         Console(no_color="NO_COLOR" in os.environ).print(Markdown(text))
     else:
         click.echo(text)

@@ -55,40 +55,63 @@ def _is_virtualenv(directory: Path) -> bool:
 class _Ignorer:
     def __init__(self, root: Path, excludes: Iterable[str], respect_gitignore: bool) -> None:
         self.root = root
-        self.excludes = pathspec.PathSpec.from_lines("gitwildmatch", excludes)
+        self.excludes = pathspec.GitIgnoreSpec.from_lines(excludes)
         self.respect_gitignore = respect_gitignore
-        self._gitignores: dict[Path, pathspec.PathSpec | None] = {}
+        self._gitignores: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
-    def _gitignore(self, directory: Path) -> pathspec.PathSpec | None:
+    def _gitignore(self, directory: Path) -> pathspec.GitIgnoreSpec | None:
         if directory not in self._gitignores:
             spec = None
             candidate = directory / ".gitignore"
             if self.respect_gitignore and candidate.is_file():
                 try:
                     lines = candidate.read_text("utf-8", errors="replace").splitlines()
-                    spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+                    spec = pathspec.GitIgnoreSpec.from_lines(lines)
                 except OSError:
                     spec = None
             self._gitignores[directory] = spec
         return self._gitignores[directory]
 
     def excluded(self, path: Path, is_dir: bool, gitignore_dirs: list[Path]) -> bool:
+        """Whether ``path`` itself is excluded (its parents were checked when walked into)."""
         suffix = "/" if is_dir else ""
         try:
             relative = path.relative_to(self.root).as_posix()
         except ValueError:
             relative = path.as_posix().lstrip("/")
-        if self.excludes.match_file(relative + suffix) or self.excludes.match_file(
-            path.name + suffix
+        if _verdict(self.excludes, relative + suffix) or _verdict(
+            self.excludes, path.name + suffix
         ):
             return True
-        for directory in gitignore_dirs:
+        ignored = None
+        for directory in gitignore_dirs:  # outermost first: a deeper .gitignore has the last word
             spec = self._gitignore(directory)
             if spec is not None:
-                local = path.relative_to(directory).as_posix() + suffix
-                if spec.match_file(local):
-                    return True
-        return False
+                verdict = _verdict(spec, path.relative_to(directory).as_posix() + suffix)
+                ignored = ignored if verdict is None else verdict
+        return bool(ignored)
+
+
+def _verdict(spec: pathspec.PathSpec, path: str) -> bool | None:
+    """True/False when the last pattern matching ``path`` itself excludes/re-includes it.
+
+    Only matches of the path itself count, not of a parent directory: the walk has already
+    pruned excluded directories, so a parent can only match when the user named that directory
+    on the command line, and then its contents are wanted (as in ruff).
+    """
+    verdict = None
+    for pattern in spec.patterns:
+        regex = getattr(pattern, "regex", None)
+        if pattern.include is None or regex is None:
+            continue
+        match = regex.match(path)
+        if match is None:
+            continue
+        through = match.groupdict().get("ps_d")  # the "/" after a matching parent directory
+        if through is not None and match.end("ps_d") != len(path):
+            continue
+        verdict = bool(pattern.include)
+    return verdict
 
 
 def _git_root(start: Path) -> Path | None:

@@ -138,8 +138,8 @@ class FileAnalyzer:
         try:
             module = cst.parse_module(text)
         except cst.ParserSyntaxError as exc:
-            result.error = f"syntax error: {exc.message}"
-            result.error_line = exc.raw_line
+            line, message = sources.python_syntax_error(text) or (exc.raw_line, exc.message)
+            result.error, result.error_line = f"syntax error: {message}", line
             return result
         except (RecursionError, MemoryError) as exc:
             result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"

@@ -125,10 +125,24 @@ def decode_python(raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
+def python_syntax_error(text: str) -> tuple[int | None, str] | None:
+    """Python's own account of a syntax error: its line and message are more precise than
+    libcst's (``'(' was never closed`` at the opening line). None when Python accepts it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes etc.
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            return exc.lineno, exc.msg
+        except (ValueError, RecursionError, MemoryError):
+            return None
+    return None
+
+
 # ---------------------------------------------------------------------- notebooks
 def _is_python(code: str) -> bool:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes etc.
+        warnings.simplefilter("ignore")
         try:
             ast.parse(code)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -191,7 +205,8 @@ def notebook_to_text(raw: bytes) -> tuple[str, dict[int, tuple[int, int]]]:
         source = _cell_source(cell)
         if not source.strip():
             continue
-        for cell_line, line in enumerate(cell_to_python(_NEWLINE.split(source)), start=1):
+        source_lines = _NEWLINE.split(source.removesuffix("\n").removesuffix("\r"))
+        for cell_line, line in enumerate(cell_to_python(source_lines), start=1):
             lines.append(line)
             cell_lines[len(lines)] = (number, cell_line)
         lines.append("")

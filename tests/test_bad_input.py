@@ -1,0 +1,299 @@
+"""Files trainlint cannot analyze: each is one error line naming the file and the reason, the
+run exits 2, and every other file is still analyzed and its findings reported."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import trainlint.cli
+from trainlint import sources
+from trainlint.cli import main
+from trainlint.discovery import Discovery
+
+GOOD = "def train(optimizer):\n    optimizer.zero_grad\n"  # the good file's TL405 on line 2
+#: Mentions `.step`, so the prefilter lets it through to the parser.
+TRAINING = "optimizer.step()\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "good.py").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return tmp_path
+
+
+def run_json(*args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["check", "--no-cache", "--format", "json", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def run_text(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["check", "--no-cache", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def assert_reported(name: str, reason: str, line: int | None = None) -> None:
+    """``name`` is an error naming it and ``reason``; good.py is still analyzed."""
+    status, document = run_json(".")
+    assert status == 2
+    assert [(f["path"], f["code"], f["line"]) for f in document["findings"]] == [
+        ("good.py", "TL405", 2)
+    ]
+    (error,) = document["errors"]
+    assert error["path"] == name and reason in error["message"], error
+    if line is not None:
+        assert error["line"] == line
+    status, text = run_text(".")
+    assert status == 2 and "good.py:2:5: TL405" in text
+    (error_line,) = [row for row in text.splitlines() if row.startswith(name) and reason in row]
+    assert "error" in error_line
+
+
+# ----------------------------------------------------------------------------- unreadable content
+def test_syntax_error(project: Path) -> None:
+    (project / "broken.py").write_text(TRAINING + "def broken(:\n    pass\n")
+    assert_reported("broken.py", "syntax error", line=2)
+
+
+def test_undecodable_bytes(project: Path) -> None:
+    (project / "latin.py").write_bytes(TRAINING.encode() + b"name = 'caf\xe9'\n")
+    assert_reported("latin.py", "cannot decode as utf-8 (byte 0xe9 at offset 28)", line=2)
+
+
+def test_binary_file(project: Path) -> None:
+    (project / "blob.py").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00" + TRAINING.encode())
+    assert_reported("blob.py", "binary file (contains NUL bytes), not Python source")
+
+
+def test_unknown_encoding_declaration(project: Path) -> None:
+    (project / "odd.py").write_text("# -*- coding: klingon -*-\n" + TRAINING)
+    assert_reported("odd.py", "bad encoding declaration", line=1)
+
+
+def test_bom_contradicting_the_cookie(project: Path) -> None:
+    (project / "bom.py").write_bytes(b"\xef\xbb\xbf# coding: latin-1\n" + TRAINING.encode())
+    assert_reported("bom.py", "bad encoding declaration", line=1)
+
+
+def test_empty_file_is_fine(project: Path) -> None:
+    (project / "empty.py").write_bytes(b"")
+    (project / "blank.py").write_text("\n\n   \n")
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == []
+    assert [f["path"] for f in document["findings"]] == ["good.py"]
+    assert run_json("empty.py")[0] == 0
+
+
+# ----------------------------------------------------------------------------- encodings that work
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("cookie_latin1.py", b"# -*- coding: latin-1 -*-\nname = 'caf\xe9'\nopt.zero_grad\n"),
+        ("cookie_vim.py", b"# vim: set fileencoding=iso-8859-15 :\nx = '\xa4'\nopt.zero_grad\n"),
+        ("bom.py", b"\xef\xbb\xbfname = 'caf\xc3\xa9'\nx = 1\nopt.zero_grad\n"),
+        ("bom_and_cookie.py", b"\xef\xbb\xbf# coding: utf-8\nx = 1\nopt.zero_grad\n"),
+        ("cp1252.py", b"#!/usr/bin/env python\n# coding=cp1252\nopt.zero_grad  # \x93q\x94\n"),
+        ("crlf.py", b"x = 1\r\n\r\nopt.zero_grad\r\n"),
+        ("form_feed.py", b"x = 1\n\x0c\nopt.zero_grad\n"),
+    ],
+)
+def test_declared_encodings_and_line_endings(project: Path, name: str, raw: bytes) -> None:
+    (project / name).write_bytes(raw)
+    status, document = run_json(name)
+    assert status == 1 and document["errors"] == []
+    assert [(f["code"], f["line"]) for f in document["findings"]] == [("TL405", 3)]
+
+
+def test_decode_python_strips_the_bom() -> None:
+    assert sources.decode_python(b"\xef\xbb\xbfx = 1\n") == "x = 1\n"
+    assert (
+        sources.decode_python(b"# coding: latin-1\nx = '\xe9'\n") == "# coding: latin-1\nx = 'é'\n"
+    )
+
+
+# ----------------------------------------------------------------------------- size
+def test_50k_line_file_is_analyzed(project: Path) -> None:
+    lines = [""] * 49_998 + ["def late(optimizer):", "    optimizer.zero_grad"]
+    (project / "long.py").write_text("\n".join(lines) + "\n")
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == [] and document["skipped"] == []
+    assert [(f["path"], f["line"]) for f in document["findings"]] == [
+        ("good.py", 2),
+        ("long.py", 50_000),
+    ]
+
+
+def test_50k_line_file_without_training_code_is_prefiltered(project: Path) -> None:
+    (project / "table.py").write_text("".join(f"V{i} = {i}\n" for i in range(50_000)))
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == []
+    assert [f["path"] for f in document["findings"]] == ["good.py"]
+
+
+def test_50k_line_file_over_the_size_cap_is_skipped_not_failed(project: Path) -> None:
+    lines = [f"# generated row {i:06d}: {'=' * 20}" for i in range(50_000)]
+    (project / "huge.py").write_text("\n".join(lines) + "\noptimizer.zero_grad\n")
+    assert (project / "huge.py").stat().st_size > 1_000_000
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == []  # exit 1: good.py's finding, no failure
+    assert [f["path"] for f in document["findings"]] == ["good.py"]
+    (skipped,) = document["skipped"]
+    assert skipped["path"] == "huge.py" and skipped["reason"].startswith("skipped: too large")
+    status, text = run_text(".")
+    assert status == 1
+    assert any(row.startswith("huge.py") and "too large" in row for row in text.splitlines())
+
+
+# ----------------------------------------------------------------------------- filesystem oddities
+def test_directory_named_like_a_python_file(project: Path) -> None:
+    (project / "x.py").mkdir()
+    (project / "x.py" / "inner.py").write_text(GOOD)
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == []  # walked like any directory, not read
+    assert [f["path"] for f in document["findings"]] == ["good.py", "x.py/inner.py"]
+    assert run_json("x.py")[0] == 1
+
+
+def test_unreadable_file(project: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: chmod 000 does not make a file unreadable")
+    (project / "secret.py").write_text(TRAINING)
+    (project / "secret.py").chmod(0)
+    try:
+        assert_reported("secret.py", "permission denied")
+    finally:
+        (project / "secret.py").chmod(0o644)
+
+
+def test_symlink_loop(project: Path) -> None:
+    (project / "loop.py").symlink_to(project / "loop.py")
+    (project / "cycle").symlink_to(project, target_is_directory=True)  # a directory cycle
+    assert_reported("loop.py", "symbolic link loop")
+
+
+def test_dangling_symlink(project: Path) -> None:
+    (project / "gone.py").symlink_to(project / "deleted.py")
+    assert_reported("gone.py", "broken symbolic link")
+
+
+def test_file_vanishing_during_the_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "temp.py").write_text(TRAINING)
+    real_discover = trainlint.cli.discover
+
+    def discover_then_delete(*args: Any, **kwargs: Any) -> Discovery:
+        (project / "temp.py").write_text(TRAINING)
+        found = real_discover(*args, **kwargs)
+        (project / "temp.py").unlink()
+        return found
+
+    monkeypatch.setattr(trainlint.cli, "discover", discover_then_delete)
+    assert_reported("temp.py", "file not found (deleted during the run?)")
+
+
+def test_missing_path_on_the_command_line(project: Path) -> None:
+    status, document = run_json("good.py", "missing.py")
+    assert status == 2
+    assert [f["path"] for f in document["findings"]] == ["good.py"]
+    assert [(e["path"], e["message"]) for e in document["errors"]] == [
+        ("missing.py", "no such file or directory")
+    ]
+
+
+# ----------------------------------------------------------------------------- notebooks
+def notebook(*cells: str | list[str], kind: str = "code") -> str:
+    return json.dumps(
+        {
+            "cells": [{"cell_type": kind, "metadata": {}, "source": c} for c in cells],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not a valid notebook: bad JSON: Expecting property name"),
+        ('{"cells": 3}', "not a valid notebook: no 'cells' list"),
+        ("[1, 2]", "not a valid notebook: no 'cells' list"),
+    ],
+)
+def test_broken_notebook(project: Path, content: str, reason: str) -> None:
+    (project / "broken.ipynb").write_text(content)
+    (project / "fine.ipynb").write_text(notebook(["import torch\n", "opt.zero_grad\n"]))
+    status, document = run_json("--include-notebooks", ".")
+    assert status == 2
+    assert [(f["path"], f["line"]) for f in document["findings"]] == [
+        ("fine.ipynb", 2),
+        ("good.py", 2),
+    ]
+    (error,) = document["errors"]
+    assert error["path"] == "broken.ipynb" and error["message"].startswith(reason)
+
+
+def test_notebook_that_is_not_utf8(project: Path) -> None:
+    (project / "latin.ipynb").write_bytes(b'{"cells": ["caf\xe9"]}')
+    status, document = run_json("latin.ipynb")
+    assert status == 2
+    assert document["errors"][0]["message"].startswith("not a valid notebook: not UTF-8")
+
+
+def test_notebook_syntax_error_names_the_cell(project: Path) -> None:
+    (project / "nb.ipynb").write_text(notebook("x = 1\n", "opt.step()\ndef f(:\n"))
+    status, document = run_json("nb.ipynb")
+    assert status == 2
+    (error,) = document["errors"]
+    assert error["message"].startswith("syntax error") and "(cell 2, line 2)" in error["message"]
+
+
+def test_notebook_cells_are_joined_and_magics_neutralised() -> None:
+    raw = notebook(
+        "# Title",
+        ["!pip install torch\n", "import torch\n", "%matplotlib inline\n"],
+        ["%%bash\n", "for f in *; do echo $f; done\n"],
+        ["%%time\n", "for b in loader:\n", "    %time step()\n", "    files = !ls\n"],
+        ["torch.nn.Linear?\n", "?torch.optim\n"],
+        "",
+        ["x = (a\n", "     % b)\n"],  # valid Python: a `%` continuation line stays as it is
+    ).replace('"cell_type": "code", "metadata": {}, "source": "# Title"', '"cell_type": "markdown"')
+    text, cell_lines = sources.notebook_to_text(raw.encode())
+    lines = text.splitlines()
+    assert lines[0] == "pass  # !pip install torch" and lines[1] == "import torch"
+    assert lines[4] == "# %%bash" and lines[5].startswith("# for f in")
+    assert lines[7:11] == [
+        "pass  # %%time",
+        "for b in loader:",
+        "    pass  # %time step()",
+        "    pass  # files = !ls",
+    ]
+    assert lines[12:14] == ["pass  # torch.nn.Linear?", "pass  # ?torch.optim"]
+    assert lines[15:17] == ["x = (a", "     % b)"]
+    assert cell_lines[1] == (2, 1) and cell_lines[10] == (4, 3) and cell_lines[17] == (7, 2)
+    compile(text, "nb", "exec")  # the whole thing is Python now
+
+
+def test_notebook_source_as_string_and_odd_cells() -> None:
+    raw = json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "source": "a = 1\nb = 2"},
+                {"cell_type": "code"},
+                "not a cell",
+                {"cell_type": "code", "source": ["c = 3\r\n", 7]},
+                {"cell_type": "raw", "source": "ignored"},
+            ]
+        }
+    )
+    text, cell_lines = sources.notebook_to_text(raw.encode())
+    assert text == "a = 1\nb = 2\n\nc = 3\n\n"
+    assert cell_lines == {1: (1, 1), 2: (1, 2), 4: (4, 1)}
