@@ -116,6 +116,9 @@ class IterationBuilder:
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
+        #: While a helper is inlined: (id(callee scope), parameter) -> (argument, caller scope),
+        #: so that ``def clear(o): o.zero_grad()`` called as ``clear(adam)`` knows ``o``'s role.
+        self._arguments: dict[tuple[int, str], tuple[cst.BaseExpression, Scope]] = {}
 
     # ------------------------------------------------------------------ entry points
     def loop_events(self, loop: LoopInfo) -> list[Event]:
@@ -278,6 +281,7 @@ class IterationBuilder:
         renames = self.model.argument_renames(call, callee)
         body = callee.node.body.body if isinstance(callee.node, cst.FunctionDef) else ()
         inner_contexts = contexts | function_context(self.model, callee)
+        bound = [(id(callee), p) for p in self._bind_arguments(call, callee, scope)]
         for event in self._block(
             body, callee, conditions, loops, inner_contexts, via + (call,), stack + (callee,)
         ):
@@ -287,6 +291,38 @@ class IterationBuilder:
                 if root in renames:
                     subject = renames[root] + dot + rest if renames[root] else None
             yield replace(event, subject=subject)
+        for key in bound:
+            self._arguments.pop(key, None)
+
+    def _bind_arguments(self, call: cst.Call, callee: Scope, scope: Scope) -> list[str]:
+        params = list(callee.params)
+        if callee.cls is not None and params and params[0] in ("self", "cls"):
+            params = params[1:]
+        bound: list[str] = []
+        position = 0
+        for arg in call.args:
+            if arg.star:
+                continue
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif position < len(params):
+                name, position = params[position], position + 1
+            else:
+                continue
+            self._arguments[(id(callee), name)] = (arg.value, scope)
+            bound.append(name)
+        return bound
+
+    def _argument_role(self, name: str, scope: Scope, depth: int = 0) -> Role | None:
+        """The role of the argument an inlined helper's parameter ``name`` was called with."""
+        found = self._arguments.get((id(scope), name))
+        if found is None or depth > self.max_depth:
+            return None
+        argument, caller = found
+        role = self.model.role_of(argument, caller)
+        if role is None and isinstance(argument, cst.Name):
+            role = self._argument_role(argument.value, caller, depth + 1)
+        return role
 
     def _classify(self, call: cst.Call, scope: Scope, make) -> Event | None:
         model = self.model
@@ -306,6 +342,8 @@ class IterationBuilder:
         receiver, name = method
         subject = dotted(receiver)
         role = model.role_of(receiver, scope)
+        if role is None and isinstance(receiver, cst.Name):
+            role = self._argument_role(receiver.value, scope)
         if name == "backward":
             if role in (Role.ACCELERATOR, Role.ENGINE) or subject in ("self", "fabric"):
                 return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
