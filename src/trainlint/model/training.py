@@ -2,38 +2,78 @@
 
 A *train step* is a loop whose iteration reaches a backward and an optimizer step
 (directly, in nested loops, or through same-file helpers). Its *accumulation* says whether
-gradients are deliberately summed over several micro-steps before each step, and how.
+gradients are deliberately summed over several micro-steps before each step, and how:
+
+* a guard on the step: ``(i + 1) % k == 0``, ``step % k == k - 1``, ``i % k == 0`` after an
+  increment, ``(i + 1) % k == 0 or i + 1 == len(loader)``, a flag assigned from one of these
+  (``need_update = ...``), or a counter compared with ``k`` and reset after the step;
+* an inner micro-step loop that runs backward, with the step after it;
+* ``with accelerator.accumulate(model)``, where Accelerate decides.
+
+A guard only makes a window when some backward runs outside it (a generator trained every
+``n_critic`` iterations, backward and step both guarded, accumulates nothing).
+
+Guards themselves are read in :mod:`.windows`.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from trainlint.model.events import Condition, Event, EventKind
-from trainlint.model.syntax import descendants, dotted
+from trainlint.model.roles import Role
+from trainlint.model.syntax import dotted, method_call, positional
+from trainlint.model.windows import (
+    GuardReader,
+    GuardShape,
+    WindowKind,
+    epoch_start,
+    is_window_condition,
+    modulo_operand,
+    scales_gradients,
+)
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.scopes import LoopInfo
 
-
-class WindowKind(enum.Enum):
-    MODULO = "modulo"  # if (i + 1) % k == 0: opt.step()
-    COUNTER = "counter"  # if accum_count == k: opt.step(); accum_count = 0
-    INNER_LOOP = "inner_loop"  # for micro in chunks: backward() ... then step() after it
-    ACCELERATE = "accelerate"  # with accelerator.accumulate(model): Accelerate decides
+__all__ = [
+    "Accumulation",
+    "TrainStep",
+    "WindowKind",
+    "epoch_start",
+    "find_accumulation",
+    "is_window_condition",
+    "modulo_operand",
+    "scales_gradients",
+    "train_steps",
+]
 
 
 @dataclass(frozen=True)
 class Accumulation:
     kind: WindowKind
     guard: Condition | None = None  # the condition the step runs under (MODULO / COUNTER)
-    steps: cst.BaseExpression | None = None  # k, when it can be read off the guard
+    steps: cst.BaseExpression | None = None  # k, when it can be read off the guard or loop
     inner_loop: LoopInfo | None = None  # INNER_LOOP: the micro-step loop
+    #: The guard's test with flags resolved (``need_update`` -> ``(i + 1) % k == 0 or ...``).
+    test: cst.BaseExpression | None = None
+    #: The name the guard counts with (``i``, ``global_step``, ``accum_count``).
+    counter: str | None = None
+    #: The guard also fires on the last batch (``or i + 1 == len(loader)``).
+    flushes_last: bool = False
+    #: Optimizers stepped once per window, by the loop's name for them.
+    optimizers: tuple[str, ...] = ()
+    #: Backwards that run on every micro-step (outside the guard, or in the inner loop).
+    micro_backwards: tuple[Event, ...] = field(default=(), compare=False)
+    #: INNER_LOOP: the inner loop feeds micro-batches (a forward, ``range(k)``, ``chunk``...),
+    #: as opposed to summing several losses of one batch.
+    micro_batched: bool = False
+    #: INNER_LOOP over a data loader: the whole epoch is one window.
+    whole_epoch: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,56 +102,149 @@ class TrainStep:
         return list(seen)
 
 
-def modulo_operand(test: cst.CSTNode) -> cst.BaseExpression | None:
-    """``k`` in a test like ``(i + 1) % k == 0``; ``None`` when there is no ``%``."""
-    for node in (test, *descendants(test)):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
-            return node.right
+# ---------------------------------------------------------------------- windows
+def _next_step(events: list[Event], index: int) -> Event | None:
+    """The optimizer step a backward at ``index`` feeds: the next one, wrapping around."""
+    ordered = events[index + 1 :] + events[:index]
+    for event in ordered:
+        if event.kind is EventKind.STEP and not event.closure:
+            return event
     return None
 
 
-def _mentions_accumulation(test: cst.CSTNode) -> bool:
-    for node in (test, *descendants(test)):
-        name = dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
-        if name and ("accum" in name.lower() or name.endswith("sync_gradients")):
-            return True
-    return False
+def _micro_batched(model: TrainingModel, inner: LoopInfo, events: list[Event]) -> bool:
+    if any(e.kind is EventKind.FORWARD and inner in e.loops for e in events):
+        return True
+    source = inner.iter_expr
+    if isinstance(source, cst.Call) and dotted(source.func) == "enumerate" and source.args:
+        source = source.args[0].value
+    called = method_call(source)
+    name = dotted(source.func) if isinstance(source, cst.Call) else None
+    if name in ("range", "zip") or (called and called[1] in ("chunk", "split", "tensor_split")):
+        return True
+    qualified = model.imports.qualify(source.func) if isinstance(source, cst.Call) else None
+    return qualified in ("torch.chunk", "torch.split", "torch.tensor_split") or _over_loader(
+        model, inner
+    )
 
 
-def accumulation_guard(event: Event) -> Condition | None:
-    """The condition that makes ``event`` (a step) run only every k-th micro-step."""
-    for condition in event.conditions:
-        if condition.negated:
-            continue
-        if modulo_operand(condition.test) is not None or _mentions_accumulation(condition.test):
-            return condition
+def _over_loader(model: TrainingModel, inner: LoopInfo) -> bool:
+    source = inner.iter_expr
+    if isinstance(source, cst.Call) and dotted(source.func) in ("enumerate", "tqdm", "iter"):
+        source = positional(source, 0)
+    return source is not None and model.role_of(source, inner.scope) is Role.LOADER
+
+
+def _inner_steps(inner: LoopInfo) -> cst.BaseExpression | None:
+    source = inner.iter_expr
+    if isinstance(source, cst.Call):
+        if dotted(source.func) == "range" and len(source.args) == 1:
+            return source.args[0].value
+        called = method_call(source)
+        if called and called[1] == "chunk":
+            return positional(source, 0)
     return None
 
 
-def find_accumulation(loop: LoopInfo, events: list[Event]) -> Accumulation | None:
+def find_accumulation(
+    loop: LoopInfo, events: list[Event], model: TrainingModel | None = None
+) -> Accumulation | None:
     steps = [e for e in events if e.kind is EventKind.STEP and not e.closure]
     backwards = [e for e in events if e.kind is EventKind.BACKWARD]
     if not steps or not backwards:
         return None
     if any("accumulate" in e.contexts for e in backwards):
-        return Accumulation(WindowKind.ACCELERATE)
+        names = tuple(dict.fromkeys(e.subject for e in steps if e.subject))
+        return Accumulation(
+            WindowKind.ACCELERATE, optimizers=names, micro_backwards=tuple(backwards)
+        )
+    if model is None:
+        return None
+    reader = GuardReader(model, events)
+    windows: dict[int, tuple[Condition, GuardShape]] = {}
     for step in steps:
-        guard = accumulation_guard(step)
-        if guard is not None:
-            operand = modulo_operand(guard.test)
-            kind = WindowKind.MODULO if operand is not None else WindowKind.COUNTER
-            return Accumulation(kind, guard, operand)
-    step_loops = {id(inner.node) for e in steps for inner in e.loops}
-    for backward in backwards:
-        deeper = [inner for inner in backward.loops if id(inner.node) not in step_loops]
-        if deeper:
-            return Accumulation(WindowKind.INNER_LOOP, inner_loop=deeper[0])
-    return None
+        for condition in step.conditions:
+            shape = reader.shape(condition, step.scope)
+            if shape is not None and shape.boundary:
+                windows[id(step)] = (condition, shape)
+                break
+    found = _guarded_window(events, windows)
+    if found is not None:
+        return found
+    return _inner_loop_window(model, events)
+
+
+def _guarded_window(
+    events: list[Event], windows: dict[int, tuple[Condition, GuardShape]]
+) -> Accumulation | None:
+    micro: list[Event] = []
+    chosen: tuple[Condition, GuardShape] | None = None
+    stepped: dict[str, None] = {}
+    for index, event in enumerate(events):
+        if event.kind is not EventKind.BACKWARD:
+            continue
+        step = _next_step(events, index)
+        if step is None or id(step) not in windows:
+            continue
+        condition, shape = windows[id(step)]
+        if any(c.test is condition.test for c in event.conditions):
+            continue  # backward and step under one guard: nothing accumulates
+        micro.append(event)
+        chosen = chosen or (condition, shape)
+        if step.subject:
+            stepped.setdefault(step.subject, None)
+    if chosen is None:
+        return None
+    condition, shape = chosen
+    for event in events:  # every optimizer stepped under the same guard closes the window
+        window = windows.get(id(event))
+        if window is not None and event.subject and window[0].test is condition.test:
+            stepped.setdefault(event.subject, None)
+    return Accumulation(
+        shape.kind,
+        condition,
+        shape.steps,
+        test=shape.test,
+        counter=shape.counter,
+        flushes_last=shape.flushes_last,
+        optimizers=tuple(stepped),
+        micro_backwards=tuple(micro),
+    )
+
+
+def _inner_loop_window(model: TrainingModel, events: list[Event]) -> Accumulation | None:
+    micro: list[Event] = []
+    inner: LoopInfo | None = None
+    stepped: dict[str, None] = {}
+    for index, event in enumerate(events):
+        if event.kind is not EventKind.BACKWARD:
+            continue
+        step = _next_step(events, index)
+        if step is None:
+            continue
+        step_loops = {id(loop.node) for loop in step.loops}
+        deeper = [loop for loop in event.loops if id(loop.node) not in step_loops]
+        if not deeper:
+            continue
+        micro.append(event)
+        inner = inner or deeper[0]
+        if step.subject:
+            stepped.setdefault(step.subject, None)
+    if inner is None:
+        return None
+    return Accumulation(
+        WindowKind.INNER_LOOP,
+        steps=_inner_steps(inner),
+        inner_loop=inner,
+        optimizers=tuple(stepped),
+        micro_backwards=tuple(micro),
+        micro_batched=_micro_batched(model, inner, events),
+        whole_epoch=_over_loader(model, inner),
+    )
 
 
 def train_steps(model: TrainingModel) -> list[TrainStep]:
     """Innermost loops that run backward and step, outside framework-managed code."""
-    found: list[TrainStep] = []
     candidates: dict[int, TrainStep] = {}
     for loop in model.loops:
         if model.is_framework_managed(loop.scope):
@@ -119,16 +252,13 @@ def train_steps(model: TrainingModel) -> list[TrainStep]:
         events = model.iteration(loop)
         kinds = {e.kind for e in events}
         if EventKind.BACKWARD in kinds and EventKind.STEP in kinds:
-            candidates[id(loop.node)] = TrainStep(loop, events, find_accumulation(loop, events))
-    for _key, step in candidates.items():
-        # keep the innermost: drop a loop when one of its nested loops is itself a train step
-        nested = [c for c in step.loop.children if _contains_candidate(c, candidates)]
-        if not nested:
+            accumulation = find_accumulation(loop, events, model)
+            candidates[id(loop.node)] = TrainStep(loop, events, accumulation)
+    found: list[TrainStep] = []
+    for key, step in candidates.items():
+        # keep the innermost: drop a loop when a loop its iteration runs (nested, or inside a
+        # helper it calls) is itself a train step
+        inner = {id(lp.node) for e in step.events for lp in e.loops} - {key}
+        if not inner & candidates.keys():
             found.append(step)
     return found
-
-
-def _contains_candidate(loop: LoopInfo, candidates: dict[int, TrainStep]) -> bool:
-    if id(loop.node) in candidates:
-        return True
-    return any(_contains_candidate(child, candidates) for child in loop.children)

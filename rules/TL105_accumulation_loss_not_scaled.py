@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from trainlint import Fix, Rule, Severity
+from trainlint.model import Event, TrainingModel, TrainStep, WindowKind
+from trainlint.model.lossflow import Flow, Reduction, backward_flow
+from trainlint.model.scaling import (
+    BackwardScaling,
+    backward_scaling,
+    divides_by_accumulation,
+    divides_by_window,
+)
+from trainlint.model.syntax import method_call
+from trainlint.model.training import scales_gradients
+from trainlint.rule import Violation
+
+_WINDOWS = (WindowKind.MODULO, WindowKind.COUNTER, WindowKind.INNER_LOOP)
+
+
+class AccumulationLossNotScaled(Rule):
+    """A mean-reduced loss is accumulated over k micro-steps without dividing it by k.
+
+    ## What it does
+    Flags the backward call of a gradient-accumulation loop (a step guarded by
+    `(i + 1) % k == 0` or a counter, or an inner micro-step loop) when the value it
+    differentiates is never divided by the number of accumulation steps (followed along its
+    definition chain, through same-file helpers) while the loss is mean-reduced: a
+    default-reduction criterion, `F.cross_entropy` and friends, `outputs.loss`, `.mean()`.
+
+    It also flags the opposite mistake with Accelerate: `accelerator.backward(loss)` already
+    divides by `gradient_accumulation_steps` when the `Accelerator` is configured with it (or
+    inside `accelerator.accumulate()`), so dividing the loss by the accumulation steps as well
+    shrinks the gradients k times.
+
+    Sum-reduced losses normalized by an item count, DeepSpeed engines (which divide
+    themselves) and whole-epoch accumulation over a data loader are left alone.
+
+    ## Why is this bad?
+    Gradients add up over the window. With a mean loss per micro-batch, k micro-steps give
+    k times the gradient of one batch of k times the size: the effective learning rate is
+    k times too high (and gradient clipping thresholds mean something else). Nothing raises
+    an error; training is just less stable or diverges when k changes.
+
+    ## Example
+    ```python
+    for i, (inputs, targets) in enumerate(loader):
+        loss = criterion(model(inputs), targets)
+        loss.backward()
+        if (i + 1) % accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    ```
+
+    ## Use instead
+    ```python
+    for i, (inputs, targets) in enumerate(loader):
+        loss = criterion(model(inputs), targets)
+        (loss / accum_steps).backward()
+        if (i + 1) % accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    ```
+    """
+
+    code = "TL105"
+    name = "accumulation-loss-not-scaled"
+    severity = Severity.ERROR
+    frameworks = ("torch",)
+    triggers = ("backward",)
+    summary = "A mean-reduced loss is accumulated over k micro-steps but never divided by k."
+
+    def check(self, model: TrainingModel) -> Iterator[Violation]:
+        reported: set[int] = set()
+        for train in model.train_steps:
+            for event in train.backwards:
+                if id(event.node) in reported:
+                    continue
+                violation = self._check_backward(model, train, event)
+                if violation is not None:
+                    reported.add(id(event.node))
+                    yield violation
+
+    def _check_backward(
+        self, model: TrainingModel, train: TrainStep, event: Event
+    ) -> Violation | None:
+        scaling = backward_scaling(model, event)
+        if scaling.divides is True:
+            return _double_scaling(model, train, event, scaling)
+        accumulation = train.accumulation
+        if scaling.divides is None or accumulation is None or accumulation.kind not in _WINDOWS:
+            return None
+        if not any(e is event for e in accumulation.micro_backwards):
+            return None
+        if accumulation.kind is WindowKind.INNER_LOOP and (
+            accumulation.whole_epoch or not accumulation.micro_batched
+        ):
+            return None  # a whole epoch as one batch, or several losses of one batch
+        flow = backward_flow(model, event, train.loop.scope)
+        if flow.reduction is not Reduction.MEAN:
+            return None
+        if divides_by_window(flow, accumulation.steps) is not None:
+            return None
+        if scales_gradients(model, train):
+            return None  # ``p.grad /= k`` before the step averages the window instead
+        return _not_scaled(model, train, event, flow)
+
+
+def _text(model: TrainingModel, node: cst.CSTNode | None) -> str:
+    return model.module.code_for_node(node) if node is not None else ""
+
+
+def _operand(model: TrainingModel, event: Event) -> str:
+    return _text(model, event.operand) or "loss"
+
+
+def _steps_text(model: TrainingModel, train: TrainStep) -> str:
+    accumulation = train.accumulation
+    if accumulation is not None and accumulation.steps is not None:
+        return _text(model, accumulation.steps)
+    return "accumulation_steps"
+
+
+def _scaled_call(model: TrainingModel, event: Event, divided: str) -> str:
+    """The backward call with its operand replaced by ``divided``."""
+    call = event.node
+    operand = event.operand
+    found = method_call(call)
+    if operand is None or not isinstance(call, cst.Call) or found is None:
+        return f"({divided}).backward()"
+    receiver, _ = found
+    if receiver is operand:
+        wrapped = _parse(f"({divided})")
+        return _text(model, call.with_changes(func=call.func.with_changes(value=wrapped)))
+    new_args = [
+        arg.with_changes(value=_parse(divided)) if arg.value is operand else arg
+        for arg in call.args
+    ]
+    if isinstance(receiver, cst.Call):  # scaler.scale(loss).backward()
+        inner = receiver.with_changes(
+            args=[
+                a.with_changes(value=_parse(divided)) if a.value is operand else a
+                for a in receiver.args
+            ]
+        )
+        return _text(model, call.with_changes(func=call.func.with_changes(value=inner)))
+    return _text(model, call.with_changes(args=new_args))
+
+
+def _parse(text: str) -> cst.BaseExpression:
+    return cst.parse_expression(text)
+
+
+def _not_scaled(model: TrainingModel, train: TrainStep, event: Event, flow: Flow) -> Violation:
+    accumulation = train.accumulation
+    assert accumulation is not None
+    operand = _operand(model, event)
+    steps = _steps_text(model, train)
+    optimizers = ", ".join(f"`{o}`" for o in accumulation.optimizers) or "the optimizer"
+    if accumulation.kind is WindowKind.INNER_LOOP:
+        inner = accumulation.inner_loop
+        window = (
+            f"in the micro-step loop (line {model.line_of(inner.node) if inner else 0}) and "
+            f"{optimizers} steps once after it"
+        )
+    else:
+        guard = _text(model, accumulation.guard.test) if accumulation.guard else "a counter"
+        window = f"on every micro-step and {optimizers} steps only when `{guard}`"
+    source = flow.sources[0].label if flow.sources else "the loss"
+    message = (
+        f"`{operand}` is back-propagated {window}, but it is never divided by `{steps}`: "
+        f"`{source}` averages each micro-batch, so the accumulated gradient is {steps} times "
+        "the gradient of the whole window"
+    )
+    divided = f"{_wrap(operand)} / {steps}"
+    return Violation(
+        event.node,
+        message,
+        Fix(
+            "divide the loss by the number of accumulation steps",
+            _scaled_call(model, event, divided),
+        ),
+    )
+
+
+def _double_scaling(
+    model: TrainingModel, train: TrainStep, event: Event, scaling: BackwardScaling
+) -> Violation | None:
+    flow = backward_flow(model, event, train.loop.scope)
+    division = divides_by_accumulation(flow, scaling.configured)
+    if division is None:
+        return None
+    receiver = scaling.receiver or "accelerator"
+    where = "`accumulate()`"
+    if scaling.constructor is not None:
+        line = model.line_of(scaling.constructor)
+        where = f"`Accelerator(gradient_accumulation_steps=...)` at line {line}"
+    divisor = _text(model, division.divisor)
+    message = (
+        f"`{receiver}.backward()` already divides the loss by the accumulation steps ({where}), "
+        f"and `{_operand(model, event)}` is divided by `{divisor}` again at line "
+        f"{model.line_of(division.node)}: the gradients come out {divisor} times too small"
+    )
+    return Violation(
+        event.node,
+        message,
+        Fix("drop the manual division and let Accelerate scale", f"{receiver}.backward(loss)"),
+    )
+
+
+def _wrap(text: str) -> str:
+    return text if text.isidentifier() or text.replace(".", "").isidentifier() else f"({text})"

@@ -1,0 +1,523 @@
+"""The definition chain of a loss: how a backward operand was computed.
+
+``backward_flow(model, event, loop_scope)`` follows the value a backward differentiates back
+through assignments (``loss = loss / k``, ``loss /= k``, tuple unpacking), same-file helpers
+(their returns, and their parameters back to the caller's arguments) and arithmetic, to the
+loss calls it came from. It answers the questions the accumulation rules ask:
+
+* which divisions apply to the whole value (``(loss / k).backward()``, ``loss * (1 / k)``,
+  ``torch.div(loss, k)``, ``loss.div_(k)``);
+* how the loss is reduced: a default-reduction criterion, ``F.cross_entropy`` and friends,
+  ``outputs.loss``, ``.mean()`` are *mean*; ``reduction="sum"``, ``.sum()`` are *sum*;
+* whether it is a token-level mean whose denominator changes per micro-batch (cross-entropy
+  with ``ignore_index``, a masked mean, a language-model ``outputs.loss``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+import libcst as cst
+
+from trainlint.model.roles import Role, Value
+from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.events import Event
+    from trainlint.model.scopes import Binding, Scope
+
+
+class Reduction(enum.Enum):
+    MEAN = "mean"
+    SUM = "sum"
+    NONE = "none"  # per-element values (``reduction="none"``)
+    CONSTANT = "constant"  # a number, a weight: carries no loss
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class LossSource:
+    """Where (part of) the loss is computed: the anchor for messages and findings."""
+
+    node: cst.CSTNode
+    label: str  # how the code names it: ``F.cross_entropy``, ``criterion``, ``outputs.loss``
+    reduction: Reduction
+    token_level: str | None = None  # why its denominator varies: "ignore_index", "mask", ...
+
+
+@dataclass(frozen=True)
+class Division:
+    node: cst.CSTNode  # the dividing expression or statement
+    divisor: cst.BaseExpression
+
+
+@dataclass(frozen=True)
+class Flow:
+    reduction: Reduction = Reduction.UNKNOWN
+    divisions: tuple[Division, ...] = ()  # divisions that apply to the whole value
+    sources: tuple[LossSource, ...] = ()
+    reciprocal: cst.BaseExpression | None = None  # ``1 / k``: multiplying by it divides by k
+
+    def with_division(self, division: Division) -> Flow:
+        return Flow(self.reduction, (*self.divisions, division), self.sources)
+
+
+_UNKNOWN = Flow()
+_CONSTANT = Flow(Reduction.CONSTANT)
+
+_FUNCTIONAL_LOSSES = {
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "kl_div",
+    "soft_margin_loss",
+    "multilabel_soft_margin_loss",
+    "margin_ranking_loss",
+    "hinge_embedding_loss",
+    "cosine_embedding_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "triplet_margin_loss",
+    "multi_margin_loss",
+    "ctc_loss",
+}
+_TOKEN_LOSSES = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
+_PASS_THROUGH = {
+    "float",
+    "double",
+    "half",
+    "to",
+    "cuda",
+    "cpu",
+    "squeeze",
+    "contiguous",
+    "clone",
+    "type",
+    "view_as",
+    "reshape",
+}
+
+
+# ---------------------------------------------------------------------- reductions
+def criterion_reduction(value: Value | None) -> Reduction:
+    """The reduction a criterion object applies (``nn.MSELoss(reduction="sum")`` -> SUM)."""
+    if value is None or value.role is not Role.CRITERION:
+        return Reduction.UNKNOWN
+    return _reduction_option(value.options)
+
+
+def _reduction_option(options: dict[str, cst.BaseExpression]) -> Reduction:
+    reduction = literal(options.get("reduction"), "?") if "reduction" in options else "mean"
+    if literal(options.get("reduce"), True) is False:
+        return Reduction.NONE
+    if literal(options.get("size_average"), True) is False:
+        return Reduction.SUM
+    return {"mean": Reduction.MEAN, "sum": Reduction.SUM, "none": Reduction.NONE}.get(
+        reduction,  # type: ignore[arg-type]
+        Reduction.UNKNOWN,
+    )
+
+
+def _options(call: cst.Call) -> dict[str, cst.BaseExpression]:
+    return {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+
+
+def _combine(flows: list[Flow]) -> Flow:
+    """``a + b``: mean when the terms that carry a loss are means, divided when all are."""
+    carrying = [f for f in flows if f.reduction is not Reduction.CONSTANT]
+    if not carrying:
+        return _CONSTANT
+    kinds = {f.reduction for f in carrying}
+    if Reduction.MEAN in kinds and Reduction.SUM not in kinds:
+        reduction = Reduction.MEAN
+    elif kinds == {Reduction.SUM} or kinds == {Reduction.SUM, Reduction.UNKNOWN}:
+        reduction = Reduction.SUM
+    elif len(kinds) == 1:
+        reduction = kinds.pop()
+    else:
+        reduction = Reduction.UNKNOWN
+    texts = [{_text(d.divisor) for d in f.divisions} for f in carrying]
+    common = set.intersection(*texts)
+    divisions = tuple(d for d in carrying[0].divisions if _text(d.divisor) in common)
+    sources = tuple(s for f in carrying for s in f.sources)
+    return Flow(reduction, divisions, sources)
+
+
+def _text(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+# ---------------------------------------------------------------------- the tracer
+@dataclass
+class _Frame:
+    call: cst.Call  # the call that entered ``callee``
+    caller: Scope
+    callee: Scope
+
+
+@dataclass
+class _Tracer:
+    model: TrainingModel
+    budget: int = 60
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def expression(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int, frames: list[_Frame]
+    ) -> Flow:
+        if expr is None or self.budget <= 0:
+            return _UNKNOWN
+        key = (id(expr), id(scope))
+        if key in self.seen:
+            return _UNKNOWN
+        self.budget -= 1
+        self.seen.add(key)
+        try:
+            return self._expression(expr, scope, before, frames)
+        finally:
+            self.seen.discard(key)
+
+    def _expression(
+        self, expr: cst.BaseExpression, scope: Scope, before: int, frames: list[_Frame]
+    ) -> Flow:
+        if isinstance(expr, (cst.Integer, cst.Float)):
+            return _CONSTANT
+        if isinstance(expr, cst.UnaryOperation):
+            return self.expression(expr.expression, scope, before, frames)
+        if isinstance(expr, cst.BinaryOperation):
+            return self._binary(expr, scope, before, frames)
+        if isinstance(expr, cst.Call):
+            return self._call(expr, scope, before, frames, None)
+        if isinstance(expr, cst.Subscript):
+            return self._subscript(expr, scope, before, frames)
+        if isinstance(expr, cst.Attribute) and dotted(expr) is None and expr.attr.value == "loss":
+            return self._model_loss(expr, expr.value if isinstance(expr.value, cst.Call) else None)
+        if isinstance(expr, (cst.Name, cst.Attribute)):
+            return self._name(expr, scope, before, frames)
+        return _UNKNOWN
+
+    # ------------------------------------------------------------------ arithmetic
+    def _binary(
+        self, expr: cst.BinaryOperation, scope: Scope, before: int, frames: list[_Frame]
+    ) -> Flow:
+        operator = expr.operator
+        left = self.expression(expr.left, scope, before, frames)
+        if isinstance(operator, (cst.Divide, cst.FloorDivide)):
+            if left.reduction is Reduction.CONSTANT:
+                return Flow(Reduction.CONSTANT, reciprocal=expr.right)
+            masked = self._masked_mean(expr, left)
+            if masked is not None:
+                return masked
+            return left.with_division(Division(expr, expr.right))
+        right = self.expression(expr.right, scope, before, frames)
+        if isinstance(operator, cst.Multiply):
+            for flow, other in ((left, right), (right, left)):
+                if other.reduction is Reduction.CONSTANT and other.reciprocal is not None:
+                    return flow.with_division(Division(expr, other.reciprocal))
+            product = _combine([left, right])
+            divisions = (*left.divisions, *right.divisions)  # a factor divided divides it all
+            return Flow(product.reduction, divisions, product.sources)
+        if isinstance(operator, (cst.Add, cst.Subtract)):
+            return _combine([left, right])
+        return _UNKNOWN
+
+    @staticmethod
+    def _masked_mean(expr: cst.BinaryOperation, numerator: Flow) -> Flow | None:
+        """``(losses * mask).sum() / mask.sum()``: a mean over this micro-batch's real tokens."""
+        if numerator.reduction is not Reduction.SUM:
+            return None
+        denominator = expr.right
+        counted = method_call(denominator)
+        if counted is None or counted[1] not in ("sum", "count_nonzero", "numel"):
+            return None
+        source = LossSource(expr, "masked mean", Reduction.MEAN, token_level="mask")
+        return Flow(Reduction.MEAN, (), (*numerator.sources, source))
+
+    # ------------------------------------------------------------------ calls
+    def _call(
+        self,
+        call: cst.Call,
+        scope: Scope,
+        before: int,
+        frames: list[_Frame],
+        index: int | None,
+    ) -> Flow:
+        model = self.model
+        qualified = model.imports.qualify(call.func) or ""
+        last = qualified.rsplit(".", 1)[-1]
+        method = method_call(call)
+        if qualified.startswith("torch.nn.functional.") and last in _FUNCTIONAL_LOSSES:
+            return self._loss_call(call, f"F.{last}", _reduction_option(_options(call)), last)
+        if qualified in ("torch.mean", "torch.sum"):
+            inner = self.expression(positional(call, 0), scope, before, frames)
+            reduction = Reduction.MEAN if last == "mean" else Reduction.SUM
+            return Flow(reduction, (), inner.sources)
+        if qualified in ("torch.div", "torch.true_divide") and positional(call, 1) is not None:
+            inner = self.expression(positional(call, 0), scope, before, frames)
+            return inner.with_division(Division(call, positional(call, 1)))  # type: ignore[arg-type]
+        if method is not None:
+            receiver, name = method
+            found = self._method(call, receiver, name, scope, before, frames)
+            if found is not None:
+                return found
+        if model.callee(call, scope) is not None:
+            return self._callee_returns(call, scope, frames, index)
+        value = model.value_of(call.func, scope)
+        if value is not None and value.role is Role.CRITERION:
+            label = dotted(call.func) or value.short_kind or "criterion"
+            reduction = (
+                criterion_reduction(value) if value.call is not None else Reduction.MEAN
+            )  # a criterion known only by name: torch's default reduction
+            return self._loss_call(call, label, reduction, value.short_kind, value.options)
+        return self._callee_returns(call, scope, frames, index)
+
+    def _method(
+        self,
+        call: cst.Call,
+        receiver: cst.BaseExpression,
+        name: str,
+        scope: Scope,
+        before: int,
+        frames: list[_Frame],
+    ) -> Flow | None:
+        if name in ("mean", "sum", "nanmean", "nansum"):
+            inner = self.expression(receiver, scope, before, frames)
+            sources = inner.sources
+            if name.endswith("mean") and _is_masked_selection(receiver, inner):
+                sources = (*sources, LossSource(call, "masked mean", Reduction.MEAN, "mask"))
+            reduction = Reduction.MEAN if name.endswith("mean") else Reduction.SUM
+            return Flow(reduction, (), sources)
+        if name in ("div", "div_", "true_divide") and positional(call, 0) is not None:
+            inner = self.expression(receiver, scope, before, frames)
+            return inner.with_division(Division(call, positional(call, 0)))  # type: ignore[arg-type]
+        if name in ("mul", "mul_") and positional(call, 0) is not None:
+            inner = self.expression(receiver, scope, before, frames)
+            factor = self.expression(positional(call, 0), scope, before, frames)
+            if factor.reciprocal is not None:
+                return inner.with_division(Division(call, factor.reciprocal))
+            return inner
+        if name in _PASS_THROUGH:
+            return self.expression(receiver, scope, before, frames)
+        return None
+
+    def _loss_call(
+        self,
+        call: cst.Call,
+        label: str,
+        reduction: Reduction,
+        kind: str,
+        options: dict[str, cst.BaseExpression] | None = None,
+    ) -> Flow:
+        token = None
+        given = {**(options or {}), **_options(call)}
+        if kind in _TOKEN_LOSSES and "ignore_index" in given:
+            token = "ignore_index"
+        return Flow(reduction, (), (LossSource(call, label, reduction, token),))
+
+    def _callee_returns(
+        self, call: cst.Call, scope: Scope, frames: list[_Frame], index: int | None
+    ) -> Flow:
+        model = self.model
+        callee = model.callee(call, scope)
+        if callee is None:
+            value = model.value_of(call.func, scope)
+            if value is not None and value.role is Role.MODEL and value.kind in model.classes:
+                callee = model.method(model.classes[value.kind], "forward")
+        if callee is None:
+            return _UNKNOWN
+        flows = []
+        orders = getattr(callee, "return_orders", None) or []
+        for position, returned in enumerate(callee.returns):
+            if index is not None:
+                if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
+                    continue
+                returned = returned.elements[index].value
+            order = orders[position] if position < len(orders) else _LATEST
+            inner = [*frames, _Frame(call, scope, callee)]
+            flows.append(self.expression(returned, callee, order, inner))
+        known = [f for f in flows if f.reduction is not Reduction.UNKNOWN]
+        return known[0] if known else (flows[0] if flows else _UNKNOWN)
+
+    # ------------------------------------------------------------------ names
+    def _subscript(
+        self, expr: cst.Subscript, scope: Scope, before: int, frames: list[_Frame]
+    ) -> Flow:
+        key = expr.slice[0].slice if len(expr.slice) == 1 else None
+        index = key.value if isinstance(key, cst.Index) else None
+        if literal(index, None) in ("loss", 0):
+            forward = self._forward_call(expr.value, scope, before)
+            if forward is not None and self.model.role_of(forward.func, scope) is Role.MODEL:
+                return self._model_loss(expr, forward)
+        if _selector(expr) is not None:  # ``losses[mask]``: still one value per element
+            selected = self.expression(expr.value, scope, before, frames)
+            if selected.reduction is Reduction.NONE:
+                return selected
+        return _UNKNOWN
+
+    def _name(
+        self,
+        expr: cst.Name | cst.Attribute,
+        scope: Scope,
+        before: int,
+        frames: list[_Frame],
+    ) -> Flow:
+        name = dotted(expr)
+        if not name:
+            return _UNKNOWN
+        bindings = [
+            b for b in self.model.lookup(name, scope) if b.order < before and b.value is not None
+        ]
+        plain = next((b for b in bindings if b.augmented is None), None)
+        if plain is not None:
+            flow = self._binding(plain, scope, frames)
+        elif frames and frames[-1].callee is scope and name in scope.params:
+            frame = frames[-1]
+            argument = _argument_for(frame.call, frame.callee, name)
+            caller_order = self._order_of_call(frame.call)
+            flow = self.expression(argument, frame.caller, caller_order, frames[:-1])
+        elif isinstance(expr, cst.Attribute) and expr.attr.value == "loss":
+            forward = self._forward_call(expr.value, scope, before)
+            return self._model_loss(expr, forward)
+        else:
+            return _UNKNOWN
+        for binding in sorted(bindings, key=lambda b: b.order):
+            if binding.augmented is None or (plain is not None and binding.order < plain.order):
+                continue
+            flow = self._augment(flow, binding, scope, frames)
+        return flow
+
+    def _binding(self, binding: Binding, scope: Scope, frames: list[_Frame]) -> Flow:
+        value = binding.value
+        if binding.from_iteration:
+            return _UNKNOWN
+        if binding.unpack_index is not None:
+            if isinstance(value, (cst.Tuple, cst.List)):
+                if binding.unpack_index < len(value.elements):
+                    element = value.elements[binding.unpack_index].value
+                    return self.expression(element, scope, binding.order, frames)
+                return _UNKNOWN
+            if isinstance(value, cst.Call):
+                return self._call(value, scope, binding.order, frames, binding.unpack_index)
+            return _UNKNOWN
+        return self.expression(value, scope, binding.order, frames)
+
+    def _augment(self, flow: Flow, binding: Binding, scope: Scope, frames: list[_Frame]) -> Flow:
+        operand = binding.value
+        assert operand is not None
+        if binding.augmented in ("DivideAssign", "FloorDivideAssign"):
+            return flow.with_division(Division(binding.statement, operand))
+        other = self.expression(operand, scope, binding.order, frames)
+        if binding.augmented == "MultiplyAssign" and other.reciprocal is not None:
+            return flow.with_division(Division(binding.statement, other.reciprocal))
+        if binding.augmented in ("AddAssign", "SubtractAssign"):
+            return _combine([flow, other])
+        return flow
+
+    # ------------------------------------------------------------------ models
+    def _forward_call(
+        self, receiver: cst.BaseExpression, scope: Scope, before: int
+    ) -> cst.Call | None:
+        """The model call ``receiver`` holds (``outputs = model(**batch)``), if it is one."""
+        if isinstance(receiver, cst.Call):
+            return receiver
+        name = dotted(receiver)
+        for binding in self.model.lookup(name, scope) if name else ():
+            if binding.order >= before or binding.augmented is not None:
+                continue
+            if isinstance(binding.value, cst.Call):
+                return binding.value
+        return None
+
+    def _model_loss(self, node: cst.CSTNode, forward: cst.Call | None) -> Flow:
+        """``outputs.loss``: a mean, as transformers models compute it by default."""
+        if forward is not None and keyword(forward, "num_items_in_batch") is not None:
+            # transformers sums and divides by the window's token count itself
+            return Flow(Reduction.SUM, (), (LossSource(node, _text(node), Reduction.SUM),))
+        # Whether the labels hold ignored (padding) tokens is the data pipeline's business,
+        # often packed to equal lengths: not a token-level source on its own.
+        source = LossSource(node, _text(node), Reduction.MEAN)
+        return Flow(Reduction.MEAN, (), (source,))
+
+    def _order_of_call(self, call: cst.Call) -> int:
+        return call_order(self.model, call)
+
+
+def _argument_for(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpression | None:
+    params = list(callee.params)
+    if callee.cls is not None and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    found = keyword(call, param)
+    if found is not None:
+        return found
+    if param in params:
+        return positional(call, params.index(param))
+    return None
+
+
+def _is_masked_selection(node: cst.BaseExpression, selected: Flow) -> bool:
+    """``losses[mask]``, ``losses.masked_select(mask)``, ``losses[labels != -100]``: a
+    per-element loss filtered by a condition, so the count it averages over varies."""
+    if isinstance(node, cst.Subscript):
+        index = _selector(node)
+        if index is None:
+            return False
+        return (
+            selected.reduction is Reduction.NONE
+            or "mask" in _text(index).lower()
+            or any(isinstance(n, cst.Comparison) for n in (index, *descendants(index)))
+        )
+    found = method_call(node)
+    return found is not None and found[1] == "masked_select"
+
+
+# ---------------------------------------------------------------------- entry points
+def backward_flow(model: TrainingModel, event: Event, loop_scope: Scope) -> Flow:
+    """The flow of a backward event's operand (helpers on the way in via ``event.via``)."""
+    frames: list[_Frame] = []
+    scope = loop_scope
+    for call in event.via:
+        callee = model.callee(call, scope)
+        if callee is None:
+            break
+        frames.append(_Frame(call, scope, callee))
+        scope = callee
+    tracer = _Tracer(model)
+    before = call_order(model, event.node) if isinstance(event.node, cst.Call) else _LATEST
+    return tracer.expression(event.operand, event.scope, before, frames)
+
+
+def expression_flow(
+    model: TrainingModel, expr: cst.BaseExpression, scope: Scope, before: int | None = None
+) -> Flow:
+    """The flow of any expression in ``scope`` (bindings before ``before`` only)."""
+    tracer = _Tracer(model)
+    return tracer.expression(expr, scope, before if before is not None else _LATEST, [])
+
+
+_LATEST = 1 << 30
+_CALL_ORDERS: WeakKeyDictionary[TrainingModel, dict[int, int]] = WeakKeyDictionary()
+
+
+def call_order(model: TrainingModel, call: cst.Call) -> int:
+    """The visiting order of ``call`` (comparable with binding orders)."""
+    orders = _CALL_ORDERS.get(model)
+    if orders is None:
+        orders = {id(site.node): site.order for site in model.calls}
+        _CALL_ORDERS[model] = orders
+    return orders.get(id(call), _LATEST)
+
+
+def _selector(node: cst.Subscript) -> cst.BaseExpression | None:
+    """The index of ``x[index]`` when it selects by a computed value (not a literal or slice)."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    index = node.slice[0].slice.value
+    return None if literal(index, None) is not None else index
