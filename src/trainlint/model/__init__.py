@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange
 
 from trainlint.model.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.roles import (
@@ -33,6 +33,7 @@ from trainlint.model.syntax import dotted
 from trainlint.model.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.training import Accumulation, TrainStep, WindowKind, train_steps
+from trainlint.positions import positions
 
 __all__ = [
     "LossCall",
@@ -335,9 +336,11 @@ class TrainingModel:
 
     @cached_property
     def positions(self) -> Mapping[cst.CSTNode, CodeRange]:
-        """Source positions; computed on first use only (most files never need them)."""
-        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        return wrapper.resolve(PositionProvider)
+        """Source positions; computed on first use only (most files never need them).
+
+        Same ranges as libcst's PositionProvider, about 3x cheaper (see trainlint.positions).
+        """
+        return positions(self.module)
 
     def line_of(self, node: cst.CSTNode) -> int:
         """The 1-based line where ``node`` starts (0 when unknown)."""

@@ -1,0 +1,89 @@
+"""Where the time goes: each stage of the per-file pipeline, summed over a directory.
+
+    python bench/stages.py DIRECTORY [--top 10]
+
+One process, every registered rule selected, no cache. Prints seconds per stage (read+decode,
+prefilter, parse, model, each rule, positions) and the slowest files, so an optimization can be
+aimed at the stage that costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections import Counter
+from pathlib import Path
+
+import libcst as cst
+
+from trainlint import sources
+from trainlint.discovery import discover
+from trainlint.engine import FileAnalyzer, RunOptions
+from trainlint.model import TrainingModel
+from trainlint.rule import load_registry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--top", type=int, default=10)
+    args = parser.parse_args()
+    registry = load_registry()
+    analyzer = FileAnalyzer(RunOptions(codes=tuple(registry)), registry)
+    files = discover([args.directory], root=args.directory).files
+    stages: Counter[str] = Counter()
+    per_file: Counter[str] = Counter()
+    parsed = skipped = with_findings = 0
+
+    def timed(stage: str, path: Path, func, *a):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        value = func(*a)
+        spent = time.perf_counter() - start
+        stages[stage] += spent
+        per_file[str(path)] += spent
+        return value
+
+    for path in files:
+        try:
+            source = timed("read+decode", path, sources.load, path)
+        except (sources.SourceError, sources.SkippedFile):
+            continue
+        rules = timed("prefilter", path, analyzer.wanted, source.text)
+        if not rules:
+            skipped += 1
+            continue
+        parsed += 1
+        gc.disable()
+        try:
+            module = timed("parse", path, cst.parse_module, source.text)
+        except cst.ParserSyntaxError:
+            continue
+        finally:
+            gc.enable()
+        model = timed("model", path, TrainingModel, module, path, source.text)
+        found = False
+        for rule in rules:
+            try:
+                found |= bool(
+                    timed(f"rule {rule.code}", path, lambda r=rule, m=model: list(r.check(m)))
+                )
+            except Exception:  # a rule bug is reported elsewhere; here it only costs its time
+                continue
+        if found:
+            with_findings += 1
+            timed("positions", path, lambda m=model: m.positions)
+    total = sum(stages.values())
+    print(
+        f"{len(files)} files: {parsed} parsed, {skipped} skipped by the prefilter, "
+        f"{with_findings} with findings; {total:.2f} s in-process"
+    )
+    for stage, seconds in stages.most_common():
+        print(f"  {stage:<14} {seconds:8.3f} s  {100 * seconds / total:5.1f} %")
+    print("slowest files:")
+    for path, seconds in per_file.most_common(args.top):
+        print(f"  {seconds:7.3f} s  {Path(path).stat().st_size // 1000:6d} kB  {path}")
+
+
+if __name__ == "__main__":
+    main()
