@@ -19,6 +19,7 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow import Dataflow
 from trainlint.model.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.roles import (
     Role,
@@ -355,3 +356,8 @@ class TrainingModel:
     def train_steps(self) -> list[TrainStep]:
         """Innermost loops that run backward and step (see :mod:`.training`)."""
         return train_steps(self)
+
+    @cached_property
+    def dataflow(self) -> Dataflow:
+        """Graph tensors vs numbers, reductions, uses of accumulators (see :mod:`.dataflow`)."""
+        return Dataflow(self)

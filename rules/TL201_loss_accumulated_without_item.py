@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from trainlint import Fix, Rule, Severity
+from trainlint.model import EventKind, TrainingModel
+from trainlint.model.batches import batching
+from trainlint.model.dataflow import Holds
+from trainlint.model.lossflow import Reduction
+from trainlint.model.syntax import dotted
+from trainlint.rule import Violation
+
+
+class LossAccumulatedWithoutItem(Rule):
+    """A loss tensor is added to a running total without `.item()`.
+
+    ## What it does
+    Flags `total += loss`, `total = total + loss` and `totals[key] += loss` inside a loop
+    when `loss` is still attached to the autograd graph: a criterion or loss call, a model
+    output, `outputs.loss`, or arithmetic on these, followed through assignments and
+    same-file helpers. Stays silent when the value was converted first (`.item()`,
+    `float()`, `.detach()`, `.cpu().numpy()`, `.tolist()`), when the total is itself
+    back-propagated later (several losses summed on purpose), fed back into the model, or
+    returned by a loss-building helper, and on unknown calls such as `meter.update(loss)`.
+    Under `torch.no_grad()` no graph is kept, so the finding is only informational.
+
+    ## Why is this bad?
+    `total += loss` makes `total` a tensor whose graph reaches back through every batch's
+    forward pass. None of those graphs can be freed while `total` lives, so GPU memory
+    grows with every iteration until the epoch ends (or the process runs out of memory),
+    and the "number" you print is a tensor that forces a device sync each time it is read.
+
+    ## Example
+    ```python
+    running_loss = 0.0
+    for inputs, targets in train_loader:
+        optimizer.zero_grad()
+        loss = criterion(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss
+    ```
+
+    ## Use instead
+    ```python
+    running_loss = 0.0
+    for inputs, targets in train_loader:
+        optimizer.zero_grad()
+        loss = criterion(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+    ```
+    """
+
+    code = "TL201"
+    name = "loss-accumulated-without-item"
+    severity = Severity.ERROR
+    frameworks = ("torch",)
+    triggers = ("+",)
+    summary = "A graph-attached loss is summed into a running total (`total += loss`)."
+
+    def check(self, model: TrainingModel) -> Iterator[Violation]:
+        if not model.imports.imports("torch"):
+            return
+        flow = model.dataflow
+        seen: set[int] = set()
+        for loop in model.loops:
+            for event in model.iteration(loop):
+                if event.kind is not EventKind.ACCUMULATE or id(event.node) in seen:
+                    continue
+                seen.add(id(event.node))
+                name = _accumulator(event.node)
+                if name is None or (event.via and "." not in name):
+                    continue  # a helper's local total starts afresh on every call
+                before = model.order_of(event.node)
+                fact = flow.fact(event.operand, event.scope, before)
+                if fact.holds is not Holds.GRAPH:
+                    continue
+                uses = flow.uses(name, event.scope)
+                if uses.backward or uses.model_input:
+                    continue
+                innermost = event.loops[-1] if event.loops else loop
+                if uses.returned and not (
+                    flow.runs_backward(event.scope) or batching(flow, innermost) is not None
+                ):
+                    continue  # a helper that builds a loss from several terms
+                disabled = flow.grad_disabled(event.node, *event.via, loop.node)
+                yield self._violation(model, event, name, fact.origin, innermost, disabled)
+
+    def _violation(self, model, event, name, origin, loop, disabled: bool) -> Violation:
+        code = model.module.code_for_node
+        statement = code(event.node).strip()
+        operand = event.operand
+        added = code(operand).strip()
+        flow = model.dataflow
+        scalar = flow.reduction(operand, event.scope, model.order_of(event.node)) in (
+            Reduction.MEAN,
+            Reduction.SUM,
+        ) or _is_loss_origin(model, origin, event.scope)
+        simple = isinstance(operand, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+        wrapped = added if simple else f"({added})"
+        converted = f"{wrapped}.item()" if scalar else f"{wrapped}.detach()"
+        fixed = statement.replace(added, converted, 1) if added in statement else converted
+        source = ""
+        if origin is not None and isinstance(origin, cst.Call):
+            source = f" (it comes from `{code(origin.func).strip()}(...)` at line "
+            source += f"{model.line_of(origin)})"
+        where = f"the loop at line {model.line_of(loop.node)}"
+        if disabled:
+            message = (
+                f"`{statement}` runs under `torch.no_grad()`, so no graph is kept, but `{name}` "
+                f"becomes a tensor instead of a number: every print or comparison of it waits "
+                f"for the device; accumulate `{converted}`"
+            )
+        else:
+            message = (
+                f"`{statement}` adds `{added}`, which is still attached to the autograd graph"
+                f"{source}, to `{name}` on every iteration of {where}: each batch's graph stays "
+                f"alive as long as `{name}`, so memory grows with every batch and `{name}` "
+                f"ends up a tensor, not a number"
+            )
+        return Violation(
+            event.node,
+            message,
+            Fix("accumulate a python number", fixed),
+            severity=Severity.INFO if disabled else None,
+        )
+
+
+def _accumulator(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.AugAssign):
+        target = node.target
+    elif isinstance(node, cst.Assign) and node.targets:
+        target = node.targets[0].target
+    else:
+        return None
+    if isinstance(target, cst.Subscript):
+        target = target.value
+    return dotted(target)
+
+
+def _is_loss_origin(model: TrainingModel, origin, scope) -> bool:
+    if not isinstance(origin, cst.Call):
+        return False
+    return model.dataflow.criterion_of_call(origin, scope) is not None

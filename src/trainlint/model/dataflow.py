@@ -1,0 +1,437 @@
+"""Dataflow of loss values: what an expression holds, how it was reduced, where it goes.
+
+The questions the bookkeeping rules (TL201-TL205) ask, answered by :class:`Dataflow`
+(``model.dataflow``):
+
+* :meth:`Dataflow.holds` -- a tensor still attached to the autograd graph (a criterion or
+  loss call, a model output, ``outputs.loss``, arithmetic on these), a tensor without a graph
+  (``.detach()``, ``.data``, comparisons, ``argmax``), or a python number (``.item()``,
+  ``float()``, ``.cpu().numpy()``, ``.tolist()``), followed through assignments, tuple
+  unpacking and the returns of same-file functions, at a given point of the code;
+* :meth:`Dataflow.reduction` -- mean over the batch, sum, or per-sample (see
+  :mod:`.reductions`, which also reads a criterion's ``reduction=`` and ``ignore_index=``);
+* :meth:`Dataflow.uses` -- whether an accumulator later reaches a backward, a model input or
+  a ``return`` (see :mod:`.uses`);
+* :meth:`Dataflow.grad_disabled` -- ``no_grad`` / ``inference_mode`` regions around a node;
+* :meth:`Dataflow.arguments_for` -- what same-file callers pass for a parameter.
+
+How loops batch their data lives in :mod:`.batches`; the divisions that finalize an average
+in :mod:`.averages`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.events import context_of
+from trainlint.model.reductions import (
+    FUNCTIONAL_LOSSES,
+    CriterionInfo,
+    Reduction,
+    criterion_of_call,
+    reduction_of,
+)
+from trainlint.model.roles import Role
+from trainlint.model.syntax import dotted, keyword, literal, method_call
+from trainlint.model.syntax import positional as positional_arg
+from trainlint.model.uses import NameFlows, Uses, own_nodes
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.scopes import Binding, Scope
+
+
+class Holds(enum.Enum):
+    GRAPH = "graph"  # a tensor that keeps its autograd graph alive
+    TENSOR = "tensor"  # a tensor without a graph: detached, integer, boolean
+    NUMBER = "number"  # a python / numpy number or list
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What an expression holds, and the call the graph comes from (for messages)."""
+
+    holds: Holds
+    origin: cst.CSTNode | None = None
+
+
+_UNKNOWN = Fact(Holds.UNKNOWN)
+_NUMBER = Fact(Holds.NUMBER)
+_TENSOR = Fact(Holds.TENSOR)
+
+_TO_NUMBER_METHODS = {"item", "tolist", "numpy", "size", "dim", "numel", "nelement"}
+_DETACHING_METHODS = {
+    "detach", "argmax", "argmin", "argsort", "eq", "ne", "lt", "le", "gt", "ge", "long", "int",
+    "bool", "byte", "sign", "nonzero", "isnan", "isinf", "isfinite", "new_zeros", "new_ones",
+    "new_empty", "new_tensor", "new_full",
+}  # fmt: skip
+_TO_NUMBER_BUILTINS = {"float", "int", "round", "bool", "len", "str", "repr", "format"}
+_TORCH_NO_GRAPH = {
+    "tensor", "argmax", "argmin", "argsort", "eq", "ne", "lt", "le", "gt", "ge", "numel",
+    "zeros", "ones", "empty", "full", "randn", "rand", "randint", "randperm", "arange",
+    "linspace", "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like",
+    "isnan", "isinf", "isfinite", "sign", "no_grad", "inference_mode",
+}  # fmt: skip
+_NO_GRAPH_ATTRIBUTES = {"data", "grad"}
+_NUMBER_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "requires_grad", "is_cuda", "is_leaf"}
+_TUPLE_REDUCTIONS = {"max", "min", "topk", "sort", "kthvalue", "mode", "median"}
+_NOT_FORWARD = {
+    "parameters", "named_parameters", "state_dict", "load_state_dict", "train", "eval", "to",
+    "cuda", "cpu", "zero_grad", "modules", "children", "apply", "generate", "named_modules",
+    "buffers", "requires_grad_", "half", "float", "double",
+}  # fmt: skip
+
+
+def join(*facts: Fact) -> Fact:
+    """The fact about a value computed from several: any graph makes a graph."""
+    for fact in facts:
+        if fact.holds is Holds.GRAPH:
+            return fact
+    if any(f.holds is Holds.UNKNOWN for f in facts) or not facts:
+        return _UNKNOWN
+    if any(f.holds is Holds.TENSOR for f in facts):
+        return _TENSOR
+    return _NUMBER
+
+
+class Dataflow:
+    """Answers dataflow questions about one file's :class:`TrainingModel` (results cached)."""
+
+    def __init__(self, model: TrainingModel) -> None:
+        self.model = model
+        self._facts: dict[tuple[int, int, int | None], Fact] = {}
+        self._reductions: dict[tuple[int, int, int | None], Reduction] = {}
+        self._active: set[tuple[str, int, int, int | None]] = set()
+        self._parents: dict[int, cst.CSTNode] | None = None
+        self._flows = NameFlows(self)
+        self._callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
+        self._call_orders: dict[int, int] | None = None
+        self._pinned: list[cst.CSTNode] = []
+
+    # ------------------------------------------------------------------ bindings
+    def order(self, node: cst.CSTNode) -> int | None:
+        """The visiting order of a statement or call (comparable with binding orders)."""
+        found = self.model.order_of(node)
+        if found is None and isinstance(node, cst.Call):
+            if self._call_orders is None:
+                self._call_orders = {id(site.node): site.order for site in self.model.calls}
+            found = self._call_orders.get(id(node))
+        return found
+
+    def binding_before(self, name: str, scope: Scope, before: int | None) -> Binding | None:
+        """The latest binding of ``name`` visible at ``before`` (any binding if none precede)."""
+        bindings = self.model.lookup(name, scope, before)
+        return bindings[0] if bindings else None
+
+    # ------------------------------------------------------------------ holds
+    def holds(self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None):
+        """:class:`Holds` for ``expr`` as evaluated in ``scope`` just before order ``before``."""
+        return self.fact(expr, scope, before).holds
+
+    def is_graph(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> bool:
+        return self.fact(expr, scope, before).holds is Holds.GRAPH
+
+    def fact(self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None):
+        if expr is None:
+            return _UNKNOWN
+        key = (id(expr), id(scope), before)
+        if key in self._facts:
+            return self._facts[key]
+        guard = ("fact", *key)
+        if guard in self._active:
+            return _UNKNOWN
+        self._active.add(guard)
+        try:
+            found = self._fact(expr, scope, before)
+        finally:
+            self._active.discard(guard)
+        self._facts[key] = found
+        self._pinned.append(expr)  # ids key the cache: keep the node alive
+        return found
+
+    def _fact(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
+        if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
+            return _NUMBER
+        if isinstance(expr, (cst.FormattedString, cst.ConcatenatedString)):
+            return _NUMBER
+        if isinstance(expr, (cst.Name, cst.Attribute)):
+            return self._fact_of_name(expr, scope, before)
+        if isinstance(expr, cst.Call):
+            return self._fact_of_call(expr, scope, before, None)
+        if isinstance(expr, cst.BinaryOperation):
+            return join(self.fact(expr.left, scope, before), self.fact(expr.right, scope, before))
+        if isinstance(expr, cst.UnaryOperation):
+            if isinstance(expr.operator, cst.Not):
+                return _NUMBER
+            return self.fact(expr.expression, scope, before)
+        if isinstance(expr, cst.Comparison):
+            parts = [self.fact(expr.left, scope, before)] + [
+                self.fact(c.comparator, scope, before) for c in expr.comparisons
+            ]
+            merged = join(*parts)
+            return _NUMBER if merged.holds is Holds.NUMBER else _TENSOR
+        if isinstance(expr, cst.IfExp):
+            return join(self.fact(expr.body, scope, before), self.fact(expr.orelse, scope, before))
+        if isinstance(expr, cst.Subscript):
+            return self._fact_of_subscript(expr, scope, before)
+        return _UNKNOWN
+
+    def _fact_of_name(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
+        name = dotted(expr)
+        if name is None:
+            return _UNKNOWN
+        binding = self.binding_before(name, scope, before)
+        if binding is not None:
+            return self._fact_of_binding(name, binding, scope)
+        if isinstance(expr, cst.Attribute):
+            attribute = expr.attr.value
+            if attribute in _NUMBER_ATTRIBUTES:
+                return _NUMBER
+            base = self.fact(expr.value, scope, before)
+            if base.holds is Holds.GRAPH:
+                return _TENSOR if attribute in _NO_GRAPH_ATTRIBUTES else base
+            if attribute in _NO_GRAPH_ATTRIBUTES and base.holds is not Holds.NUMBER:
+                return _TENSOR
+        return _UNKNOWN
+
+    def _fact_of_binding(self, name: str, binding: Binding, scope: Scope) -> Fact:
+        value, order = binding.value, binding.order
+        if value is None or isinstance(binding.statement, cst.WithItem):
+            return _UNKNOWN
+        if binding.from_iteration:
+            return self._fact_of_iteration(value, binding.unpack_index)
+        if binding.augmented:
+            previous = self.binding_before(name, scope, order)
+            earlier = (
+                self._fact_of_binding(name, previous, scope)
+                if previous is not None and previous.order < order
+                else _UNKNOWN
+            )
+            return join(self.fact(value, scope, order), earlier)
+        if binding.unpack_index is not None:
+            if isinstance(value, (cst.Tuple, cst.List)):
+                elements = value.elements
+                if binding.unpack_index < len(elements):
+                    return self.fact(elements[binding.unpack_index].value, scope, order)
+                return _UNKNOWN
+            if isinstance(value, cst.Call):
+                return self._fact_of_call(value, scope, order, binding.unpack_index)
+            return _UNKNOWN
+        return self.fact(value, scope, order)
+
+    def _fact_of_iteration(self, iterable: cst.BaseExpression, index: int | None) -> Fact:
+        if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
+            if iterable.func.value == "range":
+                return _NUMBER
+            if iterable.func.value == "enumerate" and index == 0:
+                return _NUMBER
+        return _UNKNOWN
+
+    def _fact_of_subscript(self, expr: cst.Subscript, scope: Scope, before: int | None) -> Fact:
+        if isinstance(expr.value, cst.Call) and len(expr.slice) == 1:
+            index = expr.slice[0].slice
+            position = literal(index.value, None) if isinstance(index, cst.Index) else None
+            if isinstance(position, int):
+                return self._fact_of_call(expr.value, scope, before, position)
+        base = self.fact(expr.value, scope, before)
+        return base if base.holds in (Holds.GRAPH, Holds.TENSOR) else _UNKNOWN
+
+    def _fact_of_call(
+        self, call: cst.Call, scope: Scope, before: int | None, index: int | None
+    ) -> Fact:
+        model = self.model
+        qualified = model.imports.qualify(call.func) or ""
+        args = [a.value for a in call.args]
+        value = model.value_of(call.func, scope)
+        callee = model.callee(call, scope)
+        producing = value is not None and value.role in (Role.MODEL, Role.CRITERION, Role.ENGINE)
+        if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
+            return Fact(Holds.GRAPH, call)
+        if qualified:
+            return self._fact_of_library_call(call, qualified, scope, before, index)
+        method = method_call(call)
+        if method is not None:
+            receiver, name = method
+            receiver_value = model.value_of(receiver, scope)
+            if receiver_value is not None and receiver_value.role in (Role.MODEL, Role.ENGINE):
+                if name in _NOT_FORWARD:
+                    return _TENSOR if name == "generate" else _UNKNOWN
+                return Fact(Holds.GRAPH, call)
+            if receiver_value is not None and receiver_value.role is Role.CRITERION:
+                return Fact(Holds.GRAPH, call)
+            base = self.fact(receiver, scope, before)
+            if name in _TO_NUMBER_METHODS:
+                return _NUMBER if base.holds is not Holds.UNKNOWN or name == "item" else _UNKNOWN
+            if base.holds is Holds.NUMBER:
+                return _UNKNOWN
+            if name in _DETACHING_METHODS:
+                return _TENSOR if base.holds is not Holds.UNKNOWN or name == "detach" else base
+            if name in _TUPLE_REDUCTIONS and index == 1 and call.args:
+                return _TENSOR
+            if base.holds in (Holds.GRAPH, Holds.TENSOR):
+                return base
+        if isinstance(call.func, cst.Name):
+            builtin = call.func.value
+            if builtin in _TO_NUMBER_BUILTINS:
+                return _NUMBER
+            if builtin in ("sum", "max", "min", "abs") and args:
+                return join(*(self.fact(a, scope, before) for a in args))
+        if callee is not None:
+            return self._fact_of_returns(callee, index)
+        return _UNKNOWN
+
+    def _fact_of_library_call(
+        self, call: cst.Call, qualified: str, scope: Scope, before: int | None, index: int | None
+    ) -> Fact:
+        root, _, rest = qualified.partition(".")
+        last = qualified.rsplit(".", 1)[-1]
+        if root in ("numpy", "math", "statistics"):
+            return _NUMBER
+        if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
+            return Fact(Holds.GRAPH, call)
+        if root == "torch":
+            if last in _TORCH_NO_GRAPH or (last in _TUPLE_REDUCTIONS and index == 1):
+                return _TENSOR
+            return join(*(self.fact(a.value, scope, before) for a in call.args))
+        if root == "tensorflow":
+            return join(*(self.fact(a.value, scope, before) for a in call.args))
+        return _UNKNOWN
+
+    def _fact_of_returns(self, callee: Scope, index: int | None) -> Fact:
+        facts = []
+        for returned in callee.returns:
+            if index is not None:
+                if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
+                    continue
+                returned = returned.elements[index].value
+            order = self.model.order_of(_statement_of_return(self, returned))
+            facts.append(self.fact(returned, callee, order))
+        return join(*facts) if facts else _UNKNOWN
+
+    # ------------------------------------------------------------------ reductions
+    def reduction(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> Reduction:
+        """How a per-batch value in ``expr`` was reduced over the batch."""
+        if expr is None:
+            return Reduction.UNKNOWN
+        key = (id(expr), id(scope), before)
+        if key in self._reductions:
+            return self._reductions[key]
+        guard = ("reduction", *key)
+        if guard in self._active:
+            return Reduction.UNKNOWN
+        self._active.add(guard)
+        try:
+            found = self._reduction(expr, scope, before)
+        finally:
+            self._active.discard(guard)
+        self._reductions[key] = found
+        self._pinned.append(expr)
+        return found
+
+    def _reduction(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Reduction:
+        return reduction_of(self, expr, scope, before)
+
+    def criterion_of_call(self, call: cst.Call, scope: Scope) -> CriterionInfo | None:
+        """The criterion ``call`` runs (see :func:`.reductions.criterion_of_call`)."""
+        return criterion_of_call(self, call, scope)
+
+    # ------------------------------------------------------------------ callers
+    def arguments_for(self, param: str, scope: Scope) -> list[tuple[cst.BaseExpression, Scope]]:
+        """What each same-file call of ``scope`` passes for parameter ``param``."""
+        if self._callers is None:
+            self._callers = {}
+            for site in self.model.calls:
+                callee = self.model.callee(site.node, site.scope)
+                if callee is not None:
+                    self._callers.setdefault(id(callee), []).append((site.node, site.scope))
+        params = list(scope.params)
+        if scope.cls is not None and params and params[0] in ("self", "cls"):
+            params = params[1:]
+        if param not in params:
+            return []
+        position = params.index(param)
+        found = []
+        for call, caller in self._callers.get(id(scope), []):
+            argument = keyword(call, param)
+            if argument is None and not any(a.star for a in call.args):
+                argument = positional_arg(call, position)
+            if argument is not None:
+                found.append((argument, caller))
+        return found
+
+    # ------------------------------------------------------------------ grad regions
+    def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        if self._parents is None:
+            self._parents = {}
+            stack: list[cst.CSTNode] = [self.model.module]
+            while stack:
+                current = stack.pop()
+                for child in current.children:
+                    self._parents[id(child)] = current
+                    stack.append(child)
+        return self._parents.get(id(node))
+
+    def contexts_at(self, node: cst.CSTNode) -> frozenset[str]:
+        """Contexts (``no_grad``, ``autocast``, ...) open around ``node`` in its function,
+        including the function's decorators."""
+        found: set[str] = set()
+        current = self.parent(node)
+        while current is not None:
+            if isinstance(current, cst.With):
+                for item in current.items:
+                    kind = context_of(self.model, item.item)
+                    if kind:
+                        found.add(kind)
+            if isinstance(current, cst.FunctionDef):
+                for decorator in current.decorators:
+                    kind = context_of(self.model, decorator.decorator)
+                    if kind:
+                        found.add(kind)
+                break
+            current = self.parent(current)
+        return frozenset(found)
+
+    def grad_disabled(self, *nodes: cst.CSTNode) -> bool:
+        """Whether any of ``nodes`` (a statement and the calls it is reached through) runs with
+        gradients off."""
+        return any("no_grad" in self.contexts_at(node) for node in nodes)
+
+    # ------------------------------------------------------------------ uses
+    def uses(self, name: str, scope: Scope) -> Uses:
+        """Whether ``name`` (and what is derived from it) reaches a backward, a model call or
+        a ``return`` (see :mod:`.uses`)."""
+        return self._flows.uses(name, scope)
+
+    def derived_names(self, name: str, scope: Scope) -> set[str]:
+        return self._flows.derived_names(name, scope)
+
+    def runs_backward(self, scope: Scope) -> bool:
+        return self._flows.runs_backward(scope)
+
+
+def _statement_of_return(flow: Dataflow, node: cst.CSTNode) -> cst.CSTNode:
+    current: cst.CSTNode | None = node
+    while current is not None and not isinstance(current, cst.Return):
+        current = flow.parent(current)
+    return current if current is not None else node
+
+
+__all__ = [
+    "CriterionInfo",
+    "Dataflow",
+    "Fact",
+    "Holds",
+    "Reduction",
+    "Uses",
+    "join",
+    "own_nodes",
+]
