@@ -30,13 +30,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_json(*args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(main, ["check", "--no-cache", "--format", "json", *args])
+    result = CliRunner().invoke(
+        main, ["check", "--no-cache", "--jobs", "1", "--format", "json", *args]
+    )
     assert "Traceback" not in result.output
     return result.exit_code, json.loads(result.stdout)
 
 
 def run_text(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["check", "--no-cache", *args])
+    result = CliRunner().invoke(main, ["check", "--no-cache", "--jobs", "1", *args])
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 
@@ -172,6 +174,20 @@ def test_unreadable_file(project: Path) -> None:
         assert_reported("secret.py", "permission denied")
     finally:
         (project / "secret.py").chmod(0o644)
+
+
+def test_permission_denied_simulated(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same path as test_unreadable_file, reachable when the tests run as root."""
+    (project / "secret.py").write_text(TRAINING)
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "secret.py":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert_reported("secret.py", "permission denied")
 
 
 def test_symlink_loop(project: Path) -> None:

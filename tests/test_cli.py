@@ -267,6 +267,13 @@ def test_include_notebooks(project: Path) -> None:
     assert "nb/train.ipynb:cell 3:2:5: TL405" in text
 
 
+def test_force_exclude(project: Path) -> None:
+    (project / "build").mkdir()
+    (project / "build" / "gen.py").write_text(BAD)
+    assert codes("build/gen.py") == ["TL405"]  # named explicitly: analyzed
+    assert codes("--force-exclude", "build/gen.py", "clean.py") == []
+
+
 # ----------------------------------------------------------------------------- configuration
 def write_config(project: Path, body: str) -> None:
     (project / "pyproject.toml").write_text(f"[tool.trainlint]\n{body}\n")
@@ -357,6 +364,7 @@ def test_help_explains_options_and_exit_codes() -> None:
         "--exit-zero",
         "--statistics",
         "--include-notebooks",
+        "--force-exclude",
     ):
         assert option in text
     assert "Exit status:" in text and "2  trainlint could not do its job" in text

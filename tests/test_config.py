@@ -96,6 +96,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.fail_on is Severity.WARNING and config.format == "text"
     assert config.cache_dir is None and config.max_file_size == 1_000_000
     assert config.include_notebooks is False and config.respect_gitignore is True
+    assert config.force_exclude is False
     assert config.root == tmp_path
 
 
@@ -114,6 +115,7 @@ cache-dir = "var/cache"
 max-file-size = 0
 include-notebooks = true
 respect-gitignore = false
+force-exclude = true
 
 [tool.trainlint.per-file-ignores]
 "tests/*.py" = ["TL405"]
@@ -131,6 +133,7 @@ TL1 = "info"
     assert config.cache_dir == (tmp_path / "var" / "cache").resolve()
     assert config.max_file_size == 0
     assert config.include_notebooks is True and config.respect_gitignore is False
+    assert config.force_exclude is True
     assert config.per_file_ignores == {"tests/*.py": ["TL405"], "legacy.py": ["TL1"]}
     assert config.severity == {"TL504": Severity.WARNING, "TL1": Severity.INFO}
     assert config.severity_overrides(KNOWN) == {
@@ -177,6 +180,7 @@ def test_most_specific_severity_override_wins(tmp_path: Path) -> None:
         ('max-file-size = "1MB"', "'max-file-size' must be a number of bytes"),
         ('include-notebooks = "yes"', "'include-notebooks' must be true or false, not a string"),
         ("respect-gitignore = 1", "'respect-gitignore' must be true or false, not a number"),
+        ("force-exclude = []", "'force-exclude' must be true or false, not a list"),
         ('per-file-ignores = ["x"]', "'per-file-ignores' must be a table of \"glob\" = [codes]"),
         (
             '[tool.trainlint.per-file-ignores]\n"a.py" = 1',
@@ -365,6 +369,14 @@ def test_cli_reads_include_notebooks_and_respect_gitignore(project: Path) -> Non
         path for path, _ in run(project, "include-notebooks = true\nrespect-gitignore = false")[1]
     }
     assert found == {"bad.py", "info.py", "nb.ipynb"}
+
+
+def test_cli_reads_force_exclude(project: Path) -> None:
+    (project / "gen").mkdir()
+    (project / "gen" / "m.py").write_text(BAD)
+    assert run(project, 'extend-exclude = ["gen"]', "gen/m.py")[1] == [("gen/m.py", "TL405")]
+    config = 'extend-exclude = ["gen"]\nforce-exclude = true'
+    assert run(project, config, "gen/m.py", "bad.py")[1] == [("bad.py", "TL405")]
 
 
 def test_cli_config_errors_exit_2(project: Path) -> None:

@@ -130,6 +130,15 @@ def test_explicit_files_are_analyzed_even_if_excluded(tmp_path: Path) -> None:
     ]
 
 
+def test_force_exclude_applies_excludes_to_explicit_files(tmp_path: Path) -> None:
+    touch(tmp_path, "build/gen.py", "deep/build/x.py", "src/tmp_a.py", "src/main.py")
+    named = ("build/gen.py", "deep/build/x.py", "src/tmp_a.py", "src/main.py")
+    options = {"extend_exclude": ["tmp_*.py"], "force_exclude": True}
+    assert found(tmp_path, *named, **options) == ["src/main.py"]
+    assert found(tmp_path, *named, extend_exclude=["tmp_*.py"]) == list(named)
+    assert found(tmp_path, "src", **options) == ["src/main.py"]
+
+
 def test_explicit_directory_is_walked_even_if_its_name_is_excluded(tmp_path: Path) -> None:
     touch(tmp_path, "build/a.py", "build/dist/b.py")
     assert found(tmp_path, "build") == ["build/a.py"]

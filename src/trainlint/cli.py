@@ -166,6 +166,11 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
     help="Also analyze Jupyter notebooks (.ipynb) found in directories.",
 )
 @click.option(
+    "--force-exclude",
+    is_flag=True,
+    help="Apply excludes to files named on the command line too (for pre-commit hooks).",
+)
+@click.option(
     "--color/--no-color",
     default=None,
     help="Force colour on or off.  [default: on a terminal, unless NO_COLOR is set]",
@@ -221,6 +226,7 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         extend_exclude=config.extend_exclude,
         include_notebooks=config.include_notebooks if notebooks is None else notebooks,
         respect_gitignore=config.respect_gitignore,
+        force_exclude=opts["force_exclude"] or config.force_exclude,
     )
     if not found.files and not found.errors and not opts["quiet"]:
         click.echo("trainlint: warning: no Python files found under the given paths", err=True)

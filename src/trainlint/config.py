@@ -37,6 +37,7 @@ KEYS = (
     "max-file-size",
     "include-notebooks",
     "respect-gitignore",
+    "force-exclude",
 )
 
 
@@ -70,6 +71,7 @@ class Config:
     max_file_size: int = 1_000_000
     include_notebooks: bool = False
     respect_gitignore: bool = True
+    force_exclude: bool = False
 
     @property
     def root(self) -> Path:
@@ -229,7 +231,7 @@ def parse_table(
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{where} must be a number of bytes (0: no limit), not {value!r}")
             config.max_file_size = value
-        elif key in ("include-notebooks", "respect-gitignore"):
+        elif key in ("include-notebooks", "respect-gitignore", "force-exclude"):
             setattr(config, key.replace("-", "_"), _boolean(value, where))
         else:
             hint = difflib.get_close_matches(key, KEYS, n=1)

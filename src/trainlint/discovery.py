@@ -72,13 +72,26 @@ class _Ignorer:
             self._gitignores[directory] = spec
         return self._gitignores[directory]
 
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix().lstrip("/")
+
+    def force_excluded(self, path: Path) -> bool:
+        """``--force-exclude``: the path or one of its directories matches an exclude."""
+        relative = Path(self._relative(path))
+        for candidate in (relative, *(p for p in relative.parents if p != Path("."))):
+            suffix = "" if candidate == relative else "/"
+            for form in (candidate.as_posix(), candidate.name):
+                if _verdict(self.excludes, form + suffix):
+                    return True
+        return False
+
     def excluded(self, path: Path, is_dir: bool, gitignore_dirs: list[Path]) -> bool:
         """Whether ``path`` itself is excluded (its parents were checked when walked into)."""
         suffix = "/" if is_dir else ""
-        try:
-            relative = path.relative_to(self.root).as_posix()
-        except ValueError:
-            relative = path.as_posix().lstrip("/")
+        relative = self._relative(path)
         if _verdict(self.excludes, relative + suffix) or _verdict(
             self.excludes, path.name + suffix
         ):
@@ -129,7 +142,10 @@ def discover(
     extend_exclude: Iterable[str] = (),
     include_notebooks: bool = False,
     respect_gitignore: bool = True,
+    force_exclude: bool = False,
 ) -> Discovery:
+    """The files under ``paths``. Files named explicitly are analyzed even when excluded,
+    unless ``force_exclude`` (what a pre-commit hook wants: it names every changed file)."""
     found = Discovery()
     seen: set[Path] = set()
     ignorer = _Ignorer(root.absolute(), [*exclude, *extend_exclude], respect_gitignore)
@@ -150,7 +166,8 @@ def discover(
             for file in _walk(given.absolute(), ignorer, suffixes, found):
                 add(_relative_like(file, given))
         elif given.is_file() or given.is_symlink():
-            add(given)  # named explicitly: analyzed whatever its name (as ruff does)
+            if not (force_exclude and ignorer.force_excluded(given.absolute())):
+                add(given)  # named explicitly: analyzed whatever its name (as ruff does)
         else:
             found.errors.append((given, "not a regular file or directory"))
     return found
