@@ -106,6 +106,10 @@ def test_hook_fails_on_a_finding(project: Project) -> None:
 def test_hook_passes_on_clean_code(project: Project) -> None:
     project.write("train.py", GOOD)
     project.write("explore.ipynb", notebook(GOOD))
+    # Named by pre-commit, but excluded by the project's configuration (--force-exclude).
+    (project.root / "legacy").mkdir(exist_ok=True)
+    project.write("legacy/old_train.py", BAD)
+    project.write("pyproject.toml", '[tool.trainlint]\nextend-exclude = ["legacy/"]\n')
     project.write("notes.txt", "optimizer.step\n")  # not Python: the hook never sees it
     result = project.run_hooks()
     output = result.stdout + result.stderr
