@@ -8,7 +8,7 @@ from trainlint.model.schedules import (
     exclusive,
     loop_name,
     same_object,
-    scaler_is_live,
+    scaled_for,
     scaler_name,
 )
 from trainlint.rule import Violation
@@ -114,7 +114,10 @@ class GradClipMisplaced(Rule):
         return Violation(
             clip.node,
             message,
-            Fix("clip between backward() and step()", f"loss.backward()\n{text}\n{step_text}"),
+            Fix(
+                "clip between backward() and step()",
+                f"loss.backward()\n{_full_text(model, clip)}\n{step_text}",
+            ),
         )
 
     def _still_scaled(self, model: TrainingModel, step: TrainStep, index: int) -> Violation | None:
@@ -130,9 +133,9 @@ class GradClipMisplaced(Rule):
             if event.kind is EventKind.BACKWARD:
                 backward = event
                 break
-        scaler = scaler_name(model, backward, scope) if backward is not None else None
-        if backward is None or scaler is None or not scaler_is_live(model, backward):
+        if backward is None or not scaled_for(model, backward, clip):
             return None
+        scaler = scaler_name(model, backward, scope) or "scaler"
         optimizer = self._scaled_optimizer(model, step, index, scaler) or "optimizer"
         text = _call_text(model, clip)
         return Violation(
@@ -141,8 +144,8 @@ class GradClipMisplaced(Rule):
             f"at line {model.line_of(backward.node)}): the threshold is compared with values "
             "thousands of times too large, so nearly every step is clipped",
             Fix(
-                f"unscale first: backward → `{scaler}.unscale_({optimizer})` → clip → step",
-                f"{scaler}.unscale_({optimizer})\n{text}\n"
+                "unscale before clipping",
+                f"{scaler}.unscale_({optimizer})\n{_full_text(model, clip)}\n"
                 f"{scaler}.step({optimizer})\n{scaler}.update()",
             ),
         )
@@ -168,7 +171,8 @@ class GradClipMisplaced(Rule):
         text = _call_text(model, clip)
         fix = Fix(
             "clip once per window, inside the guard, right before step()",
-            f"if (i + 1) % accumulation_steps == 0:\n    {text}\n    optimizer.step()",
+            f"if (i + 1) % accumulation_steps == 0:\n    {_full_text(model, clip)}\n"
+            "    optimizer.step()",
         )
         if accumulation.kind in (WindowKind.MODULO, WindowKind.COUNTER):
             guard = accumulation.guard
@@ -204,6 +208,10 @@ def _same_test(model: TrainingModel, first, second) -> bool:
     return first is second or model.module.code_for_node(first) == model.module.code_for_node(
         second
     )
+
+
+def _full_text(model: TrainingModel, event: Event) -> str:
+    return model.module.code_for_node(event.node)
 
 
 def _call_text(model: TrainingModel, event: Event) -> str:

@@ -8,6 +8,7 @@ from trainlint.model.schedules import (
     exclusive,
     loop_name,
     same_object,
+    scaled_for,
     scaler_is_live,
     scaler_name,
 )
@@ -75,20 +76,11 @@ class AmpScalerMisuse(Rule):
     def _check_step(self, model: TrainingModel, step: TrainStep) -> Iterator[Violation]:
         scope = step.loop.scope
         events = step.events
-        scaled = [
-            e
-            for e in events
-            if e.kind is EventKind.BACKWARD
-            and scaler_name(model, e, scope) is not None
-            and scaler_is_live(model, e)
-        ]
-        if not scaled:
-            return
         for index, event in enumerate(events):
             if event.kind is not EventKind.STEP or event.closure or event.scaled_by:
                 continue
             backward = _feeding_backward(events, index)
-            if backward is None or not any(backward is b for b in scaled):
+            if backward is None or not scaled_for(model, backward, event):
                 continue
             scaler = scaler_name(model, backward, scope) or "scaler"
             optimizer = event.subject or "optimizer"
@@ -118,8 +110,8 @@ class AmpScalerMisuse(Rule):
             if not mine:
                 yield Violation(
                     scaled_step.node,
-                    f"`{scaler}.step({optimizer})` runs every iteration of the loop at line "
-                    f"{model.line_of(step.loop.node)}, but `{scaler}.update()` never does: "
+                    f"`{scaler}.step({optimizer})` is called in the loop at line "
+                    f"{model.line_of(step.loop.node)}, but `{scaler}.update()` never is: "
                     "the loss scale never adapts, so after an overflow every step is skipped",
                     Fix("update the scale after stepping", f"{scaler}.update()"),
                 )

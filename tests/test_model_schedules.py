@@ -15,6 +15,7 @@ from trainlint.model.schedules import (
     is_batch_loop,
     loop_name,
     loss_root,
+    scaled_for,
     scaler_is_live,
     scaler_name,
     scaling_of,
@@ -362,3 +363,45 @@ def test_batch_loss_names_and_roots() -> None:
 )
 def test_loss_root(expression: str, root: str | None) -> None:
     assert loss_root(cst.parse_expression(expression)) == root
+
+
+def test_scaling_through_a_conditional_variable_needs_shared_conditions() -> None:
+    model = build(
+        """
+        import torch
+        scaler = torch.cuda.amp.GradScaler()
+        for x in loader:
+            loss = f(x)
+            if amp:
+                loss = scaler.scale(loss)
+            loss.backward()
+            optimizer.step()
+            if amp:
+                scaler.step(optimizer)
+            else:
+                optimizer.step()
+        """
+    )
+    (backward,) = events_of(model, EventKind.BACKWARD)
+    unconditional, scaled_step, fallback = events_of(model, EventKind.STEP)
+    assert scaled_for(model, backward, unconditional)
+    assert scaled_for(model, backward, scaled_step) is False
+    assert scaled_for(model, backward, fallback) is False
+
+
+def test_attribute_schedulers_of_classes_with_foreign_bases_are_not_judged() -> None:
+    model = build(
+        """
+        import torch
+        from trainers import BaseTrainer
+
+        class Local(torch.nn.Module):
+            def __init__(self, opt):
+                self.sched = torch.optim.lr_scheduler.StepLR(opt, 10)
+
+        class Derived(BaseTrainer):
+            def __init__(self, opt):
+                self.other_sched = torch.optim.lr_scheduler.StepLR(opt, 10)
+        """
+    )
+    assert [target for _, target in unstepped_schedulers(model)] == ["self.sched"]

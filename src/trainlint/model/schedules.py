@@ -170,6 +170,20 @@ def scaling_of(model: TrainingModel, event: Event) -> cst.BaseExpression | None:
     return None
 
 
+def scaled_for(model: TrainingModel, backward: Event, other: Event) -> bool:
+    """Whether ``other`` (a step or clip) sees the gradients of ``backward`` as loss-scaled.
+
+    Scaling through a variable (``loss = scaler.scale(loss)``) may sit in an ``if`` the model
+    does not record, so there ``other`` must run under no condition ``backward`` lacks.
+    """
+    if scaling_of(model, backward) is None or not scaler_is_live(model, backward):
+        return False
+    if backward.scaled_by:
+        return True
+    shared = {(id(c.test), c.negated) for c in backward.conditions}
+    return all((id(c.test), c.negated) in shared for c in other.conditions)
+
+
 def scaler_name(model: TrainingModel, event: Event, scope: Scope) -> str | None:
     """The loop's name for the scaler a backward went through (``None``: not scaled)."""
     scaler = scaling_of(model, event)
@@ -232,10 +246,10 @@ def _own_scheduler_class(model: TrainingModel, call: cst.Call) -> str | None:
     qualified = model.imports.qualify(call.func) or ""
     if name in model.classes:
         return name
-    if not qualified or is_under(qualified, "torch", "transformers"):
+    if is_under(qualified, "torch", "transformers"):
         return None
-    is_class = name.rsplit(".", 1)[-1][:1].isupper()
-    return qualified if is_class or is_under(qualified, "timm") else None
+    is_class = name.rsplit(".", 1)[-1][:1].isupper()  # ``WarmupLR`` from the project itself
+    return (qualified or name) if is_class or is_under(qualified, "timm") else None
 
 
 def classify_scheduler(value: Value) -> SchedulerInfo:
@@ -330,6 +344,8 @@ def unstepped_schedulers(model: TrainingModel) -> list[tuple[cst.Call, str]]:
                     continue
                 if classify_scheduler(found).kind is ScheduleKind.CUSTOM:
                     continue
+                if target.startswith("self.") and _inherits_from_elsewhere(model, scope):
+                    continue  # a base class defined in another file may step ``self.x``
                 constructed.append((value, target, binding.statement))
     if not constructed:
         return []
@@ -338,6 +354,18 @@ def unstepped_schedulers(model: TrainingModel) -> list[tuple[cst.Call, str]]:
     return [
         (call, target) for call, target, _ in constructed if target.rsplit(".", 1)[-1] not in used
     ]
+
+
+def _inherits_from_elsewhere(model: TrainingModel, scope: Scope) -> bool:
+    if scope.cls is None:
+        return False
+    bases = model.class_bases(scope.cls)
+    local = {b for b in bases if b.rsplit(".", 1)[-1] in model.classes}
+    return any(not _is_plain_base(b) for b in bases - local)
+
+
+def _is_plain_base(base: str) -> bool:
+    return base in ("object", "") or base.rsplit(".", 1)[-1] in ("Module", "ABC")
 
 
 def _non_reading_uses(module: cst.Module, wanted: set[str]) -> set[str]:
