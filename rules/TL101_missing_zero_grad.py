@@ -114,17 +114,16 @@ class MissingZeroGrad(Rule):
         loop_line = model.line_of(train.loop.node)
         outside = _clearing_outside(model, train, optimizer)
         where = (
-            f" (it is cleared only at line {model.line_of(outside.node)}, outside the loop)"
+            f" (only at line {model.line_of(outside.node)}, outside the loop)"
             if outside is not None
             else ""
         )
         window = train.accumulation
         if window is not None and (not window.optimizers or optimizer in window.optimizers):
             message = (
-                f"`{optimizer}` is stepped every few micro-batches at line {step_line} but its "
-                f"gradients are never cleared in this accumulation loop (line {loop_line})"
-                f"{where}; after the first window every step applies all gradients since the "
-                "start of training"
+                f"`{optimizer}` is stepped once per accumulation window at line {step_line} but "
+                f"its gradients are never cleared in the loop at line {loop_line}{where}; after "
+                "the first window every step applies all gradients since the start of training"
             )
             fix = Fix(
                 "clear the gradients inside the accumulation guard, right after the step",
@@ -132,9 +131,9 @@ class MissingZeroGrad(Rule):
             )
         else:
             message = (
-                f"`{optimizer}` is stepped at line {step_line} but its gradients are never "
-                f"cleared in this loop (line {loop_line}){where}; each backward() adds to all "
-                "previous batches' gradients"
+                f"`{optimizer}` is stepped at line {step_line} but its gradients are not cleared "
+                f"on every iteration of the loop at line {loop_line}{where}; each backward() "
+                "adds to all previous batches' gradients"
             )
             fix = Fix(
                 "call zero_grad() once per iteration, before backward() (or right after step())",

@@ -102,8 +102,8 @@ class ZeroGradBeforeStep(Rule):
             "the step applies zeros and the model does not learn"
         )
         fix = Fix(
-            "clear the gradients before backward() or after step()",
-            f"{clearing_text}; {backward_text}; {step_text}",
+            "clear the gradients after step() (or before backward(), outside accumulation)",
+            f"{backward_text}; {step_text}; {clearing_text}",
         )
         return Violation(anchor, message, fix)
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, TrainingModel
 from trainlint.model.gradients import (
@@ -9,6 +11,7 @@ from trainlint.model.gradients import (
     local_anchor,
     torch_steps,
 )
+from trainlint.model.syntax import descendants, dotted
 from trainlint.rule import Violation
 
 
@@ -73,7 +76,9 @@ class StepWithoutBackward(Rule):
                 reported.add(id(anchor))
                 yield self._violation(model, step, anchor, loop.node)
 
-    def _violation(self, model: TrainingModel, step: Event, anchor, loop_node) -> Violation:
+    def _violation(
+        self, model: TrainingModel, step: Event, anchor: cst.CSTNode, loop_node: cst.CSTNode
+    ) -> Violation:
         step_text = model.module.code_for_node(step.node)
         optimizer = step.subject or "optimizer"
         message = (
@@ -81,5 +86,27 @@ class StepWithoutBackward(Rule):
             "computes gradients for it: no backward(), autograd.grad or .grad assignment is "
             f"reachable, so `{optimizer}` applies no gradients or stale ones"
         )
-        fix = Fix("call backward() on the loss before the step", f"loss.backward(); {step_text}")
+        loss = _loss_name(loop_node) or "loss"
+        backward = (
+            f"{step.scaled_by}.scale({loss}).backward()" if step.scaled_by else f"{loss}.backward()"
+        )
+        fix = Fix("call backward() on the loss before the step", f"{backward}; {step_text}")
         return Violation(anchor, message, fix)
+
+
+def _loss_name(loop_node: cst.CSTNode) -> str | None:
+    """The name the loop binds its loss to (``loss`` in ``logits, loss = model(x, y)``)."""
+    for node in descendants(loop_node):
+        if not isinstance(node, cst.Assign):
+            continue
+        for target in node.targets:
+            elements = (
+                [e.value for e in target.target.elements]
+                if isinstance(target.target, (cst.Tuple, cst.List))
+                else [target.target]
+            )
+            for element in elements:
+                name = dotted(element)
+                if name and "loss" in name.lower():
+                    return name
+    return None
