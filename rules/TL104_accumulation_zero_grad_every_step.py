@@ -80,6 +80,8 @@ class AccumulationZeroGradEveryStep(Rule):
     ) -> Iterator[Violation]:
         window_clears = [e for e in train.events if _clears_window(model, train, e)]
         for event in window_clears:
+            if not _clears_window(model, train, event, proven=True):
+                continue
             if accumulation.kind is WindowKind.INNER_LOOP:
                 if any(lp is accumulation.inner_loop for lp in event.loops):
                     yield _inner_loop_violation(model, train, accumulation, event)
@@ -90,7 +92,7 @@ class AccumulationZeroGradEveryStep(Rule):
         start = epoch_start(model, train)
         if start is None:
             return
-        epoch_clears = [e for e in start.clears if _clears_window(model, train, e)]
+        epoch_clears = [e for e in start.clears if _clears_window(model, train, e, proven=True)]
         if not epoch_clears:
             return
         if not window_clears:
@@ -99,9 +101,17 @@ class AccumulationZeroGradEveryStep(Rule):
             yield _partial_window_violation(model, train, accumulation, epoch_clears[0])
 
 
-def _clears_window(model: TrainingModel, train: TrainStep, event: Event) -> bool:
-    """Whether ``event`` clears (or may clear) an optimizer stepped once per window."""
+def _clears_window(
+    model: TrainingModel, train: TrainStep, event: Event, *, proven: bool = False
+) -> bool:
+    """Whether ``event`` clears (or may clear) an optimizer stepped once per window.
+
+    ``p.grad = None`` over some parameters counts as clearing the window only when it is not
+    the one being blamed (``proven``): which parameters it clears is rarely clear, and
+    frozen ones are cleared on every step on purpose."""
     if event.kind not in CLEARING:
+        return False
+    if proven and event.kind is EventKind.GRAD_CLEAR:
         return False
     optimizers = train.accumulation.optimizers if train.accumulation else ()
     if not optimizers:
@@ -173,8 +183,9 @@ def _only_epoch_violation(
     step = _step(train, accumulation)
     step_text = _text(model, step.node) if step is not None else "optimizer.step()"
     guard = _text(model, accumulation.guard.test) if accumulation.guard else "boundary"
+    optimizer = ", ".join(f"`{o}`" for o in accumulation.optimizers) or "the optimizer"
     message = (
-        f"`{call}` is the only clearing, at the start of each epoch, but the optimizer is "
+        f"`{call}` is the only clearing, at the start of each epoch, but {optimizer} is "
         f"stepped {_window(model, train, accumulation)}: every step applies the gradients "
         "of all earlier windows of the epoch again"
     )
@@ -194,9 +205,11 @@ def _partial_window_violation(
         f"and `{counter}` runs across epochs, so the micro-batches left at the end of an "
         "epoch are back-propagated but never stepped"
     )
+    step = _step(train, accumulation)
+    step_text = _text(model, step.node) if step is not None else "optimizer.step()"
     fix = Fix(
-        "also step on the last batch of the epoch (or drop this zero_grad)",
-        f"if {guard} or i + 1 == len(loader): ...",
+        "also step the last, partial window of each epoch (or drop this zero_grad)",
+        f"if {guard} or is_last_batch: {step_text}; {call}",
     )
     return Violation(event.node, message, fix, severity=Severity.WARNING)
 

@@ -44,18 +44,22 @@ class AccumulationMeanOfMeans(Rule):
 
     ## Use instead
     ```python
-    for i, batch in enumerate(loader):
-        if i % accum_steps == 0:
-            window = batches[i : i + accum_steps]  # or count ahead of time
-            tokens_in_window = sum((b["labels"] != -100).sum() for b in window)
-        logits = model(batch["input_ids"])
-        loss = F.cross_entropy(
-            logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="sum"
-        )
-        (loss / tokens_in_window).backward()
-        if (i + 1) % accum_steps == 0:
-            optimizer.step()
-            optimizer.zero_grad()
+    window = []
+    for batch in loader:
+        window.append(batch)
+        if len(window) < accum_steps:
+            continue
+        tokens_in_window = sum((b["labels"] != -100).sum() for b in window)
+        for micro in window:
+            logits = model(micro["input_ids"])
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), micro["labels"].flatten(),
+                ignore_index=-100, reduction="sum",
+            )
+            (loss / tokens_in_window).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        window = []
     ```
     """
 

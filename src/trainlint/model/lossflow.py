@@ -18,12 +18,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 import libcst as cst
 
+from trainlint.model.lossforms import (
+    FUNCTIONAL_LOSSES,
+    LATEST,
+    PASS_THROUGH,
+    TOKEN_LOSSES,
+    argument_for,
+    call_order,
+    in_place_scalings,
+    is_masked_selection,
+    options_of,
+    selector,
+    source_text,
+)
 from trainlint.model.roles import Role, Value
-from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -69,43 +81,6 @@ class Flow:
 _UNKNOWN = Flow()
 _CONSTANT = Flow(Reduction.CONSTANT)
 
-_FUNCTIONAL_LOSSES = {
-    "cross_entropy",
-    "nll_loss",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "mse_loss",
-    "l1_loss",
-    "smooth_l1_loss",
-    "huber_loss",
-    "kl_div",
-    "soft_margin_loss",
-    "multilabel_soft_margin_loss",
-    "margin_ranking_loss",
-    "hinge_embedding_loss",
-    "cosine_embedding_loss",
-    "poisson_nll_loss",
-    "gaussian_nll_loss",
-    "triplet_margin_loss",
-    "multi_margin_loss",
-    "ctc_loss",
-}
-_TOKEN_LOSSES = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
-_PASS_THROUGH = {
-    "float",
-    "double",
-    "half",
-    "to",
-    "cuda",
-    "cpu",
-    "squeeze",
-    "contiguous",
-    "clone",
-    "type",
-    "view_as",
-    "reshape",
-}
-
 
 # ---------------------------------------------------------------------- reductions
 def criterion_reduction(value: Value | None) -> Reduction:
@@ -127,10 +102,6 @@ def _reduction_option(options: dict[str, cst.BaseExpression]) -> Reduction:
     )
 
 
-def _options(call: cst.Call) -> dict[str, cst.BaseExpression]:
-    return {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-
-
 def _combine(flows: list[Flow]) -> Flow:
     """``a + b``: mean when the terms that carry a loss are means, divided when all are."""
     carrying = [f for f in flows if f.reduction is not Reduction.CONSTANT]
@@ -145,15 +116,11 @@ def _combine(flows: list[Flow]) -> Flow:
         reduction = kinds.pop()
     else:
         reduction = Reduction.UNKNOWN
-    texts = [{_text(d.divisor) for d in f.divisions} for f in carrying]
+    texts = [{source_text(d.divisor) for d in f.divisions} for f in carrying]
     common = set.intersection(*texts)
-    divisions = tuple(d for d in carrying[0].divisions if _text(d.divisor) in common)
+    divisions = tuple(d for d in carrying[0].divisions if source_text(d.divisor) in common)
     sources = tuple(s for f in carrying for s in f.sources)
     return Flow(reduction, divisions, sources)
-
-
-def _text(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 # ---------------------------------------------------------------------- the tracer
@@ -254,8 +221,8 @@ class _Tracer:
         qualified = model.imports.qualify(call.func) or ""
         last = qualified.rsplit(".", 1)[-1]
         method = method_call(call)
-        if qualified.startswith("torch.nn.functional.") and last in _FUNCTIONAL_LOSSES:
-            return self._loss_call(call, f"F.{last}", _reduction_option(_options(call)), last)
+        if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
+            return self._loss_call(call, f"F.{last}", _reduction_option(options_of(call)), last)
         if qualified in ("torch.mean", "torch.sum"):
             inner = self.expression(positional(call, 0), scope, before, frames)
             reduction = Reduction.MEAN if last == "mean" else Reduction.SUM
@@ -291,10 +258,12 @@ class _Tracer:
         if name in ("mean", "sum", "nanmean", "nansum"):
             inner = self.expression(receiver, scope, before, frames)
             sources = inner.sources
-            if name.endswith("mean") and _is_masked_selection(receiver, inner):
+            if name.endswith("mean") and is_masked_selection(
+                receiver, inner.reduction is Reduction.NONE
+            ):
                 sources = (*sources, LossSource(call, "masked mean", Reduction.MEAN, "mask"))
             reduction = Reduction.MEAN if name.endswith("mean") else Reduction.SUM
-            return Flow(reduction, (), sources)
+            return Flow(reduction, inner.divisions, sources)
         if name in ("div", "div_", "true_divide") and positional(call, 0) is not None:
             inner = self.expression(receiver, scope, before, frames)
             return inner.with_division(Division(call, positional(call, 0)))  # type: ignore[arg-type]
@@ -304,7 +273,7 @@ class _Tracer:
             if factor.reciprocal is not None:
                 return inner.with_division(Division(call, factor.reciprocal))
             return inner
-        if name in _PASS_THROUGH:
+        if name in PASS_THROUGH:
             return self.expression(receiver, scope, before, frames)
         return None
 
@@ -317,8 +286,8 @@ class _Tracer:
         options: dict[str, cst.BaseExpression] | None = None,
     ) -> Flow:
         token = None
-        given = {**(options or {}), **_options(call)}
-        if kind in _TOKEN_LOSSES and "ignore_index" in given:
+        given = {**(options or {}), **options_of(call)}
+        if kind in TOKEN_LOSSES and "ignore_index" in given:
             token = "ignore_index"
         return Flow(reduction, (), (LossSource(call, label, reduction, token),))
 
@@ -340,7 +309,7 @@ class _Tracer:
                 if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
                     continue
                 returned = returned.elements[index].value
-            order = orders[position] if position < len(orders) else _LATEST
+            order = orders[position] if position < len(orders) else LATEST
             inner = [*frames, _Frame(call, scope, callee)]
             flows.append(self.expression(returned, callee, order, inner))
         known = [f for f in flows if f.reduction is not Reduction.UNKNOWN]
@@ -356,7 +325,7 @@ class _Tracer:
             forward = self._forward_call(expr.value, scope, before)
             if forward is not None and self.model.role_of(forward.func, scope) is Role.MODEL:
                 return self._model_loss(expr, forward)
-        if _selector(expr) is not None:  # ``losses[mask]``: still one value per element
+        if selector(expr) is not None:  # ``losses[mask]``: still one value per element
             selected = self.expression(expr.value, scope, before, frames)
             if selected.reduction is Reduction.NONE:
                 return selected
@@ -380,7 +349,7 @@ class _Tracer:
             flow = self._binding(plain, scope, frames)
         elif frames and frames[-1].callee is scope and name in scope.params:
             frame = frames[-1]
-            argument = _argument_for(frame.call, frame.callee, name)
+            argument = argument_for(frame.call, frame.callee, name)
             caller_order = self._order_of_call(frame.call)
             flow = self.expression(argument, frame.caller, caller_order, frames[:-1])
         elif isinstance(expr, cst.Attribute) and expr.attr.value == "loss":
@@ -388,10 +357,13 @@ class _Tracer:
             return self._model_loss(expr, forward)
         else:
             return _UNKNOWN
+        start = plain.order if plain is not None else -1
         for binding in sorted(bindings, key=lambda b: b.order):
-            if binding.augmented is None or (plain is not None and binding.order < plain.order):
-                continue
-            flow = self._augment(flow, binding, scope, frames)
+            if binding.augmented is not None and binding.order > start:
+                flow = self._augment(flow, binding, scope, frames)
+        for order, call, divisor in in_place_scalings(self.model, name, scope):
+            if start < order < before:  # ``loss.div_(k)`` as a statement of its own
+                flow = flow.with_division(Division(call, divisor))
         return flow
 
     def _binding(self, binding: Binding, scope: Scope, frames: list[_Frame]) -> Flow:
@@ -440,42 +412,14 @@ class _Tracer:
         """``outputs.loss``: a mean, as transformers models compute it by default."""
         if forward is not None and keyword(forward, "num_items_in_batch") is not None:
             # transformers sums and divides by the window's token count itself
-            return Flow(Reduction.SUM, (), (LossSource(node, _text(node), Reduction.SUM),))
+            return Flow(Reduction.SUM, (), (LossSource(node, source_text(node), Reduction.SUM),))
         # Whether the labels hold ignored (padding) tokens is the data pipeline's business,
         # often packed to equal lengths: not a token-level source on its own.
-        source = LossSource(node, _text(node), Reduction.MEAN)
+        source = LossSource(node, source_text(node), Reduction.MEAN)
         return Flow(Reduction.MEAN, (), (source,))
 
     def _order_of_call(self, call: cst.Call) -> int:
         return call_order(self.model, call)
-
-
-def _argument_for(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpression | None:
-    params = list(callee.params)
-    if callee.cls is not None and params and params[0] in ("self", "cls"):
-        params = params[1:]
-    found = keyword(call, param)
-    if found is not None:
-        return found
-    if param in params:
-        return positional(call, params.index(param))
-    return None
-
-
-def _is_masked_selection(node: cst.BaseExpression, selected: Flow) -> bool:
-    """``losses[mask]``, ``losses.masked_select(mask)``, ``losses[labels != -100]``: a
-    per-element loss filtered by a condition, so the count it averages over varies."""
-    if isinstance(node, cst.Subscript):
-        index = _selector(node)
-        if index is None:
-            return False
-        return (
-            selected.reduction is Reduction.NONE
-            or "mask" in _text(index).lower()
-            or any(isinstance(n, cst.Comparison) for n in (index, *descendants(index)))
-        )
-    found = method_call(node)
-    return found is not None and found[1] == "masked_select"
 
 
 # ---------------------------------------------------------------------- entry points
@@ -490,7 +434,7 @@ def backward_flow(model: TrainingModel, event: Event, loop_scope: Scope) -> Flow
         frames.append(_Frame(call, scope, callee))
         scope = callee
     tracer = _Tracer(model)
-    before = call_order(model, event.node) if isinstance(event.node, cst.Call) else _LATEST
+    before = call_order(model, event.node) if isinstance(event.node, cst.Call) else LATEST
     return tracer.expression(event.operand, event.scope, before, frames)
 
 
@@ -499,25 +443,4 @@ def expression_flow(
 ) -> Flow:
     """The flow of any expression in ``scope`` (bindings before ``before`` only)."""
     tracer = _Tracer(model)
-    return tracer.expression(expr, scope, before if before is not None else _LATEST, [])
-
-
-_LATEST = 1 << 30
-_CALL_ORDERS: WeakKeyDictionary[TrainingModel, dict[int, int]] = WeakKeyDictionary()
-
-
-def call_order(model: TrainingModel, call: cst.Call) -> int:
-    """The visiting order of ``call`` (comparable with binding orders)."""
-    orders = _CALL_ORDERS.get(model)
-    if orders is None:
-        orders = {id(site.node): site.order for site in model.calls}
-        _CALL_ORDERS[model] = orders
-    return orders.get(id(call), _LATEST)
-
-
-def _selector(node: cst.Subscript) -> cst.BaseExpression | None:
-    """The index of ``x[index]`` when it selects by a computed value (not a literal or slice)."""
-    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
-        return None
-    index = node.slice[0].slice.value
-    return None if literal(index, None) is not None else index
+    return tracer.expression(expr, scope, before if before is not None else LATEST, [])

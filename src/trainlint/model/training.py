@@ -113,19 +113,25 @@ def _next_step(events: list[Event], index: int) -> Event | None:
 
 
 def _micro_batched(model: TrainingModel, inner: LoopInfo, events: list[Event]) -> bool:
+    """The inner loop feeds micro-batches: it runs the model, or walks chunks of a batch
+    (several losses of one batch, ``for term in losses: term.backward()``, do not count)."""
     if any(e.kind is EventKind.FORWARD and inner in e.loops for e in events):
         return True
     source = inner.iter_expr
-    if isinstance(source, cst.Call) and dotted(source.func) == "enumerate" and source.args:
-        source = source.args[0].value
+    if isinstance(source, cst.Call) and dotted(source.func) in ("enumerate", "zip"):
+        return any(_splits(model, arg.value) for arg in source.args)
+    return _splits(model, source) or _over_loader(model, inner)
+
+
+def _splits(model: TrainingModel, source: cst.BaseExpression | None) -> bool:
+    """``batch.chunk(k)``, ``x.split(n)``, ``torch.chunk(x, k)``."""
+    if not isinstance(source, cst.Call):
+        return False
     called = method_call(source)
-    name = dotted(source.func) if isinstance(source, cst.Call) else None
-    if name in ("range", "zip") or (called and called[1] in ("chunk", "split", "tensor_split")):
+    if called is not None and called[1] in ("chunk", "split", "tensor_split"):
         return True
-    qualified = model.imports.qualify(source.func) if isinstance(source, cst.Call) else None
-    return qualified in ("torch.chunk", "torch.split", "torch.tensor_split") or _over_loader(
-        model, inner
-    )
+    qualified = model.imports.qualify(source.func)
+    return qualified in ("torch.chunk", "torch.split", "torch.tensor_split")
 
 
 def _over_loader(model: TrainingModel, inner: LoopInfo) -> bool:
