@@ -21,6 +21,7 @@ from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow import Dataflow
 from trainlint.model.events import Condition, Event, EventKind, IterationBuilder
+from trainlint.model.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.roles import (
     Role,
     Value,
@@ -31,7 +32,6 @@ from trainlint.model.roles import (
 )
 from trainlint.model.scopes import Binding, CallSite, ClassInfo, LoopInfo, Scope, ScopeBuilder
 from trainlint.model.syntax import dotted
-from trainlint.model.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.training import Accumulation, TrainStep, WindowKind, train_steps
 from trainlint.positions import positions
@@ -84,6 +84,9 @@ class TrainingModel:
         self._function_events: dict[int, list[Event]] = {}
         self._values: dict[tuple[int, int], Value | None] = {}
         self._resolving: set[tuple[int, int]] = set()
+        # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
+        # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
+        self._pinned: list[cst.CSTNode] = []
 
     @classmethod
     def from_source(cls, text: str, path: Path | str = "<string>") -> TrainingModel:
@@ -253,6 +256,7 @@ class TrainingModel:
         finally:
             self._resolving.discard(key)
         self._values[key] = value
+        self._pinned.append(expr)
         return value
 
     def _resolve(self, expr: cst.BaseExpression, scope: Scope) -> Value | None:
