@@ -257,6 +257,24 @@ def test_broken_notebook(project: Path, content: str, reason: str) -> None:
     assert error["path"] == "broken.ipynb" and error["message"].startswith(reason)
 
 
+def test_notebook_size_cap_applies_to_its_code_not_its_outputs(project: Path) -> None:
+    document = json.loads(notebook(["import torch\n", "opt.zero_grad\n"]))
+    image = {"output_type": "display_data", "data": {"image/png": "iVBOR" * 400_000}}
+    document["cells"][0]["outputs"] = [image]
+    (project / "plots.ipynb").write_text(json.dumps(document))
+    assert (project / "plots.ipynb").stat().st_size > 2_000_000
+    status, document = run_json("plots.ipynb")
+    assert status == 1 and document["skipped"] == []
+    assert [(f["path"], f["line"]) for f in document["findings"]] == [("plots.ipynb", 2)]
+    (project / "long.ipynb").write_text(notebook(["x = 1  # " + "-" * 60 + "\n"] * 20_000))
+    status, document = run_json("long.ipynb")
+    assert status == 0
+    (skipped,) = document["skipped"]
+    assert (
+        skipped["reason"].startswith("skipped: too large (1") and "kB of code" in skipped["reason"]
+    )
+
+
 def test_notebook_that_is_not_utf8(project: Path) -> None:
     (project / "latin.ipynb").write_bytes(b'{"cells": ["caf\xe9"]}')
     status, document = run_json("latin.ipynb")

@@ -105,7 +105,7 @@ def main() -> None:
 _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
 
 
-@main.command()
+@main.command(short_help="Analyze files and directories (default: .).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--select", multiple=True, help=f"Rules to run instead of the default (all). {_CODES_HELP}"
@@ -308,7 +308,7 @@ def _progress(total: int, disabled: bool) -> Iterator[Callable[[], object]]:
         yield lambda: progress.advance(task)
 
 
-@main.command("rules")
+@main.command("rules", short_help="List every rule.")
 @click.option(
     "--format",
     "output_format",
@@ -361,7 +361,7 @@ def rules_markdown(registry: dict[str, type[Rule]]) -> str:
     return "\n".join(lines)
 
 
-@main.command()
+@main.command(short_help="Show what a rule finds, why it is a bug, and the fix.")
 @click.argument("code")
 def explain(code: str) -> None:
     """Show a rule's documentation: what it finds, why it is a bug, an example and the fix.

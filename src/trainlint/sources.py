@@ -218,13 +218,27 @@ def load(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> SourceFile:
     return from_bytes(path, read_bytes(path), max_bytes)
 
 
+#: Notebooks carry their outputs (images, tables): the cap applies to their code, and the raw
+#: JSON may be this many times larger before it is not even parsed.
+NOTEBOOK_RAW_FACTOR = 50
+
+
+def _too_large(size: int, max_bytes: int, what: str = "") -> SkippedFile:
+    return SkippedFile(
+        f"skipped: too large ({size // 1000} kB{what} > {max_bytes // 1000} kB; "
+        "raise max-file-size to analyze it)"
+    )
+
+
 def from_bytes(path: Path, raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> SourceFile:
-    if max_bytes and len(raw) > max_bytes:
-        raise SkippedFile(
-            f"skipped: too large ({len(raw) // 1000} kB > {max_bytes // 1000} kB; "
-            "raise max-file-size to analyze it)"
-        )
+    """``max_bytes`` (0: no limit) caps the analyzed text: a .py file's bytes, a notebook's code."""
     if path.suffix == ".ipynb":
+        if max_bytes and len(raw) > max_bytes * NOTEBOOK_RAW_FACTOR:
+            raise _too_large(len(raw), max_bytes * NOTEBOOK_RAW_FACTOR)
         text, cell_lines = notebook_to_text(raw)
+        if max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise _too_large(len(text.encode("utf-8", "surrogatepass")), max_bytes, " of code")
         return SourceFile(path, text, raw, cell_lines)
+    if max_bytes and len(raw) > max_bytes:
+        raise _too_large(len(raw), max_bytes)
     return SourceFile(path, decode_python(raw), raw)
