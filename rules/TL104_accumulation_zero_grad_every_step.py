@@ -164,6 +164,17 @@ def _inner_loop_violation(
     inner_line = model.line_of(inner.node) if inner is not None else 0
     step = _step(train, accumulation)
     step_text = _text(model, step.node) if step is not None else "optimizer.step()"
+    if accumulation.whole_epoch:
+        message = (
+            f"`{call}` runs inside the batch loop (line {inner_line}) while `{step_text}` runs "
+            f"once after it, at the end of the epoch{_line_suffix(model, step)}: only the last "
+            "batch's gradients reach the step"
+        )
+        fix = Fix(
+            "step inside the batch loop (or clear once, before it)",
+            f"{call}; loss.backward(); {step_text}",
+        )
+        return Violation(event.node, message, fix)
     message = (
         f"`{call}` runs inside the micro-step loop (line {inner_line}) while `{step_text}` "
         f"runs once after it{_line_suffix(model, step)}: every micro-batch wipes the previous "
