@@ -31,13 +31,16 @@ import corpus  # noqa: E402  (bench/corpus.py, next to this file)
 @dataclass
 class Measure:
     name: str
-    seconds: float
-    peak_mb: float
+    seconds: float  # wall clock, best of the repeats
+    peak_mb: float  # largest resident set of the process or any child it waited for
+    cpu: float = 0.0  # user + system seconds of the process and its children (same run)
     note: str = ""
 
 
-def run_measured(command: list[str], cwd: Path | None = None) -> tuple[float, float, int, str]:
-    """Run ``command``; return (wall seconds, peak MB, exit status, stdout)."""
+def run_measured(
+    command: list[str], cwd: Path | None = None
+) -> tuple[float, float, int, str, float]:
+    """Run ``command``; return (wall seconds, peak MB, exit status, stdout, CPU seconds)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd)
@@ -50,17 +53,15 @@ def run_measured(command: list[str], cwd: Path | None = None) -> tuple[float, fl
         if process.returncode not in (0, 1):
             tail = err.read().decode("utf-8", "replace")[-2000:]
             print(f"  ! {command[:3]} exited {process.returncode}: {tail}", file=sys.stderr)
-    return seconds, usage.ru_maxrss / 1024, process.returncode, stdout
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, usage.ru_maxrss / 1024, process.returncode, stdout, cpu
 
 
 def best_of(name: str, command: list[str], repeat: int, note: str = "", cwd=None) -> Measure:
-    times, peaks = [], []
-    for _ in range(repeat):
-        seconds, peak, _, _ = run_measured(command, cwd)
-        times.append(seconds)
-        peaks.append(peak)
-    print(f"  {name}: {min(times):.2f} s", file=sys.stderr)
-    return Measure(name, min(times), max(peaks), note)
+    runs = [run_measured(command, cwd) for _ in range(max(1, repeat))]
+    best = min(runs, key=lambda r: r[0])
+    print(f"  {name}: {best[0]:.2f} s (cpu {best[4]:.2f} s)", file=sys.stderr)
+    return Measure(name, best[0], max(r[1] for r in runs), best[4], note)
 
 
 def find_tool(name: str, given: str | None, venv: Path | None) -> str | None:
@@ -84,15 +85,12 @@ def count_lines(files: list[Path]) -> int:
 
 def run_floor(mode: str, list_file: Path, jobs: int, repeat: int, name: str) -> Measure:
     command = [sys.executable, str(HERE / "floor.py"), mode, str(list_file), str(jobs)]
-    times, peaks, result = [], [], {}
-    for _ in range(repeat):
-        seconds, peak, _, stdout = run_measured(command)
-        times.append(seconds)
-        peaks.append(peak)
-        result = json.loads(stdout or "{}")
-    note = f"{result.get('unparsable', 0)} unparsable" if result.get("unparsable") else ""
-    print(f"  {name}: {min(times):.2f} s", file=sys.stderr)
-    return Measure(name, min(times), max(peaks), note)
+    runs = [run_measured(command) for _ in range(max(1, repeat))]
+    best = min(runs, key=lambda r: r[0])
+    result = json.loads(best[3] or "{}")
+    note = f"{result['unparsable']} unparsable" if result.get("unparsable") else ""
+    print(f"  {name}: {best[0]:.2f} s (cpu {best[4]:.2f} s)", file=sys.stderr)
+    return Measure(name, best[0], max(r[1] for r in runs), best[4], note)
 
 
 def trainlint_runs(
@@ -106,8 +104,9 @@ def trainlint_runs(
     cache = ["--cache-dir", str(scratch / "cache")]
     fill = best_of("trainlint cache fill", [*base, *report, *cache], 1, "cold run writing cache")
     warm = best_of("trainlint warm", [*base, *report, *cache], repeat, "cache on, nothing changed")
-    one = best_of("trainlint --jobs 1", [*base, *report, "--no-cache", "--jobs", "1"], repeat)
-    one.note = "no cache, one process"
+    one = best_of(
+        "trainlint --jobs 1", [*base, *report, "--no-cache", "--jobs", "1"], repeat, "one process"
+    )
     return [cold, fill, warm, one]
 
 
@@ -131,50 +130,52 @@ def peer_runs(args: argparse.Namespace, directory: Path, repeat: int) -> list[Me
 
 def table(measures: list[Measure], files: int, cold: float) -> str:
     header = f"| {'run':<28} | {'wall s':>7} | {'files/s':>8} | {'ms/file':>7} | {'peak MB':>7} |"
-    header += f" {'÷ cold':>7} | note |"
+    header += f" {'cpu s':>7} | {'÷ cold':>7} | note |"
     lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
     for m in measures:
         rate = files / m.seconds if m.seconds else 0.0
         lines.append(
             f"| {m.name:<28} | {m.seconds:7.2f} | {rate:8.1f} | {1000 * m.seconds / files:7.2f} |"
-            f" {m.peak_mb:7.0f} | {m.seconds / cold:7.2f} | {m.note} |"
+            f" {m.peak_mb:7.0f} | {m.cpu:7.2f} | {m.seconds / cold:7.2f} | {m.note} |"
         )
     return "\n".join(lines)
 
 
 def verdicts(by_name: dict[str, Measure], prefilter: dict, files: int) -> list[str]:
+    """The issue's targets, judged on wall time; CPU-time ratios shown beside them because a
+    shared machine's load moves wall times but barely moves CPU seconds."""
     cold, warm = by_name["trainlint cold"], by_name["trainlint warm"]
-    checks: list[tuple[str, float | None, float, str]] = []
-
-    def ratio(peer: str, factor: float, label: str) -> None:
+    checks: list[tuple[str, Measure, Measure, float]] = []  # slow, fast, factor
+    for peer, factor, label in (
+        ("torchfix --select ALL", 10, "cold ≥ 10× faster than TorchFix"),
+        ("fixit lint", 7, "cold ≥ 7× faster than Fixit"),
+    ):
         if peer in by_name:
-            checks.append((label, by_name[peer].seconds / cold.seconds, factor, "≥"))
-
-    ratio("torchfix --select ALL", 10, "cold ≥ 10× faster than TorchFix")
-    ratio("fixit lint", 7, "cold ≥ 7× faster than Fixit")
+            checks.append((label, by_name[peer], cold, factor))
     floor = by_name.get("floor: parse+visit, 2 procs")
     if floor:
-        checks.append(
-            ("cold ≤ 1.5× parse+visit floor (2 procs)", cold.seconds / floor.seconds, 1.5, "≤")
-        )
-    checks.append(("warm ≥ 10× faster than cold", cold.seconds / warm.seconds, 10, "≥"))
+        checks.append(("cold ≤ 1.5× the parse+visit floor (2 procs)", floor, cold, 1 / 1.5))
+    checks.append(("warm ≥ 10× faster than cold", cold, warm, 10))
     if "ruff --select ALL" in by_name:
-        checks.append(
-            (
-                "warm faster than ruff cold",
-                by_name["ruff --select ALL"].seconds / warm.seconds,
-                1.0,
-                "≥",
-            )
-        )
-    if files >= 1000:
-        checks.append(("peak memory < 500 MB", cold.peak_mb, 500, "≤"))
+        checks.append(("warm faster than ruff's cold run", by_name["ruff --select ALL"], warm, 1))
     lines = []
-    for label, value, bound, sense in checks:
-        met = value is not None and (value >= bound if sense == "≥" else value <= bound)
+    for label, slow, fast, factor in checks:
+        wall, cpu = slow.seconds / fast.seconds, slow.cpu / max(fast.cpu, 1e-9)
+        verdict = "met" if wall >= factor else "NOT met"
+        if factor < 1:  # a ceiling, not a speed-up: show it the way the target is written
+            lines.append(
+                f"  [{verdict}] {label}: {1 / wall:.2f}× wall, {1 / cpu:.2f}× cpu "
+                f"(needs ≤ {1 / factor:.2f}×)"
+            )
+            continue
         lines.append(
-            f"  [{'met' if met else 'NOT met'}] {label}: {value:.2f} (target {sense} {bound:g})"
+            f"  [{verdict}] {label}: {wall:.2f}× wall, {cpu:.2f}× cpu (needs ≥ {factor:.2f}×)"
         )
+    peak = max(m.peak_mb for m in by_name.values() if m.name.startswith("trainlint"))
+    scope = "" if files >= 1000 else f" (only {files} files: the target is for 1000)"
+    lines.append(
+        f"  [{'met' if peak < 500 else 'NOT met'}] peak memory < 500 MB: {peak:.0f} MB{scope}"
+    )
     read = prefilter["read_seconds"] * 1000 / max(1, files)
     filt = prefilter["prefilter_seconds"] * 1000 / max(1, files)
     lines.append(

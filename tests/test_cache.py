@@ -252,3 +252,12 @@ def _check_summary(directory: str) -> list[tuple]:
 def test_code_fingerprint_lists_trainlint_sources() -> None:
     files = [stamp[0] for stamp in code_fingerprint([])]
     assert any(f.endswith(os.path.join("trainlint", "engine.py")) for f in files)
+
+
+def test_files_the_prefilter_skips_are_cached_too(project: Path) -> None:
+    (project / "plain.py").write_text("def add(a, b):\n    return a + b\n")
+    first = check(project)
+    second = check(project)
+    plain = [r for r in second if r.display == "plain.py"][0]
+    assert not [r for r in first if r.display == "plain.py"][0].parsed
+    assert plain.cached and not plain.parsed and not plain.findings

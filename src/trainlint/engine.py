@@ -104,13 +104,17 @@ class FileAnalyzer:
             return list(self.always)
         return [r for i, r in enumerate(self.rules) if i in chosen or not r.triggers]
 
-    def prepare(self, path: Path, display: str) -> FileResult | sources.SourceFile:
-        """The cheap steps: read, size cap, decode, prefilter.
+    def prepare(
+        self, path: Path, display: str, raw: bytes | None = None
+    ) -> FileResult | sources.SourceFile:
+        """The cheap steps: read (unless ``raw`` is given), size cap, decode, prefilter.
 
         Returns the final result when nothing needs parsing, else the source to analyze.
         """
         try:
-            source = sources.load(path, self.options.max_file_size)
+            if raw is None:
+                raw = sources.read_bytes(path)
+            source = sources.from_bytes(path, raw, self.options.max_file_size)
         except sources.SkippedFile as skipped:
             return FileResult(path, display, skipped=str(skipped))
         except sources.SourceError as exc:
@@ -300,18 +304,29 @@ def run(
     def scan() -> Iterator[FileResult | Job]:
         for index, path in enumerate(paths):
             display = display_path(path, options.root)
-            prepared = analyzer.prepare(path, display)
-            if isinstance(prepared, FileResult):
-                yield prepared
-                continue
-            key = None
+            key = raw = None
             if cache is not None:
-                key = entry_key(prepared.raw, run_key)
+                # Warm path: read, hash, one small JSON read. Cheaper than decoding and the
+                # prefilter's substring scans, so prefilter skips are cached too.
+                try:
+                    raw = sources.read_bytes(path)
+                except sources.SourceError as exc:
+                    yield FileResult(path, display, error=exc.message, error_line=exc.line)
+                    continue
+                key = entry_key(raw, run_key)
                 entry = cache.get(key)
                 hit = entry and result_from_entry(path, display, entry, options.codes)
                 if hit:
                     yield analyzer.drop_ignored(hit)
                     continue
+            prepared = analyzer.prepare(path, display, raw)
+            if isinstance(prepared, FileResult):
+                if key is not None:
+                    entry = cache_entry(prepared)
+                    if entry is not None:
+                        cache.put(key, entry)  # type: ignore[union-attr]
+                yield prepared
+                continue
             # The worker needs the text, not the bytes: do not ship them twice.
             yield Job(index, dataclasses.replace(prepared, raw=b""), display, key)
 
