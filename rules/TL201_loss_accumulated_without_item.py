@@ -59,7 +59,7 @@ class LossAccumulatedWithoutItem(Rule):
     name = "loss-accumulated-without-item"
     severity = Severity.ERROR
     frameworks = ("torch",)
-    triggers = ("+",)
+    triggers = ("torch",)
     summary = "A graph-attached loss is summed into a running total (`total += loss`)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -67,7 +67,7 @@ class BatchMeanOfMeans(Rule):
     code = "TL202"
     name = "batch-mean-of-means"
     severity = Severity.WARNING
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = ("/", "mean")
     summary = "An epoch average divides a sum of per-batch means by the number of batches."
 

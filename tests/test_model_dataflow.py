@@ -484,3 +484,24 @@ def test_finalizers_stop_at_reset() -> None:
     assert sums == ["total / len(loader)", "total /= len(loader.dataset)"]
     means = [code(f.node).strip() for f in finalizers(flow, loop, "losses", is_list=True)]
     assert means == ["np.mean(losses)", "sum(losses) / len(losses)"]
+
+
+def test_length_of_a_batched_tf_pipeline_counts_batches() -> None:
+    model = build(
+        """
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(64)
+        train_set = load_samples()
+        total = 0.0
+        for x, y in dataset:
+            total += tf.reduce_mean(model(x, training=False)).numpy()
+        d_batches = len(dataset)
+        d_samples = len(train_set)
+        """
+    )
+    flow = model.dataflow
+    loop = model.loops[0]
+    batches = batching(flow, loop)
+    assert batches is not None and batches.kind == "tf.data" and not batches.full
+    for name, expected in (("d_batches", Divisor.BATCHES), ("d_samples", Divisor.SAMPLES)):
+        value, scope, _ = probe(model, name)
+        assert divisor_kind(flow, value, scope, batches, {}) is expected

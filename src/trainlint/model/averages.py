@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.batches import batching_of
 from trainlint.model.events import EventKind
 from trainlint.model.reductions import is_size_like
 from trainlint.model.roles import Role
@@ -131,6 +132,8 @@ def _length_kind(flow, inner, scope, batches: Batching, lists) -> Divisor:
     value = flow.model.value_of(inner, scope)
     if value is not None and value.role is Role.LOADER:
         return Divisor.BATCHES
+    if batching_of(flow, inner, inner, scope) is not None:
+        return Divisor.BATCHES  # a batched tf.data pipeline: its length counts batches
     if value is not None and value.role is Role.DATASET:
         return Divisor.SAMPLES
     if _DATASET_NAME.search(name.rsplit(".", 1)[-1]):
