@@ -8,6 +8,7 @@ import libcst as cst
 import pytest
 
 from trainlint.model import Event, EventKind, TrainingModel
+from trainlint.model.scalers import scaled_for, scaler_is_live, scaler_name, scaling_of
 from trainlint.model.schedules import (
     ScheduleKind,
     batch_loss_names,
@@ -15,10 +16,6 @@ from trainlint.model.schedules import (
     is_batch_loop,
     loop_name,
     loss_root,
-    scaled_for,
-    scaler_is_live,
-    scaler_name,
-    scaling_of,
     scheduler_of,
     unstepped_schedulers,
 )
@@ -405,3 +402,27 @@ def test_attribute_schedulers_of_classes_with_foreign_bases_are_not_judged() -> 
         """
     )
     assert [target for _, target in unstepped_schedulers(model)] == ["self.sched"]
+
+
+def test_a_name_bound_to_schedulers_of_different_kinds_has_no_fixed_cadence() -> None:
+    model = build(
+        """
+        import torch
+        from torch.optim.lr_scheduler import OneCycleLR, StepLR
+
+        class Trainer:
+            def __init__(self, opt, cfg):
+                if cfg.schedule == "step":
+                    self.scheduler = StepLR(opt, 30)
+                else:
+                    self.scheduler = OneCycleLR(opt, 0.1, total_steps=cfg.steps)
+
+            def fit(self, loader):
+                for x in loader:
+                    loss(x).backward()
+                    self.opt.step()
+                    self.scheduler.step()
+        """
+    )
+    (event,) = events_of(model, EventKind.SCHEDULER_STEP)
+    assert scheduler_of(model, event).kind is ScheduleKind.OTHER

@@ -1,10 +1,10 @@
-"""Learning-rate schedulers and grad scalers, as TL107-TL109 need them.
+"""Learning-rate schedulers, as TL109 needs them (and the event helpers TL107-TL109 share).
 
 Scheduler kinds (:func:`scheduler_of`: epoch-based, plateau, per-batch, other, custom, unknown,
-read off the constructor and its horizon argument), live scalers (not ``enabled=False``),
-schedulers never stepped, batch loops and per-batch loss names, and event plumbing (``if``/
-``else`` branches, a helper's names mapped back to the loop's). Helper parameters resolve
-through the helper's same-file call sites.
+read off the constructor and its horizon argument), schedulers never stepped, batch loops and
+per-batch loss names; event plumbing (``if``/``else`` branches, a helper's names mapped back to
+the loop's). Helper parameters resolve through the helper's same-file call sites. Grad scalers
+are in :mod:`.scalers`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import enum
 import re
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import Event, EventKind
+from trainlint.model.events import Event
 from trainlint.model.names import is_under
 from trainlint.model.roles import Role, Value
 from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import CallSite, LoopInfo, Scope
+    from trainlint.model.scopes import Binding, CallSite, LoopInfo, Scope
     from trainlint.model.training import TrainStep
 
 
@@ -139,59 +140,6 @@ def _argument_node(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpress
     return None
 
 
-def scaler_is_live(model: TrainingModel, event: Event) -> bool:
-    """False only for a scaler provably built with ``enabled=False`` (it does nothing)."""
-    scaler = scaling_of(model, event) if event.kind is EventKind.BACKWARD else receiver(event)
-    value = resolve(model, scaler, event.scope)
-    if value is None or value.role is not Role.SCALER:
-        return True
-    return value.option("enabled", True) is not False
-
-
-def scaling_of(model: TrainingModel, event: Event) -> cst.BaseExpression | None:
-    """The scaler a backward's operand went through: ``scaler.scale(loss).backward()``, or
-    ``loss = scaler.scale(loss)`` followed by ``loss.backward()``."""
-    if event.kind is not EventKind.BACKWARD or event.managed:
-        return None
-    if event.scaled_by:
-        return receiver(event)
-    name = dotted(event.operand)
-    if name is None:
-        return None
-    order = call_order(model, event.node)
-    for binding in model.lookup(name, event.scope, before=order):
-        if order is not None and binding.order >= order:
-            continue
-        found = method_call(binding.value) if binding.unpack_index is None else None
-        is_scale = found is not None and found[1] == "scale"
-        if is_scale and model.role_of(found[0], event.scope) is Role.SCALER:
-            return found[0]
-        return None
-    return None
-
-
-def scaled_for(model: TrainingModel, backward: Event, other: Event) -> bool:
-    """Whether ``other`` (a step or clip) sees the gradients of ``backward`` as loss-scaled.
-
-    Scaling through a variable (``loss = scaler.scale(loss)``) may sit in an ``if`` the model
-    does not record, so there ``other`` must run under no condition ``backward`` lacks.
-    """
-    if scaling_of(model, backward) is None or not scaler_is_live(model, backward):
-        return False
-    if backward.scaled_by:
-        return True
-    shared = {(id(c.test), c.negated) for c in backward.conditions}
-    return all((id(c.test), c.negated) in shared for c in other.conditions)
-
-
-def scaler_name(model: TrainingModel, event: Event, scope: Scope) -> str | None:
-    """The loop's name for the scaler a backward went through (``None``: not scaled)."""
-    scaler = scaling_of(model, event)
-    if scaler is None:
-        return None
-    return loop_name(model, event, scope, event.scaled_by or dotted(scaler)) or "scaler"
-
-
 class _Facts:
     """Per-model lookups built on first use: call orders, and each function's call sites."""
 
@@ -231,13 +179,40 @@ def scheduler_of(model: TrainingModel, event: Event) -> SchedulerInfo:
     expr = receiver(event)
     value = resolve(model, expr, event.scope)
     if value is not None and value.call is not None:
-        return classify_scheduler(value)
+        found = classify_scheduler(value)
+        if _alternatives(model, expr, event.scope) - {found.kind}:
+            # ``StepLR`` in one branch, ``OneCycleLR`` in another: the cadence is the config's
+            return SchedulerInfo(ScheduleKind.OTHER, found.name, found.call, found.optimizer)
+        return found
     for binding in model.lookup(dotted(expr) or "", event.scope):
         if isinstance(binding.value, cst.Call) and not binding.augmented:
             own = _own_scheduler_class(model, binding.value)
             if own is not None:
                 return SchedulerInfo(ScheduleKind.CUSTOM, own, binding.value)
     return SchedulerInfo(ScheduleKind.UNKNOWN)
+
+
+def _alternatives(
+    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
+) -> set[ScheduleKind]:
+    """Kinds of every scheduler constructor bound to the same name."""
+    bindings = model.lookup(dotted(expr) or "", scope)
+    return {classify_scheduler(value).kind for value, _ in _constructors(model, bindings, scope)}
+
+
+def _constructors(
+    model: TrainingModel, bindings: list[Binding], scope: Scope
+) -> Iterator[tuple[Value, Binding]]:
+    """Library scheduler constructions among ``bindings`` (plain ``name = Ctor(...)`` only)."""
+    for binding in bindings:
+        value = binding.value
+        if not isinstance(value, cst.Call) or binding.unpack_index is not None:
+            continue
+        if binding.augmented or binding.from_iteration:
+            continue
+        found = model.value_of(value, scope)
+        if found is not None and found.role is Role.SCHEDULER and found.call is value:
+            yield found, binding
 
 
 def _own_scheduler_class(model: TrainingModel, call: cst.Call) -> str | None:
@@ -330,30 +305,19 @@ def unstepped_schedulers(model: TrainingModel) -> list[tuple[cst.Call, str]]:
     Conservative on purpose: any use of the name other than reading it (``get_last_lr()``,
     ``state_dict()``) counts as a possible step, and so does the same name anywhere in the file.
     """
-    constructed: list[tuple[cst.Call, str, cst.CSTNode]] = []
+    constructed: list[tuple[cst.Call, str]] = []
     for scope in model.scopes:
         for target, bindings in scope.bindings.items():
-            for binding in bindings:
-                value = binding.value
-                if not isinstance(value, cst.Call) or binding.unpack_index is not None:
-                    continue
-                if binding.augmented or binding.from_iteration:
-                    continue
-                found = model.value_of(value, scope)
-                if found is None or found.role is not Role.SCHEDULER or found.call is not value:
-                    continue
-                if classify_scheduler(found).kind is ScheduleKind.CUSTOM:
+            for value, _ in _constructors(model, bindings, scope):
+                if classify_scheduler(value).kind is ScheduleKind.CUSTOM:
                     continue
                 if target.startswith("self.") and _inherits_from_elsewhere(model, scope):
                     continue  # a base class defined in another file may step ``self.x``
-                constructed.append((value, target, binding.statement))
+                constructed.append((value.call, target))  # type: ignore[arg-type]
     if not constructed:
         return []
-    wanted = {target.rsplit(".", 1)[-1] for _, target, _ in constructed}
-    used = _non_reading_uses(model.module, wanted)
-    return [
-        (call, target) for call, target, _ in constructed if target.rsplit(".", 1)[-1] not in used
-    ]
+    used = _non_reading_uses(model.module, {t.rsplit(".", 1)[-1] for _, t in constructed})
+    return [(call, t) for call, t in constructed if t.rsplit(".", 1)[-1] not in used]
 
 
 def _inherits_from_elsewhere(model: TrainingModel, scope: Scope) -> bool:
