@@ -356,3 +356,35 @@ def train(model, loader, optimizer, n):
         optimizer.step()
 """)
     assert not scales_gradients(model, step)
+
+
+@pytest.mark.parametrize(
+    ("init", "returned", "across"),
+    [("seen = 0", "seen", False), ("pass", "seen", True), ("pass", "None", False)],
+)
+def test_epoch_function_called_from_an_epoch_loop(init: str, returned: str, across: bool) -> None:
+    model = build(
+        HEADER
+        + f"""
+def train_epoch(model, loader, optimizer, k, seen=0):
+    optimizer.zero_grad()
+    {init}
+    for x in loader:
+        model(x).mean().backward()
+        seen += 1
+        if seen % k == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    return {returned}
+
+
+def main(model, loader, optimizer):
+    seen = 0
+    for epoch in range(5):
+        seen = train_epoch(model, loader, optimizer, 4, seen)
+"""
+    )
+    (step,) = model.train_steps
+    start = epoch_start(model, step)
+    assert start is not None and len(start.clears) == 1
+    assert start.counter_runs_across is across

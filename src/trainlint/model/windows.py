@@ -286,20 +286,19 @@ def _counter_runs_across(
             return True  # ``it = epoch * len(loader) + i``
     if counter not in _increments(step.events):
         return False
-    if epoch_nodes:
-        resets = [
-            b
-            for b in bindings
-            if b.augmented is None and id(b.statement) in epoch_nodes - loop_nodes
-        ]
-    else:
-        resets = [
-            b
-            for b in bindings
-            if b.augmented is None and b.order < loop.order and not counter.startswith("self.")
-        ]
-        if counter in loop.scope.params:
-            resets = []
+    same_function = bool(epoch_nodes) and id(loop.node) in epoch_nodes
+    resets = []
+    for binding in bindings:
+        if binding.augmented is not None or id(binding.statement) in loop_nodes:
+            continue
+        if id(binding.statement) in epoch_nodes:
+            resets.append(binding)  # ``seen = 0`` at the top of the epoch loop
+        elif not same_function and getattr(binding, "scope", loop.scope) is loop.scope:
+            resets.append(binding)  # a local of the function that runs one epoch
+    if counter in loop.scope.params and not any(
+        counter in _names(returned) for returned in loop.scope.returns
+    ):
+        return False  # a parameter the function never hands back restarts with each call
     return not resets
 
 
