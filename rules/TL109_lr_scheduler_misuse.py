@@ -103,7 +103,7 @@ class LrSchedulerMisuse(Rule):
                 info = scheduler_of(model, event)
                 if info.kind in (ScheduleKind.CUSTOM, ScheduleKind.PLATEAU):
                     continue
-                steps = [e for e in _optimizer_steps(events, event, info)]
+                steps = _optimizer_steps(events, event, info)
                 if not steps or any(events.index(e) < index for e in steps):
                     continue
                 if _counter_gated(event, loop, steps[0]):
