@@ -505,3 +505,23 @@ def test_length_of_a_batched_tf_pipeline_counts_batches() -> None:
     for name, expected in (("d_batches", Divisor.BATCHES), ("d_samples", Divisor.SAMPLES)):
         value, scope, _ = probe(model, name)
         assert divisor_kind(flow, value, scope, batches, {}) is expected
+
+
+def test_total_stored_on_an_attribute_and_backpropagated_elsewhere() -> None:
+    model = build(
+        """
+        class Solver:
+            def compute(self, outputs, target):
+                total = 0
+                for output in outputs:
+                    total += self.criterion(output, target)
+                self.loss = total
+
+            def optimize(self):
+                self.optimizer.zero_grad()
+                self.loss.backward()
+                self.optimizer.step()
+        """
+    )
+    scope = next(s for s in model.scopes if s.name == "Solver.compute")
+    assert model.dataflow.uses("total", scope).backward

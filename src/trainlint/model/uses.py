@@ -63,13 +63,21 @@ class NameFlows:
         return derived
 
     def uses(self, name: str, scope: Scope) -> Uses:
+        """Where ``name`` ends up; once it reaches an attribute (``self.loss = total``), that
+        attribute is followed into every function of the file."""
         derived = self.derived_names(name, scope)
-        scopes = self.flow.model.scopes if "." in name else [scope]
-        facts = [self.facts_of(s) for s in scopes]
+        attributes = {n for n in derived if "." in n}
+        for attribute in attributes - {name}:
+            found = self.derived_names(attribute, scope)
+            attributes |= {n for n in found if "." in n}
+            derived |= found
+        own = self.facts_of(scope)
+        facts = [self.facts_of(s) for s in self.flow.model.scopes] if attributes else [own]
         return Uses(
             backward=any(not f.sinks.isdisjoint(derived) for f in facts),
             model_input=any(not f.model_inputs.isdisjoint(derived) for f in facts),
-            returned=any(not f.returns.isdisjoint(derived) for f in facts),
+            returned=not own.returns.isdisjoint(derived)
+            or any(not f.returns.isdisjoint(attributes) for f in facts),
         )
 
     def runs_backward(self, scope: Scope) -> bool:
