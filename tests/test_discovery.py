@@ -103,6 +103,17 @@ def test_gitignore_of_the_repository_applies_below_it(tmp_path: Path) -> None:
     assert found(tmp_path, "src") == ["src/main.py"]
 
 
+def test_gitignore_of_the_config_directory_applies_outside_a_repository(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("scratch/\n")
+    touch(tmp_path, "src/scratch/x.py", "src/main.py")
+    assert found(tmp_path, "src") == ["src/main.py"]
+    for beyond_the_config in (tmp_path / "src", tmp_path / "elsewhere"):
+        assert discover([tmp_path / "src"], root=beyond_the_config).files == [
+            tmp_path / "src/main.py",
+            tmp_path / "src/scratch/x.py",
+        ]
+
+
 def test_config_exclude_and_extend_exclude(tmp_path: Path) -> None:
     touch(tmp_path, "main.py", "generated/a.py", "legacy/old.py", "build/b.py", "src/tmp_x.py")
     assert found(tmp_path, extend_exclude=["generated", "tmp_*.py"]) == ["legacy/old.py", "main.py"]

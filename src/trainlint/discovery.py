@@ -186,13 +186,11 @@ def _relative_like(file: Path, given: Path) -> Path:
 def _walk(
     top: Path, ignorer: _Ignorer, suffixes: tuple[str, ...], found: Discovery
 ) -> Iterator[Path]:
-    git_root = _git_root(top)
-    base_dirs: list[Path] = []
-    if git_root is not None:
-        base_dirs = [top, *[p for p in top.parents if p == git_root or git_root in p.parents]]
-        base_dirs = [d for d in reversed(base_dirs)]
-    else:
-        base_dirs = [top]
+    # The .gitignore files of the directories above ``top`` apply too, up to the repository
+    # root (or, outside a repository, the config's directory).
+    base = _git_root(top) or (ignorer.root if ignorer.root in top.parents else top)
+    above = [p for p in top.parents if p == base or base in p.parents]
+    outer_gitignore_dirs = list(reversed(above))
     visited: set[tuple[int, int]] = set()
 
     def walk(directory: Path, gitignore_dirs: list[Path]) -> Iterator[Path]:
@@ -226,4 +224,4 @@ def _walk(
             elif entry.name.endswith(suffixes):
                 yield path
 
-    yield from walk(top, base_dirs[:-1] if len(base_dirs) > 1 else [])
+    yield from walk(top, outer_gitignore_dirs)
