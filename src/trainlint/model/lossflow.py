@@ -15,7 +15,6 @@ loss calls it came from. It answers the questions the accumulation rules ask:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,21 +33,14 @@ from trainlint.model.lossforms import (
     selector,
     source_text,
 )
-from trainlint.model.roles import Role, Value
+from trainlint.model.reductions import Reduction, _reduction_option, criterion_reduction
+from trainlint.model.roles import Role
 from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.events import Event
     from trainlint.model.scopes import Binding, Scope
-
-
-class Reduction(enum.Enum):
-    MEAN = "mean"
-    SUM = "sum"
-    NONE = "none"  # per-element values (``reduction="none"``)
-    CONSTANT = "constant"  # a number, a weight: carries no loss
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -80,26 +72,6 @@ class Flow:
 
 _UNKNOWN = Flow()
 _CONSTANT = Flow(Reduction.CONSTANT)
-
-
-# ---------------------------------------------------------------------- reductions
-def criterion_reduction(value: Value | None) -> Reduction:
-    """The reduction a criterion object applies (``nn.MSELoss(reduction="sum")`` -> SUM)."""
-    if value is None or value.role is not Role.CRITERION:
-        return Reduction.UNKNOWN
-    return _reduction_option(value.options)
-
-
-def _reduction_option(options: dict[str, cst.BaseExpression]) -> Reduction:
-    reduction = literal(options.get("reduction"), "?") if "reduction" in options else "mean"
-    if literal(options.get("reduce"), True) is False:
-        return Reduction.NONE
-    if literal(options.get("size_average"), True) is False:
-        return Reduction.SUM
-    return {"mean": Reduction.MEAN, "sum": Reduction.SUM, "none": Reduction.NONE}.get(
-        reduction,  # type: ignore[arg-type]
-        Reduction.UNKNOWN,
-    )
 
 
 def _combine(flows: list[Flow]) -> Flow:

@@ -11,19 +11,46 @@ means; multiplying a mean by the batch size turns it into a sum.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.lossflow import Reduction, criterion_reduction
 from trainlint.model.roles import Role, Value
 from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow import Dataflow
     from trainlint.model.scopes import Binding, Scope
+
+
+class Reduction(enum.Enum):
+    MEAN = "mean"
+    SUM = "sum"
+    NONE = "none"  # per-element values (``reduction="none"``)
+    CONSTANT = "constant"  # a number, a weight: carries no loss
+    UNKNOWN = "unknown"
+
+
+def criterion_reduction(value: Value | None) -> Reduction:
+    """The reduction a criterion object applies (``nn.MSELoss(reduction="sum")`` -> SUM)."""
+    if value is None or value.role is not Role.CRITERION:
+        return Reduction.UNKNOWN
+    return _reduction_option(value.options)
+
+
+def _reduction_option(options: dict[str, cst.BaseExpression]) -> Reduction:
+    reduction = literal(options.get("reduction"), "?") if "reduction" in options else "mean"
+    if literal(options.get("reduce"), True) is False:
+        return Reduction.NONE
+    if literal(options.get("size_average"), True) is False:
+        return Reduction.SUM
+    return {"mean": Reduction.MEAN, "sum": Reduction.SUM, "none": Reduction.NONE}.get(
+        reduction,  # type: ignore[arg-type]
+        Reduction.UNKNOWN,
+    )
 
 
 @dataclass(frozen=True)
@@ -108,7 +135,7 @@ _KERAS_REDUCTIONS = {
 def criterion_info(value: Value) -> CriterionInfo:
     """Reduction and ``ignore_index`` of a criterion object (torch ``*Loss`` or keras loss).
 
-    The torch reading is :func:`.lossflow.criterion_reduction` (shared with the gradient
+    The torch reading is :func:`criterion_reduction` (shared with the gradient
     accumulation rules); keras' ``reduction=Reduction.SUM`` / ``"sum_over_batch_size"`` are
     read here. A criterion known only by its name gets torch's default, the mean."""
     option = value.options.get("reduction")
