@@ -331,3 +331,12 @@ def test_notebook_source_as_string_and_odd_cells() -> None:
     text, cell_lines = sources.notebook_to_text(raw.encode())
     assert text == "a = 1\nb = 2\n\nc = 3\n\n"
     assert cell_lines == {1: (1, 1), 2: (1, 2), 4: (4, 1)}
+
+
+def test_identifier_python_rejects(project: Path) -> None:
+    """libcst's tokenizer knows newer Unicode than Python 3.11: it parses U+31350 as a name,
+    then rejects it as an invalid identifier (found by the fuzz test)."""
+    if "\U00031350".isidentifier():
+        pytest.skip("this Python's Unicode tables accept U+31350 as a name")
+    (project / "odd.py").write_text(TRAINING + "\U00031350 = 2\n")
+    assert_reported("odd.py", "syntax error: ", line=2)

@@ -145,6 +145,10 @@ class FileAnalyzer:
             line, message = sources.python_syntax_error(text) or (exc.raw_line, exc.message)
             result.error, result.error_line = f"syntax error: {message}", line
             return result
+        except cst.CSTValidationError as exc:  # parsed, but e.g. a name Python rejects
+            line, message = sources.python_syntax_error(text) or (None, str(exc))
+            result.error, result.error_line = f"syntax error: {message}", line
+            return result
         except (RecursionError, MemoryError) as exc:
             result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"
             return result
