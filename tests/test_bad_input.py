@@ -340,3 +340,23 @@ def test_identifier_python_rejects(project: Path) -> None:
         pytest.skip("this Python's Unicode tables accept U+31350 as a name")
     (project / "odd.py").write_text(TRAINING + "\U00031350 = 2\n")
     assert_reported("odd.py", "syntax error: ", line=2)
+
+
+def test_notebook_findings_name_cells_in_their_messages(project: Path) -> None:
+    setup = "import torch\nfrom torch import nn\nmodel = nn.Linear(4, 1)\n"
+    setup += "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    loop = "for x, y in loader:\n    loss = ((model(x) - y) ** 2).mean()\n"
+    loop += "    loss.backward()\n    opt.step()\n"
+    (project / "nb.ipynb").write_text(notebook(setup, loop))
+    result = CliRunner().invoke(
+        main, ["check", "--no-cache", "--include-notebooks", "--format", "json", "nb.ipynb"]
+    )
+    (finding,) = json.loads(result.output)["findings"]
+    assert finding["code"] == "TL101"
+    # the loop and step lines the message cites, and the anchor, are all in cell 2
+    assert "cell 2, line 4" in finding["message"] and "cell 2, line 1" in finding["message"]
+    assert finding["message"].endswith("(cell 2, line 3)")
+    text = CliRunner().invoke(
+        main, ["check", "--no-cache", "--include-notebooks", "--no-color", "nb.ipynb"]
+    ).output
+    assert "nb.ipynb:cell 2:3:5:" in text and "(cell 2, line 3)" not in text

@@ -52,6 +52,9 @@ class _Result(Protocol):
     error_line: int | None
 
 
+_LINE_MENTION = re.compile(r"\bline (\d+)\b")
+
+
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
@@ -66,6 +69,18 @@ class SourceFile:
             return f"cell {cell}, line {cell_line}"
         return f"line {line}"
 
+    def cell_message(self, message: str, line: int) -> str:
+        """Rewrite ``line N`` mentions into cell coordinates and name the anchor's cell."""
+
+        def rewrite(match: re.Match[str]) -> str:
+            number = int(match.group(1))
+            return self.display_line(number) if number in self.cell_lines else match.group(0)
+
+        message = _LINE_MENTION.sub(rewrite, message)
+        if line in self.cell_lines:
+            message = f"{message} ({self.display_line(line)})"
+        return message
+
     def name_cells(self, result: _Result, findings: bool = True) -> None:
         """Notebooks: append ``(cell N, line M)`` to the error and (``findings``) each message.
 
@@ -77,9 +92,7 @@ class SourceFile:
             return
         if findings:
             result.findings = [
-                dataclasses.replace(f, message=f"{f.message} ({self.display_line(f.line)})")
-                if f.line in self.cell_lines
-                else f
+                dataclasses.replace(f, message=self.cell_message(f.message, f.line))
                 for f in result.findings
             ]
         if result.error and result.error_line in self.cell_lines:

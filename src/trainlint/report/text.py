@@ -163,9 +163,13 @@ class TextReporter(Reporter):
     ) -> None:
         out = self.console.print
         style = _STYLE[finding.severity]
+        message = finding.message
+        if source is not None and finding.line in source.cell_lines:
+            # the position already names the cell; the message's suffix would repeat it
+            message = message.removesuffix(f" ({source.display_line(finding.line)})")
         out(
             f"[bold]{escape(position(finding, source))}:[/] [{style}]{finding.code}[/] "
-            f"[{style}]\\[{finding.severity.label}][/] {escape(finding.message)}"
+            f"[{style}]\\[{finding.severity.label}][/] {escape(message)}"
         )
         if 0 < finding.line <= len(lines):
             line = lines[finding.line - 1]
