@@ -75,6 +75,8 @@ class LossAccumulatedWithoutItem(Rule):
                 name = _accumulator(event.node)
                 if name is None or (event.via and "." not in name):
                     continue  # a helper's local total starts afresh on every call
+                if flow.restarted_before(name, event.node):
+                    continue  # ``loss = a; loss = loss + b``: one iteration's sum
                 before = model.order_of(event.node)
                 fact = flow.fact(event.operand, event.scope, before)
                 if fact.holds is not Holds.GRAPH:
@@ -83,11 +85,13 @@ class LossAccumulatedWithoutItem(Rule):
                 if uses.backward or uses.model_input:
                     continue
                 innermost = event.loops[-1] if event.loops else loop
-                if uses.returned and not (
-                    flow.runs_backward(event.scope) or batching(flow, innermost) is not None
+                disabled = flow.grad_disabled(event.node, *event.via, loop.node)
+                if (
+                    uses.returned
+                    and not disabled
+                    and not (flow.runs_backward(event.scope) or batching(flow, innermost))
                 ):
                     continue  # a helper that builds a loss from several terms
-                disabled = flow.grad_disabled(event.node, *event.via, loop.node)
                 yield self._violation(model, event, name, fact.origin, innermost, disabled)
 
     def _violation(self, model, event, name, origin, loop, disabled: bool) -> Violation:
@@ -103,7 +107,7 @@ class LossAccumulatedWithoutItem(Rule):
         simple = isinstance(operand, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
         wrapped = added if simple else f"({added})"
         converted = f"{wrapped}.item()" if scalar else f"{wrapped}.detach()"
-        fixed = statement.replace(added, converted, 1) if added in statement else converted
+        fixed = _with_operand(event.node, operand, converted) or converted
         source = ""
         if origin is not None and isinstance(origin, cst.Call):
             source = f" (it comes from `{code(origin.func).strip()}(...)` at line "
@@ -140,6 +144,19 @@ def _accumulator(node: cst.CSTNode) -> str | None:
     if isinstance(target, cst.Subscript):
         target = target.value
     return dotted(target)
+
+
+def _with_operand(statement: cst.CSTNode, operand, converted: str) -> str | None:
+    """``statement`` with ``operand`` replaced by ``converted`` (not by text: in
+    ``running_loss += loss`` the first ``loss`` is part of the accumulator's name)."""
+    try:
+        replacement = cst.parse_expression(converted)
+        changed = statement.deep_replace(operand, replacement)
+    except (cst.ParserSyntaxError, TypeError, ValueError):
+        return None
+    if not isinstance(changed, cst.CSTNode):
+        return None
+    return cst.Module([]).code_for_node(changed).strip()
 
 
 def _is_loss_origin(model: TrainingModel, origin, scope) -> bool:

@@ -405,6 +405,34 @@ class Dataflow:
         gradients off."""
         return any("no_grad" in self.contexts_at(node) for node in nodes)
 
+    # ------------------------------------------------------------------ restarts
+    def restarted_before(self, name: str, statement: cst.CSTNode) -> bool:
+        """Whether ``name`` is bound afresh (not from itself) on every path from the top of
+        the innermost loop (or function) around ``statement`` to ``statement``.
+
+        ``loss = a; loss = loss + b`` in a loop body builds one iteration's sum: the value
+        carried in from the previous iteration is dropped, so nothing accumulates.
+        """
+        current: cst.CSTNode = statement
+        parent = self.parent(current)
+        while parent is not None and not isinstance(
+            parent, (cst.For, cst.While, cst.FunctionDef, cst.Module)
+        ):
+            if isinstance(parent, (cst.IndentedBlock, cst.SimpleStatementSuite, cst.Module)):
+                for sibling in parent.body:
+                    if sibling is current:
+                        break
+                    if _binds_afresh(sibling, name):
+                        return True
+            elif isinstance(parent, cst.SimpleStatementLine):
+                for small in parent.body:
+                    if small is current:
+                        break
+                    if _binds_afresh(small, name):
+                        return True
+            current, parent = parent, self.parent(parent)
+        return False
+
     # ------------------------------------------------------------------ uses
     def uses(self, name: str, scope: Scope) -> Uses:
         """Whether ``name`` (and what is derived from it) reaches a backward, a model call or
@@ -416,6 +444,42 @@ class Dataflow:
 
     def runs_backward(self, scope: Scope) -> bool:
         return self._flows.runs_backward(scope)
+
+
+def _binds_afresh(statement: cst.CSTNode, name: str) -> bool:
+    """``statement`` always rebinds ``name`` to a value not computed from ``name`` (a plain
+    assignment, or one inside a ``with`` block, which always runs)."""
+    if isinstance(statement, cst.SimpleStatementLine):
+        return any(_binds_afresh(small, name) for small in statement.body)
+    if isinstance(statement, cst.With):
+        return any(_binds_afresh(inner, name) for inner in statement.body.body)
+    if isinstance(statement, cst.Assign):
+        targets = [t.target for t in statement.targets]
+        value = statement.value
+    elif isinstance(statement, cst.AnnAssign) and statement.value is not None:
+        targets, value = [statement.target], statement.value
+    else:
+        return False
+    bound = {dotted(t) for t in targets if not isinstance(t, (cst.Tuple, cst.List))}
+    for target in targets:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            bound |= {dotted(e.value) for e in target.elements}
+    if name not in bound:
+        return False
+    return not any(n == name or n.startswith(name + ".") for n in _names(value))
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.Name, cst.Attribute)):
+            text = dotted(current)
+            if text:
+                found.add(text)
+        stack.extend(current.children)
+    return found
 
 
 def _statement_of_return(flow: Dataflow, node: cst.CSTNode) -> cst.CSTNode:
