@@ -177,6 +177,13 @@ class GradClipMisplaced(Rule):
             guard = accumulation.guard
             if guard is None or any(_same_test(model, c.test, guard.test) for c in clip.conditions):
                 return None
+            guarded = [
+                e
+                for e in step.steps
+                if any(_same_test(model, c.test, guard.test) for c in e.conditions)
+            ]
+            if guarded and all(exclusive(e, clip) for e in guarded):
+                return None  # ``if k > 1: <accumulate> else: <clip and step every batch>``
             guard_text = model.module.code_for_node(guard.test)
             where = f"outside the accumulation guard `if {guard_text}:`"
         elif accumulation.kind is WindowKind.INNER_LOOP and accumulation.inner_loop is not None:
