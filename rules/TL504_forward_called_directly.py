@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
+from trainlint.model.syntax import dotted
 from trainlint.rule import Violation
 
 
@@ -51,6 +53,8 @@ class ForwardCalledDirectly(Rule):
                 continue
             if isinstance(receiver, cst.Call) and getattr(receiver.func, "value", None) == "super":
                 continue
+            if not _may_be_module_instance(model, receiver, site.node):
+                continue
             text = model.module.code_for_node(receiver)
             arguments = ", ".join(
                 model.module.code_for_node(a).rstrip(", ") for a in site.node.args
@@ -60,3 +64,30 @@ class ForwardCalledDirectly(Rule):
                 f"`{text}.forward(...)` bypasses the module's hooks (DDP, FSDP, compile, hooks)",
                 Fix("call the module itself", f"{text}({arguments})"),
             )
+
+
+#: Names of RPC handles: ``RemoteModule.forward`` and ``rref.rpc_async().forward`` are remote
+#: calls, not a bypass of a local module's ``__call__``.
+_REMOTE = re.compile(r"remote|rref", re.IGNORECASE)
+
+
+def _may_be_module_instance(model: TrainingModel, receiver, call: cst.Call) -> bool:
+    """Whether ``receiver.forward(...)`` can be a module instance's forward called by hand.
+
+    Not when the receiver is the result of a call that builds no ``torch.nn`` module (a
+    compiled extension, an RPC proxy such as ``rref.remote()``), an RPC handle, a class
+    (``Function.forward(ctx, ...)``), or when the first argument is ``self``: an explicit
+    ``Base.forward(self, x)`` or a helper object whose ``forward`` takes the calling module.
+    """
+    first = call.args[0] if call.args else None
+    if first is not None and first.keyword is None and dotted(first.value) == "self":
+        return False
+    if isinstance(receiver, cst.Call):
+        return (model.imports.qualify(receiver.func) or "").startswith("torch.nn.")
+    name = dotted(receiver)
+    if name is None:
+        return True
+    last = name.rsplit(".", 1)[-1]
+    if _REMOTE.search(last):
+        return False
+    return not (last[:1].isupper() and (last in model.classes or model.imports.qualify(receiver)))
