@@ -97,7 +97,8 @@ class LogitsIntoProbabilityLoss(Rule):
             yield Violation(
                 bce.anchor,
                 f"hand-written binary cross-entropy takes log({code(bce.prediction)}), but "
-                f"`{code(bce.prediction)}` holds {_describe(kind)}: log of it is NaN or meaningless",
+                f"`{code(bce.prediction)}` holds {_describe(kind)}: "
+                "log of it is NaN or meaningless",
                 Fix(
                     "use the built-in loss on the logits",
                     f"F.binary_cross_entropy_with_logits({code(bce.prediction)}, target)",
