@@ -38,7 +38,7 @@ class Measure:
 
 
 def run_measured(
-    command: list[str], cwd: Path | None = None
+    command: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0, 1)
 ) -> tuple[float, float, int, str, float]:
     """Run ``command``; return (wall seconds, peak MB, exit status, stdout, CPU seconds)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -50,15 +50,15 @@ def run_measured(
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
-        if process.returncode not in (0, 1):
+        if process.returncode not in ok:
             tail = err.read().decode("utf-8", "replace")[-2000:]
             print(f"  ! {command[:3]} exited {process.returncode}: {tail}", file=sys.stderr)
     cpu = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, process.returncode, stdout, cpu
 
 
-def best_of(name: str, command: list[str], repeat: int, note: str = "", cwd=None) -> Measure:
-    runs = [run_measured(command, cwd) for _ in range(max(1, repeat))]
+def best_of(name: str, command: list[str], repeat: int, note: str = "", ok=(0, 1)) -> Measure:
+    runs = [run_measured(command, ok=ok) for _ in range(max(1, repeat))]
     best = min(runs, key=lambda r: r[0])
     print(f"  {name}: {best[0]:.2f} s (cpu {best[4]:.2f} s)", file=sys.stderr)
     return Measure(name, best[0], max(r[1] for r in runs), best[4], note)
@@ -96,17 +96,25 @@ def run_floor(mode: str, list_file: Path, jobs: int, repeat: int, name: str) -> 
 def trainlint_runs(
     trainlint: list[str], directory: Path, repeat: int, scratch: Path
 ) -> list[Measure]:
+    """Cold, cache fill, warm and one-process runs. Exit 2 is fine here: it means some files
+    of a real corpus could not be analyzed (Python 2 syntax...), reported as errors."""
+    report = scratch / "report.json"
     base = [*trainlint, "check", str(directory), "--exit-zero", "-q", "--format", "json"]
-    report = ["-o", str(scratch / "report.json")]
-    cold = best_of("trainlint cold", [*base, *report, "--no-cache"], repeat, "no cache, all jobs")
-    findings = len(json.loads((scratch / "report.json").read_text())["findings"])
-    cold.note += f"; {findings} findings"
+    base += ["-o", str(report)]
+    ok = (0, 1, 2)
+
+    def outcome() -> str:
+        data = json.loads(report.read_text())
+        return f"{len(data['findings'])} findings, {len(data['errors'])} files not analyzable"
+
+    cold = best_of("trainlint cold", [*base, "--no-cache"], repeat, "no cache, all jobs", ok)
+    cold.note += f"; {outcome()}"
     cache = ["--cache-dir", str(scratch / "cache")]
-    fill = best_of("trainlint cache fill", [*base, *report, *cache], 1, "cold run writing cache")
-    warm = best_of("trainlint warm", [*base, *report, *cache], repeat, "cache on, nothing changed")
-    one = best_of(
-        "trainlint --jobs 1", [*base, *report, "--no-cache", "--jobs", "1"], repeat, "one process"
-    )
+    fill = best_of("trainlint cache fill", [*base, *cache], 1, "cold run writing the cache", ok)
+    warm = best_of("trainlint warm", [*base, *cache], repeat, "cache on, nothing changed", ok)
+    warm.note += f"; {outcome()}"
+    one = best_of("trainlint --jobs 1", [*base, "--no-cache", "--jobs", "1"], repeat, "", ok)
+    one.note = "no cache, one process"
     return [cold, fill, warm, one]
 
 
@@ -126,6 +134,9 @@ def peer_runs(args: argparse.Namespace, directory: Path, repeat: int) -> list[Me
     if fixit and not args.skip_slow_peers:
         found.append(best_of("fixit lint", [fixit, "lint", str(directory)], args.peer_repeat))
     return found
+
+
+_PEERS = ("ruff --select ALL", "torchfix --select ALL", "fixit lint")
 
 
 def table(measures: list[Measure], files: int, cold: float) -> str:
@@ -211,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         help="command that runs trainlint (default: this Python's module)",
     )
     parser.add_argument("--json", type=Path, help="also write the measures as JSON")
+    parser.add_argument(
+        "--reuse-peers",
+        type=Path,
+        metavar="JSON",
+        help="take the peers' measures from an earlier --json of the same corpus instead of "
+        "running them again (TorchFix and Fixit take many minutes; trainlint is re-measured)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="trainlint-bench-") as temp:
@@ -237,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         measures.append(
             run_floor("visit", list_file, cpus, args.repeat, f"floor: parse+visit, {cpus} procs")
         )
-        if not args.no_peers:
+        if args.reuse_peers:
+            earlier = json.loads(args.reuse_peers.read_text())
+            peers = [Measure(**m) for m in earlier["measures"] if m["name"] in _PEERS]
+            for peer in peers:
+                peer.note = (peer.note + "; " if peer.note else "") + "from --reuse-peers"
+            measures += peers
+        elif not args.no_peers:
             measures += peer_runs(args, directory, args.repeat)
         prefilter_cmd = [sys.executable, str(HERE / "floor.py"), "prefilter", str(list_file)]
         prefilter = json.loads(run_measured(prefilter_cmd)[3])
@@ -250,7 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntargets:")
     print("\n".join(verdicts(by_name, prefilter, len(files))))
     if args.json:
-        data = {"files": len(files), "measures": [m.__dict__ for m in measures], **prefilter}
+        data = {
+            "directory": str(directory),
+            "files": len(files),
+            "lines": lines,
+            "measures": [m.__dict__ for m in measures],
+            "prefilter": prefilter,
+        }
         args.json.write_text(json.dumps(data, indent=2))
     return 0
 

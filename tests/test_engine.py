@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainlint import pool
 from trainlint.engine import FileAnalyzer, FileResult, RunOptions, run
@@ -13,6 +15,9 @@ from trainlint.rule import load_registry
 
 REGISTRY = load_registry()
 CODES = ("TL405", "TL504")
+# Trigger words, pieces of them and near misses, for the prefilter's property test.
+_WORDS = {t for rule in REGISTRY.values() for t in rule.triggers}
+_WORDS |= {w[: len(w) // 2] for w in _WORDS} | {w[1:] for w in _WORDS} | {"x", "step_", "."}
 
 FLAGGED = """\
 import torch
@@ -185,3 +190,11 @@ def test_analyze_file_is_the_same_pipeline(tmp_path: Path) -> None:
     direct = analyzer.analyze_file(path, "train.py")
     (through_run,) = run([path], options(tmp_path, jobs=1))
     assert outcome([direct]) == outcome([through_run])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_WORDS)), max_size=8).map(" ".join))
+def test_prefilter_is_exactly_substring_matching(text: str) -> None:
+    analyzer = FileAnalyzer(RunOptions(codes=tuple(REGISTRY)), REGISTRY)
+    naive = [r for r in analyzer.rules if not r.triggers or any(t in text for t in r.triggers)]
+    assert analyzer.wanted(text) == naive

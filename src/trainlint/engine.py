@@ -95,6 +95,13 @@ class FileAnalyzer:
         self._rules_of_trigger = {
             t: {i for i, r in enumerate(self.rules) if t in r.triggers} for t in self.triggers
         }
+        # Shortest first, each with the shorter triggers it contains: when ``step`` is absent,
+        # ``.step`` is too, without scanning the text again. Most files lack most triggers.
+        ordered = sorted(self.triggers, key=lambda t: (len(t), t))
+        self._trigger_plan = [
+            (t, self._rules_of_trigger[t], tuple(s for s in ordered[:n] if s in t))
+            for n, t in enumerate(ordered)
+        ]
 
     @property
     def rule_modules(self) -> list[str]:
@@ -105,8 +112,13 @@ class FileAnalyzer:
         if len(self.always) == len(self.rules):
             return list(self.rules)
         chosen: set[int] = set()
-        for trigger, indexes in self._rules_of_trigger.items():
-            if not indexes <= chosen and trigger in text:
+        absent: set[str] = set()
+        for trigger, indexes, parts in self._trigger_plan:
+            if indexes <= chosen:
+                continue
+            if any(part in absent for part in parts) or trigger not in text:
+                absent.add(trigger)
+            else:
                 chosen |= indexes
         if not chosen:
             return list(self.always)
