@@ -146,6 +146,9 @@ def finalizers(flow: Dataflow, loop: LoopInfo, name: str, is_list: bool) -> list
     """Divisions (``name / d``, ``name /= d``) or means (``np.mean(name)``,
     ``sum(name) / d``) of an accumulator after ``loop``, up to the next reset of ``name``."""
     inside = {id(n) for n in own_nodes(loop.node)}
+    orelse = getattr(loop.node, "orelse", None)
+    if orelse is not None:  # ``for ...: ... else: avg = total / n`` runs after the loop
+        inside -= {id(n) for n in own_nodes(orelse)} | {id(orelse)}
     found: list[Finalizer] = []
     seen_loop = False
     for node in own_nodes(loop.scope.node):
