@@ -447,12 +447,19 @@ class Dataflow:
 
 
 def _binds_afresh(statement: cst.CSTNode, name: str) -> bool:
-    """``statement`` always rebinds ``name`` to a value not computed from ``name`` (a plain
-    assignment, or one inside a ``with`` block, which always runs)."""
+    """``statement`` always rebinds ``name`` to a value not computed from ``name``: a plain
+    assignment, one inside a ``with`` block, or one in every branch of an ``if``."""
     if isinstance(statement, cst.SimpleStatementLine):
         return any(_binds_afresh(small, name) for small in statement.body)
     if isinstance(statement, cst.With):
         return any(_binds_afresh(inner, name) for inner in statement.body.body)
+    if isinstance(statement, cst.If):  # every branch binds it
+        orelse = statement.orelse
+        if orelse is None or not any(_binds_afresh(s, name) for s in statement.body.body):
+            return False
+        if isinstance(orelse, cst.If):
+            return _binds_afresh(orelse, name)
+        return any(_binds_afresh(s, name) for s in orelse.body.body)
     if isinstance(statement, cst.Assign):
         targets = [t.target for t in statement.targets]
         value = statement.value
