@@ -24,10 +24,10 @@ _KERAS_FIX = (
 )
 
 
-def _describe(kind: TensorKind) -> str:
+def _describe(kind: TensorKind, missing: str = "sigmoid") -> str:
     if kind.activation is Activation.UNBOUNDED:
         return f"unbounded values from `{kind.producer}`"
-    return f"raw logits (the output of {kind.producer}, with no sigmoid)"
+    return f"raw logits (the output of {kind.producer}, with no {missing})"
 
 
 class LogitsIntoProbabilityLoss(Rule):
@@ -85,9 +85,11 @@ class LogitsIntoProbabilityLoss(Rule):
                 else ("log-probabilities")
             )
             description, replacement = _KERAS_FIX if loss.keras else _FIXES[loss.family]
+            missing = "log_softmax" if loss.family is LossFamily.NLL else "sigmoid"
             yield Violation(
                 loss.site.node,
-                f"{loss.label} expects {expected}, but `{prediction}` holds {_describe(kind)}",
+                f"{loss.label} expects {expected}, but `{prediction}` holds "
+                f"{_describe(kind, missing)}",
                 Fix(description, replacement),
             )
         for bce in hand_written_bce(model):
