@@ -289,9 +289,44 @@ def runs_whenever(event: Event, other: Event) -> bool:
 
 
 def _same_condition(first: Condition, second: Condition) -> bool:
-    if first.negated != second.negated:
+    if first.negated == second.negated and (
+        first.test is second.test or first.test.deep_equals(second.test)
+    ):
+        return True
+    (test_a, negated_a), (test_b, negated_b) = _normalized(first), _normalized(second)
+    if negated_a != negated_b:
         return False
-    return first.test is second.test or first.test.deep_equals(second.test)
+    if isinstance(test_a, cst.Comparison) and isinstance(test_b, cst.Comparison):
+        return (
+            test_a.left.deep_equals(test_b.left)
+            and len(test_a.comparisons) == len(test_b.comparisons) == 1
+            and type(test_a.comparisons[0].operator) is type(test_b.comparisons[0].operator)
+            and test_a.comparisons[0].comparator.deep_equals(test_b.comparisons[0].comparator)
+        )
+    return test_a.deep_equals(test_b)
+
+
+#: ``a is not b`` is the negation of ``a is b`` (likewise ``!=``, ``not in``).
+_NEGATED_OPERATORS: dict[type, type] = {
+    cst.IsNot: cst.Is,
+    cst.NotEqual: cst.Equal,
+    cst.NotIn: cst.In,
+}
+
+
+def _normalized(condition: Condition) -> tuple[cst.BaseExpression, bool]:
+    """The condition with ``not`` and negated comparison operators folded into ``negated``:
+    ``if opt is not None:`` and the ``else`` of ``if opt is None:`` come out the same."""
+    test, negated = condition.test, condition.negated
+    while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        test, negated = test.expression, not negated
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        target = test.comparisons[0]
+        positive = _NEGATED_OPERATORS.get(type(target.operator))
+        if positive is not None:
+            test = test.with_changes(comparisons=[target.with_changes(operator=positive())])
+            negated = not negated
+    return test, negated
 
 
 def local_anchor(event: Event, *context: Event) -> cst.CSTNode:
