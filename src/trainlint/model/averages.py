@@ -20,7 +20,14 @@ from trainlint.model.batches import batching_of
 from trainlint.model.events import EventKind
 from trainlint.model.reductions import is_size_like
 from trainlint.model.roles import Role
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax import (
+    descendants,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    positional,
+)
 from trainlint.model.uses import own_nodes
 
 if TYPE_CHECKING:
@@ -158,6 +165,14 @@ def finalizers(flow: Dataflow, loop: LoopInfo, name: str, is_list: bool) -> list
         if not seen_loop or id(node) in inside:
             continue
         if _resets(node, name):
+            # ``total = (total / len(loader)).item()`` finalizes on its way to the reset
+            inside_value = (
+                [node.value, *descendants(node.value)] if isinstance(node, cst.Assign) else []
+            )
+            for inner in inside_value:
+                finalizer = _finalizer(flow, inner, name, is_list)
+                if finalizer is not None:
+                    found.append(finalizer)
             break
         finalizer = _finalizer(flow, node, name, is_list)
         if finalizer is not None:
