@@ -89,7 +89,7 @@ class LossAccumulatedWithoutItem(Rule):
                 if (
                     uses.returned
                     and not disabled
-                    and not (flow.runs_backward(event.scope) or batching(flow, innermost))
+                    and not (flow.runs_backward(event.scope) or _over_data(model, innermost))
                 ):
                     continue  # a helper that builds a loss from several terms
                 yield self._violation(model, event, name, fact.origin, innermost, disabled)
@@ -132,6 +132,18 @@ class LossAccumulatedWithoutItem(Rule):
             Fix("accumulate a python number", fixed),
             severity=Severity.INFO if disabled else None,
         )
+
+
+def _over_data(model: TrainingModel, loop) -> bool:
+    """Whether ``loop`` walks over data batches: a loader or tf.data pipeline, or slices
+    (``range(0, n, size)``) fed to a model. A loop over slices that calls no model, such as
+    a chunked cross-entropy summing ``F.cross_entropy`` of each chunk, builds one loss."""
+    batches = batching(model.dataflow, loop)
+    if batches is None:
+        return False
+    if batches.kind != "range":
+        return True
+    return any(e.kind is EventKind.FORWARD for e in model.iteration(loop))
 
 
 def _accumulator(node: cst.CSTNode) -> str | None:
