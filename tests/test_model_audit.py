@@ -1,6 +1,6 @@
 """Model behaviour pinned down by the real-code precision audit: totals rebuilt within one
-iteration (dataflow.restarted_before) and averages finalized in a loop's ``else`` clause
-(averages.finalizers)."""
+iteration (dataflow.restarted_before), averages finalized in a loop's ``else`` clause or on
+the way to a reset (averages.finalizers), and negated conditions (gradients.runs_whenever)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import textwrap
 
 import libcst as cst
 
-from trainlint.model import TrainingModel
+from trainlint.model import EventKind, TrainingModel
 from trainlint.model.averages import finalizers
 from trainlint.model.dataflow import own_nodes
+from trainlint.model.gradients import runs_whenever
 from trainlint.model.syntax import dotted
 
 
@@ -112,3 +113,59 @@ def test_average_in_the_loop_else_clause_is_a_finalizer() -> None:
     batch_loop = next(loop for loop in model.loops if dotted(loop.node.iter) == "loader")
     found = finalizers(flow, batch_loop, "total", is_list=False)
     assert [model.module.code_for_node(f.node).strip() for f in found] == ["total / len(loader)"]
+
+
+def test_average_assigned_back_to_the_total_is_a_finalizer() -> None:
+    model = build(
+        """
+        total = 0.0
+        for x, y in loader:
+            total += criterion(model(x), y).item()
+        total = (total / len(loader)).real
+        total = 0.0
+        late = total / len(loader)
+        """
+    )
+    found = finalizers(model.dataflow, model.loops[0], "total", is_list=False)
+    assert [model.module.code_for_node(f.node).strip() for f in found] == ["(total / len(loader))"]
+
+
+def test_negated_comparisons_match_the_else_branch() -> None:
+    model = build(
+        """
+        for x, y in loader:
+            if optimizer is not None:
+                optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            if optimizer is None:
+                manual_update(params)
+            else:
+                optimizer.step()
+            if not use_amp:
+                optimizer.zero_grad()
+            if use_amp:
+                pass
+            else:
+                optimizer.step()
+            if mode != "eval":
+                optimizer.zero_grad()
+            if mode == "eval":
+                pass
+            else:
+                optimizer.step()
+            if optimizer is not None:
+                optimizer.zero_grad()
+            if optimizer is None:
+                optimizer.step()
+        """
+    )
+    events = model.iteration(model.loops[0])
+    clears = [e for e in events if e.kind is EventKind.ZERO_GRAD]
+    steps = [e for e in events if e.kind is EventKind.STEP]
+    assert [runs_whenever(c, s) for c, s in zip(clears, steps, strict=True)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
