@@ -55,6 +55,8 @@ class ForwardCalledDirectly(Rule):
                 continue
             if not _may_be_module_instance(model, receiver, site.node):
                 continue
+            if not site.node.args or _foreign_object(model, receiver, site.scope):
+                continue  # OpenCV's ``net.forward()``, an ONNX session: not a torch module
             text = model.module.code_for_node(receiver)
             arguments = ", ".join(
                 model.module.code_for_node(a).rstrip(", ") for a in site.node.args
@@ -91,3 +93,24 @@ def _may_be_module_instance(model: TrainingModel, receiver, call: cst.Call) -> b
     if _REMOTE.search(last):
         return False
     return not (last[:1].isupper() and (last in model.classes or model.imports.qualify(receiver)))
+
+
+def _foreign_object(model: TrainingModel, receiver, scope) -> bool:
+    """``receiver`` is bound only to calls into a non-torch library (``cv2.dnn.readNet``)."""
+    name = dotted(receiver)
+    if name is None:
+        return False
+    values = [b.value for b in model.lookup(name, scope) if not b.from_iteration]
+    if not values or not all(isinstance(v, cst.Call) for v in values):
+        return False
+    roots = {(model.imports.qualify(v.func) or "").split(".", 1)[0] for v in values}
+    return roots <= _FOREIGN_LIBRARIES
+
+
+#: Libraries whose objects have a ``forward`` of their own (OpenCV DNN nets, ONNX / OpenVINO /
+#: TensorRT runtimes, TF and JAX models). peft, transformers, timm, torchvision... build torch
+#: modules, so they are not listed.
+_FOREIGN_LIBRARIES = {
+    "cv2", "onnxruntime", "openvino", "tensorrt", "tensorflow", "keras", "jax", "flax",
+    "paddle", "mxnet", "sklearn", "coremltools", "tflite_runtime", "caffe",
+}  # fmt: skip
