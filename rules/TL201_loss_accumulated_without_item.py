@@ -115,7 +115,7 @@ class LossAccumulatedWithoutItem(Rule):
         where = f"the loop at line {model.line_of(loop.node)}"
         if disabled:
             message = (
-                f"`{statement}` runs under `torch.no_grad()`, so no graph is kept, but `{name}` "
+                f"`{statement}` runs with gradients disabled, so no graph is kept, but `{name}` "
                 f"becomes a tensor instead of a number: every print or comparison of it waits "
                 f"for the device; accumulate `{converted}`"
             )

@@ -169,3 +169,22 @@ def test_negated_comparisons_match_the_else_branch() -> None:
         True,
         False,
     ]
+
+
+def test_attribute_of_a_model_call_holds_its_graph() -> None:
+    model = build(
+        """
+        net = torch.nn.Linear(4, 2)
+        for batch in loader:
+            probe = net(**batch).loss
+            probe_detached = net(**batch).loss.detach()
+        """
+    )
+    flow = model.dataflow
+    scope = model.module_scope
+    values = {}
+    for node in own_nodes(model.module):
+        if isinstance(node, cst.Assign) and dotted(node.targets[0].target).startswith("probe"):
+            values[dotted(node.targets[0].target)] = node.value
+    assert flow.is_graph(values["probe"], scope)
+    assert not flow.is_graph(values["probe_detached"], scope)

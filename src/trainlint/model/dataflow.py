@@ -185,12 +185,10 @@ class Dataflow:
 
     def _fact_of_name(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
         name = dotted(expr)
-        if name is None:
-            return _UNKNOWN
-        binding = self.binding_before(name, scope, before)
+        binding = self.binding_before(name, scope, before) if name is not None else None
         if binding is not None:
-            return self._fact_of_binding(name, binding, scope)
-        if isinstance(expr, cst.Attribute):
+            return self._fact_of_binding(name, binding, scope)  # type: ignore[arg-type]
+        if isinstance(expr, cst.Attribute):  # ``outputs.loss``, ``model(**batch).loss``
             attribute = expr.attr.value
             if attribute in _NUMBER_ATTRIBUTES:
                 return _NUMBER
