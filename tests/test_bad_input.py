@@ -360,3 +360,20 @@ def test_notebook_findings_name_cells_in_their_messages(project: Path) -> None:
         main, ["check", "--no-cache", "--include-notebooks", "--no-color", "nb.ipynb"]
     ).output
     assert "nb.ipynb:cell 2:3:5:" in text and "(cell 2, line 3)" not in text
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ([" x = [1,", "      2]", "y = x"], ["x = [1,", "     2]", "y = x"]),
+        (
+            ["!python prep.py --a 1 \\", "      --b 2", "import torch"],
+            ["pass  # !python prep.py --a 1 \\", "# --b 2", "import torch"],
+        ),
+        (["ls /data/images", "import os"], ["pass  # ls /data/images", "import os"]),
+        (["torch.*Tensor?"], ["pass  # torch.*Tensor?"]),
+        (["ls = [1]", "ls"], ["ls = [1]", "ls"]),
+    ],
+)
+def test_ipython_only_syntax_is_neutralised(cell: list[str], expected: list[str]) -> None:
+    assert sources.cell_to_python(cell) == expected

@@ -26,8 +26,12 @@ DEFAULT_MAX_BYTES = 1_000_000
 #: (``%%bash``, ``%%html``, ``%%writefile``...) makes the whole cell foreign text.
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit"})
 #: IPython line syntax that is not Python: ``%magic``, ``!shell``, ``?help``, ``obj?``,
-#: ``files = !ls``, ``t = %timeit -o f()``.
-_LINE_MAGIC = re.compile(r"^\s*(?:[%!?]|[\w.]+\?{1,2}\s*$|[\w.,\s\[\]()]+?=\s*[%!](?![=]))")
+#: ``torch.*Tensor?``, ``files = !ls``, ``t = %timeit -o f()``.
+_LINE_MAGIC = re.compile(r"^\s*(?:[%!?]|[\w.*]+\?{1,2}\s*$|[\w.,\s\[\]()]+?=\s*[%!](?![=]))")
+#: Shell commands IPython runs without ``!`` (automagic), when the line is not Python.
+_AUTOMAGIC = re.compile(
+    r"^\s*(?:ls|cd|pwd|cat|mkdir|rmdir|rm|cp|mv|pip|conda|less|more|man|env|clear)(?:\s|$)"
+)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
@@ -184,7 +188,34 @@ def cell_to_python(lines: list[str]) -> list[str]:
         lines = [*lines[:index], _neutralize(lines[index]), *lines[index + 1 :]]
     if _is_python("\n".join(lines)):
         return lines
-    return [_neutralize(line) if _LINE_MAGIC.match(line) else line for line in lines]
+    dedented = _strip_leading_indent(lines)
+    if _is_python("\n".join(dedented)):
+        return dedented
+    return _neutralize_magics(dedented)
+
+
+def _strip_leading_indent(lines: list[str]) -> list[str]:
+    """IPython's ``leading_indent``: the first line's indentation is removed from every line."""
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip())]
+    if not indent:
+        return lines
+    return [line[len(indent) :] if line.startswith(indent) else line for line in lines]
+
+
+def _neutralize_magics(lines: list[str]) -> list[str]:
+    found: list[str] = []
+    continued = False  # the previous magic line ended in a backslash
+    for line in lines:
+        magic = continued or bool(_LINE_MAGIC.match(line))
+        if not magic and _AUTOMAGIC.match(line) and not _is_python(line.strip()):
+            magic = True
+        if continued:
+            found.append(f"# {line.strip()}")  # a comment never breaks the indentation
+        else:
+            found.append(_neutralize(line) if magic else line)
+        continued = magic and line.rstrip().endswith("\\")
+    return found
 
 
 def _cell_source(cell: dict[str, Any]) -> str:
