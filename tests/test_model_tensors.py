@@ -126,7 +126,9 @@ def test_latest_binding_before_the_use_wins() -> None:
     )
     step = scope(model, "step")
     site = next(s for s in model.calls if s.dotted == "torch.sigmoid")
-    assert model.tensor_kind(expr("out"), step, site.statement_order).activation is Activation.LOGITS
+    assert (
+        model.tensor_kind(expr("out"), step, site.statement_order).activation is Activation.LOGITS
+    )
     assert model.tensor_kind(expr("out"), step).activation is Activation.PROBABILITIES
 
 
