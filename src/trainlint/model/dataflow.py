@@ -36,7 +36,7 @@ from trainlint.model.reductions import (
     reduction_of,
 )
 from trainlint.model.roles import Role
-from trainlint.model.syntax import dotted, keyword, literal, method_call
+from trainlint.model.syntax import child_nodes, dotted, keyword, literal, method_call
 from trainlint.model.syntax import positional as positional_arg
 from trainlint.model.uses import NameFlows, Uses, own_nodes
 
@@ -373,7 +373,7 @@ class Dataflow:
             stack: list[cst.CSTNode] = [self.model.module]
             while stack:
                 current = stack.pop()
-                for child in current.children:
+                for child in child_nodes(current):  # libcst's .children is ~4x slower
                     self._parents[id(child)] = current
                     stack.append(child)
         return self._parents.get(id(node))
