@@ -68,7 +68,8 @@ class BatchMeanOfMeans(Rule):
     name = "batch-mean-of-means"
     severity = Severity.WARNING
     frameworks = ("torch", "tf")
-    triggers = ("/", "mean")
+    # every mean-reduced per-batch value is named by one of these (losses, criteria, means)
+    triggers = ("mean", "loss", "Loss", "entropy", "kl_div", "criterion")
     summary = "An epoch average divides a sum of per-batch means by the number of batches."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
