@@ -4,6 +4,9 @@ Run as a child of ``bench.py`` (``python bench/floor.py MODE LIST_FILE [JOBS]``)
 wall time includes interpreter start-up and imports exactly as a trainlint run does, and its
 peak memory is measured on its own. Prints one JSON object on stdout.
 
+Files over trainlint's default size cap (1 MB) are left out of the floor as trainlint leaves
+them out of its runs ("skipped: too large"), so both sides parse the same files.
+
 Modes:
   parse     ``libcst.parse_module`` on every file;
   visit     parse + a trivial visitor (counts calls) -- the floor of any libcst linter;
@@ -82,6 +85,9 @@ def prefilter(paths: list[str]) -> dict[str, object]:
     }
 
 
+SIZE_CAP = 1_000_000  # trainlint's default max-file-size
+
+
 def main(argv: list[str]) -> None:
     mode, list_file = argv[0], argv[1]
     jobs = int(argv[2]) if len(argv) > 2 else 1
@@ -89,7 +95,8 @@ def main(argv: list[str]) -> None:
     if mode == "prefilter":
         result = prefilter(paths)
     else:
-        result = floor(paths, visit=mode == "visit", jobs=jobs)
+        capped = [p for p in paths if Path(p).stat().st_size <= SIZE_CAP]
+        result = floor(capped, visit=mode == "visit", jobs=jobs)
     json.dump(result, sys.stdout)
 
 
