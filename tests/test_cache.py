@@ -261,3 +261,18 @@ def test_files_the_prefilter_skips_are_cached_too(project: Path) -> None:
     plain = [r for r in second if r.display == "plain.py"][0]
     assert not [r for r in first if r.display == "plain.py"][0].parsed
     assert plain.cached and not plain.parsed and not plain.findings
+
+
+def test_a_warm_run_starts_no_process_pool(project: Path, monkeypatch) -> None:
+    from trainlint import pool
+
+    for index in range(30):
+        (project / f"more_{index:02d}.py").write_text(FLAGGED + f"# {index}\n")
+    check(project, jobs=2)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started although everything is cached")
+
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", no_pool)
+    results = check(project, jobs=2)
+    assert len(results) == 33 and all(r.cached for r in results)
