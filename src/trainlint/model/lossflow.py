@@ -25,7 +25,6 @@ from trainlint.model.lossforms import (
     LATEST,
     PASS_THROUGH,
     TOKEN_LOSSES,
-    argument_for,
     call_order,
     in_place_scalings,
     is_masked_selection,
@@ -35,6 +34,7 @@ from trainlint.model.lossforms import (
 )
 from trainlint.model.reductions import Reduction, _reduction_option, criterion_reduction
 from trainlint.model.roles import Role
+from trainlint.model.scopes import argument_for
 from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:

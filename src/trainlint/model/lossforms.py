@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 import libcst as cst
 
-from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax import descendants, dotted, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -40,18 +40,6 @@ def options_of(call: cst.Call) -> dict[str, cst.BaseExpression]:
 
 def source_text(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
-
-
-def argument_for(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpression | None:
-    params = list(callee.params)
-    if callee.cls is not None and params and params[0] in ("self", "cls"):
-        params = params[1:]
-    found = keyword(call, param)
-    if found is not None:
-        return found
-    if param in params:
-        return positional(call, params.index(param))
-    return None
 
 
 def is_masked_selection(node: cst.BaseExpression, per_element: bool) -> bool:

@@ -21,6 +21,7 @@ import libcst as cst
 from trainlint.model.events import Event
 from trainlint.model.names import is_under
 from trainlint.model.roles import Role, Value
+from trainlint.model.scopes import argument_for
 from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
@@ -121,23 +122,11 @@ def resolve(
     if name is None or name not in scope.params or depth > 2:
         return value
     for site in _facts(model).callers(scope):
-        argument = _argument_node(site.node, scope, name)
+        argument = argument_for(site.node, scope, name)
         found = resolve(model, argument, site.scope, depth + 1) if argument is not None else None
         if found is not None and found.call is not None:
             return found
     return value
-
-
-def _argument_node(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpression | None:
-    params = list(callee.params)
-    if callee.cls is not None and params and params[0] in ("self", "cls"):
-        params = params[1:]
-    found = keyword(call, param)
-    if found is not None:
-        return found
-    if param in params:
-        return positional(call, params.index(param))
-    return None
 
 
 class _Facts:

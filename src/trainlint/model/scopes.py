@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from trainlint.model.names import ImportTable
-from trainlint.model.syntax import child_nodes, dotted
+from trainlint.model.syntax import child_nodes, dotted, keyword, positional
 
 
 @dataclass(eq=False)
@@ -97,6 +97,19 @@ class CallSite:
     order: int
     #: Order of the statement holding the call: bindings made by that statement come later.
     statement_order: int = 0
+
+
+def argument_for(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpression | None:
+    """The argument ``call`` passes for ``callee``'s parameter ``param``, if any."""
+    params = list(callee.params)
+    if callee.cls is not None and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    found = keyword(call, param)
+    if found is not None:
+        return found
+    if param in params:
+        return positional(call, params.index(param))
+    return None
 
 
 def _handler(node_type: type, prefix: str) -> Callable[..., object] | None:
