@@ -67,7 +67,7 @@ class LogitsIntoProbabilityLoss(Rule):
     name = "logits-into-probability-loss"
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
-    triggers = ("log", "BCELoss", "binary_cross", "BinaryCross", "NLLLoss", "nll_loss")
+    triggers = ("log(", "BCELoss", "binary_cross", "BinaryCross", "NLLLoss", "nll_loss")
     summary = "A loss that expects probabilities (BCE, NLL) is fed logits or unbounded values."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

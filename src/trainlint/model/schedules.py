@@ -22,7 +22,15 @@ from trainlint.model.events import Event
 from trainlint.model.names import is_under
 from trainlint.model.roles import Role, Value
 from trainlint.model.scopes import argument_for
-from trainlint.model.syntax import descendants, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax import (
+    child_nodes,
+    descendants,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    positional,
+)
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -340,7 +348,7 @@ def _non_reading_uses(module: cst.Module, wanted: set[str]) -> set[str]:
         if isinstance(node, cst.Attribute):
             visit(node.value, node)
         elif not isinstance(node, cst.Name):
-            for child in node.children:
+            for child in child_nodes(node):
                 visit(child, node)
 
     visit(module, None)
