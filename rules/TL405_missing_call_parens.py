@@ -9,6 +9,9 @@ from trainlint.model import TrainingModel
 from trainlint.rule import Violation
 
 _METHODS = {"zero_grad", "step", "backward", "eval", "train", "detach_", "requires_grad_"}
+#: Names common enough on other objects (configs, enums) that the receiver must be known to
+#: be an optimizer, scheduler, model... before a bare ``x.step`` counts as a forgotten call.
+_AMBIGUOUS = {"step", "eval", "train"}
 
 
 class MissingCallParens(Rule):
@@ -16,7 +19,9 @@ class MissingCallParens(Rule):
 
     ## What it does
     Flags an expression statement that is a bare attribute ending in `zero_grad`, `step`,
-    `backward`, `eval`, `train`, `detach_` or `requires_grad_`.
+    `backward`, `eval`, `train`, `detach_` or `requires_grad_`. For `step`, `eval` and
+    `train`, names common on other objects (`config.train`), the receiver must be known to be
+    an optimizer, scheduler, model or similar.
 
     ## Why is this bad?
     Naming a method does nothing: `optimizer.zero_grad` evaluates to a bound method and
@@ -46,12 +51,15 @@ class MissingCallParens(Rule):
     summary = "A training method is named but not called (`optimizer.zero_grad` without `()`)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
-        for statement, _scope in model.expression_statements:
+        for statement, scope in model.expression_statements:
             value = statement.value
-            if isinstance(value, cst.Attribute) and value.attr.value in _METHODS:
-                text = model.module.code_for_node(value)
-                yield Violation(
-                    statement,
-                    f"`{text}` names the method but never calls it, so nothing happens",
-                    Fix("add the call parentheses", f"{text}()"),
-                )
+            if not (isinstance(value, cst.Attribute) and value.attr.value in _METHODS):
+                continue
+            if value.attr.value in _AMBIGUOUS and model.role_of(value.value, scope) is None:
+                continue
+            text = model.module.code_for_node(value)
+            yield Violation(
+                statement,
+                f"`{text}` names the method but never calls it, so nothing happens",
+                Fix("add the call parentheses", f"{text}()"),
+            )
