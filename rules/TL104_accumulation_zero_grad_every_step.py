@@ -119,10 +119,6 @@ def _clears_window(
     return any(clears(model, event, name, train.loop.scope) is not False for name in optimizers)
 
 
-def _text(model: TrainingModel, node: object) -> str:
-    return model.module.code_for_node(node)  # type: ignore[arg-type]
-
-
 def _step(train: TrainStep, accumulation: Accumulation) -> Event | None:
     wanted = set(accumulation.optimizers)
     return next((e for e in train.steps if not wanted or e.subject in wanted), None)
@@ -132,18 +128,18 @@ def _window(model: TrainingModel, train: TrainStep, accumulation: Accumulation) 
     step = _step(train, accumulation)
     where = f" (line {model.line_of(step.node)})" if step is not None else ""
     if accumulation.guard is not None:
-        return f"only when `{_text(model, accumulation.guard.test)}`{where}"
+        return f"only when `{model.text_of(accumulation.guard.test)}`{where}"
     return f"once per window{where}"
 
 
 def _every_step_violation(
     model: TrainingModel, train: TrainStep, accumulation: Accumulation, event: Event
 ) -> Violation:
-    call = _text(model, event.node)
+    call = model.text_of(event.node)
     optimizer = ", ".join(f"`{o}`" for o in accumulation.optimizers) or "the optimizer"
     step = _step(train, accumulation)
-    step_text = _text(model, step.node) if step is not None else "optimizer.step()"
-    guard = _text(model, accumulation.guard.test) if accumulation.guard else "boundary"
+    step_text = model.text_of(step.node) if step is not None else "optimizer.step()"
+    guard = model.text_of(accumulation.guard.test) if accumulation.guard else "boundary"
     message = (
         f"`{call}` runs on every micro-step, but {optimizer} is stepped "
         f"{_window(model, train, accumulation)}: each micro-step wipes the gradients "
@@ -159,11 +155,11 @@ def _every_step_violation(
 def _inner_loop_violation(
     model: TrainingModel, train: TrainStep, accumulation: Accumulation, event: Event
 ) -> Violation:
-    call = _text(model, event.node)
+    call = model.text_of(event.node)
     inner = accumulation.inner_loop
     inner_line = model.line_of(inner.node) if inner is not None else 0
     step = _step(train, accumulation)
-    step_text = _text(model, step.node) if step is not None else "optimizer.step()"
+    step_text = model.text_of(step.node) if step is not None else "optimizer.step()"
     if accumulation.whole_epoch:
         message = (
             f"`{call}` runs inside the batch loop (line {inner_line}) while `{step_text}` runs "
@@ -190,10 +186,10 @@ def _inner_loop_violation(
 def _only_epoch_violation(
     model: TrainingModel, train: TrainStep, accumulation: Accumulation, event: Event
 ) -> Violation:
-    call = _text(model, event.node)
+    call = model.text_of(event.node)
     step = _step(train, accumulation)
-    step_text = _text(model, step.node) if step is not None else "optimizer.step()"
-    guard = _text(model, accumulation.guard.test) if accumulation.guard else "boundary"
+    step_text = model.text_of(step.node) if step is not None else "optimizer.step()"
+    guard = model.text_of(accumulation.guard.test) if accumulation.guard else "boundary"
     optimizer = ", ".join(f"`{o}`" for o in accumulation.optimizers) or "the optimizer"
     message = (
         f"`{call}` is the only clearing, at the start of each epoch, but {optimizer} is "
@@ -207,9 +203,9 @@ def _only_epoch_violation(
 def _partial_window_violation(
     model: TrainingModel, train: TrainStep, accumulation: Accumulation, event: Event
 ) -> Violation:
-    call = _text(model, event.node)
+    call = model.text_of(event.node)
     counter = accumulation.counter or "the counter"
-    guard = _text(model, accumulation.guard.test) if accumulation.guard else "boundary"
+    guard = model.text_of(accumulation.guard.test) if accumulation.guard else "boundary"
     message = (
         f"`{call}` at the start of each epoch throws away the last, partial window: the step "
         f"waits for `{guard}` (line {_guard_line(model, train, accumulation)}), "
@@ -217,7 +213,7 @@ def _partial_window_violation(
         "epoch are back-propagated but never stepped"
     )
     step = _step(train, accumulation)
-    step_text = _text(model, step.node) if step is not None else "optimizer.step()"
+    step_text = model.text_of(step.node) if step is not None else "optimizer.step()"
     fix = Fix(
         "also step the last, partial window of each epoch (or drop this zero_grad)",
         f"if {guard} or is_last_batch: {step_text}; {call}",

@@ -108,18 +108,14 @@ class AccumulationLossNotScaled(Rule):
         return _not_scaled(model, train, event, flow)
 
 
-def _text(model: TrainingModel, node: cst.CSTNode | None) -> str:
-    return model.module.code_for_node(node) if node is not None else ""
-
-
 def _operand(model: TrainingModel, event: Event) -> str:
-    return _text(model, event.operand) or "loss"
+    return model.text_of(event.operand) or "loss"
 
 
 def _steps_text(model: TrainingModel, train: TrainStep) -> str:
     accumulation = train.accumulation
     if accumulation is not None and accumulation.steps is not None:
-        return _text(model, accumulation.steps)
+        return model.text_of(accumulation.steps)
     return "accumulation_steps"
 
 
@@ -133,7 +129,7 @@ def _scaled_call(model: TrainingModel, event: Event, divided: str) -> str:
     receiver, _ = found
     if receiver is operand:
         wrapped = _parse(f"({divided})")
-        return _text(model, call.with_changes(func=call.func.with_changes(value=wrapped)))
+        return model.text_of(call.with_changes(func=call.func.with_changes(value=wrapped)))
     new_args = [
         arg.with_changes(value=_parse(divided)) if arg.value is operand else arg
         for arg in call.args
@@ -145,8 +141,8 @@ def _scaled_call(model: TrainingModel, event: Event, divided: str) -> str:
                 for a in receiver.args
             ]
         )
-        return _text(model, call.with_changes(func=call.func.with_changes(value=inner)))
-    return _text(model, call.with_changes(args=new_args))
+        return model.text_of(call.with_changes(func=call.func.with_changes(value=inner)))
+    return model.text_of(call.with_changes(args=new_args))
 
 
 def _parse(text: str) -> cst.BaseExpression:
@@ -166,7 +162,7 @@ def _not_scaled(model: TrainingModel, train: TrainStep, event: Event, flow: Flow
             f"{optimizers} steps once after it"
         )
     else:
-        guard = _text(model, accumulation.guard.test) if accumulation.guard else "a counter"
+        guard = model.text_of(accumulation.guard.test) if accumulation.guard else "a counter"
         window = f"on every micro-step and {optimizers} steps only when `{guard}`"
     source = flow.sources[0].label if flow.sources else "the loss"
     message = (
@@ -197,7 +193,7 @@ def _double_scaling(
     if scaling.constructor is not None:
         line = model.line_of(scaling.constructor)
         where = f"`Accelerator(gradient_accumulation_steps=...)` at line {line}"
-    divisor = _text(model, division.divisor)
+    divisor = model.text_of(division.divisor)
     message = (
         f"`{receiver}.backward()` already divides the loss by the accumulation steps ({where}), "
         f"and `{_operand(model, event)}` is divided by `{divisor}` again at line "

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel, TrainStep, WindowKind
 from trainlint.model.lossflow import LossSource, Reduction, backward_flow
@@ -89,7 +87,7 @@ class AccumulationMeanOfMeans(Rule):
                 if accumulation.kind is WindowKind.ACCELERATE and scaling.divides is not True:
                     continue
                 by = (
-                    f"divided by `{_text(model, division.divisor)}` at line "
+                    f"divided by `{model.text_of(division.divisor)}` at line "
                     f"{model.line_of(division.node)}"
                     if division is not None
                     else f"averaged by `{scaling.receiver or 'accelerator'}.backward()`"
@@ -99,10 +97,6 @@ class AccumulationMeanOfMeans(Rule):
                     if token_mean and id(source.node) not in reported:
                         reported.add(id(source.node))
                         yield _violation(model, train, source, by)
-
-
-def _text(model: TrainingModel, node: cst.CSTNode) -> str:
-    return model.module.code_for_node(node)
 
 
 def _violation(model: TrainingModel, train: TrainStep, source: LossSource, by: str) -> Violation:

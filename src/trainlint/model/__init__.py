@@ -347,6 +347,10 @@ class TrainingModel:
         """
         return positions(self.module)
 
+    def text_of(self, node: cst.CSTNode | None) -> str:
+        """The source code of ``node`` as written (empty for ``None``), for messages and fixes."""
+        return self.module.code_for_node(node) if node is not None else ""
+
     def line_of(self, node: cst.CSTNode) -> int:
         """The 1-based line where ``node`` starts (0 when unknown)."""
         found = self.positions.get(node)
