@@ -137,13 +137,17 @@ def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
     return found
 
 
-def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Every syntactic node below ``node`` (depth first, source order)."""
+def descendants(
+    node: cst.CSTNode, stop: tuple[type[cst.CSTNode], ...] = ()
+) -> Iterator[cst.CSTNode]:
+    """Every syntactic node below ``node`` (depth first, source order); nodes of a ``stop``
+    type are yielded but not entered."""
     stack = list(reversed(child_nodes(node)))
     while stack:
         current = stack.pop()
         yield current
-        stack.extend(reversed(child_nodes(current)))
+        if not isinstance(current, stop):
+            stack.extend(reversed(child_nodes(current)))
 
 
 def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.roles import Role
-from trainlint.model.syntax import child_nodes, dotted, keyword, method_call, names_in, positional
+from trainlint.model.syntax import descendants, dotted, keyword, method_call, names_in, positional
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow import Dataflow
@@ -176,10 +176,4 @@ def _bound_names(target: cst.BaseExpression) -> Iterator[str]:
 
 def own_nodes(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Nodes of a function (or module) body, not entering nested functions or classes."""
-    stack = list(reversed(child_nodes(root)))
-    while stack:
-        current = stack.pop()
-        yield current
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
-            continue
-        stack.extend(reversed(child_nodes(current)))
+    return descendants(root, stop=(cst.FunctionDef, cst.ClassDef))
