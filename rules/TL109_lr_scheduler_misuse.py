@@ -18,7 +18,8 @@ from trainlint.model.schedules import (
     scheduler_of,
     unstepped_schedulers,
 )
-from trainlint.model.syntax import descendants, dotted, keyword, positional
+from trainlint.model.syntax import descendants, dotted, keyword, names_in, positional
+from trainlint.model.training import modulo_operand
 from trainlint.rule import Violation
 
 _EPOCHLY = (ScheduleKind.EPOCH, ScheduleKind.PLATEAU)
@@ -240,16 +241,11 @@ def _optimizer_steps(events: list[Event], event: Event, info: SchedulerInfo) -> 
 
 
 def _loop_names(loop: LoopInfo) -> set[str]:
-    if isinstance(loop.node, cst.For):
-        return {dotted(n) or "" for n in (loop.node.target, *descendants(loop.node.target))} - {""}
-    return set()
+    return names_in(loop.node.target) if isinstance(loop.node, cst.For) else set()
 
 
 def _mentions(test: cst.CSTNode, names: set[str]) -> bool:
-    return any(
-        isinstance(n, (cst.Name, cst.Attribute)) and dotted(n) in names
-        for n in (test, *descendants(test))
-    )
+    return bool(names_in(test) & names)
 
 
 def _counter_gated(event: Event, loop: LoopInfo, step: Event) -> bool:
@@ -273,9 +269,9 @@ def _cadence_changed(model: TrainingModel, step: TrainStep, event: Event) -> boo
 
 def _schedules(condition: Condition) -> bool:
     test = condition.test
+    if modulo_operand(test) is not None:
+        return True
     for node in (test, *descendants(test)):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
-            return True
         if isinstance(node, cst.Call) and dotted(node.func) == "len":
             return True
         name = dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
