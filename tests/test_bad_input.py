@@ -356,9 +356,11 @@ def test_notebook_findings_name_cells_in_their_messages(project: Path) -> None:
     # the loop and step lines the message cites, and the anchor, are all in cell 2
     assert "cell 2, line 4" in finding["message"] and "cell 2, line 1" in finding["message"]
     assert finding["message"].endswith("(cell 2, line 3)")
-    text = CliRunner().invoke(
-        main, ["check", "--no-cache", "--include-notebooks", "--no-color", "nb.ipynb"]
-    ).output
+    text = (
+        CliRunner()
+        .invoke(main, ["check", "--no-cache", "--include-notebooks", "--no-color", "nb.ipynb"])
+        .output
+    )
     assert "nb.ipynb:cell 2:3:5:" in text and "(cell 2, line 3)" not in text
 
 
