@@ -6,7 +6,7 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
-from trainlint.model.gradients import (
+from trainlint.model.loops.gradients import (
     clearing_events,
     clears,
     may_clear_unseen,
@@ -14,7 +14,7 @@ from trainlint.model.gradients import (
     same_object,
     torch_steps,
 )
-from trainlint.model.syntax import dotted, method_call
+from trainlint.model.syntax.nodes import dotted, method_call
 from trainlint.rule import Violation
 
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
-from trainlint.model.gradients import clears, local_anchor, runs_whenever, torch_steps
+from trainlint.model.loops.gradients import clears, local_anchor, runs_whenever, torch_steps
 from trainlint.rule import Violation
 
 _CLEARS_ALL = (EventKind.ZERO_GRAD, EventKind.MODEL_ZERO_GRAD)

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep, WindowKind
-from trainlint.model.events import CLEARING
-from trainlint.model.gradients import clears
-from trainlint.model.training import Accumulation, epoch_start, is_window_condition
+from trainlint.model.loops.events import CLEARING
+from trainlint.model.loops.gradients import clears
+from trainlint.model.loops.training import Accumulation, epoch_start, is_window_condition
 from trainlint.rule import Violation
 
 

@@ -6,15 +6,15 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, TrainingModel, TrainStep, WindowKind
-from trainlint.model.lossflow import Flow, Reduction, backward_flow
-from trainlint.model.scaling import (
+from trainlint.model.dataflow.lossflow import Flow, Reduction, backward_flow
+from trainlint.model.dataflow.scaling import (
     BackwardScaling,
     backward_scaling,
     divides_by_accumulation,
     divides_by_window,
 )
-from trainlint.model.syntax import method_call
-from trainlint.model.training import scales_gradients
+from trainlint.model.loops.training import scales_gradients
+from trainlint.model.syntax.nodes import method_call
 from trainlint.rule import Violation
 
 _WINDOWS = (WindowKind.MODULO, WindowKind.COUNTER, WindowKind.INNER_LOOP)

@@ -6,7 +6,7 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Condition, Event, EventKind, LoopInfo, TrainingModel, TrainStep
-from trainlint.model.schedules import (
+from trainlint.model.loops.schedules import (
     ScheduleKind,
     SchedulerInfo,
     batch_loss_names,
@@ -18,8 +18,8 @@ from trainlint.model.schedules import (
     scheduler_of,
     unstepped_schedulers,
 )
-from trainlint.model.syntax import descendants, dotted, keyword, names_in, positional
-from trainlint.model.training import modulo_operand
+from trainlint.model.loops.training import modulo_operand
+from trainlint.model.syntax.nodes import descendants, dotted, keyword, names_in, positional
 from trainlint.rule import Violation
 
 _EPOCHLY = (ScheduleKind.EPOCH, ScheduleKind.PLATEAU)

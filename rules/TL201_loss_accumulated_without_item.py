@@ -6,10 +6,10 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import EventKind, TrainingModel
-from trainlint.model.batches import batching
-from trainlint.model.dataflow import Holds
-from trainlint.model.lossflow import Reduction
-from trainlint.model.syntax import dotted
+from trainlint.model.dataflow.batches import batching
+from trainlint.model.dataflow.graph import Holds
+from trainlint.model.dataflow.lossflow import Reduction
+from trainlint.model.syntax.nodes import dotted
 from trainlint.rule import Violation
 
 

@@ -6,10 +6,10 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, LoopInfo, TrainingModel
-from trainlint.model.averages import Divisor, Finalizer, counters, divisor_kind, finalizers
-from trainlint.model.batches import Batching, batching, batching_of
-from trainlint.model.lossflow import Reduction
-from trainlint.model.syntax import dotted, positional
+from trainlint.model.dataflow.averages import Divisor, Finalizer, counters, divisor_kind, finalizers
+from trainlint.model.dataflow.batches import Batching, batching, batching_of
+from trainlint.model.dataflow.lossflow import Reduction
+from trainlint.model.syntax.nodes import dotted, positional
 from trainlint.rule import Violation
 
 _LIST_MEANS = {

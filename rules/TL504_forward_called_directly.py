@@ -7,7 +7,7 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.syntax import dotted
+from trainlint.model.syntax.nodes import dotted
 from trainlint.rule import Violation
 
 

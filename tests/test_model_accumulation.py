@@ -6,7 +6,7 @@ import pytest
 from model_helpers import build
 
 from trainlint.model import TrainingModel, TrainStep, WindowKind
-from trainlint.model.training import epoch_start, is_window_condition, scales_gradients
+from trainlint.model.loops.training import epoch_start, is_window_condition, scales_gradients
 
 HEADER = """
 import torch

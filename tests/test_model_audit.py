@@ -9,10 +9,10 @@ import textwrap
 import libcst as cst
 
 from trainlint.model import EventKind, TrainingModel
-from trainlint.model.averages import finalizers
-from trainlint.model.dataflow import own_nodes
-from trainlint.model.gradients import runs_whenever
-from trainlint.model.syntax import dotted
+from trainlint.model.dataflow.averages import finalizers
+from trainlint.model.dataflow.graph import own_nodes
+from trainlint.model.loops.gradients import runs_whenever
+from trainlint.model.syntax.nodes import dotted
 
 
 def build(source: str) -> TrainingModel:

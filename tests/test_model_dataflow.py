@@ -9,12 +9,12 @@ import libcst as cst
 import pytest
 
 from trainlint.model import TrainingModel
-from trainlint.model.averages import Divisor, counters, divisor_kind, finalizers
-from trainlint.model.batches import batching, rows_of
-from trainlint.model.dataflow import Holds, own_nodes
-from trainlint.model.lossflow import Reduction
-from trainlint.model.scopes import Scope
-from trainlint.model.syntax import dotted, literal
+from trainlint.model.dataflow.averages import Divisor, counters, divisor_kind, finalizers
+from trainlint.model.dataflow.batches import batching, rows_of
+from trainlint.model.dataflow.graph import Holds, own_nodes
+from trainlint.model.dataflow.lossflow import Reduction
+from trainlint.model.syntax.nodes import dotted, literal
+from trainlint.model.syntax.scopes import Scope
 
 HEADER = """\
 import numpy as np

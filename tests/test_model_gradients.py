@@ -5,7 +5,7 @@ from __future__ import annotations
 from model_helpers import build, scope
 
 from trainlint.model import EventKind
-from trainlint.model.gradients import (
+from trainlint.model.loops.gradients import (
     backward_reaches_loop,
     clears,
     is_torch_step,

@@ -6,14 +6,18 @@ import pytest
 from model_helpers import build, expr, scope
 
 from trainlint.model import Event, TrainingModel
-from trainlint.model.lossflow import (
+from trainlint.model.dataflow.lossflow import (
     Flow,
     Reduction,
     backward_flow,
     criterion_reduction,
     expression_flow,
 )
-from trainlint.model.scaling import backward_scaling, divides_by_accumulation, divides_by_window
+from trainlint.model.dataflow.scaling import (
+    backward_scaling,
+    divides_by_accumulation,
+    divides_by_window,
+)
 
 HEADER = """
 import torch

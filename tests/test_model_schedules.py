@@ -1,4 +1,4 @@
-"""Schedulers and grad scalers in the model (:mod:`trainlint.model.schedules`)."""
+"""Schedulers and grad scalers in the model (:mod:`trainlint.model.loops.schedules`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import libcst as cst
 import pytest
 
 from trainlint.model import Event, EventKind, TrainingModel
-from trainlint.model.scalers import scaled_for, scaler_is_live, scaler_name, scaling_of
-from trainlint.model.schedules import (
+from trainlint.model.loops.scalers import scaled_for, scaler_is_live, scaler_name, scaling_of
+from trainlint.model.loops.schedules import (
     ScheduleKind,
     batch_loss_names,
     exclusive,

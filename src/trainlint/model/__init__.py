@@ -1,6 +1,6 @@
 """The training-loop model: what every rule reads instead of raw syntax.
 
-Built in one visitor pass (:mod:`trainlint.model.scopes`) plus lazy, cached queries:
+Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cached queries:
 
 * ``imports`` -- local names to qualified names (``nn`` -> ``torch.nn``);
 * ``value_of(expr, scope)`` / ``role_of`` -- what a binding holds (:mod:`.roles`);
@@ -8,6 +8,18 @@ Built in one visitor pass (:mod:`trainlint.model.scopes`) plus lazy, cached quer
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
 * ``callee(call, scope)`` -- the same-file function a call runs;
 * ``is_framework_managed(scope)`` -- Lightning / HF Trainer code the framework drives.
+
+Sub-packages, by concept:
+
+* :mod:`.syntax` -- libcst helpers (``nodes``), imports to qualified names (``names``), the one
+  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``);
+* :mod:`.values` -- what a value is: roles (``roles``), the tensor lattice (``tensors``), loss
+  calls and their inputs (``losses``);
+* :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
+  ``event_types``, ``placement``), train steps (``training``), accumulation windows
+  (``windows``), gradient ownership (``gradients``), schedulers and scalers;
+* :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``), loss definition
+  chains (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching.
 """
 
 from __future__ import annotations
@@ -19,10 +31,20 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
-from trainlint.model.dataflow import Dataflow
-from trainlint.model.events import Condition, Event, EventKind, IterationBuilder
-from trainlint.model.losses import LossCall, LossFamily, loss_calls
-from trainlint.model.roles import (
+from trainlint.model.dataflow.graph import Dataflow
+from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
+from trainlint.model.loops.training import Accumulation, TrainStep, WindowKind, train_steps
+from trainlint.model.syntax.nodes import dotted
+from trainlint.model.syntax.scopes import (
+    Binding,
+    CallSite,
+    ClassInfo,
+    LoopInfo,
+    Scope,
+    ScopeBuilder,
+)
+from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
+from trainlint.model.values.roles import (
     Role,
     Value,
     classify_constructor,
@@ -30,10 +52,7 @@ from trainlint.model.roles import (
     role_from_annotation,
     role_from_name,
 )
-from trainlint.model.scopes import Binding, CallSite, ClassInfo, LoopInfo, Scope, ScopeBuilder
-from trainlint.model.syntax import dotted
-from trainlint.model.tensors import Activation, TensorAnalysis, TensorKind
-from trainlint.model.training import Accumulation, TrainStep, WindowKind, train_steps
+from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.positions import positions
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.event_types import (
+from trainlint.model.loops.event_types import (
     CLEARING,
     Condition,
     Event,
@@ -21,12 +21,19 @@ from trainlint.model.event_types import (
     context_of,
     function_context,
 )
-from trainlint.model.roles import Role, is_closure_step
-from trainlint.model.syntax import child_nodes, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import (
+    child_nodes,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    positional,
+)
+from trainlint.model.values.roles import Role, is_closure_step
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import LoopInfo, Scope
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 __all__ = [
     "CLEARING",

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.roles import Role, Value
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.values.roles import Role, Value
 
 if TYPE_CHECKING:
-    from trainlint.model.dataflow import Dataflow
-    from trainlint.model.scopes import Binding, Scope
+    from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.syntax.scopes import Binding, Scope
 
 
 class Reduction(enum.Enum):

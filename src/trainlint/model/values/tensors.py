@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.names import is_under
-from trainlint.model.syntax import argument, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.names import is_under
+from trainlint.model.syntax.nodes import argument, dotted, keyword, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import Binding, Scope
+    from trainlint.model.syntax.scopes import Binding, Scope
 
 
 class Activation(enum.Enum):

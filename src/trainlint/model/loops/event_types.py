@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax import dotted, literal, positional
+from trainlint.model.syntax.nodes import dotted, literal, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import LoopInfo, Scope
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 
 class EventKind(enum.Enum):

@@ -23,10 +23,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import Condition, Event, EventKind
-from trainlint.model.roles import Role
-from trainlint.model.syntax import dotted, method_call, positional
-from trainlint.model.windows import (
+from trainlint.model.loops.events import Condition, Event, EventKind
+from trainlint.model.loops.windows import (
     GuardReader,
     GuardShape,
     WindowKind,
@@ -35,10 +33,12 @@ from trainlint.model.windows import (
     modulo_operand,
     scales_gradients,
 )
+from trainlint.model.syntax.nodes import dotted, method_call, positional
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import LoopInfo
+    from trainlint.model.syntax.scopes import LoopInfo
 
 __all__ = [
     "Accumulation",

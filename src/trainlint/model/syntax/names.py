@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from trainlint.model.syntax import dotted
+from trainlint.model.syntax.nodes import dotted
 
 # Modules whose public names we reason about; ``keras`` standalone is folded into tf.keras.
 _CANONICAL_PREFIXES = (

@@ -27,22 +27,22 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.placement import Placement
-from trainlint.model.reductions import (
+from trainlint.model.dataflow.reductions import (
     FUNCTIONAL_LOSSES,
     CriterionInfo,
     Reduction,
     criterion_of_call,
     reduction_of,
 )
-from trainlint.model.roles import Role
-from trainlint.model.syntax import dotted, keyword, literal, method_call
-from trainlint.model.syntax import positional as positional_arg
-from trainlint.model.uses import NameFlows, Uses, own_nodes
+from trainlint.model.dataflow.uses import NameFlows, Uses, own_nodes
+from trainlint.model.loops.placement import Placement
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call
+from trainlint.model.syntax.nodes import positional as positional_arg
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import Binding, Scope
+    from trainlint.model.syntax.scopes import Binding, Scope
 
 
 class Holds(enum.Enum):

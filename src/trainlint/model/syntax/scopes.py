@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from trainlint.model.names import ImportTable
-from trainlint.model.syntax import child_nodes, dotted, keyword, positional
+from trainlint.model.syntax.names import ImportTable
+from trainlint.model.syntax.nodes import child_nodes, dotted, keyword, positional
 
 
 @dataclass(eq=False)

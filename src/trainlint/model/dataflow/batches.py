@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.roles import Role
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
-    from trainlint.model.dataflow import Dataflow
-    from trainlint.model.scopes import LoopInfo, Scope
+    from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.roles import Role
-from trainlint.model.syntax import descendants, dotted, keyword, method_call, names_in, positional
+from trainlint.model.syntax.nodes import (
+    descendants,
+    dotted,
+    keyword,
+    method_call,
+    names_in,
+    positional,
+)
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
-    from trainlint.model.dataflow import Dataflow
-    from trainlint.model.scopes import Scope
+    from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.syntax.scopes import Scope
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import CLEARING, Condition, Event, EventKind
-from trainlint.model.syntax import descendants, dotted, keyword, method_call, positional
+from trainlint.model.loops.events import CLEARING, Condition, Event, EventKind
+from trainlint.model.syntax.nodes import descendants, dotted, keyword, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import LoopInfo, Scope
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 _TORCH_STEP_METHODS = ("step",)
 #: Words in the name of a function the model cannot see that may clear an optimizer passed to it.

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.event_types import context_of
-from trainlint.model.syntax import child_nodes, dotted, names_in
+from trainlint.model.loops.event_types import context_of
+from trainlint.model.syntax.nodes import child_nodes, dotted, names_in
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel

@@ -12,11 +12,11 @@ from weakref import WeakKeyDictionary
 
 import libcst as cst
 
-from trainlint.model.syntax import descendants, dotted, literal, method_call, positional
+from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import Scope
+    from trainlint.model.syntax.scopes import Scope
 
 #: torch.nn.functional losses; every one defaults to ``reduction="mean"``.
 FUNCTIONAL_LOSSES = {

@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import Event
-from trainlint.model.names import is_under
-from trainlint.model.roles import Role, Value
-from trainlint.model.scopes import argument_for
-from trainlint.model.syntax import (
+from trainlint.model.loops.events import Event
+from trainlint.model.syntax.names import is_under
+from trainlint.model.syntax.nodes import (
     child_nodes,
     descendants,
     dotted,
@@ -31,11 +29,13 @@ from trainlint.model.syntax import (
     method_call,
     positional,
 )
+from trainlint.model.syntax.scopes import argument_for
+from trainlint.model.values.roles import Role, Value
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import Binding, CallSite, LoopInfo, Scope
-    from trainlint.model.training import TrainStep
+    from trainlint.model.loops.training import TrainStep
+    from trainlint.model.syntax.scopes import Binding, CallSite, LoopInfo, Scope
 
 
 class ScheduleKind(enum.Enum):
@@ -358,7 +358,7 @@ def _non_reading_uses(module: cst.Module, wanted: set[str]) -> set[str]:
 # ---------------------------------------------------------------------- train steps
 def is_batch_loop(model: TrainingModel, step: TrainStep) -> bool:
     """Whether a train step's loop runs once per batch (not once per epoch or iteration)."""
-    from trainlint.model.training import WindowKind
+    from trainlint.model.loops.training import WindowKind
 
     loop = step.loop
     over_loader = _iterates_loader(model, loop)

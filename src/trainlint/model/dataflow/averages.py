@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.batches import batching_of
-from trainlint.model.events import EventKind
-from trainlint.model.reductions import is_size_like
-from trainlint.model.roles import Role
-from trainlint.model.syntax import (
+from trainlint.model.dataflow.batches import batching_of
+from trainlint.model.dataflow.reductions import is_size_like
+from trainlint.model.dataflow.uses import own_nodes
+from trainlint.model.loops.events import EventKind
+from trainlint.model.syntax.nodes import (
     descendants,
     dotted,
     keyword,
@@ -28,12 +28,12 @@ from trainlint.model.syntax import (
     method_call,
     positional,
 )
-from trainlint.model.uses import own_nodes
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
-    from trainlint.model.batches import Batching
-    from trainlint.model.dataflow import Dataflow
-    from trainlint.model.scopes import LoopInfo, Scope
+    from trainlint.model.dataflow.batches import Batching
+    from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 
 class Divisor(enum.Enum):

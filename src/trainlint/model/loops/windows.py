@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import CLEARING, Condition, Event, EventKind
-from trainlint.model.syntax import descendants, dotted, literal, method_call
+from trainlint.model.loops.events import CLEARING, Condition, Event, EventKind
+from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import LoopInfo, Scope
-    from trainlint.model.training import TrainStep
+    from trainlint.model.loops.training import TrainStep
+    from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 
 class WindowKind(enum.Enum):

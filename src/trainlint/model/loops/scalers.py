@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.events import Event, EventKind
-from trainlint.model.roles import Role
-from trainlint.model.schedules import call_order, loop_name, receiver, resolve
-from trainlint.model.syntax import dotted, method_call
+from trainlint.model.loops.events import Event, EventKind
+from trainlint.model.loops.schedules import call_order, loop_name, receiver, resolve
+from trainlint.model.syntax.nodes import dotted, method_call
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import Scope
+    from trainlint.model.syntax.scopes import Scope
 
 
 def scaler_is_live(model: TrainingModel, event: Event) -> bool:

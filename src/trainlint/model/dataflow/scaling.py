@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.lossflow import Division, Flow
-from trainlint.model.roles import Role
-from trainlint.model.syntax import descendants, dotted, literal, method_call
+from trainlint.model.dataflow.lossflow import Division, Flow
+from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.events import Event
-    from trainlint.model.scopes import Scope
+    from trainlint.model.loops.events import Event
+    from trainlint.model.syntax.scopes import Scope
 
 
 def _options(call: cst.Call) -> dict[str, cst.BaseExpression]:

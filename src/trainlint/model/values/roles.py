@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from trainlint.model.names import is_under
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.names import is_under
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
 
 
 class Role(enum.Enum):

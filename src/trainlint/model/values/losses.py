@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.roles import Role
-from trainlint.model.syntax import descendants, keyword, literal, positional
-from trainlint.model.tensors import log_argument
+from trainlint.model.syntax.nodes import descendants, keyword, literal, positional
+from trainlint.model.values.roles import Role
+from trainlint.model.values.tensors import log_argument
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.scopes import CallSite, Scope
+    from trainlint.model.syntax.scopes import CallSite, Scope
 
 
 class LossFamily(enum.Enum):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.lossforms import (
+from trainlint.model.dataflow.lossforms import (
     FUNCTIONAL_LOSSES,
     LATEST,
     PASS_THROUGH,
@@ -32,15 +32,15 @@ from trainlint.model.lossforms import (
     selector,
     source_text,
 )
-from trainlint.model.reductions import Reduction, _reduction_option, criterion_reduction
-from trainlint.model.roles import Role
-from trainlint.model.scopes import argument_for
-from trainlint.model.syntax import dotted, keyword, literal, method_call, positional
+from trainlint.model.dataflow.reductions import Reduction, _reduction_option, criterion_reduction
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.scopes import argument_for
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.events import Event
-    from trainlint.model.scopes import Binding, Scope
+    from trainlint.model.loops.events import Event
+    from trainlint.model.syntax.scopes import Binding, Scope
 
 
 @dataclass(frozen=True)
