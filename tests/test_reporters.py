@@ -142,6 +142,9 @@ def test_json_round_trip(tmp_path: Path) -> None:
         "end_column",
         "message",
         "fix",
+        "fix_applicability",
+        "fix_edits",
+        "fingerprint",
     }
     assert document["errors"] == [
         {"path": "missing.py", "message": "no such file or directory", "line": None},

@@ -1,7 +1,17 @@
 """trainlint: a static analyzer for machine-learning training loops."""
 
-from trainlint.rule import Finding, Fix, Rule, Severity
+from trainlint.rule import Applicability, Edit, Finding, Fix, Rule, Severity, Span, TextEdit
 
 __version__ = "0.1.0"
 
-__all__ = ["Finding", "Fix", "Rule", "Severity", "__version__"]
+__all__ = [
+    "Applicability",
+    "Edit",
+    "Finding",
+    "Fix",
+    "Rule",
+    "Severity",
+    "Span",
+    "TextEdit",
+    "__version__",
+]

@@ -25,8 +25,18 @@ from trainlint import sources
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
-from trainlint.rule import Finding, Rule, Severity, Violation, load_registry
-from trainlint.suppressions import Suppressions
+from trainlint.baseline import anchor_text, finding_fingerprint
+from trainlint.rule import (
+    Edit,
+    Finding,
+    Rule,
+    Severity,
+    Span,
+    TextEdit,
+    Violation,
+    load_registry,
+)
+from trainlint.suppressions import SuppressionReport, Suppressions, comments
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class FileAnalyzer:
         registry = registry if registry is not None else load_registry()
         self.options = options
         self.rules = [registry[code]() for code in options.codes if code in registry]
+        self.known_codes = frozenset(registry)
         self.severities = dict(options.severity_overrides)
         self.always = [rule for rule in self.rules if not rule.triggers]
         self.triggers = tuple(sorted({t for rule in self.rules for t in rule.triggers}))
@@ -187,6 +198,8 @@ class FileAnalyzer:
         model = TrainingModel(module, path, text)
         violations = []
         for rule in rules:
+            if rule.uses_suppressions:
+                continue
             try:
                 for violation in rule.check(model):
                     violations.append((rule, violation))
@@ -194,8 +207,10 @@ class FileAnalyzer:
                 result.error = f"{rule.code} gave up: code nested too deeply"
             except Exception as exc:  # a rule bug must not lose the rest of the run
                 result.error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
-        if violations:
-            result.findings = self._locate(model, text, display, violations)
+        # Judging suppressions needs every finding of the file: not when a rule gave up.
+        judges = [r for r in rules if r.uses_suppressions] if result.error is None else []
+        if violations or judges:
+            result.findings = self._locate(model, text, display, violations, judges)
         return result
 
     def _locate(
@@ -204,32 +219,78 @@ class FileAnalyzer:
         text: str,
         display: str,
         violations: list[tuple[Rule, Violation]],
+        judges: list[Rule],
     ) -> list[Finding]:
-        positions = model.positions
         suppressions = Suppressions.of(text)
-        findings = set()
-        for rule, violation in violations:
-            code_range = positions.get(violation.node)
-            if code_range is None:
-                continue
-            if suppressions.suppresses(rule.code, code_range.start.line):
-                continue
+        lines = suppressions.lines
+        findings: set[Finding] = set()
+
+        def add(rule: Rule, violation: Violation) -> None:
+            span = self._span(model, violation.node)
+            if span is None or suppressions.suppresses(rule.code, span.line):
+                return
             severity = self.severities.get(rule.code, violation.severity or rule.severity)
+            fix = violation.fix
+            edits = self._edits(model, fix.edits) if fix is not None else None
             findings.add(
                 Finding(
                     path=display,
-                    line=code_range.start.line,
-                    column=code_range.start.column + 1,
-                    end_line=code_range.end.line,
-                    end_column=code_range.end.column + 1,
+                    line=span.line,
+                    column=span.column,
+                    end_line=span.end_line,
+                    end_column=span.end_column,
                     code=rule.code,
                     name=rule.name,
                     severity=severity,
                     message=violation.message,
-                    fix=violation.fix.render() if violation.fix else None,
+                    fix=fix.render() if fix else None,
+                    applicability=fix.applicability.value if fix and edits else None,
+                    edits=edits or (),
+                    fingerprint=finding_fingerprint(rule.code, anchor_text(lines, span.line, span.end_line)),
                 )
             )
+
+        for rule, violation in violations:
+            add(rule, violation)
+        if judges:
+            report = SuppressionReport(
+                tuple(suppressions.directives(comments(text))),
+                suppressions,
+                self.known_codes,
+                frozenset(r.code for r in self.rules),
+            )
+            for rule in judges:
+                for violation in rule.check_suppressions(report):
+                    add(rule, violation)
         return sorted(findings)
+
+    @staticmethod
+    def _span(model: TrainingModel, node: object) -> Span | None:
+        if isinstance(node, Span):
+            return node
+        code_range = model.positions.get(node)  # type: ignore[call-overload]
+        if code_range is None:
+            return None
+        start, end = code_range.start, code_range.end
+        return Span(start.line, start.column + 1, end.line, end.column + 1)
+
+    def _edits(
+        self, model: TrainingModel, edits: tuple[Edit | TextEdit, ...]
+    ) -> tuple[TextEdit, ...] | None:
+        """Located edits; None when one cannot be located (the fix stays advice)."""
+        located = []
+        for edit in edits:
+            if isinstance(edit, TextEdit):
+                located.append(edit)
+                continue
+            span = self._span(model, edit.node)
+            if span is None:
+                return None
+            content = edit.replacement
+            if not isinstance(content, str):
+                content = model.module.code_for_node(content)
+            located.append(TextEdit(span, content))
+        return tuple(located)
 
     def drop_ignored(self, result: FileResult) -> FileResult:
         """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""

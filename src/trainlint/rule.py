@@ -22,6 +22,7 @@ import libcst as cst
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
+    from trainlint.suppressions import SuppressionReport
 
 ENTRY_POINT_GROUP = "trainlint.rules"
 CODE_PATTERN = re.compile(r"^[A-Z]{1,4}[0-9]{3}$")
@@ -45,12 +46,70 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
+class Applicability(enum.Enum):
+    """How far an automatic fix can be trusted (ruff's model).
+
+    ``SAFE`` fixes keep the program's meaning except for the bug (``--fix`` applies them);
+    ``UNSAFE`` ones may change behaviour beyond it (only with ``--unsafe-fixes``); a ``DISPLAY``
+    fix is advice, never applied.
+    """
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    DISPLAY = "display"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the source of ``node`` with ``replacement`` (code text, or a new libcst node)."""
+
+    node: cst.CSTNode
+    replacement: str | cst.CSTNode
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of the source: 1-based lines, 1-based columns, the end column exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """A located edit, as the cache, reporters and ``--fix`` see it."""
+
+    span: Span
+    content: str
+
+    def to_dict(self) -> dict[str, Any]:
+        span = self.span
+        return {
+            "start": {"line": span.line, "column": span.column},
+            "end": {"line": span.end_line, "column": span.end_column},
+            "content": self.content,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextEdit:
+        start, end, content = data["start"], data["end"], data["content"]
+        numbers = (start["line"], start["column"], end["line"], end["column"])
+        if not all(type(n) is int and n >= 1 for n in numbers) or not isinstance(content, str):
+            raise ValueError("malformed edit")
+        return cls(Span(*numbers), content)
+
+
 @dataclass(frozen=True)
 class Fix:
-    """How to fix a finding: a sentence, optionally the code to write instead."""
+    """How to fix a finding: a sentence, optionally the code to write instead, and the edits
+    that make the change (with how far they can be trusted)."""
 
     description: str
     replacement: str | None = None
+    edits: tuple[Edit | TextEdit, ...] = ()
+    applicability: Applicability = Applicability.DISPLAY
 
     def render(self) -> str:
         if self.replacement:
@@ -62,7 +121,7 @@ class Fix:
 class Violation:
     """What a rule reports: the anchor node, the message and the fix (positions come later)."""
 
-    node: cst.CSTNode
+    node: cst.CSTNode | Span  # a Span for what has no node (a comment, for TL001)
     message: str
     fix: Fix | None = None
     severity: Severity | None = None  # overrides the rule's default (e.g. TL201 under no_grad)
@@ -82,6 +141,15 @@ class Finding:
     severity: Severity = field(compare=False)
     message: str = field(compare=False)
     fix: str | None = field(compare=False, default=None)
+    #: ``safe`` / ``unsafe`` when the fix carries edits, else None.
+    applicability: str | None = field(compare=False, default=None)
+    edits: tuple[TextEdit, ...] = field(compare=False, default=())
+    #: What the baseline and SARIF ``partialFingerprints`` match on (see trainlint.baseline).
+    fingerprint: str = field(compare=False, default="")
+
+    @property
+    def span(self) -> Span:
+        return Span(self.line, self.column, self.end_line, self.end_column)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +163,9 @@ class Finding:
             "end_column": self.end_column,
             "message": self.message,
             "fix": self.fix,
+            "fix_applicability": self.applicability,
+            "fix_edits": [edit.to_dict() for edit in self.edits],
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -110,6 +181,9 @@ class Finding:
             severity=Severity.parse(data["severity"]),
             message=data["message"],
             fix=data.get("fix"),
+            applicability=data.get("fix_applicability"),
+            edits=tuple(TextEdit.from_dict(e) for e in data.get("fix_edits") or ()),
+            fingerprint=data.get("fingerprint") or "",
         )
 
 
@@ -129,9 +203,20 @@ class Rule:
     #: An empty tuple means "always run".
     triggers: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
+    #: Whether findings come with an automatic fix: "always", "sometimes" or "never" ...
+    fix_availability: ClassVar[str] = "never"
+    #: ... and how far it can be trusted when they do.
+    fix_applicability: ClassVar[Applicability] = Applicability.DISPLAY
+
+    #: True for rules about the suppressions themselves (TL001): the engine calls
+    #: :meth:`check_suppressions` after every other rule of the file has reported.
+    uses_suppressions: ClassVar[bool] = False
 
     def check(self, model: TrainingModel) -> Iterable[Violation]:
         raise NotImplementedError
+
+    def check_suppressions(self, report: SuppressionReport) -> Iterable[Violation]:
+        return ()
 
     @classmethod
     def documentation(cls) -> str:
@@ -182,6 +267,10 @@ def _validate(rule: type[Rule], origin: str) -> None:
         raise RegistryError(f"{origin}: rule code {rule.code!r} is not like TL101")
     if not isinstance(rule.severity, Severity):
         raise RegistryError(f"{origin}: rule {rule.code} has a bad severity")
+    if rule.fix_availability not in ("always", "sometimes", "never"):
+        raise RegistryError(
+            f"{origin}: rule {rule.code}: fix_availability must be always, sometimes or never"
+        )
 
 
 def load_registry(extra: Iterable[object] = ()) -> dict[str, type[Rule]]:
