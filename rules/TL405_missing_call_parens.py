@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from trainlint import Fix, Rule, Severity
+from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.rule import Violation
 
@@ -49,6 +49,8 @@ class MissingCallParens(Rule):
     frameworks = ("torch",)
     triggers = tuple(f".{m}" for m in sorted(_METHODS))
     summary = "A training method is named but not called (`optimizer.zero_grad` without `()`)."
+    fix_availability = "always"
+    fix_applicability = Applicability.SAFE
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         for statement, scope in model.expression_statements:
@@ -61,5 +63,10 @@ class MissingCallParens(Rule):
             yield Violation(
                 statement,
                 f"`{text}` names the method but never calls it, so nothing happens",
-                Fix("add the call parentheses", f"{text}()"),
+                Fix(
+                    "add the call parentheses",
+                    f"{text}()",
+                    (Edit(value, f"{text}()"),),
+                    Applicability.SAFE,
+                ),
             )

@@ -93,7 +93,9 @@ class Baseline:
             if type(count) is not int or count < 1:
                 raise BaselineError(f"{path}: malformed count in entry {entry!r}")
             for index in range(count):
-                identity = "|".join((entry["path"], entry["code"], entry["fingerprint"], str(index)))
+                identity = "|".join(
+                    (entry["path"], entry["code"], entry["fingerprint"], str(index))
+                )
                 baseline.entries[identity] += 1
         return baseline
 

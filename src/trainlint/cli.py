@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +26,7 @@ from trainlint.config import (
     resolve_selection,
 )
 from trainlint.discovery import DEFAULT_EXCLUDES, Discovery, discover
-from trainlint.engine import RunOptions, run
+from trainlint.engine import FileResult, RunOptions, run
 from trainlint.report import Summary, get_reporter
 from trainlint.rule import RegistryError, Rule, Severity, load_registry
 
@@ -175,6 +175,36 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
     default=None,
     help="Force colour on or off.  [default: on a terminal, unless NO_COLOR is set]",
 )
+@click.option(
+    "--fix", is_flag=True, help="Apply the safe fixes in place, then report what remains."
+)
+@click.option(
+    "--unsafe-fixes",
+    is_flag=True,
+    help="With --fix or --diff: also apply fixes that may change behaviour beyond the bug.",
+)
+@click.option(
+    "--diff",
+    is_flag=True,
+    help="Print what --fix would change as a unified diff; change nothing "
+    "(exit 1 when there is something to fix).",
+)
+@click.option(
+    "--add-noqa",
+    is_flag=True,
+    help="Append `# noqa: CODE` to every line with a finding (keeps existing comments).",
+)
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Report only findings not recorded in this baseline file.",
+)
+@click.option(
+    "--create-baseline",
+    is_flag=True,
+    help="With --baseline: record today's findings in it and exit 0.",
+)
 def check(paths: tuple[Path, ...], **opts: Any) -> None:
     """Analyze PATHS: files and directories (default: the current directory).
 
@@ -230,7 +260,15 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
     )
     if not found.files and not found.errors and not opts["quiet"]:
         click.echo("trainlint: warning: no Python files found under the given paths", err=True)
-    summary = _report(opts["output_format"] or config.format, registry, found, options, opts)
+    baseline_path = opts["baseline_path"] or config.baseline
+    if opts["create_baseline"]:
+        _create_baseline(baseline_path, found, options, opts["quiet"])
+    if opts["diff"]:
+        sys.exit(_diff(found, options, opts["unsafe_fixes"]))
+    results = _results(found, options, opts, baseline_path)
+    summary = _report(
+        opts["output_format"] or config.format, registry, found, results, len(found.files), opts
+    )
     if summary.errors or found.errors:
         sys.exit(EXIT_FAILURE)
     fail_on = Severity.parse(opts["fail_on"]) if opts["fail_on"] else config.fail_on
@@ -260,10 +298,107 @@ def _load_config(config_path: Path | None, paths: tuple[Path, ...], known: list[
     return load_config(found, known) if found else Config()
 
 
+def _results(
+    found: Discovery, options: RunOptions, opts: Any, baseline_path: Path | None
+) -> Iterator[FileResult]:
+    """The engine's results, after --fix/--add-noqa and the baseline when asked for."""
+    results: Iterable[FileResult] = run(found.files, options)
+    if opts["fix"] or opts["add_noqa"]:
+        results = _fixed(results, options, opts)
+    if baseline_path is None:
+        yield from results
+        return
+    from trainlint.baseline import Baseline, BaselineError
+
+    try:
+        baseline = Baseline.load(baseline_path)
+    except BaselineError as exc:
+        raise _Failure(str(exc)) from None
+    for result in results:
+        result.findings = baseline.new_findings(result.findings)
+        yield result
+    if baseline.unmatched and not opts["quiet"]:
+        click.echo(
+            f"trainlint: {baseline.unmatched} baseline entries no longer match a finding "
+            f"(fixed or changed): run --create-baseline to shrink {baseline_path}",
+            err=True,
+        )
+
+
+def _fixed(results: Iterable[FileResult], options: RunOptions, opts: Any) -> list[FileResult]:
+    from trainlint.fixrun import fix_results, write_fixed
+
+    final, report = fix_results(
+        list(results), options, unsafe=opts["unsafe_fixes"], add_noqa=opts["add_noqa"]
+    )
+    written = 0
+    for outcome in report.changed:
+        error = write_fixed(outcome)
+        if error:
+            click.echo(f"trainlint: error: {outcome.display}: {error}", err=True)
+        else:
+            written += 1
+    for outcome in report.files:
+        for finding, reason in outcome.skipped:
+            click.echo(
+                f"trainlint: {finding.path}:{finding.line}: {finding.code} fix skipped: {reason}",
+                err=True,
+            )
+    if not opts["quiet"]:
+        what = "noqa comments added" if opts["add_noqa"] else "fixed"
+        line = f"trainlint: {report.fixed} {what} in {_count(written, 'file')}"
+        if report.unsafe_available and not opts["add_noqa"]:
+            line += f" ({report.unsafe_available} more fixable with --unsafe-fixes)"
+        click.echo(line + ".", err=True)
+    return final
+
+
+def _diff(found: Discovery, options: RunOptions, unsafe: bool) -> int:
+    from trainlint.fixes import unified_diff
+    from trainlint.fixrun import fix_results
+
+    _, report = fix_results(list(run(found.files, options)), options, unsafe=unsafe)
+    for outcome in report.changed:
+        click.echo(unified_diff(outcome.display, outcome.original, outcome.fixed), nl=False)
+    fixes = sum(len(o.applied) for o in report.changed)
+    click.echo(
+        f"trainlint: {fixes} fixes would be applied to {len(report.changed)} files.", err=True
+    )
+    return EXIT_FINDINGS if report.changed else EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("x") else "s")
+    return f"{number} {noun if number == 1 else plural}"
+
+
+def _create_baseline(path: Path | None, found: Discovery, options: RunOptions, quiet: bool) -> None:
+    from trainlint.baseline import BaselineError, write_baseline
+
+    if path is None:
+        raise _Failure('--create-baseline needs --baseline FILE (or baseline = "FILE" in config)')
+    results = list(run(found.files, options))
+    try:
+        count = write_baseline(path, [f for r in results for f in r.findings])
+    except BaselineError as exc:
+        raise _Failure(str(exc)) from None
+    for result in results:
+        if result.error:
+            click.echo(f"trainlint: error: {result.display}: {result.error}", err=True)
+    if not quiet:
+        click.echo(f"trainlint: recorded {count} findings in {path}", err=True)
+    sys.exit(EXIT_OK)
+
+
 def _report(
-    fmt: str, registry: dict[str, type[Rule]], found: Discovery, options: RunOptions, opts: Any
+    fmt: str,
+    registry: dict[str, type[Rule]],
+    found: Discovery,
+    results: Iterable[FileResult],
+    total: int,
+    opts: Any,
 ) -> Summary:
-    """Run the engine over the discovered files, feeding the reporter as results come in."""
+    """Feed the reporter as results come in."""
     summary = Summary()
     output: Path | None = opts["output"]
     with ExitStack() as stack:
@@ -283,8 +418,8 @@ def _report(
         )
         for path, reason in found.errors:
             reporter.on_discovery_error(str(path), reason)
-        with _progress(len(found.files), opts["quiet"] or not sys.stderr.isatty()) as advance:
-            for result in run(found.files, options):
+        with _progress(total, opts["quiet"] or not sys.stderr.isatty()) as advance:
+            for result in results:
                 summary.add(result)
                 reporter.on_file(result)
                 advance()

@@ -38,6 +38,7 @@ KEYS = (
     "include-notebooks",
     "respect-gitignore",
     "force-exclude",
+    "baseline",
 )
 
 
@@ -66,6 +67,7 @@ class Config:
     fail_on: Severity = Severity.WARNING
     format: str = "text"
     cache_dir: Path | None = None
+    baseline: Path | None = None
     #: Code or prefix -> severity; :meth:`severity_overrides` resolves prefixes.
     severity: dict[str, Severity] = field(default_factory=dict)
     max_file_size: int = 1_000_000
@@ -225,6 +227,12 @@ def parse_table(
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where} must be a path string, not {_describe(value)}")
             config.cache_dir = (path.parent / Path(value).expanduser()).resolve()
+        elif key == "baseline":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(
+                    f"{where} must be the path of a baseline file, not {_describe(value)}"
+                )
+            config.baseline = (path.parent / Path(value).expanduser()).resolve()
         elif key == "severity":
             config.severity = _severity_table(value, path, known_codes)
         elif key == "max-file-size":

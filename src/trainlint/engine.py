@@ -22,10 +22,10 @@ from typing import Any
 import libcst as cst
 
 from trainlint import sources
+from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
-from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.rule import (
     Edit,
     Finding,
@@ -210,7 +210,8 @@ class FileAnalyzer:
         # Judging suppressions needs every finding of the file: not when a rule gave up.
         judges = [r for r in rules if r.uses_suppressions] if result.error is None else []
         if violations or judges:
-            result.findings = self._locate(model, text, display, violations, judges)
+            result.findings, error = self._locate(model, text, display, violations, judges)
+            result.error = result.error or error
         return result
 
     def _locate(
@@ -220,7 +221,9 @@ class FileAnalyzer:
         display: str,
         violations: list[tuple[Rule, Violation]],
         judges: list[Rule],
-    ) -> list[Finding]:
+    ) -> tuple[list[Finding], str | None]:
+        """Findings with positions, fixes and fingerprints, after noqa; and a rule's error."""
+        error = None
         suppressions = Suppressions.of(text)
         lines = suppressions.lines
         findings: set[Finding] = set()
@@ -246,7 +249,9 @@ class FileAnalyzer:
                     fix=fix.render() if fix else None,
                     applicability=fix.applicability.value if fix and edits else None,
                     edits=edits or (),
-                    fingerprint=finding_fingerprint(rule.code, anchor_text(lines, span.line, span.end_line)),
+                    fingerprint=finding_fingerprint(
+                        rule.code, anchor_text(lines, span.line, span.end_line)
+                    ),
                 )
             )
 
@@ -260,9 +265,14 @@ class FileAnalyzer:
                 frozenset(r.code for r in self.rules),
             )
             for rule in judges:
-                for violation in rule.check_suppressions(report):
+                try:
+                    found = list(rule.check_suppressions(report))
+                except Exception as exc:  # a rule bug must not lose the file's other findings
+                    error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
+                    continue
+                for violation in found:
                     add(rule, violation)
-        return sorted(findings)
+        return sorted(findings), error
 
     @staticmethod
     def _span(model: TrainingModel, node: object) -> Span | None:
@@ -307,9 +317,10 @@ class FileAnalyzer:
             ]
         return result
 
-    def analyze_file(self, path: Path, display: str) -> FileResult:
-        """The whole pipeline for one file, in this process, without the cache."""
-        prepared = self.prepare(path, display)
+    def analyze_file(self, path: Path, display: str, raw: bytes | None = None) -> FileResult:
+        """The whole pipeline for one file (from ``raw`` when given), in this process, without
+        the cache."""
+        prepared = self.prepare(path, display, raw)
         if isinstance(prepared, FileResult):
             return prepared
         return self.drop_ignored(self.analyze_source(prepared, display))

@@ -60,6 +60,7 @@ class Directive:
     codes: tuple[str, ...]  # as written, upper-cased, in order
     file_level: bool
     whole_comment: bool  # the directive is the whole comment (removing it removes the comment)
+    leads_comment: bool = False  # the comment starts with it (``# noqa: TL101 reason``)
 
 
 @dataclass
@@ -110,13 +111,22 @@ class Suppressions:
             for match in matches:
                 codes = match.group("codes") if match.group("colon") else None
                 if not codes:
-                    continue  # bare ``# noqa`` is shared with other linters: not ours to judge
+                    continue  # a bare directive is shared with other linters: not ours to judge
                 start = column + (match.start() if not file_match else 0)
                 end = column + match.end()
                 whole = match.start() == 0 and not comment[match.end() :].strip()
                 written = tuple(c.upper() for c in _CODE_SPLIT.split(codes.strip()) if c)
+                leads = match.start() == 0 or bool(file_match)
                 found.append(
-                    Directive(line, start, end, written, bool(file_match), whole or bool(file_match))
+                    Directive(
+                        line,
+                        start,
+                        end,
+                        written,
+                        bool(file_match),
+                        whole or bool(file_match),
+                        leads,
+                    )
                 )
         return found
 
