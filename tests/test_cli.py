@@ -325,7 +325,9 @@ def test_rules_lists_every_rule() -> None:
 def test_rules_json_and_markdown() -> None:
     rows = json.loads(CliRunner().invoke(main, ["rules", "--format", "json"]).stdout)
     assert [row["code"] for row in rows] == list(REGISTRY)
-    assert set(rows[0]) == {"code", "name", "severity", "frameworks", "summary"}
+    assert set(rows[0]) == {"code", "name", "severity", "frameworks", "fix", "summary"}
+    by_code = {row["code"]: row for row in rows}
+    assert by_code["TL405"]["fix"] == "always (safe)" and by_code["TL101"]["fix"] == "never"
     markdown = CliRunner().invoke(main, ["rules", "--format", "markdown"]).stdout
     assert markdown.startswith("| Code | Name |")
     assert all(f"| {code} | {rule.name} |" in markdown for code, rule in REGISTRY.items())
@@ -336,6 +338,7 @@ def test_explain(spelling: str) -> None:
     result = CliRunner().invoke(main, ["explain", spelling])
     assert result.exit_code == 0
     assert result.stdout.startswith("# TL405 missing-call-parens")
+    assert "fix: always (safe)" in result.stdout.splitlines()[2]
     for section in ("## What it does", "## Why is this bad?", "## Example", "## Use instead"):
         assert f"\n{section}\n" in result.stdout  # a heading, not an indented code block
 

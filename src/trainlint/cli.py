@@ -462,11 +462,13 @@ def list_rules(output_format: str) -> None:
         click.echo(rules_markdown(registry))
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("code", "name", "severity", "frameworks", "finds"):
+    for column in ("code", "name", "severity", "frameworks", "fix", "finds"):
         table.add_column(column, no_wrap=column != "finds")
     for rule in registry.values():
         row = _rule_row(rule)
-        table.add_row(row["code"], row["name"], row["severity"], row["frameworks"], row["summary"])
+        table.add_row(
+            row["code"], row["name"], row["severity"], row["frameworks"], row["fix"], row["summary"]
+        )
     terminal = sys.stdout.isatty()
     # Piped or redirected: one rule per line (greppable), however long.
     console = Console(no_color="NO_COLOR" in os.environ, width=None if terminal else 10_000)
@@ -479,16 +481,24 @@ def _rule_row(rule: type[Rule]) -> dict[str, str]:
         "name": rule.name,
         "severity": rule.severity.label,
         "frameworks": ",".join(rule.frameworks),
+        "fix": _fix_label(rule),
         "summary": rule.one_line(),
     }
 
 
+def _fix_label(rule: type[Rule]) -> str:
+    """``always (safe)``, ``sometimes (unsafe)`` or ``never``."""
+    if rule.fix_availability == "never":
+        return "never"
+    return f"{rule.fix_availability} ({rule.fix_applicability.value})"
+
+
 def rules_markdown(registry: dict[str, type[Rule]]) -> str:
     """The rule table in Markdown (README embeds it; a test keeps the two in sync)."""
-    columns = ("code", "name", "severity", "frameworks", "summary")
+    columns = ("code", "name", "severity", "frameworks", "fix", "summary")
     lines = [
-        "| Code | Name | Severity | Frameworks | What it finds |",
-        "| --- | --- | --- | --- | --- |",
+        "| Code | Name | Severity | Frameworks | Fix | What it finds |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for rule in registry.values():
         row = _rule_row(rule)
@@ -515,7 +525,10 @@ def explain(code: str) -> None:
         except ConfigError as exc:
             message = f"{exc}; `trainlint rules` lists every rule"
         raise _Failure(message)
-    header = f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}*"
+    header = (
+        f"# {rule.code} {rule.name}\n\n*{rule.severity.label} · {', '.join(rule.frameworks)}"
+        f" · fix: {_fix_label(rule)}*"
+    )
     text = f"{header}\n\n{rule.documentation()}"
     if sys.stdout.isatty():
         from rich.markdown import Markdown  # slow to import; only needed here
