@@ -17,6 +17,7 @@ from reporter_samples import (
     TRICKY_MESSAGE,
     FakeTTY,
     finding,
+    clean_run,
     render,
     sample_run,
 )
@@ -213,29 +214,58 @@ def test_github_escaping() -> None:
 
 
 # --------------------------------------------------------------------------------------- junit
-def test_junit_suite_cases_and_counts(tmp_path: Path) -> None:
+def test_junit_one_case_per_finding(tmp_path: Path) -> None:
     out = render("junit", sample_run(tmp_path))
     assert out.startswith('<?xml version="1.0" encoding="UTF-8"?>')
     root = ET.fromstring(out.encode("utf-8"))
     (suite,) = root.findall("testsuite")
-    cases = {case.get("classname"): case for case in suite.findall("testcase")}
-    assert list(cases) == ["missing.py", "pkg/train.py", "pkg/broken.py", "pkg/clean.py", "huge.py"]
+    cases = suite.findall("testcase")
+    assert [c.get("classname") for c in cases] == [
+        "missing.py",
+        *["pkg/train.py"] * len(FINDINGS),
+        "pkg/broken.py",
+        "huge.py",
+    ]
     counts = {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")}
-    assert counts == {"tests": "5", "failures": "1", "errors": "2", "skipped": "1"}
+    assert counts == {
+        "tests": str(len(FINDINGS) + 3),
+        "failures": str(len(FINDINGS)),
+        "errors": "2",
+        "skipped": "1",
+    }
     assert {k: root.get(k) for k in counts} == counts
-    failures = cases["pkg/train.py"].findall("failure")
-    assert [(f.get("type"), f.get("message")) for f in failures] == [
+    finding_cases = [c for c in cases if c.get("classname") == "pkg/train.py"]
+    assert all(len(list(c)) == 1 for c in finding_cases)  # consumers read only the first
+    failures = [c.find("failure") for c in finding_cases]
+    assert [(f.get("type"), f.get("message")) for f in failures] == [  # type: ignore[union-attr]
         (f.code, f.message) for f in FINDINGS
     ]
-    assert failures[1].text is not None
-    assert failures[1].text.startswith("pkg/train.py:3:2: TST101 [error] sample-error found")
-    assert "fix: add the call parentheses" in failures[1].text
-    assert list(cases["pkg/clean.py"]) == []
-    (error,) = cases["pkg/broken.py"].findall("error")
-    assert "syntax error" in (error.get("message") or "") and "pkg/broken.py:1" in (
-        error.text or ""
+    assert finding_cases[1].get("name") == (
+        f"{FINDINGS[1].code} {FINDINGS[1].name} at line {FINDINGS[1].line}, "
+        f"column {FINDINGS[1].column}"
     )
-    assert cases["huge.py"].find("skipped") is not None
+    text = failures[1].text or ""  # type: ignore[union-attr]
+    assert text.startswith("pkg/train.py:3:2: TST101 [error] sample-error found")
+    assert "fix: add the call parentheses" in text
+    (error,) = [c.find("error") for c in cases if c.get("classname") == "pkg/broken.py"]
+    assert "syntax error" in (error.get("message") or "")  # type: ignore[union-attr]
+    assert "pkg/broken.py:1" in (error.text or "")  # type: ignore[union-attr]
+    assert cases[-1].find("skipped") is not None
+
+
+def test_junit_clean_run_is_one_passing_case(tmp_path: Path) -> None:
+    root = ET.fromstring(render("junit", clean_run(tmp_path)).encode("utf-8"))
+    (case,) = root.iter("testcase")
+    assert list(case) == [] and root.get("tests") == "1" and root.get("failures") == "0"
+
+
+@pytest.mark.parametrize("sample", ["sample", "clean"])
+def test_junit_validates_against_the_junit_schema(tmp_path: Path, sample: str) -> None:
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd")
+    run = sample_run(tmp_path) if sample == "sample" else clean_run(tmp_path)
+    schema.validate(render("junit", run))
 
 
 def test_junit_strips_characters_xml_cannot_carry(tmp_path: Path) -> None:
@@ -296,7 +326,7 @@ def test_cli_every_format(project: Path, fmt: str) -> None:
     else:
         suite = ET.fromstring(out.encode("utf-8")).find("testsuite")
         assert suite is not None
-        assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+        assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "2", "1")
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif", "github", "junit"])

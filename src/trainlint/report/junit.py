@@ -1,10 +1,11 @@
 """JUnit XML, for CI systems that show test reports (GitLab, Jenkins, Azure, test-report actions).
 
-One ``<testsuite name="trainlint">`` inside ``<testsuites>``; one ``<testcase>`` per file the run
-looked at (``classname`` = the path). A finding is a ``<failure>`` (type = its code), a file
-that could not be analyzed an ``<error>``, a file skipped on purpose (too large) ``<skipped>``.
-The counts follow JUnit: ``failures`` and ``errors`` count test cases, not findings, so a
-file with three findings is one failed test with three ``<failure>`` elements.
+One ``<testsuite name="trainlint">`` inside ``<testsuites>``; one ``<testcase>`` per finding
+(``classname`` = the path, ``name`` = the code, rule and position), as ruff and pylint emit:
+JUnit consumers read only the first ``<failure>`` of a test case, so findings must not share
+one. A file that could not be analyzed is a test case with an ``<error>``, a file skipped on
+purpose (too large) one with ``<skipped>``. A run with no finding, error or skip emits one
+passing test case, so the report is never an empty suite.
 """
 
 from __future__ import annotations
@@ -54,26 +55,28 @@ class JunitReporter(Reporter):
         self.error_cases = 0
         self.skipped_cases = 0
 
-    def _case(self, path: str) -> ET.Element:
-        case = ET.Element("testcase", {"classname": xml_text(path), "name": CASE_NAME})
+    def _case(self, path: str, name: str = CASE_NAME) -> ET.Element:
+        case = ET.Element("testcase", {"classname": xml_text(path), "name": xml_text(name)})
         case.set("file", xml_text(path))
         self.cases.append(case)
         return case
 
     def on_file(self, result: FileResult) -> None:
-        case = self._case(result.display)
         for finding in result.findings:
+            name = f"{finding.code} {finding.name} at line {finding.line}, column {finding.column}"
+            case = self._case(result.display, name)
+            case.set("line", str(finding.line))
             failure = ET.SubElement(
                 case,
                 "failure",
                 {"message": xml_text(finding.message), "type": finding.code},
             )
             failure.text = failure_text(finding)
-        if result.findings:
             self.failed_cases += 1
         if result.error:
-            self._error(case, result.display, result.error, result.error_line)
+            self._error(self._case(result.display), result.display, result.error, result.error_line)
         elif result.skipped:
+            case = self._case(result.display)
             ET.SubElement(case, "skipped", {"message": xml_text(result.skipped)})
             self.skipped_cases += 1
 
@@ -87,6 +90,8 @@ class JunitReporter(Reporter):
         self.error_cases += 1
 
     def document(self, summary: Summary) -> ET.ElementTree:
+        if not self.cases:
+            self._case(SUITE_NAME, f"{summary.files} files checked: no findings")
         counts = {
             "tests": str(len(self.cases)),
             "failures": str(self.failed_cases),
