@@ -335,3 +335,21 @@ def test_cli_findings_exit_1_and_write_output(project: Path, fmt: str) -> None:
     assert result.exit_code == 1, result.output
     written = (project / "report.out").read_text("utf-8")
     assert "TL405" in written and not ANSI.search(written)
+
+
+def test_github_job_summary_when_the_variable_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary_file = tmp_path / "summary.md"
+    summary_file.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary_file))
+    render("github", sample_run(tmp_path))
+    text = summary_file.read_text()
+    assert text.startswith("earlier step\n## trainlint\n")
+    assert "| Rule | Name | Severity | Findings |" in text
+    for code in {f.code for f in FINDINGS}:
+        assert f"| {code} |" in text
+    assert "| `pkg/broken.py` | syntax error: unexpected token ':' |" in text
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    render("github", sample_run(tmp_path))
+    assert summary_file.read_text() == text

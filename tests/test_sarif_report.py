@@ -248,3 +248,32 @@ def test_broken_documents_are_rejected(document: dict[str, Any], breakage: str) 
     BROKEN[breakage](broken)
     with pytest.raises(SarifInvalid):  # ...and each single breakage fails
         validate_sarif(broken)
+
+
+def test_real_fixes_partial_fingerprints_and_only_rules_that_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from trainlint.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("def train(optimizer):\n    optimizer.zero_grad\n")
+    out = (
+        CliRunner()
+        .invoke(main, ["check", "--no-cache", "--select", "TL4,TL5", "--format", "sarif", "t.py"])
+        .stdout
+    )
+    document = json.loads(out)
+    validate_sarif(document)
+    run = document["runs"][0]
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == {"TL405", "TL504"}
+    (result,) = run["results"]
+    assert re.fullmatch(r"[0-9a-f]{20}", result["partialFingerprints"]["trainlintFinding/v1"])
+    (change,) = result["fixes"][0]["artifactChanges"]
+    assert change["replacements"] == [
+        {
+            "deletedRegion": {"startLine": 2, "startColumn": 5, "endLine": 2, "endColumn": 24},
+            "insertedContent": {"text": "optimizer.zero_grad()"},
+        }
+    ]

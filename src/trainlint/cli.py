@@ -266,8 +266,9 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
     if opts["diff"]:
         sys.exit(_diff(found, options, opts["unsafe_fixes"]))
     results = _results(found, options, opts, baseline_path)
+    ran = {code: registry[code] for code in codes if code in registry}  # reports list these
     summary = _report(
-        opts["output_format"] or config.format, registry, found, results, len(found.files), opts
+        opts["output_format"] or config.format, ran, found, results, len(found.files), opts
     )
     if summary.errors or found.errors:
         sys.exit(EXIT_FAILURE)

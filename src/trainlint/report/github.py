@@ -8,16 +8,19 @@ in property values ``:`` and ``,`` are too, since they delimit the properties.
 
 from __future__ import annotations
 
-from pathlib import PurePath
+import os
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from trainlint.report import Reporter, Summary
-from trainlint.rule import Finding, Severity
+from trainlint.rule import Finding, Rule, Severity
 
 if TYPE_CHECKING:
     from trainlint.engine import FileResult
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+#: Set by GitHub Actions to a file whose Markdown is shown on the run's summary page.
+STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 
 
 def escape_data(text: str) -> str:
@@ -94,6 +97,9 @@ class GithubReporter(Reporter):
         )
 
     def finish(self, summary: Summary) -> None:
+        summary_file = os.environ.get(STEP_SUMMARY_VARIABLE)
+        if summary_file:
+            self._write_step_summary(Path(summary_file), summary)
         if self.quiet:
             return
         # A plain log line (not a command): the job log says what was checked.
@@ -102,3 +108,37 @@ class GithubReporter(Reporter):
             f"trainlint: {summary.findings} finding{'s' if summary.findings != 1 else ''} "
             f"in {summary.files} file{'s' if summary.files != 1 else ''}{errors}\n"
         )
+
+    def _write_step_summary(self, path: Path, summary: Summary) -> None:
+        """Append the run's table (one row per rule) to the job summary; never fail the run."""
+        try:
+            with open(path, "a", encoding="utf-8") as stream:
+                stream.write(step_summary(summary, self.registry))
+        except OSError:
+            pass  # the annotations are the report; the summary page is a courtesy
+
+
+def step_summary(summary: Summary, registry: dict[str, type[Rule]]) -> str:
+    """The job summary block: counts per rule, then what could not be analyzed."""
+    lines = ["## trainlint", ""]
+    errors = f", {len(summary.errors)} not analyzed" if summary.errors else ""
+    lines.append(f"{summary.findings} findings in {summary.files} files{errors}.")
+    lines.append("")
+    if summary.by_code:
+        lines += ["| Rule | Name | Severity | Findings |", "| --- | --- | --- | ---: |"]
+        for code, count in sorted(summary.by_code.items()):
+            rule = registry.get(code)
+            name = rule.name if rule else ""
+            severity = rule.severity.label if rule else ""
+            lines.append(f"| {code} | {name} | {severity} | {count} |")
+        lines.append("")
+    if summary.errors:
+        lines += ["| Not analyzed | Why |", "| --- | --- |"]
+        for path, _, reason in summary.errors:
+            lines.append(f"| `{_cell(path)}` | {_cell(reason)} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")

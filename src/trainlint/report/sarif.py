@@ -1,9 +1,11 @@
 """SARIF 2.1.0 output, for GitHub code scanning and other SARIF viewers.
 
-One run: the driver describes every registered rule (so viewers can show the documentation of
+One run: the driver describes every rule that ran (so viewers can show the documentation of
 a rule even when this run found nothing for it), each finding is a result pointing at its rule
-by id and index, and files that could not be analyzed become tool execution notifications,
-which also turn ``executionSuccessful`` false.
+by id and index, with ``partialFingerprints`` (the baseline fingerprint, which survives
+unrelated edits, so code scanning tracks a finding across commits) and, when the fix is an
+edit, a ``fix`` whose replacements are the real edit. Files that could not be analyzed become
+tool execution notifications, which also turn ``executionSuccessful`` false.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/trainlint/"
 SRCROOT = "%SRCROOT%"
+#: partialFingerprints key; the version part changes if the fingerprint's recipe ever does.
+FINGERPRINT_KEY = "trainlintFinding/v1"
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
@@ -126,14 +130,33 @@ class SarifReporter(Reporter):
         result["level"] = LEVELS[finding.severity]
         result["message"] = {"text": finding.message}
         result["locations"] = [{"physicalLocation": location}]
+        if finding.fingerprint:
+            result["partialFingerprints"] = {FINGERPRINT_KEY: finding.fingerprint}
         if finding.fix:
             result["fixes"] = [self._fix(finding, location["artifactLocation"])]
         return result
 
     @staticmethod
     def _fix(finding: Finding, artifact: dict[str, str]) -> dict[str, Any]:
-        # SARIF demands at least one artifact change per fix, but a trainlint fix is advice
-        # (a sentence and maybe the code to write), not an edit known to be safe to apply.
+        if finding.edits:
+            replacements = [
+                {
+                    "deletedRegion": {
+                        "startLine": edit.span.line,
+                        "startColumn": edit.span.column,
+                        "endLine": edit.span.end_line,
+                        "endColumn": edit.span.end_column,
+                    },
+                    "insertedContent": {"text": edit.content},
+                }
+                for edit in finding.edits
+            ]
+            return {
+                "description": {"text": f"{finding.fix} ({finding.applicability} fix)"},
+                "artifactChanges": [{"artifactLocation": artifact, "replacements": replacements}],
+            }
+        # SARIF demands at least one artifact change per fix, but this fix is advice (a
+        # sentence and maybe the code to write), not an edit known to be right to apply.
         # So the change is an empty insertion at the finding's start: viewers show the
         # description, and a tool that applies fixes automatically changes nothing.
         insertion_point = {
