@@ -16,8 +16,8 @@ from reporter_samples import (
     SOURCE,
     TRICKY_MESSAGE,
     FakeTTY,
-    finding,
     clean_run,
+    finding,
     render,
     sample_run,
 )
