@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from trainlint import Fix, Rule, Severity
+from trainlint import Applicability, Fix, Rule, Severity
+from trainlint.edits import move_after, statement_of
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
 from trainlint.model.loops.gradients import clears, local_anchor, runs_whenever, torch_steps
 from trainlint.rule import Violation
@@ -53,6 +54,10 @@ class ZeroGradBeforeStep(Rule):
     frameworks = ("torch",)
     triggers = ("zero_grad",)
     summary = "zero_grad() runs between backward() and step(), so the step applies zeros."
+    fix_availability = "sometimes"
+    # Unsafe: code between the two calls that reads the gradients (logging grad norms) sees
+    # them cleared before, and real ones after.
+    fix_applicability = Applicability.UNSAFE
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         reported: set[int] = set()
@@ -101,10 +106,15 @@ class ZeroGradBeforeStep(Rule):
             f"{model.line_of(step.node)}): the gradients of `{optimizer}` are thrown away, so "
             "the step applies zeros and the model does not learn"
         )
-        fix = Fix(
-            "clear the gradients after step() (or before backward(), outside accumulation)",
-            f"{backward_text}; {step_text}; {clearing_text}",
+        description = (
+            "clear the gradients after step() (or before backward(), outside accumulation)"
         )
+        replacement = f"{backward_text}; {step_text}; {clearing_text}"
+        moved, after = statement_of(model, clearing.node), statement_of(model, step.node)
+        edits = move_after(model, moved, after) if moved and after else None
+        if edits is None:
+            return Violation(anchor, message, Fix(description, replacement))
+        fix = Fix(description, replacement, edits, Applicability.UNSAFE)
         return Violation(anchor, message, fix)
 
 

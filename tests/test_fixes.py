@@ -261,3 +261,42 @@ def test_add_noqa_then_clean(project: Path) -> None:
     assert _cli("--add-noqa", ".").exit_code == 0
     assert (project / "bad.py").read_text().endswith("optimizer.zero_grad  # noqa: TL405\n")
     assert _cli(".").exit_code == 0
+
+
+TL102_SOURCE = (
+    "for inputs, targets in loader:\n"
+    "    loss = criterion(model(inputs), targets)\n"
+    "    loss.backward()\n"
+    "    optimizer.zero_grad()  # clear\n"
+    "    optimizer.step()\n"
+    "    print(loss.item())\n"
+)
+
+
+def test_tl102_unsafe_fix_moves_the_clearing_after_the_step(tmp_path: Path) -> None:
+    path = tmp_path / "t.py"
+    path.write_text(TL102_SOURCE)
+    findings = [f for f in findings_of(path) if f.code == "TL102"]
+    assert [f.applicability for f in findings] == ["unsafe"]
+    assert not applicable(findings[0], unsafe=False)
+    done = fix_text(TL102_SOURCE, findings)
+    assert done.text == (
+        "for inputs, targets in loader:\n"
+        "    loss = criterion(model(inputs), targets)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+        "    optimizer.zero_grad()  # clear\n"
+        "    print(loss.item())\n"
+    )
+
+
+def test_fix_counts_what_unsafe_fixes_would_add(project: Path) -> None:
+    (project / "t.py").write_text(TL102_SOURCE)
+    result = _cli("--fix", "t.py")
+    assert "0 fixed in 0 files (1 more fixable with --unsafe-fixes)" in result.output
+    assert (project / "t.py").read_text() == TL102_SOURCE
+    result = _cli("--fix", "--unsafe-fixes", "t.py")
+    assert "1 fixed in 1 file" in result.output
+    assert (
+        "optimizer.step()\n    optimizer.zero_grad()  # clear\n" in (project / "t.py").read_text()
+    )
