@@ -9,6 +9,7 @@ from trainlint.model import EventKind, TrainingModel
 from trainlint.model.dataflow.batches import batching
 from trainlint.model.dataflow.graph import Holds
 from trainlint.model.dataflow.lossflow import Reduction
+from trainlint.model.dataflow.provenance import parameter_update
 from trainlint.model.syntax.nodes import dotted
 from trainlint.rule import Violation
 
@@ -66,35 +67,77 @@ class LossAccumulatedWithoutItem(Rule):
         if not model.imports.imports("torch"):
             return
         flow = model.dataflow
-        seen: set[int] = set()
+        seen: set[tuple[int, str]] = set()
         for loop in model.loops:
             for event in model.iteration(loop):
-                if event.kind is not EventKind.ACCUMULATE or id(event.node) in seen:
+                # an inlined helper's statement once per call of it (``a.update(x)``, ``b...``)
+                key = (id(event.node), event.subject or "")
+                if event.kind is not EventKind.ACCUMULATE or key in seen:
                     continue
-                seen.add(id(event.node))
                 name = _accumulator(event.node)
-                if name is None or (event.via and "." not in name):
+                if name is None or not _outlives_call(event, name, loop):
                     continue  # a helper's local total starts afresh on every call
                 if flow.restarted_before(name, event.node):
                     continue  # ``loss = a; loss = loss + b``: one iteration's sum
+                if parameter_update(flow, event.node, event.scope):
+                    continue  # ``w -= lr * w.grad``: a hand-written optimizer step
                 before = model.order_of(event.node)
-                fact = flow.fact(event.operand, event.scope, before)
-                if fact.holds is not Holds.GRAPH:
+                fact = flow.fact_through(event.operand, event.scope, before, event.via)
+                disabled = flow.grad_disabled(event.node, *event.via, loop.node)
+                # made under ``no_grad`` and accumulated outside it: no graph, as ``.detach()``
+                if fact.holds is not Holds.GRAPH and not (fact.no_grad and disabled):
                     continue
                 uses = flow.uses(name, event.scope)
                 if uses.backward or uses.model_input:
                     continue
                 innermost = event.loops[-1] if event.loops else loop
-                disabled = flow.grad_disabled(event.node, *event.via, loop.node)
+                if not event.via and name in event.scope.params and not _over_data(model, loop):
+                    continue  # a helper adding into its argument: reported at its callers
                 if (
                     uses.returned
                     and not disabled
                     and not (flow.runs_backward(event.scope) or _over_data(model, innermost))
                 ):
                     continue  # a helper that builds a loss from several terms
-                yield self._violation(model, event, name, fact.origin, innermost, disabled)
+                seen.add(key)
+                yield self._violation(
+                    model, event, name, fact.origin, innermost, disabled, _caller_loop(event, loop)
+                )
 
-    def _violation(self, model, event, name, origin, loop, disabled: bool) -> Violation:
+    def _call_violation(self, model, event, name, loop, disabled: bool) -> Violation:
+        code = model.module.code_for_node
+        call = event.via[0]
+        shown = code(call).strip()
+        total = event.subject
+        helper = code(event.node).strip()
+        where = f"the loop at line {model.line_of(loop.node)}"
+        scope = _caller_scope(model, call, event.scope)
+        graphs = _graph_arguments(model, call, scope)
+        fixed = _converted_call(model, call, graphs, scope)
+        passed = f"`{code(graphs[0]).strip()}`" if graphs else "a tensor attached to the graph"
+        if disabled:
+            message = (
+                f"`{shown}` runs with gradients disabled, so no graph is kept, but it adds "
+                f"{passed} into `{total}` (`{helper}`, line {model.line_of(event.node)}), which "
+                f"becomes a tensor instead of a number; pass a python number"
+            )
+        else:
+            message = (
+                f"`{shown}` adds {passed}, still attached to the autograd graph, into `{total}` "
+                f"(`{helper}`, line {model.line_of(event.node)}) on every iteration of {where}: "
+                f"each batch's graph stays alive as long as `{total}`, so memory grows with "
+                f"every batch"
+            )
+        return Violation(
+            event.via[0],
+            message,
+            Fix("pass a python number", fixed),
+            severity=Severity.INFO if disabled else None,
+        )
+
+    def _violation(
+        self, model, event, name, origin, loop, disabled: bool, outer=None
+    ) -> Violation:
         code = model.module.code_for_node
         statement = code(event.node).strip()
         operand = event.operand
@@ -108,6 +151,10 @@ class LossAccumulatedWithoutItem(Rule):
         wrapped = added if simple else f"({added})"
         converted = f"{wrapped}.item()" if scalar else f"{wrapped}.detach()"
         fixed = _with_operand(event.node, operand, converted) or converted
+        anchor = event.node
+        if event.via and event.subject and event.subject != name:
+            # ``meter.update(loss)``: report the call in the loop, not the helper's line
+            return self._call_violation(model, event, name, outer, disabled)
         source = ""
         if origin is not None and isinstance(origin, cst.Call):
             source = f" (it comes from `{code(origin.func).strip()}(...)` at line "
@@ -127,11 +174,71 @@ class LossAccumulatedWithoutItem(Rule):
                 f"ends up a tensor, not a number"
             )
         return Violation(
-            event.node,
+            anchor,
             message,
             Fix("accumulate a python number", fixed),
             severity=Severity.INFO if disabled else None,
         )
+
+
+def _converted_call(model: TrainingModel, call: cst.Call, graphs, scope) -> str:
+    """``call`` as text with each graph argument converted (``loss`` -> ``loss.item()``, and
+    each graph value of a dict argument)."""
+    code = model.module.code_for_node
+
+    def item(expr: cst.BaseExpression) -> str:
+        text = code(expr).strip()
+        simple = isinstance(expr, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+        return f"{text}.item()" if simple else f"({text}).item()"
+
+    parts = []
+    for arg in call.args:
+        value = arg.value
+        text = code(value).strip()
+        if any(value is g for g in graphs):
+            if isinstance(value, cst.Dict):
+                items = [
+                    f"{code(e.key).strip()}: "
+                    + (item(e.value) if model.dataflow.is_graph(e.value, scope) else code(e.value))
+                    for e in value.elements
+                    if isinstance(e, cst.DictElement)
+                ]
+                text = "{" + ", ".join(items) + "}"
+            else:
+                text = item(value)
+        prefix = f"{arg.keyword.value}=" if arg.keyword is not None else arg.star
+        parts.append(prefix + text)
+    return f"{code(call.func).strip()}({', '.join(parts)})"
+
+
+def _graph_arguments(model: TrainingModel, call: cst.Call, scope) -> list[cst.BaseExpression]:
+    """The arguments of ``call`` that hold a graph (what the fix converts)."""
+    flow = model.dataflow
+    order = flow.order(call)
+    return [a.value for a in call.args if flow.is_graph(a.value, scope, order)]
+
+
+def _outlives_call(event, name: str, loop) -> bool:
+    """Whether the total an inlined helper adds into lives on in the caller's loop: an
+    attribute (``self.sum`` of ``meter.update``) or the caller's object passed as an argument
+    (``add_losses(totals, d)`` doing ``totals[k] += v``); a helper's own local restarts."""
+    if not event.via:
+        return True
+    root = name.split(".", 1)[0]
+    return event.subject is not None and (root == "self" or root in event.scope.params)
+
+
+def _caller_loop(event, loop):
+    """The innermost loop around the call that inlined ``event`` (not the helper's own)."""
+    if not event.via:
+        return loop
+    caller = [inner for inner in event.loops if inner.scope is not event.scope]
+    return caller[-1] if caller else loop
+
+
+def _caller_scope(model: TrainingModel, call: cst.Call, fallback):
+    site = model.dataflow.call_sites().get(id(call))
+    return site[0] if site is not None else fallback
 
 
 def _over_data(model: TrainingModel, loop) -> bool:

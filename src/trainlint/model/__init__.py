@@ -6,7 +6,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 * ``value_of(expr, scope)`` / ``role_of`` -- what a binding holds (:mod:`.roles`);
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
-* ``callee(call, scope)`` -- the same-file function a call runs;
+* ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
+  instance of a same-file class, see :mod:`.dataflow.objects`);
 * ``is_framework_managed(scope)`` -- Lightning / HF Trainer code the framework drives.
 
 Sub-packages, by concept:
@@ -32,6 +33,7 @@ import libcst as cst
 from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.graph import Dataflow
+from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.training import Accumulation, TrainStep, WindowKind, train_steps
 from trainlint.model.syntax.nodes import dotted
@@ -209,7 +211,7 @@ class TrainingModel:
             and scope.cls is not None
         ):
             return self.method(scope.cls, func.attr.value)
-        return None
+        return method_of_instance(self, call, scope)  # ``meter.update(loss)``, same-file class
 
     def method(self, info: ClassInfo, name: str) -> Scope | None:
         found = info.methods.get(name)

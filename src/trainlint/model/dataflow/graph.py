@@ -27,6 +27,15 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.dataflow.calls import fact_through
+from trainlint.model.dataflow.provenance import (
+    STRING_METHODS,
+    backward_evidence,
+    binding_without_graph,
+    forward_like,
+    return_without_graph,
+    string_operation,
+)
 from trainlint.model.dataflow.reductions import (
     FUNCTIONAL_LOSSES,
     CriterionInfo,
@@ -58,6 +67,15 @@ class Fact:
 
     holds: Holds
     origin: cst.CSTNode | None = None
+    #: A tensor that would hold a graph, but was made with gradients disabled (provenance).
+    no_grad: bool = False
+
+
+def without_graph(fact: Fact) -> Fact:
+    """``fact`` for a value made with gradients disabled: a graph tensor becomes a plain one."""
+    if fact.holds is Holds.GRAPH:
+        return Fact(Holds.TENSOR, fact.origin, no_grad=True)
+    return fact
 
 
 _UNKNOWN = Fact(Holds.UNKNOWN)
@@ -94,6 +112,9 @@ def join(*facts: Fact) -> Fact:
             return fact
     if any(f.holds is Holds.UNKNOWN for f in facts) or not facts:
         return _UNKNOWN
+    for fact in facts:
+        if fact.no_grad:
+            return fact
     if any(f.holds is Holds.TENSOR for f in facts):
         return _TENSOR
     return _NUMBER
@@ -109,9 +130,10 @@ class Dataflow:
         self._active: set[tuple[str, int, int, int | None]] = set()
         self.placement = Placement(model)
         self._flows = NameFlows(self)
-        self._callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
+        self._callers: dict[int, list[tuple[cst.Call, Scope, int]]] | None = None
         self._call_orders: dict[int, int] | None = None
         self._pinned: list[cst.CSTNode] = []
+        self._sites: dict[int, tuple[Scope, int]] | None = None
 
     # ------------------------------------------------------------------ bindings
     def order(self, node: cst.CSTNode) -> int | None:
@@ -122,6 +144,27 @@ class Dataflow:
                 self._call_orders = {id(site.node): site.order for site in self.model.calls}
             found = self._call_orders.get(id(node))
         return found
+
+    def call_sites(self) -> dict[int, tuple[Scope, int]]:
+        """id(call) -> the scope it is written in and its order (every call of the file)."""
+        if self._sites is None:
+            self._sites = {id(site.node): (site.scope, site.order) for site in self.model.calls}
+        return self._sites
+
+    def pin(self, node: cst.CSTNode) -> None:
+        """Keep a node made on the fly alive while its id keys a cache entry."""
+        self._pinned.append(node)
+
+    def fact_through(
+        self,
+        expr: cst.BaseExpression | None,
+        scope: Scope,
+        before: int | None,
+        via: tuple[cst.Call, ...],
+    ) -> Fact:
+        """:meth:`fact` of a helper's expression as seen from the calls ``via`` (the helper's
+        parameters read at that call, see :mod:`.calls`)."""
+        return fact_through(self, expr, scope, before, via)
 
     def binding_before(self, name: str, scope: Scope, before: int | None) -> Binding | None:
         """The latest binding of ``name`` visible at ``before`` (any binding if none precede)."""
@@ -166,6 +209,8 @@ class Dataflow:
         if isinstance(expr, cst.Call):
             return self._fact_of_call(expr, scope, before, None)
         if isinstance(expr, cst.BinaryOperation):
+            if string_operation(expr):
+                return _NUMBER  # ``"loss: " + text`` is a string
             return join(self.fact(expr.left, scope, before), self.fact(expr.right, scope, before))
         if isinstance(expr, cst.UnaryOperation):
             if isinstance(expr.operator, cst.Not):
@@ -181,13 +226,22 @@ class Dataflow:
             return join(self.fact(expr.body, scope, before), self.fact(expr.orelse, scope, before))
         if isinstance(expr, cst.Subscript):
             return self._fact_of_subscript(expr, scope, before)
+        if isinstance(expr, cst.Dict) and expr.elements:
+            values = [e.value for e in expr.elements if isinstance(e, cst.DictElement)]
+            found = join(*(self.fact(v, scope, before) for v in values))
+            return found if found.holds is Holds.GRAPH else _UNKNOWN
         return _UNKNOWN
 
     def _fact_of_name(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
         name = dotted(expr)
         binding = self.binding_before(name, scope, before) if name is not None else None
         if binding is not None:
-            return self._fact_of_binding(name, binding, scope)  # type: ignore[arg-type]
+            found = self._fact_of_binding(name, binding, scope)  # type: ignore[arg-type]
+            if found.holds is Holds.UNKNOWN and backward_evidence(self, name, scope):  # type: ignore[arg-type]
+                return Fact(Holds.GRAPH, binding.value)  # back-propagated: a graph tensor
+            return found
+        if name is not None and name in scope.params:
+            return self.fact_of_parameter(name, scope)
         if isinstance(expr, cst.Attribute):  # ``outputs.loss``, ``model(**batch).loss``
             attribute = expr.attr.value
             if attribute in _NUMBER_ATTRIBUTES:
@@ -204,7 +258,7 @@ class Dataflow:
         if value is None or isinstance(binding.statement, cst.WithItem):
             return _UNKNOWN
         if binding.from_iteration:
-            return self._fact_of_iteration(value, binding.unpack_index)
+            return self._fact_of_iteration(value, binding.unpack_index, scope, order)
         if binding.augmented:
             previous = self.binding_before(name, scope, order)
             earlier = (
@@ -213,6 +267,13 @@ class Dataflow:
                 else _UNKNOWN
             )
             return join(self.fact(value, scope, order), earlier)
+        if binding_without_graph(self, binding):
+            return without_graph(self._fact_of_plain_binding(binding, scope))
+        return self._fact_of_plain_binding(binding, scope)
+
+    def _fact_of_plain_binding(self, binding: Binding, scope: Scope) -> Fact:
+        value, order = binding.value, binding.order
+        assert value is not None
         if binding.unpack_index is not None:
             if isinstance(value, (cst.Tuple, cst.List)):
                 elements = value.elements
@@ -224,13 +285,28 @@ class Dataflow:
             return _UNKNOWN
         return self.fact(value, scope, order)
 
-    def _fact_of_iteration(self, iterable: cst.BaseExpression, index: int | None) -> Fact:
+    def _fact_of_iteration(
+        self, iterable: cst.BaseExpression, index: int | None, scope: Scope, before: int | None
+    ) -> Fact:
         if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
             if iterable.func.value == "range":
                 return _NUMBER
             if iterable.func.value == "enumerate" and index == 0:
                 return _NUMBER
+        method = method_call(iterable)
+        if method is not None and not iterable.args:  # type: ignore[union-attr]
+            receiver, name = method
+            if (name == "items" and index == 1) or (name == "values" and index is None):
+                found = self.fact(receiver, scope, before)  # the values of a dict of losses
+                return found if found.holds is Holds.GRAPH else _UNKNOWN
         return _UNKNOWN
+
+    def fact_of_parameter(self, name: str, scope: Scope) -> Fact:
+        """What same-file callers pass for parameter ``name`` (a graph if any passes one)."""
+        passed = self.passed_for(name, scope)
+        facts = [self.fact(argument, caller, order) for argument, caller, order in passed]
+        found = join(*facts) if facts else _UNKNOWN
+        return found if found.holds is Holds.GRAPH else _UNKNOWN
 
     def _fact_of_subscript(self, expr: cst.Subscript, scope: Scope, before: int | None) -> Fact:
         if isinstance(expr.value, cst.Call) and len(expr.slice) == 1:
@@ -250,6 +326,10 @@ class Dataflow:
         value = model.value_of(call.func, scope)
         callee = model.callee(call, scope)
         producing = value is not None and value.role in (Role.MODEL, Role.CRITERION, Role.ENGINE)
+        if isinstance(call.func, cst.Attribute) and value is not None and value.call is None:
+            # ``engine.train_micro_batch_size_per_gpu()``: a role guessed from the attribute's
+            # name says nothing about what the method returns
+            producing = producing and forward_like(call.func.attr.value)
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             return Fact(Holds.GRAPH, call)
         if qualified:
@@ -258,10 +338,15 @@ class Dataflow:
         if method is not None:
             receiver, name = method
             receiver_value = model.value_of(receiver, scope)
+            if name in STRING_METHODS:
+                return _NUMBER  # ``tokenizer.decode(ids)``, ``text.strip()``: strings
             if receiver_value is not None and receiver_value.role in (Role.MODEL, Role.ENGINE):
                 if name in _NOT_FORWARD:
                     return _TENSOR if name == "generate" else _UNKNOWN
-                return Fact(Holds.GRAPH, call)
+                if forward_like(name):
+                    return Fact(Holds.GRAPH, call)
+                # any other method of a model (``model_times()``, ``num_parameters()``)
+                return self._fact_of_returns(callee, index) if callee is not None else _UNKNOWN
             if receiver_value is not None and receiver_value.role is Role.CRITERION:
                 return Fact(Holds.GRAPH, call)
             base = self.fact(receiver, scope, before)
@@ -309,8 +394,11 @@ class Dataflow:
                 if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
                     continue
                 returned = returned.elements[index].value
-            order = self.model.order_of(_statement_of_return(self, returned))
-            facts.append(self.fact(returned, callee, order))
+            statement = _statement_of_return(self, returned)
+            found = self.fact(returned, callee, self.model.order_of(statement))
+            if return_without_graph(self, callee, statement):
+                found = without_graph(found)  # ``@torch.no_grad()`` helpers return no graph
+            facts.append(found)
         return join(*facts) if facts else _UNKNOWN
 
     # ------------------------------------------------------------------ reductions
@@ -345,12 +433,19 @@ class Dataflow:
     # ------------------------------------------------------------------ callers
     def arguments_for(self, param: str, scope: Scope) -> list[tuple[cst.BaseExpression, Scope]]:
         """What each same-file call of ``scope`` passes for parameter ``param``."""
+        return [(argument, caller) for argument, caller, _ in self.passed_for(param, scope)]
+
+    def passed_for(
+        self, param: str, scope: Scope
+    ) -> list[tuple[cst.BaseExpression, Scope, int]]:
+        """``arguments_for`` with the order of each call (to read the argument there)."""
         if self._callers is None:
             self._callers = {}
             for site in self.model.calls:
                 callee = self.model.callee(site.node, site.scope)
                 if callee is not None:
-                    self._callers.setdefault(id(callee), []).append((site.node, site.scope))
+                    entry = (site.node, site.scope, site.order)
+                    self._callers.setdefault(id(callee), []).append(entry)
         params = list(scope.params)
         if scope.cls is not None and params and params[0] in ("self", "cls"):
             params = params[1:]
@@ -358,12 +453,12 @@ class Dataflow:
             return []
         position = params.index(param)
         found = []
-        for call, caller in self._callers.get(id(scope), []):
+        for call, caller, order in self._callers.get(id(scope), []):
             argument = keyword(call, param)
             if argument is None and not any(a.star for a in call.args):
                 argument = positional_arg(call, position)
             if argument is not None:
-                found.append((argument, caller))
+                found.append((argument, caller, order))
         return found
 
     # ------------------------------------------------------------------ placement
@@ -387,6 +482,10 @@ class Dataflow:
 
     def runs_backward(self, scope: Scope) -> bool:
         return self._flows.runs_backward(scope)
+
+    def backward_names(self, scope: Scope) -> frozenset[str]:
+        """Names passed to a backward in ``scope`` (``loss`` in ``loss.backward()``)."""
+        return self._flows.facts_of(scope).sinks
 
 
 def _statement_of_return(flow: Dataflow, node: cst.CSTNode) -> cst.CSTNode:

@@ -217,6 +217,9 @@ class IterationBuilder:
 
     def _inline(self, call, callee, scope, conditions, loops, contexts, via, stack):
         renames = self.model.argument_renames(call, callee)
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+        if callee.cls is not None and dotted(receiver) not in (None, "self"):
+            renames["self"] = dotted(receiver)  # ``meter.update(x)``: ``self.sum`` is ``meter.sum``
         body = callee.node.body.body if isinstance(callee.node, cst.FunctionDef) else ()
         inner_contexts = contexts | function_context(self.model, callee)
         bound = [(id(callee), p) for p in self._bind_arguments(call, callee, scope)]

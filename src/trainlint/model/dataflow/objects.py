@@ -1,0 +1,154 @@
+"""Objects of same-file classes: which class an instance is, and what its methods accumulate.
+
+``meter = AverageMeter()`` makes ``meter.update(loss, n)`` a call of ``AverageMeter.update``:
+the model follows it like a function call (its events are inlined into the caller's loop,
+``self`` renamed to ``meter``). This module answers the two questions that needs:
+
+* :func:`instance_class` -- the same-file class an expression is an instance of, from its
+  binding (``meter = AverageMeter()``, ``self.meter = AverageMeter("loss")``) or annotation
+  (``meter: AverageMeter``). Deliberately small: binding-based, one file (a general
+  ``instance_class`` query of the value model will replace it);
+* :func:`meter_summary` -- what a meter-like class does with ``update(val, n=1)``: which
+  attribute sums ``val`` (weighted by ``n`` or not), which counts, and which attribute
+  (``avg``) or method (``average()``) divides the two. TL202 reads it to tell a sample-weighted
+  mean (``meter.update(loss.item(), x.size(0))``: fine) from a mean of batch means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.syntax.scopes import ClassInfo, Scope
+
+
+def instance_class(
+    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
+) -> ClassInfo | None:
+    """The same-file class ``expr`` is an instance of, when a binding or annotation says so."""
+    name = dotted(expr)
+    if not name or name == "self":
+        return None
+    for binding in model.lookup(name, scope)[:3]:
+        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
+            continue
+        value = binding.value
+        if isinstance(value, cst.Call):
+            found = model.classes.get(dotted(value.func) or "")
+            if found is not None:
+                return found
+    annotation = scope.annotations.get(name)
+    if annotation:
+        return model.classes.get(annotation.rsplit(".", 1)[-1])
+    return None
+
+
+def method_of_instance(model: TrainingModel, call: cst.Call, scope: Scope) -> Scope | None:
+    """The method ``call`` runs when it is ``obj.method(...)`` on a same-file class instance."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None
+    cls = instance_class(model, func.value, scope)
+    if cls is None:
+        return None
+    return model.method(cls, func.attr.value)
+
+
+@dataclass(frozen=True)
+class MeterSummary:
+    """How ``update(val, n)`` of a meter class accumulates, and how it averages."""
+
+    total: str  # the attribute summing the values: ``sum``
+    count: str  # the attribute counting them: ``count``
+    value_param: str  # ``val``
+    weight_param: str | None  # ``n`` when ``sum += val * n`` and ``count += n``
+    weight_default: object  # the default of ``n`` (1 in the usual AverageMeter)
+    averages: frozenset[str]  # attributes / methods that return ``total / count``
+
+    def sample_weighted(self, call: cst.Call, update: Scope) -> bool:
+        """Whether this ``update`` call weighs its value by a batch size (``n=x.size(0)``)."""
+        if self.weight_param is None:
+            return False
+        params = [p for p in update.params if p not in ("self", "cls")]
+        position = params.index(self.weight_param) if self.weight_param in params else -1
+        for index, arg in enumerate(a for a in call.args if not a.star):
+            if arg.keyword is not None:
+                if arg.keyword.value == self.weight_param:
+                    return literal(arg.value, None) != 1
+            elif index == position:
+                return literal(arg.value, None) != 1
+        return self.weight_default not in (None, 1)
+
+
+def meter_summary(model: TrainingModel, cls: ClassInfo) -> MeterSummary | None:
+    """The :class:`MeterSummary` of a same-file class with an ``update`` method that sums its
+    first argument into an attribute and counts the calls (or the weights)."""
+    update = model.method(cls, "update")
+    if update is None or not isinstance(update.node, cst.FunctionDef):
+        return None
+    params = [p for p in update.params if p not in ("self", "cls")]
+    if not params:
+        return None
+    value_param = params[0]
+    total = count = weight = None
+    for node in descendants(update.node.body):
+        if not isinstance(node, cst.AugAssign) or not isinstance(node.operator, cst.AddAssign):
+            continue
+        target = dotted(node.target) or ""
+        if not target.startswith("self."):
+            continue
+        used = names_in(node.value)
+        if value_param in used and total is None:
+            total = target[len("self.") :]
+            others = [p for p in params[1:] if p in used]
+            weight = others[0] if others else None
+        elif value_param not in used and count is None:
+            count = target[len("self.") :]
+            if weight is None and len(params) > 1 and params[1] in used:
+                weight = params[1]
+    if total is None or count is None:
+        return None
+    averages = _averages(model, cls, total, count)
+    default = _default_of(update, weight) if weight else None
+    return MeterSummary(total, count, value_param, weight, default, frozenset(averages))
+
+
+def _averages(model: TrainingModel, cls: ClassInfo, total: str, count: str) -> set[str]:
+    """Attributes (``self.avg = self.sum / self.count``) and methods returning the ratio."""
+    found: set[str] = set()
+    for method, scope in cls.methods.items():
+        for node in descendants(scope.node):
+            if not isinstance(node, cst.BinaryOperation) or not isinstance(
+                node.operator, cst.Divide
+            ):
+                continue
+            left, right = dotted(node.left), node.right
+            if left != f"self.{total}" or f"self.{count}" not in names_in(right):
+                continue
+            found.add(method)
+    for attribute, bindings in cls.attributes.items():
+        for binding in bindings:
+            value = binding.value
+            if (
+                isinstance(value, cst.BinaryOperation)
+                and isinstance(value.operator, cst.Divide)
+                and dotted(value.left) == f"self.{total}"
+            ):
+                found.add(attribute)
+    return found
+
+
+def _default_of(scope: Scope, param: str) -> object:
+    node = scope.node
+    if not isinstance(node, cst.FunctionDef):
+        return None
+    for candidate in (*node.params.params, *node.params.kwonly_params):
+        if candidate.name.value == param and candidate.default is not None:
+            return literal(candidate.default, None)
+    return None

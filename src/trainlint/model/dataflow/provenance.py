@@ -1,0 +1,111 @@
+"""Provenance: where a value was made, and what that says about its autograd graph.
+
+A value's graph is decided where it is *made*, not where it is used:
+
+* made inside ``with torch.no_grad()`` / ``torch.inference_mode()`` /
+  ``torch.set_grad_enabled(False)``, or returned by a function decorated with them, it carries
+  no graph wherever it goes afterwards, also after the ``with`` block has closed;
+* only some producers make graph tensors: a model's forward (``model(x)``, ``model.forward(x)``,
+  ``self(x)`` in an ``nn.Module``), a loss, and arithmetic or indexing on those. Any other
+  method of a model-like object (``engine.train_micro_batch_size_per_gpu()``,
+  ``pipe.model.model_times()``) is not known to make one; strings (``tokenizer.decode(...)``,
+  ``.strip()``, concatenation with a string, f-strings) never do;
+* a value later passed to ``.backward()`` (``accelerator.backward(x)``,
+  ``scaler.scale(x).backward()``) is a graph tensor, whatever made it: evidence by use when the
+  producer is unknown.
+
+:class:`~.graph.Dataflow` asks these questions while it computes a :class:`~.graph.Fact`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.syntax.nodes import dotted, names_in
+
+if TYPE_CHECKING:
+    from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.syntax.scopes import Binding, Scope
+
+#: Methods of a model-like object that run its forward pass (or return a loss from it). Any
+#: other method (``num_parameters()``, ``train_micro_batch_size_per_gpu()``, ``generate()``) is
+#: not known to return a graph tensor.
+FORWARD_METHODS = {"forward", "__call__", "training_step", "validation_step", "compute_loss"}
+
+#: Methods that return strings (or lists of them): a string never carries a graph.
+STRING_METHODS = {
+    "decode", "batch_decode", "convert_ids_to_tokens", "convert_tokens_to_string", "strip",
+    "lstrip", "rstrip", "lower", "upper", "title", "split", "splitlines", "join", "replace",
+    "format", "encode_plus", "startswith", "endswith", "capitalize", "zfill", "ljust", "rjust",
+}  # fmt: skip
+
+
+_GRADIENT_NAMES = {"grad", "grads", "gradient", "gradients", "g", "dw", "db", "dW"}
+
+
+def forward_like(method: str) -> bool:
+    """Whether calling ``method`` on a model runs (part of) its forward pass or its loss."""
+    return method in FORWARD_METHODS or "loss" in method or method.startswith("encode_")
+
+
+def is_string(expr: cst.BaseExpression | None) -> bool:
+    """A literal string or f-string (``"a" + x`` and ``f"{x}"`` are strings too)."""
+    return isinstance(expr, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
+
+
+def string_operation(expr: cst.BinaryOperation) -> bool:
+    """``"prefix" + text`` / ``text + "suffix"`` / ``"%d" % x``: the result is a string."""
+    return is_string(expr.left) or is_string(expr.right)
+
+
+def made_without_graph(flow: Dataflow, statement: cst.CSTNode) -> bool:
+    """Whether ``statement`` runs with gradients disabled (a ``no_grad`` block around it, or a
+    decorator of its function), so every tensor it makes has no graph."""
+    return flow.placement.grad_disabled(statement)
+
+
+def binding_without_graph(flow: Dataflow, binding: Binding) -> bool:
+    """Whether ``binding`` was made with gradients disabled."""
+    statement = binding.statement
+    if isinstance(statement, cst.WithItem):
+        return False
+    return made_without_graph(flow, statement)
+
+
+def return_without_graph(flow: Dataflow, callee: Scope, statement: cst.CSTNode) -> bool:
+    """Whether ``callee`` returns from ``statement`` with gradients disabled: decorated with
+    ``@torch.no_grad()`` / ``@torch.inference_mode()``, or returning inside such a block."""
+    return made_without_graph(flow, statement)
+
+
+def backward_evidence(flow: Dataflow, name: str, scope: Scope) -> bool:
+    """Whether ``name`` is passed to a backward in ``scope`` (``name.backward()``,
+    ``accelerator.backward(name)``, ``scaler.scale(name).backward()``): it is a graph tensor."""
+    return name in flow.backward_names(scope)
+
+
+def parameter_update(flow: Dataflow, statement: cst.CSTNode, scope: Scope) -> bool:
+    """``w -= lr * w.grad``, ``model.w -= lr * grad``, ``p.data += ...``: an in-place update of
+    a parameter (an SGD step written by hand), not an accumulator of losses."""
+    if not isinstance(statement, cst.AugAssign):
+        return False
+    target = statement.target
+    if isinstance(target, cst.Subscript):
+        target = target.value
+    name = dotted(target) or ""
+    if not name:
+        return False
+    last = name.rsplit(".", 1)[-1]
+    if last in ("data", "weight", "bias") or name.startswith("model.") or ".param" in name:
+        return True
+    grads = {n for n in names_in(statement.value) if n.rsplit(".", 1)[-1] in _GRADIENT_NAMES}
+    if grads and (
+        isinstance(statement.operator, cst.SubtractAssign) or flow.grad_disabled(statement)
+    ):
+        return True  # ``param -= lr * param.grad`` / ``w += -lr * grad`` under no_grad
+    for binding in flow.model.lookup(name, scope):
+        if binding.from_iteration and "parameters" in flow.model.text_of(binding.value):
+            return True  # ``for p in model.parameters(): p -= ...``
+    return False
