@@ -152,7 +152,10 @@ class LossAccumulatedWithoutItem(Rule):
         converted = f"{wrapped}.item()" if scalar else f"{wrapped}.detach()"
         fixed = _with_operand(event.node, operand, converted) or converted
         anchor = event.node
-        if event.via and event.subject and event.subject != name:
+        root = name.split(".", 1)[0]
+        if event.via and event.subject and (
+            root in event.scope.params or event.subject.split(".", 1)[0] != root
+        ):
             # ``meter.update(loss)``: report the call in the loop, not the helper's line
             return self._call_violation(model, event, name, outer, disabled)
         source = ""

@@ -6,9 +6,18 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, LoopInfo, TrainingModel
-from trainlint.model.dataflow.averages import Divisor, Finalizer, counters, divisor_kind, finalizers
+from trainlint.model.dataflow.averages import (
+    Divisor,
+    Finalizer,
+    counters,
+    divisor_kind,
+    finalizers,
+    meter_finalizers,
+)
 from trainlint.model.dataflow.batches import Batching, batching, batching_of
 from trainlint.model.dataflow.lossflow import Reduction
+from trainlint.model.dataflow.objects import meter_updates
+from trainlint.model.loops.regions import evaluates, trains
 from trainlint.model.syntax.nodes import dotted, positional
 from trainlint.rule import Violation
 
@@ -95,7 +104,24 @@ class BatchMeanOfMeans(Rule):
                         )
                     if kind is Divisor.SAMPLES or (kind is Divisor.BATCHES and not batches.full):
                         yield _violation(model, loop, batches, name, events[0], finalizer, kind)
+            if not batches.full:
+                yield from self._meters(model, loop, batches)
         yield from self._comprehensions(model)
+
+    def _meters(self, model: TrainingModel, loop: LoopInfo, batches: Batching):
+        """``losses.update(loss.item())`` on a same-file meter whose ``avg`` divides the sum by
+        the number of calls: a mean of batch means (``update(v, x.size(0))`` is fine)."""
+        flow = model.dataflow
+        for update in meter_updates(model, loop):
+            if update.weighted:
+                continue
+            if flow.reduction(update.value, loop.scope, flow.order(update.call)) is not (
+                Reduction.MEAN
+            ):
+                continue
+            averages = update.summary.averages
+            for finalizer in meter_finalizers(flow, loop, update.receiver, averages):
+                yield _meter_violation(model, loop, batches, update, finalizer)
 
     def _comprehensions(self, model: TrainingModel) -> Iterator[Violation]:
         """``np.mean([accuracy_of(batch) for i in range(0, N, bs)])``."""
@@ -217,4 +243,39 @@ def _violation(
         f"`{source}` (line {line}), but {batches.why}; that batch weighs as much as a full "
         f"one, so the result is not the mean over samples"
     )
-    return Violation(finalizer.node, message, fix)
+    return Violation(finalizer.node, message, fix, severity=_confidence(model, loop, batches))
+
+
+def _confidence(model: TrainingModel, loop: LoopInfo, batches: Batching) -> Severity:
+    """Warning in evaluation code (the metric that picks checkpoints) and for loaders visibly
+    built without ``drop_last``; info for a training loss reported from a train step (a
+    progress-bar number) or a loader whose construction trainlint cannot see."""
+    if evaluates(model, loop):
+        return Severity.WARNING
+    if trains(model, loop) or not batches.visible:
+        return Severity.INFO
+    return Severity.WARNING
+
+
+def _meter_violation(model, loop, batches, update, finalizer) -> Violation:
+    code = model.module.code_for_node
+    read = _short(code(finalizer.node).strip())
+    value = _short(code(update.value).strip())
+    source = batches.name or _short(code(batches.source).strip())
+    size = _batch_size_expression(loop, batches)
+    summary = update.summary
+    if summary.weight_param:
+        fix_code = f"{update.receiver}.update({value}, {size})"
+        how = f"pass the batch size as `{summary.weight_param}`"
+    else:
+        fix_code = f"{update.receiver}.update({value} * {size})  # and count samples, not calls"
+        how = "weight each value by its batch size and count samples"
+    message = (
+        f"`{read}` is a mean of per-batch means: `{code(update.call).strip()}` (line "
+        f"{model.line_of(update.call)}) adds one mean per batch of `{source}` (line "
+        f"{model.line_of(loop.node)}) and `{summary.total}` is divided by the number of calls, "
+        f"but {batches.why}; that batch weighs as much as a full one"
+    )
+    return Violation(
+        finalizer.node, message, Fix(how, fix_code), severity=_confidence(model, loop, batches)
+    )

@@ -180,6 +180,32 @@ def finalizers(flow: Dataflow, loop: LoopInfo, name: str, is_list: bool) -> list
     return found
 
 
+def meter_finalizers(flow: Dataflow, loop: LoopInfo, receiver: str, averages) -> list[Finalizer]:
+    """Reads of a meter's average after ``loop`` (``losses.avg``, ``meter.average()``), up to
+    the next rebinding of the meter."""
+    inside = {id(n) for n in own_nodes(loop.node)}
+    found: list[Finalizer] = []
+    seen_loop = False
+    for node in own_nodes(loop.scope.node):
+        if node is loop.node:
+            seen_loop = True
+            continue
+        if not seen_loop or id(node) in inside:
+            continue
+        method = method_call(node)
+        if method is not None and method[1] == "reset" and dotted(method[0]) == receiver:
+            break  # ``losses.reset()``
+        if _resets(node, receiver):
+            break
+        if (
+            isinstance(node, cst.Attribute)
+            and dotted(node.value) == receiver
+            and node.attr.value in averages
+        ):
+            found.append(Finalizer(node, None))
+    return found
+
+
 def _resets(node: cst.CSTNode, name: str) -> bool:
     if isinstance(node, cst.Assign):
         return any(dotted(t.target) == name for t in node.targets)

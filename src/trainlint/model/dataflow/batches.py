@@ -36,6 +36,9 @@ class Batching:
     counter_start: int
     full: bool  # every batch has the same size
     why: str  # for messages: why the last batch can (not) be smaller
+    #: Whether the loader's construction was seen (``False``: a parameter nobody in the file
+    #: passes, ``DataLoader(ds, **kwargs)`` with ``kwargs`` unknown): a weaker finding.
+    visible: bool = True
 
 
 _WRAPPERS = {"tqdm", "track", "progress_bar", "iter", "auto", "notebook"}
@@ -176,10 +179,14 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
             f"`{name or 'the loader'}` is built elsewhere and, unless it sets `drop_last=True`, "
             "its last batch is smaller"
         )
-        return Batching("loader", source, name, None, None, None, counter, start, False, why)
-    full, why, dataset, size, samples = True, "", None, None, None
+        return Batching(
+            "loader", source, name, None, None, None, counter, start, False, why, visible=False
+        )
+    full, why, dataset, size, samples, visible = True, "", None, None, None, True
     for call, caller in built:
-        drop_last = literal(keyword(call, "drop_last"), None)
+        given, seen = keyword_through_kwargs(flow, call, "drop_last", caller)
+        drop_last = literal(given, None)
+        visible = visible and seen
         dataset_expr = keyword(call, "dataset") or positional(call, 0)
         dataset = dotted(dataset_expr)
         size_expr = keyword(call, "batch_size") or positional(call, 1)
@@ -199,8 +206,67 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
             why = "the loader does not set `drop_last=True`, so its last batch can be smaller"
             if name:
                 why = f"`{name}` does not set `drop_last=True`, so its last batch can be smaller"
+            if not visible:
+                why = (
+                    f"`{name or 'the loader'}` is built from keyword arguments trainlint cannot "
+                    "see and, unless they set `drop_last=True`, its last batch is smaller"
+                )
         break
-    return Batching("loader", source, name, dataset, size, samples, counter, start, full, why)
+    return Batching(
+        "loader", source, name, dataset, size, samples, counter, start, full, why, visible
+    )
+
+
+def keyword_through_kwargs(
+    flow: Dataflow, call: cst.Call, name: str, scope: Scope, depth: int = 0
+) -> tuple[cst.BaseExpression | None, bool]:
+    """The argument ``call`` passes as ``name``, also through ``**kwargs`` built in the file
+    (a dict literal, ``dict(...)``, a same-file helper returning one:
+    ``DataLoader(ds, **get_dataloader_kwargs())``); and whether every ``**`` was resolved."""
+    found = keyword(call, name)
+    if found is not None:
+        return found, True
+    visible = True
+    for arg in call.args:
+        if arg.star != "**":
+            continue
+        value, seen = _dict_entry(flow, arg.value, name, scope, depth)
+        if value is not None:
+            return value, True
+        visible = visible and seen
+    return None, visible
+
+
+def _dict_entry(flow, expr, name: str, scope: Scope, depth: int):
+    """``expr[name]`` when ``expr`` is a dict the file builds; (entry, whether it was seen)."""
+    if depth > 3 or expr is None:
+        return None, False
+    if isinstance(expr, cst.Dict):
+        for element in expr.elements:
+            if isinstance(element, cst.DictElement) and literal(element.key, None) == name:
+                return element.value, True
+            if isinstance(element, cst.StarredDictElement):
+                return _dict_entry(flow, element.value, name, scope, depth + 1)
+        return None, True
+    if isinstance(expr, cst.Call):
+        if dotted(expr.func) == "dict":
+            return keyword_through_kwargs(flow, expr, name, scope, depth + 1)
+        callee = flow.model.callee(expr, scope)
+        if callee is None or not callee.returns:
+            return None, False
+        seen_all = True
+        for returned in callee.returns:
+            value, seen = _dict_entry(flow, returned, name, callee, depth + 1)
+            if value is not None:
+                return value, True
+            seen_all = seen_all and seen
+        return None, seen_all
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        bindings = [b for b in flow.model.lookup(dotted(expr) or "", scope) if not b.augmented]
+        if len(bindings) == 1 and bindings[0].value is not None:
+            return _dict_entry(flow, bindings[0].value, name, scope, depth + 1)
+        return None, False
+    return None, False
 
 
 def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:

@@ -25,7 +25,7 @@ from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.syntax.scopes import ClassInfo, Scope
+    from trainlint.model.syntax.scopes import ClassInfo, LoopInfo, Scope
 
 
 def instance_class(
@@ -84,6 +84,53 @@ class MeterSummary:
             elif index == position:
                 return literal(arg.value, None) != 1
         return self.weight_default not in (None, 1)
+
+
+@dataclass(frozen=True)
+class MeterUpdate:
+    """One ``meter.update(value, n)`` call on a same-file meter class inside a loop."""
+
+    call: cst.Call
+    receiver: str  # ``losses``
+    summary: MeterSummary
+    value: cst.BaseExpression  # what is passed for ``val``
+    weighted: bool  # weighted by a batch size (a mean over samples)
+
+
+def meter_updates(model: TrainingModel, loop: LoopInfo) -> list[MeterUpdate]:
+    """The ``update`` calls on instances of same-file meter classes in ``loop``'s body (not in
+    nested loops)."""
+    found = []
+    for site in model.calls:
+        if site.scope is not loop.scope or not _directly_in(model, site.node, loop):
+            continue
+        func = site.node.func
+        if not isinstance(func, cst.Attribute) or func.attr.value != "update":
+            continue
+        cls = instance_class(model, func.value, site.scope)
+        if cls is None:
+            continue
+        summary = meter_summary(model, cls)
+        update = model.method(cls, "update")
+        if summary is None or update is None or not site.node.args:
+            continue
+        value = site.node.args[0].value
+        weighted = summary.sample_weighted(site.node, update)
+        found.append(MeterUpdate(site.node, dotted(func.value) or "", summary, value, weighted))
+    return found
+
+
+def _directly_in(model: TrainingModel, node: cst.CSTNode, loop: LoopInfo) -> bool:
+    """Whether ``node`` sits in ``loop``'s body and in no loop nested in it."""
+    placement = model.dataflow.placement
+    current = placement.parent(node)
+    while current is not None:
+        if isinstance(current, (cst.For, cst.While)):
+            return current is loop.node
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
+            return False
+        current = placement.parent(current)
+    return False
 
 
 def meter_summary(model: TrainingModel, cls: ClassInfo) -> MeterSummary | None:
