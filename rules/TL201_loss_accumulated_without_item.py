@@ -77,6 +77,10 @@ class LossAccumulatedWithoutItem(Rule):
                 name = _accumulator(event.node)
                 if name is None or not _outlives_call(event, name, loop):
                     continue  # a helper's local total starts afresh on every call
+                if event.via and any(
+                    inner.scope is event.scope and _over_data(model, inner) for inner in event.loops
+                ):
+                    continue  # the helper's own batch loop reports it (``fit()`` in a loop)
                 if flow.restarted_before(name, event.node):
                     continue  # ``loss = a; loss = loss + b``: one iteration's sum
                 if parameter_update(flow, event.node, event.scope):
@@ -135,9 +139,7 @@ class LossAccumulatedWithoutItem(Rule):
             severity=Severity.INFO if disabled else None,
         )
 
-    def _violation(
-        self, model, event, name, origin, loop, disabled: bool, outer=None
-    ) -> Violation:
+    def _violation(self, model, event, name, origin, loop, disabled: bool, outer=None) -> Violation:
         code = model.module.code_for_node
         statement = code(event.node).strip()
         operand = event.operand
@@ -153,8 +155,10 @@ class LossAccumulatedWithoutItem(Rule):
         fixed = _with_operand(event.node, operand, converted) or converted
         anchor = event.node
         root = name.split(".", 1)[0]
-        if event.via and event.subject and (
-            root in event.scope.params or event.subject.split(".", 1)[0] != root
+        if (
+            event.via
+            and event.subject
+            and (root in event.scope.params or event.subject.split(".", 1)[0] != root)
         ):
             # ``meter.update(loss)``: report the call in the loop, not the helper's line
             return self._call_violation(model, event, name, outer, disabled)

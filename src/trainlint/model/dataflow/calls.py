@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import child_nodes
+from trainlint.model.syntax.nodes import child_nodes, keyword, positional
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow.graph import Dataflow, Fact
@@ -24,6 +24,33 @@ if TYPE_CHECKING:
 def call_site(flow: Dataflow, call: cst.Call) -> tuple[Scope, int] | None:
     """The scope a call is written in and its visiting order."""
     return flow.call_sites().get(id(call))
+
+
+def passed_for(
+    flow: Dataflow, param: str, scope: Scope
+) -> list[tuple[cst.BaseExpression, Scope, int]]:
+    """What each same-file call of ``scope`` passes for ``param``, its scope and order."""
+    if flow.callers is None:
+        flow.callers = {}
+        for site in flow.model.calls:
+            callee = flow.model.callee(site.node, site.scope)
+            if callee is not None:
+                entry = (site.node, site.scope, site.order)
+                flow.callers.setdefault(id(callee), []).append(entry)
+    params = list(scope.params)
+    if scope.cls is not None and params and params[0] in ("self", "cls"):
+        params = params[1:]
+    if param not in params:
+        return []
+    position = params.index(param)
+    found = []
+    for call, caller, order in flow.callers.get(id(scope), []):
+        argument = keyword(call, param)
+        if argument is None and not any(a.star for a in call.args):
+            argument = positional(call, position)
+        if argument is not None:
+            found.append((argument, caller, order))
+    return found
 
 
 def parameter_values(

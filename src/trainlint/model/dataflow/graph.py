@@ -21,13 +21,28 @@ in :mod:`.averages`.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.dataflow.calls import fact_through
+from trainlint.model.dataflow.calls import fact_through, passed_for
+from trainlint.model.dataflow.facts import (
+    DETACHING_METHODS,
+    NO_GRAPH_ATTRIBUTES,
+    NOT_FORWARD,
+    NUMBER,
+    NUMBER_ATTRIBUTES,
+    TENSOR,
+    TO_NUMBER_BUILTINS,
+    TO_NUMBER_METHODS,
+    TORCH_NO_GRAPH,
+    TUPLE_REDUCTIONS,
+    UNKNOWN,
+    Fact,
+    Holds,
+    join,
+    without_graph,
+)
 from trainlint.model.dataflow.provenance import (
     STRING_METHODS,
     backward_evidence,
@@ -45,79 +60,12 @@ from trainlint.model.dataflow.reductions import (
 )
 from trainlint.model.dataflow.uses import NameFlows, Uses, own_nodes
 from trainlint.model.loops.placement import Placement
-from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call
-from trainlint.model.syntax.nodes import positional as positional_arg
+from trainlint.model.syntax.nodes import dotted, literal, method_call
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Binding, Scope
-
-
-class Holds(enum.Enum):
-    GRAPH = "graph"  # a tensor that keeps its autograd graph alive
-    TENSOR = "tensor"  # a tensor without a graph: detached, integer, boolean
-    NUMBER = "number"  # a python / numpy number or list
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Fact:
-    """What an expression holds, and the call the graph comes from (for messages)."""
-
-    holds: Holds
-    origin: cst.CSTNode | None = None
-    #: A tensor that would hold a graph, but was made with gradients disabled (provenance).
-    no_grad: bool = False
-
-
-def without_graph(fact: Fact) -> Fact:
-    """``fact`` for a value made with gradients disabled: a graph tensor becomes a plain one."""
-    if fact.holds is Holds.GRAPH:
-        return Fact(Holds.TENSOR, fact.origin, no_grad=True)
-    return fact
-
-
-_UNKNOWN = Fact(Holds.UNKNOWN)
-_NUMBER = Fact(Holds.NUMBER)
-_TENSOR = Fact(Holds.TENSOR)
-
-_TO_NUMBER_METHODS = {"item", "tolist", "numpy", "size", "dim", "numel", "nelement"}
-_DETACHING_METHODS = {
-    "detach", "argmax", "argmin", "argsort", "eq", "ne", "lt", "le", "gt", "ge", "long", "int",
-    "bool", "byte", "sign", "nonzero", "isnan", "isinf", "isfinite", "new_zeros", "new_ones",
-    "new_empty", "new_tensor", "new_full",
-}  # fmt: skip
-_TO_NUMBER_BUILTINS = {"float", "int", "round", "bool", "len", "str", "repr", "format"}
-_TORCH_NO_GRAPH = {
-    "tensor", "argmax", "argmin", "argsort", "eq", "ne", "lt", "le", "gt", "ge", "numel",
-    "zeros", "ones", "empty", "full", "randn", "rand", "randint", "randperm", "arange",
-    "linspace", "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like",
-    "isnan", "isinf", "isfinite", "sign", "no_grad", "inference_mode",
-}  # fmt: skip
-_NO_GRAPH_ATTRIBUTES = {"data", "grad"}
-_NUMBER_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "requires_grad", "is_cuda", "is_leaf"}
-_TUPLE_REDUCTIONS = {"max", "min", "topk", "sort", "kthvalue", "mode", "median"}
-_NOT_FORWARD = {
-    "parameters", "named_parameters", "state_dict", "load_state_dict", "train", "eval", "to",
-    "cuda", "cpu", "zero_grad", "modules", "children", "apply", "generate", "named_modules",
-    "buffers", "requires_grad_", "half", "float", "double",
-}  # fmt: skip
-
-
-def join(*facts: Fact) -> Fact:
-    """The fact about a value computed from several: any graph makes a graph."""
-    for fact in facts:
-        if fact.holds is Holds.GRAPH:
-            return fact
-    if any(f.holds is Holds.UNKNOWN for f in facts) or not facts:
-        return _UNKNOWN
-    for fact in facts:
-        if fact.no_grad:
-            return fact
-    if any(f.holds is Holds.TENSOR for f in facts):
-        return _TENSOR
-    return _NUMBER
 
 
 class Dataflow:
@@ -130,7 +78,7 @@ class Dataflow:
         self._active: set[tuple[str, int, int, int | None]] = set()
         self.placement = Placement(model)
         self._flows = NameFlows(self)
-        self._callers: dict[int, list[tuple[cst.Call, Scope, int]]] | None = None
+        self.callers: dict[int, list[tuple[cst.Call, Scope, int]]] | None = None
         self._call_orders: dict[int, int] | None = None
         self._pinned: list[cst.CSTNode] = []
         self._sites: dict[int, tuple[Scope, int]] | None = None
@@ -183,13 +131,13 @@ class Dataflow:
 
     def fact(self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None):
         if expr is None:
-            return _UNKNOWN
+            return UNKNOWN
         key = (id(expr), id(scope), before)
         if key in self._facts:
             return self._facts[key]
         guard = ("fact", *key)
         if guard in self._active:
-            return _UNKNOWN
+            return UNKNOWN
         self._active.add(guard)
         try:
             found = self._fact(expr, scope, before)
@@ -201,27 +149,27 @@ class Dataflow:
 
     def _fact(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
         if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
-            return _NUMBER
+            return NUMBER
         if isinstance(expr, (cst.FormattedString, cst.ConcatenatedString)):
-            return _NUMBER
+            return NUMBER
         if isinstance(expr, (cst.Name, cst.Attribute)):
             return self._fact_of_name(expr, scope, before)
         if isinstance(expr, cst.Call):
             return self._fact_of_call(expr, scope, before, None)
         if isinstance(expr, cst.BinaryOperation):
             if string_operation(expr):
-                return _NUMBER  # ``"loss: " + text`` is a string
+                return NUMBER  # ``"loss: " + text`` is a string
             return join(self.fact(expr.left, scope, before), self.fact(expr.right, scope, before))
         if isinstance(expr, cst.UnaryOperation):
             if isinstance(expr.operator, cst.Not):
-                return _NUMBER
+                return NUMBER
             return self.fact(expr.expression, scope, before)
         if isinstance(expr, cst.Comparison):
             parts = [self.fact(expr.left, scope, before)] + [
                 self.fact(c.comparator, scope, before) for c in expr.comparisons
             ]
             merged = join(*parts)
-            return _NUMBER if merged.holds is Holds.NUMBER else _TENSOR
+            return NUMBER if merged.holds is Holds.NUMBER else TENSOR
         if isinstance(expr, cst.IfExp):
             return join(self.fact(expr.body, scope, before), self.fact(expr.orelse, scope, before))
         if isinstance(expr, cst.Subscript):
@@ -229,8 +177,8 @@ class Dataflow:
         if isinstance(expr, cst.Dict) and expr.elements:
             values = [e.value for e in expr.elements if isinstance(e, cst.DictElement)]
             found = join(*(self.fact(v, scope, before) for v in values))
-            return found if found.holds is Holds.GRAPH else _UNKNOWN
-        return _UNKNOWN
+            return found if found.holds is Holds.GRAPH else UNKNOWN
+        return UNKNOWN
 
     def _fact_of_name(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> Fact:
         name = dotted(expr)
@@ -244,19 +192,19 @@ class Dataflow:
             return self.fact_of_parameter(name, scope)
         if isinstance(expr, cst.Attribute):  # ``outputs.loss``, ``model(**batch).loss``
             attribute = expr.attr.value
-            if attribute in _NUMBER_ATTRIBUTES:
-                return _NUMBER
+            if attribute in NUMBER_ATTRIBUTES:
+                return NUMBER
             base = self.fact(expr.value, scope, before)
             if base.holds is Holds.GRAPH:
-                return _TENSOR if attribute in _NO_GRAPH_ATTRIBUTES else base
-            if attribute in _NO_GRAPH_ATTRIBUTES and base.holds is not Holds.NUMBER:
-                return _TENSOR
-        return _UNKNOWN
+                return TENSOR if attribute in NO_GRAPH_ATTRIBUTES else base
+            if attribute in NO_GRAPH_ATTRIBUTES and base.holds is not Holds.NUMBER:
+                return TENSOR
+        return UNKNOWN
 
     def _fact_of_binding(self, name: str, binding: Binding, scope: Scope) -> Fact:
         value, order = binding.value, binding.order
         if value is None or isinstance(binding.statement, cst.WithItem):
-            return _UNKNOWN
+            return UNKNOWN
         if binding.from_iteration:
             return self._fact_of_iteration(value, binding.unpack_index, scope, order)
         if binding.augmented:
@@ -264,7 +212,7 @@ class Dataflow:
             earlier = (
                 self._fact_of_binding(name, previous, scope)
                 if previous is not None and previous.order < order
-                else _UNKNOWN
+                else UNKNOWN
             )
             return join(self.fact(value, scope, order), earlier)
         if binding_without_graph(self, binding):
@@ -279,10 +227,10 @@ class Dataflow:
                 elements = value.elements
                 if binding.unpack_index < len(elements):
                     return self.fact(elements[binding.unpack_index].value, scope, order)
-                return _UNKNOWN
+                return UNKNOWN
             if isinstance(value, cst.Call):
                 return self._fact_of_call(value, scope, order, binding.unpack_index)
-            return _UNKNOWN
+            return UNKNOWN
         return self.fact(value, scope, order)
 
     def _fact_of_iteration(
@@ -290,23 +238,23 @@ class Dataflow:
     ) -> Fact:
         if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
             if iterable.func.value == "range":
-                return _NUMBER
+                return NUMBER
             if iterable.func.value == "enumerate" and index == 0:
-                return _NUMBER
+                return NUMBER
         method = method_call(iterable)
         if method is not None and not iterable.args:  # type: ignore[union-attr]
             receiver, name = method
             if (name == "items" and index == 1) or (name == "values" and index is None):
                 found = self.fact(receiver, scope, before)  # the values of a dict of losses
-                return found if found.holds is Holds.GRAPH else _UNKNOWN
-        return _UNKNOWN
+                return found if found.holds is Holds.GRAPH else UNKNOWN
+        return UNKNOWN
 
     def fact_of_parameter(self, name: str, scope: Scope) -> Fact:
         """What same-file callers pass for parameter ``name`` (a graph if any passes one)."""
         passed = self.passed_for(name, scope)
         facts = [self.fact(argument, caller, order) for argument, caller, order in passed]
-        found = join(*facts) if facts else _UNKNOWN
-        return found if found.holds is Holds.GRAPH else _UNKNOWN
+        found = join(*facts) if facts else UNKNOWN
+        return found if found.holds is Holds.GRAPH else UNKNOWN
 
     def _fact_of_subscript(self, expr: cst.Subscript, scope: Scope, before: int | None) -> Fact:
         if isinstance(expr.value, cst.Call) and len(expr.slice) == 1:
@@ -315,7 +263,7 @@ class Dataflow:
             if isinstance(position, int):
                 return self._fact_of_call(expr.value, scope, before, position)
         base = self.fact(expr.value, scope, before)
-        return base if base.holds in (Holds.GRAPH, Holds.TENSOR) else _UNKNOWN
+        return base if base.holds in (Holds.GRAPH, Holds.TENSOR) else UNKNOWN
 
     def _fact_of_call(
         self, call: cst.Call, scope: Scope, before: int | None, index: int | None
@@ -339,36 +287,36 @@ class Dataflow:
             receiver, name = method
             receiver_value = model.value_of(receiver, scope)
             if name in STRING_METHODS:
-                return _NUMBER  # ``tokenizer.decode(ids)``, ``text.strip()``: strings
+                return NUMBER  # ``tokenizer.decode(ids)``, ``text.strip()``: strings
             if receiver_value is not None and receiver_value.role in (Role.MODEL, Role.ENGINE):
-                if name in _NOT_FORWARD:
-                    return _TENSOR if name == "generate" else _UNKNOWN
+                if name in NOT_FORWARD:
+                    return TENSOR if name == "generate" else UNKNOWN
                 if forward_like(name):
                     return Fact(Holds.GRAPH, call)
                 # any other method of a model (``model_times()``, ``num_parameters()``)
-                return self._fact_of_returns(callee, index) if callee is not None else _UNKNOWN
+                return self._fact_of_returns(callee, index) if callee is not None else UNKNOWN
             if receiver_value is not None and receiver_value.role is Role.CRITERION:
                 return Fact(Holds.GRAPH, call)
             base = self.fact(receiver, scope, before)
-            if name in _TO_NUMBER_METHODS:
-                return _NUMBER if base.holds is not Holds.UNKNOWN or name == "item" else _UNKNOWN
+            if name in TO_NUMBER_METHODS:
+                return NUMBER if base.holds is not Holds.UNKNOWN or name == "item" else UNKNOWN
             if base.holds is Holds.NUMBER:
-                return _UNKNOWN
-            if name in _DETACHING_METHODS:
-                return _TENSOR if base.holds is not Holds.UNKNOWN or name == "detach" else base
-            if name in _TUPLE_REDUCTIONS and index == 1 and call.args:
-                return _TENSOR
+                return UNKNOWN
+            if name in DETACHING_METHODS:
+                return TENSOR if base.holds is not Holds.UNKNOWN or name == "detach" else base
+            if name in TUPLE_REDUCTIONS and index == 1 and call.args:
+                return TENSOR
             if base.holds in (Holds.GRAPH, Holds.TENSOR):
                 return base
         if isinstance(call.func, cst.Name):
             builtin = call.func.value
-            if builtin in _TO_NUMBER_BUILTINS:
-                return _NUMBER
+            if builtin in TO_NUMBER_BUILTINS:
+                return NUMBER
             if builtin in ("sum", "max", "min", "abs") and args:
                 return join(*(self.fact(a, scope, before) for a in args))
         if callee is not None:
             return self._fact_of_returns(callee, index)
-        return _UNKNOWN
+        return UNKNOWN
 
     def _fact_of_library_call(
         self, call: cst.Call, qualified: str, scope: Scope, before: int | None, index: int | None
@@ -376,16 +324,16 @@ class Dataflow:
         root, _, rest = qualified.partition(".")
         last = qualified.rsplit(".", 1)[-1]
         if root in ("numpy", "math", "statistics"):
-            return _NUMBER
+            return NUMBER
         if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
             return Fact(Holds.GRAPH, call)
         if root == "torch":
-            if last in _TORCH_NO_GRAPH or (last in _TUPLE_REDUCTIONS and index == 1):
-                return _TENSOR
+            if last in TORCH_NO_GRAPH or (last in TUPLE_REDUCTIONS and index == 1):
+                return TENSOR
             return join(*(self.fact(a.value, scope, before) for a in call.args))
         if root == "tensorflow":
             return join(*(self.fact(a.value, scope, before) for a in call.args))
-        return _UNKNOWN
+        return UNKNOWN
 
     def _fact_of_returns(self, callee: Scope, index: int | None) -> Fact:
         facts = []
@@ -399,7 +347,7 @@ class Dataflow:
             if return_without_graph(self, callee, statement):
                 found = without_graph(found)  # ``@torch.no_grad()`` helpers return no graph
             facts.append(found)
-        return join(*facts) if facts else _UNKNOWN
+        return join(*facts) if facts else UNKNOWN
 
     # ------------------------------------------------------------------ reductions
     def reduction(
@@ -435,31 +383,9 @@ class Dataflow:
         """What each same-file call of ``scope`` passes for parameter ``param``."""
         return [(argument, caller) for argument, caller, _ in self.passed_for(param, scope)]
 
-    def passed_for(
-        self, param: str, scope: Scope
-    ) -> list[tuple[cst.BaseExpression, Scope, int]]:
+    def passed_for(self, param: str, scope: Scope) -> list[tuple[cst.BaseExpression, Scope, int]]:
         """``arguments_for`` with the order of each call (to read the argument there)."""
-        if self._callers is None:
-            self._callers = {}
-            for site in self.model.calls:
-                callee = self.model.callee(site.node, site.scope)
-                if callee is not None:
-                    entry = (site.node, site.scope, site.order)
-                    self._callers.setdefault(id(callee), []).append(entry)
-        params = list(scope.params)
-        if scope.cls is not None and params and params[0] in ("self", "cls"):
-            params = params[1:]
-        if param not in params:
-            return []
-        position = params.index(param)
-        found = []
-        for call, caller, order in self._callers.get(id(scope), []):
-            argument = keyword(call, param)
-            if argument is None and not any(a.star for a in call.args):
-                argument = positional_arg(call, position)
-            if argument is not None:
-                found.append((argument, caller, order))
-        return found
+        return passed_for(self, param, scope)
 
     # ------------------------------------------------------------------ placement
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
