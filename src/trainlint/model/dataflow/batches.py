@@ -189,9 +189,11 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
         visible = visible and seen
         dataset_expr = keyword(call, "dataset") or positional(call, 0)
         dataset = dotted(dataset_expr)
-        size_expr = keyword(call, "batch_size") or positional(call, 1)
-        sampled = keyword(call, "batch_sampler") is not None
-        size = 1 if size_expr is None and not sampled else int_value(flow, size_expr, caller)
+        size_expr, sized = keyword_through_kwargs(flow, call, "batch_size", caller)
+        size_expr = size_expr or positional(call, 1)
+        sampled = keyword_through_kwargs(flow, call, "batch_sampler", caller)[0] is not None
+        unsized = size_expr is None and not sampled and sized and not _passes_kwargs(call)
+        size = 1 if unsized else int_value(flow, size_expr, caller)
         samples = rows_of(flow, dataset_expr, caller)
         if drop_last is True or size == 1:
             why = why or ("`drop_last=True`" if drop_last is True else "batches of one sample")
@@ -215,6 +217,10 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
     return Batching(
         "loader", source, name, dataset, size, samples, counter, start, full, why, visible
     )
+
+
+def _passes_kwargs(call: cst.Call) -> bool:
+    return any(arg.star == "**" for arg in call.args)
 
 
 def keyword_through_kwargs(

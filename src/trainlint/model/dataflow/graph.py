@@ -195,6 +195,8 @@ class Dataflow:
             if attribute in NUMBER_ATTRIBUTES:
                 return NUMBER
             base = self.fact(expr.value, scope, before)
+            if base.no_grad:  # ``outputs.loss`` of outputs made under ``no_grad``
+                return base
             if base.holds is Holds.GRAPH:
                 return TENSOR if attribute in NO_GRAPH_ATTRIBUTES else base
             if attribute in NO_GRAPH_ATTRIBUTES and base.holds is not Holds.NUMBER:
@@ -280,6 +282,9 @@ class Dataflow:
             producing = producing and forward_like(call.func.attr.value)
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             return Fact(Holds.GRAPH, call)
+        if dotted(call.func) == "self" and scope.cls is not None:
+            if model.is_module_class(scope.cls):
+                return Fact(Holds.GRAPH, call)  # ``self(x)`` in an ``nn.Module``: a forward
         if qualified:
             return self._fact_of_library_call(call, qualified, scope, before, index)
         method = method_call(call)
