@@ -282,9 +282,9 @@ class Dataflow:
             producing = producing and forward_like(call.func.attr.value)
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             return Fact(Holds.GRAPH, call)
-        if dotted(call.func) == "self" and scope.cls is not None:
-            if model.is_module_class(scope.cls):
-                return Fact(Holds.GRAPH, call)  # ``self(x)`` in an ``nn.Module``: a forward
+        cls = scope.cls
+        if dotted(call.func) == "self" and cls is not None and model.is_module_class(cls):
+            return Fact(Holds.GRAPH, call)  # ``self(x)`` in an ``nn.Module``: a forward
         if qualified:
             return self._fact_of_library_call(call, qualified, scope, before, index)
         method = method_call(call)
