@@ -100,7 +100,11 @@ class LossAccumulatedWithoutItem(Rule):
                 if (
                     uses.returned
                     and not disabled
-                    and not (flow.runs_backward(event.scope) or _over_data(model, innermost))
+                    and not (
+                        flow.runs_backward(event.scope)
+                        or _over_data(model, innermost)
+                        or _over_data(model, _caller_loop(event, loop))
+                    )
                 ):
                     continue  # a helper that builds a loss from several terms
                 seen.add(key)

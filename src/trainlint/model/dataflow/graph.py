@@ -129,6 +129,14 @@ class Dataflow:
     ) -> bool:
         return self.fact(expr, scope, before).holds is Holds.GRAPH
 
+    def made_by_model(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> bool:
+        """A model or loss output, with its graph or made under ``no_grad`` (its reduction
+        is the same either way)."""
+        fact = self.fact(expr, scope, before)
+        return fact.holds is Holds.GRAPH or fact.no_grad
+
     def fact(self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None):
         if expr is None:
             return UNKNOWN

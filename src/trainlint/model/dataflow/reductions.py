@@ -206,7 +206,7 @@ def reduction_of(
             position = literal(index.value, None) if isinstance(index, cst.Index) else None
             if isinstance(position, int):
                 return _of_call(flow, base, scope, before, position)
-        if flow.is_graph(base, scope, before) and _is_loss_key(expr):
+        if flow.made_by_model(base, scope, before) and _is_loss_key(expr):
             return Reduction.MEAN  # outputs["loss"] of a model call
     return Reduction.UNKNOWN
 
@@ -224,7 +224,7 @@ def _of_name(
     if binding is not None:
         return _of_binding(flow, name, binding, scope)
     if isinstance(expr, cst.Attribute):
-        if expr.attr.value == "loss" and flow.is_graph(expr.value, scope, before):
+        if expr.attr.value == "loss" and flow.made_by_model(expr.value, scope, before):
             return Reduction.MEAN  # outputs.loss of a model call (HF models average)
         if expr.attr.value == "data":
             return flow.reduction(expr.value, scope, before)

@@ -59,36 +59,51 @@ class NameFlows:
         for attributes (``self.total``) in every function of the file."""
         scopes = self.flow.model.scopes if "." in name else [scope]
         edges = [edge for s in scopes for edge in self.facts_of(s).edges]
-        derived = {name}
-        changed = True
-        while changed:
-            changed = False
-            for target, sources in edges:
-                if target not in derived and not sources.isdisjoint(derived):
-                    derived.add(target)
-                    changed = True
-        return derived
+        return _derive(edges, {name})
 
     def uses(self, name: str, scope: Scope) -> Uses:
         """Where ``name`` ends up; once it reaches an attribute (``self.loss = total``), that
-        attribute is followed into every function of the file."""
-        derived = self.derived_names(name, scope)
-        attributes = {n for n in derived if "." in n}
-        for attribute in attributes - {name}:
-            found = self.derived_names(attribute, scope)
-            attributes |= {n for n in found if "." in n}
-            derived |= found
+        attribute is followed into every function of the file. A local name derived from the
+        attribute counts only in the function that derives it (``total`` in ``summary()`` is
+        not the ``total`` another function back-propagates)."""
         own = self.facts_of(scope)
-        facts = [self.facts_of(s) for s in self.flow.model.scopes] if attributes else [own]
+        derived = {id(scope): _derive(own.edges, {name})}
+        attributes = {n for n in derived[id(scope)] if "." in n}
+        if attributes:
+            changed = True
+            while changed:
+                changed = False
+                for other in self.flow.model.scopes:
+                    start = attributes | derived.get(id(other), set())
+                    found = _derive(self.facts_of(other).edges, start)
+                    derived[id(other)] = found
+                    more = {n for n in found if "." in n} - attributes
+                    if more:
+                        attributes |= more
+                        changed = True
+        facts = {id(s): self.facts_of(s) for s in self.flow.model.scopes if id(s) in derived}
+        facts[id(scope)] = own
         return Uses(
-            backward=any(not f.sinks.isdisjoint(derived) for f in facts),
-            model_input=any(not f.model_inputs.isdisjoint(derived) for f in facts),
-            returned=not own.returns.isdisjoint(derived)
-            or any(not f.returns.isdisjoint(attributes) for f in facts),
+            backward=any(not f.sinks.isdisjoint(derived[k]) for k, f in facts.items()),
+            model_input=any(not f.model_inputs.isdisjoint(derived[k]) for k, f in facts.items()),
+            returned=not own.returns.isdisjoint(derived[id(scope)])
+            or any(not f.returns.isdisjoint(attributes) for f in facts.values()),
         )
 
     def runs_backward(self, scope: Scope) -> bool:
         return bool(self.facts_of(scope).sinks)
+
+
+def _derive(edges: list[tuple[str, frozenset[str]]], start: set[str]) -> set[str]:
+    derived = set(start)
+    changed = True
+    while changed:
+        changed = False
+        for target, sources in edges:
+            if target not in derived and not sources.isdisjoint(derived):
+                derived.add(target)
+                changed = True
+    return derived
 
 
 _BACKWARD_METHODS = {"backward", "manual_backward"}
