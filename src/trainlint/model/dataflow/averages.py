@@ -202,7 +202,9 @@ def meter_finalizers(flow: Dataflow, loop: LoopInfo, receiver: str, averages) ->
             and dotted(node.value) == receiver
             and node.attr.value in averages
         ):
-            found.append(Finalizer(node, None))
+            parent = flow.parent(node)  # ``meter.average()``: the call is the read
+            called = isinstance(parent, cst.Call) and parent.func is node
+            found.append(Finalizer(parent if called else node, None))  # type: ignore[arg-type]
     return found
 
 

@@ -248,12 +248,16 @@ def _dict_entry(flow, expr, name: str, scope: Scope, depth: int):
     if depth > 3 or expr is None:
         return None, False
     if isinstance(expr, cst.Dict):
-        for element in expr.elements:
+        seen_all = True
+        for element in reversed(expr.elements):  # a later key overrides an earlier one
             if isinstance(element, cst.DictElement) and literal(element.key, None) == name:
                 return element.value, True
             if isinstance(element, cst.StarredDictElement):
-                return _dict_entry(flow, element.value, name, scope, depth + 1)
-        return None, True
+                value, seen = _dict_entry(flow, element.value, name, scope, depth + 1)
+                if value is not None:
+                    return value, True
+                seen_all = seen_all and seen
+        return None, seen_all
     if isinstance(expr, cst.Call):
         if dotted(expr.func) == "dict":
             return keyword_through_kwargs(flow, expr, name, scope, depth + 1)
