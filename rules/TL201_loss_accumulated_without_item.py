@@ -19,13 +19,26 @@ class LossAccumulatedWithoutItem(Rule):
 
     ## What it does
     Flags `total += loss`, `total = total + loss` and `totals[key] += loss` inside a loop
-    when `loss` is still attached to the autograd graph: a criterion or loss call, a model
-    output, `outputs.loss`, or arithmetic on these, followed through assignments and
-    same-file helpers. Stays silent when the value was converted first (`.item()`,
-    `float()`, `.detach()`, `.cpu().numpy()`, `.tolist()`), when the total is itself
-    back-propagated later (several losses summed on purpose), fed back into the model, or
-    returned by a loss-building helper, and on unknown calls such as `meter.update(loss)`.
-    Under `torch.no_grad()` no graph is kept, so the finding is only informational.
+    when `loss` is still attached to the autograd graph: a criterion or loss call
+    (`F.cross_entropy`, a criterion instance, `outputs.loss`), a model's forward
+    (`model(x)`, `model.forward(x)`, `self(x)` in an `nn.Module`), or arithmetic and
+    indexing on these, followed through assignments and same-file helpers; a value that is
+    later passed to `.backward()` counts as such whatever made it. Also flags the same
+    accumulation done by a same-file object or helper: `meter.update(loss)` where
+    `AverageMeter.update` does `self.sum += val * n`, a tracker method adding a dict of
+    losses into `self.totals`, or `add_losses(totals, loss_dict)` doing `totals[k] += v`;
+    the call in the loop is reported.
+
+    Stays silent when the value was converted first (`.item()`, `float()`, `.detach()`,
+    `.cpu().numpy()`, `.tolist()`), when it was made with gradients disabled (inside a
+    `torch.no_grad()` / `inference_mode()` / `set_grad_enabled(False)` block, also one that
+    has closed, or returned by a function decorated with them), on strings
+    (`tokenizer.decode(...)`, f-strings), on other methods of a model-like object
+    (`engine.train_micro_batch_size_per_gpu()`), on in-place parameter updates
+    (`w -= lr * w.grad`), when the total is itself back-propagated later (several losses
+    summed on purpose), fed back into the model, or returned by a loss-building helper, and
+    on `update()` of objects whose class is not in the file. When the accumulation itself
+    runs under `torch.no_grad()`, no graph is kept, so the finding is only informational.
 
     ## Why is this bad?
     `total += loss` makes `total` a tensor whose graph reaches back through every batch's

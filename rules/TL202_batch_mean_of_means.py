@@ -42,13 +42,24 @@ class BatchMeanOfMeans(Rule):
     by dividing by the number of batches (`len(loader)`, a counter, `i + 1`, `np.mean(list)`)
     when the last batch can be smaller than the others. Dividing such a sum by the number of
     *samples* (`len(loader.dataset)`, a counter of `x.size(0)`) is an error whatever the batch
-    sizes: the result is about batch-size times too small.
+    sizes: the result is about batch-size times too small. A same-file meter class counts
+    too: `losses.update(loss.item())` on an `AverageMeter` whose `avg` divides the sum by the
+    number of calls is flagged where `losses.avg` is read after the loop;
+    `losses.update(loss.item(), images.size(0))` weighs by samples and is fine.
+
+    Confidence: a warning in evaluation code (a loop that does not back-propagate and runs
+    under `no_grad`, after `model.eval()`, in a function such as `validate`, or over a loader
+    such as `val_loader`), where the number picks checkpoints, and when the loader is
+    visibly built without `drop_last`; info for a training loss reported from a train step
+    (a progress-bar number) and when the loader's construction is not visible (a parameter
+    no caller in the file passes, `**kwargs` trainlint cannot read).
 
     Stays silent with `drop_last=True` (or `drop_remainder=True`, or data repeated before
-    batching), with sizes statically known to divide evenly (`range(0, 100, 10)` over 100
-    rows, `TensorDataset` of 640 rows in batches of 64), with `reduction="sum"`, when the
-    batch size is multiplied in before summing, and with metric objects (torchmetrics,
-    `keras.metrics.Mean`), which weigh every sample themselves.
+    batching), also when set by a same-file helper (`DataLoader(ds,
+    **get_dataloader_kwargs())`), with sizes statically known to divide evenly
+    (`range(0, 100, 10)` over 100 rows, `TensorDataset` of 640 rows in batches of 64), with
+    `reduction="sum"`, when the batch size is multiplied in before summing, and with metric
+    objects (torchmetrics, `keras.metrics.Mean`), which weigh every sample themselves.
 
     ## Why is this bad?
     With 1,000 samples in batches of 64 the last batch holds 40 samples, yet its mean counts

@@ -19,8 +19,13 @@ Sub-packages, by concept:
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers;
-* :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``), loss definition
-  chains (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching.
+* :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
+  ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
+  loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
+  instances of same-file classes and meters (``objects``), loss definition chains
+  (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
+* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
+  is for (rules weigh findings by it).
 """
 
 from __future__ import annotations
