@@ -184,6 +184,24 @@ def test_a_value_passed_to_backward_is_a_graph_tensor() -> None:
     assert model.dataflow.holds(cst.parse_expression("opaque"), run) is Holds.UNKNOWN
 
 
+def test_the_receiver_of_engine_backward_is_not_back_propagated() -> None:
+    model = build(
+        """
+        def train(engine, loader, make_config):
+            for batch in loader:
+                loss = engine(batch)
+                engine.backward(loss)
+                engine.step()
+                config = make_config(engine)
+                layers = engine.config.layers
+        """
+    )
+    value, scope, order = assigned(model, "layers")
+    assert model.dataflow.holds(value, scope, order) is Holds.UNKNOWN
+    train = scope_named(model, "train")
+    assert model.dataflow.holds(cst.parse_expression("loss"), train) is Holds.GRAPH
+
+
 def test_self_call_inside_a_module_is_a_forward() -> None:
     model = build(
         """

@@ -82,6 +82,7 @@ class Dataflow:
         self._call_orders: dict[int, int] | None = None
         self._pinned: list[cst.CSTNode] = []
         self._sites: dict[int, tuple[Scope, int]] | None = None
+        self.backpropagated: dict[int, frozenset[str]] = {}  # see provenance.backpropagated
 
     # ------------------------------------------------------------------ bindings
     def order(self, node: cst.CSTNode) -> int | None:
@@ -421,10 +422,6 @@ class Dataflow:
 
     def runs_backward(self, scope: Scope) -> bool:
         return self._flows.runs_backward(scope)
-
-    def backward_names(self, scope: Scope) -> frozenset[str]:
-        """Names passed to a backward in ``scope`` (``loss`` in ``loss.backward()``)."""
-        return self._flows.facts_of(scope).sinks
 
 
 def _statement_of_return(flow: Dataflow, node: cst.CSTNode) -> cst.CSTNode:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import dotted, names_in
+from trainlint.model.syntax.nodes import dotted, method_call, names_in
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow.graph import Dataflow
@@ -83,7 +83,49 @@ def return_without_graph(flow: Dataflow, callee: Scope, statement: cst.CSTNode) 
 def backward_evidence(flow: Dataflow, name: str, scope: Scope) -> bool:
     """Whether ``name`` is passed to a backward in ``scope`` (``name.backward()``,
     ``accelerator.backward(name)``, ``scaler.scale(name).backward()``): it is a graph tensor."""
-    return name in flow.backward_names(scope)
+    return name in backpropagated(flow, scope)
+
+
+def backpropagated(flow: Dataflow, scope: Scope) -> frozenset[str]:
+    """Names whose value a backward in ``scope`` differentiates. Not the receiver of
+    ``engine.backward(loss)`` / ``accelerator.backward(loss)``: with an argument, the argument
+    is the tensor; without one (``loss.backward()``), the receiver is."""
+    cache = flow.backpropagated
+    if id(scope) in cache:
+        return cache[id(scope)]
+    found: set[str] = set()
+    for site in flow.model.calls:
+        if site.scope is not scope:
+            continue
+        call = site.node
+        method = method_call(call)
+        qualified = site.qualified or ""
+        if qualified in ("torch.autograd.backward", "torch.autograd.grad") and call.args:
+            found |= _plain_names(call.args[0].value)
+            continue
+        if method is None or method[1] not in ("backward", "manual_backward"):
+            continue
+        receiver = method[0]
+        arguments = [a.value for a in call.args if a.keyword is None and not a.star]
+        if arguments:
+            found |= _plain_names(arguments[0])
+            continue
+        inner = method_call(receiver)
+        if inner is not None and inner[1] == "scale" and isinstance(receiver, cst.Call):
+            receiver = receiver.args[0].value if receiver.args else receiver
+        found |= _plain_names(receiver)
+    cache[id(scope)] = frozenset(found)
+    return cache[id(scope)]
+
+
+def _plain_names(expr: cst.BaseExpression) -> set[str]:
+    """``loss`` in ``loss``, ``(loss / k)``, ``loss.mean()``: names whose value is the tensor."""
+    while isinstance(expr, cst.BinaryOperation):
+        expr = expr.left
+    while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        expr = expr.func.value  # ``loss.mean()``, ``loss.sum()``
+    name = dotted(expr)
+    return {name} if name else set()
 
 
 def parameter_update(flow: Dataflow, statement: cst.CSTNode, scope: Scope) -> bool:
