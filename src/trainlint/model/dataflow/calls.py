@@ -14,16 +14,27 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.dataflow.facts import UNKNOWN, Holds, join
 from trainlint.model.syntax.nodes import child_nodes, keyword, positional
 
 if TYPE_CHECKING:
-    from trainlint.model.dataflow.graph import Dataflow, Fact
+    from trainlint.model.dataflow.facts import Fact
+    from trainlint.model.dataflow.graph import Dataflow
     from trainlint.model.syntax.scopes import Scope
 
 
 def call_site(flow: Dataflow, call: cst.Call) -> tuple[Scope, int] | None:
     """The scope a call is written in and its visiting order."""
     return flow.call_sites().get(id(call))
+
+
+def fact_of_parameter(flow: Dataflow, name: str, scope: Scope) -> Fact:
+    """What same-file callers pass for parameter ``name``: a graph if any passes one (read
+    context-insensitively; :func:`fact_through` reads one call)."""
+    passed = passed_for(flow, name, scope)
+    facts = [flow.fact(argument, caller, order) for argument, caller, order in passed]
+    found = join(*facts) if facts else UNKNOWN
+    return found if found.holds is Holds.GRAPH else UNKNOWN
 
 
 def passed_for(

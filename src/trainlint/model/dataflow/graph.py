@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.dataflow.calls import fact_through, passed_for
+from trainlint.model.dataflow.calls import fact_of_parameter, fact_through, passed_for
 from trainlint.model.dataflow.facts import (
     DETACHING_METHODS,
     NO_GRAPH_ATTRIBUTES,
@@ -35,7 +35,6 @@ from trainlint.model.dataflow.facts import (
     TENSOR,
     TO_NUMBER_BUILTINS,
     TO_NUMBER_METHODS,
-    TORCH_NO_GRAPH,
     TUPLE_REDUCTIONS,
     UNKNOWN,
     Fact,
@@ -48,11 +47,11 @@ from trainlint.model.dataflow.provenance import (
     backward_evidence,
     binding_without_graph,
     forward_like,
+    library_call_fact,
     return_without_graph,
     string_operation,
 )
 from trainlint.model.dataflow.reductions import (
-    FUNCTIONAL_LOSSES,
     CriterionInfo,
     Reduction,
     criterion_of_call,
@@ -198,7 +197,7 @@ class Dataflow:
                 return Fact(Holds.GRAPH, binding.value)  # back-propagated: a graph tensor
             return found
         if name is not None and name in scope.params:
-            return self.fact_of_parameter(name, scope)
+            return fact_of_parameter(self, name, scope)
         if isinstance(expr, cst.Attribute):  # ``outputs.loss``, ``model(**batch).loss``
             attribute = expr.attr.value
             if attribute in NUMBER_ATTRIBUTES:
@@ -260,13 +259,6 @@ class Dataflow:
                 return found if found.holds is Holds.GRAPH else UNKNOWN
         return UNKNOWN
 
-    def fact_of_parameter(self, name: str, scope: Scope) -> Fact:
-        """What same-file callers pass for parameter ``name`` (a graph if any passes one)."""
-        passed = self.passed_for(name, scope)
-        facts = [self.fact(argument, caller, order) for argument, caller, order in passed]
-        found = join(*facts) if facts else UNKNOWN
-        return found if found.holds is Holds.GRAPH else UNKNOWN
-
     def _fact_of_subscript(self, expr: cst.Subscript, scope: Scope, before: int | None) -> Fact:
         if isinstance(expr.value, cst.Call) and len(expr.slice) == 1:
             index = expr.slice[0].slice
@@ -295,7 +287,7 @@ class Dataflow:
         if dotted(call.func) == "self" and cls is not None and model.is_module_class(cls):
             return Fact(Holds.GRAPH, call)  # ``self(x)`` in an ``nn.Module``: a forward
         if qualified:
-            return self._fact_of_library_call(call, qualified, scope, before, index)
+            return library_call_fact(self, call, qualified, scope, before, index)
         method = method_call(call)
         if method is not None:
             receiver, name = method
@@ -330,23 +322,6 @@ class Dataflow:
                 return join(*(self.fact(a, scope, before) for a in args))
         if callee is not None:
             return self._fact_of_returns(callee, index)
-        return UNKNOWN
-
-    def _fact_of_library_call(
-        self, call: cst.Call, qualified: str, scope: Scope, before: int | None, index: int | None
-    ) -> Fact:
-        root, _, rest = qualified.partition(".")
-        last = qualified.rsplit(".", 1)[-1]
-        if root in ("numpy", "math", "statistics"):
-            return NUMBER
-        if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
-            return Fact(Holds.GRAPH, call)
-        if root == "torch":
-            if last in TORCH_NO_GRAPH or (last in TUPLE_REDUCTIONS and index == 1):
-                return TENSOR
-            return join(*(self.fact(a.value, scope, before) for a in call.args))
-        if root == "tensorflow":
-            return join(*(self.fact(a.value, scope, before) for a in call.args))
         return UNKNOWN
 
     def _fact_of_returns(self, callee: Scope, index: int | None) -> Fact:

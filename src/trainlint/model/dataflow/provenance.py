@@ -23,6 +23,17 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.dataflow.facts import (
+    NUMBER,
+    TENSOR,
+    TORCH_NO_GRAPH,
+    TUPLE_REDUCTIONS,
+    UNKNOWN,
+    Fact,
+    Holds,
+    join,
+)
+from trainlint.model.dataflow.reductions import FUNCTIONAL_LOSSES
 from trainlint.model.syntax.nodes import dotted, method_call, names_in
 
 if TYPE_CHECKING:
@@ -43,6 +54,31 @@ STRING_METHODS = {
 
 
 _GRADIENT_NAMES = {"grad", "grads", "gradient", "gradients", "g", "dw", "db", "dW"}
+
+
+def library_call_fact(
+    flow: Dataflow,
+    call: cst.Call,
+    qualified: str,
+    scope: Scope,
+    before: int | None,
+    index: int | None,
+) -> Fact:
+    """What a call into numpy / torch / tensorflow makes: numbers, a functional loss (a graph),
+    a factory tensor (no graph), or what its tensor arguments carry."""
+    root = qualified.partition(".")[0]
+    last = qualified.rsplit(".", 1)[-1]
+    if root in ("numpy", "math", "statistics"):
+        return NUMBER
+    if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
+        return Fact(Holds.GRAPH, call)
+    if root == "torch":
+        if last in TORCH_NO_GRAPH or (last in TUPLE_REDUCTIONS and index == 1):
+            return TENSOR
+        return join(*(flow.fact(a.value, scope, before) for a in call.args))
+    if root == "tensorflow":
+        return join(*(flow.fact(a.value, scope, before) for a in call.args))
+    return UNKNOWN
 
 
 def forward_like(method: str) -> bool:
