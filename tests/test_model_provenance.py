@@ -486,3 +486,43 @@ def test_tl202_confidence() -> None:
         "measure_built": Severity.WARNING,  # visibly built without drop_last
         "per_sample": Severity.ERROR,  # a sum of means over the number of samples
     }
+
+
+# ---------------------------------------------------------------------- per-batch step methods
+STEPS = """
+class Trainer:
+    def __init__(self, model, loader):
+        self.model = model
+        self.loader = loader
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def training_step(self, batch):
+        self.optimizer.zero_grad()
+        loss = self.model(batch).mean()
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def fit(self):
+        for batch in self.loader:
+            self.training_step(batch)
+
+
+trainer = Trainer(torch.nn.Linear(2, 1), [torch.randn(4, 2)])
+for batch in trainer.loader:
+    trainer.training_step(batch)
+"""
+
+
+@pytest.mark.parametrize("where", ["Trainer.fit", "<module>"])
+def test_step_methods_are_part_of_the_callers_iteration(where: str) -> None:
+    model = build(STEPS)
+    loop = next(
+        lp
+        for lp in model.loops
+        if (lp.scope.name if not lp.scope.is_module else "<module>") == where
+    )
+    kinds = [e.kind for e in model.iteration(loop)]
+    assert kinds.index(EventKind.ZERO_GRAD) < kinds.index(EventKind.BACKWARD)
+    assert kinds.index(EventKind.BACKWARD) < kinds.index(EventKind.STEP)
+    assert trains(model, loop)
