@@ -4,7 +4,10 @@
   ``gradient_accumulation_steps`` itself when the ``Accelerator`` was built with it (or with a
   plugin) and inside ``accelerator.accumulate()``; Fabric and plain ``backward()`` do not.
 * :func:`divides_by_window` / :func:`divides_by_accumulation`: whether a loss's divisions
-  (see :mod:`.lossflow`) are by the window size.
+  (see :mod:`.lossflow`) are by the window size;
+* :func:`divides_by_running_counter`: a division by a micro-step counter (``loss / (i + 1)``)
+  instead, which weighs the micro-batches of a window unequally;
+* :func:`presumed_mean`: a reduction read off a convention (``outputs[0]``), not resolved.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.lossflow import Division, Flow
+from trainlint.model.loops.counters import counts_micro_steps
 from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call
 from trainlint.model.values.roles import Role
 
@@ -28,10 +32,13 @@ def _options(call: cst.Call) -> dict[str, cst.BaseExpression]:
     return {a.keyword.value: a.value for a in call.args if a.keyword is not None}
 
 
-def divides_by_window(flow: Flow, steps: cst.BaseExpression | None) -> Division | None:
+def divides_by_window(
+    flow: Flow, steps: cst.BaseExpression | None, counters: frozenset[str] = frozenset()
+) -> Division | None:
     """A division of ``flow`` that plausibly is by the window's size ``steps``.
 
-    Any non-literal divisor counts (the window size goes by many names); a literal one counts
+    Any non-literal divisor counts (the window size goes by many names) except a running
+    micro-step counter among ``counters`` (see :mod:`..loops.counters`); a literal one counts
     when it equals a literal ``steps``, or, with ``steps`` unknown, when it is above 2 (``/ 2``
     is usually an average of two losses, as in a GAN discriminator).
     """
@@ -39,6 +46,8 @@ def divides_by_window(flow: Flow, steps: cst.BaseExpression | None) -> Division 
     for division in flow.divisions:
         value = literal(division.divisor, None)
         if value is None:
+            if counts_micro_steps(division.divisor, counters):
+                continue
             return division
         if isinstance(window, int) and not isinstance(window, bool):
             if value == window:
@@ -46,6 +55,20 @@ def divides_by_window(flow: Flow, steps: cst.BaseExpression | None) -> Division 
         elif isinstance(value, (int, float)) and value > 2:
             return division
     return None
+
+
+def divides_by_running_counter(flow: Flow, counters: frozenset[str]) -> Division | None:
+    """A division of ``flow`` by a running micro-step counter (``loss / (i + 1)``)."""
+    for division in flow.divisions:
+        if counts_micro_steps(division.divisor, counters):
+            return division
+    return None
+
+
+def presumed_mean(flow: Flow) -> bool:
+    """A mean only by convention: every source is ``outputs[0]`` of an unseen model, which
+    is a transformers loss when labels were passed and something else otherwise."""
+    return bool(flow.sources) and all(isinstance(s.node, cst.Subscript) for s in flow.sources)
 
 
 def divides_by_accumulation(flow: Flow, configured: cst.BaseExpression | None) -> Division | None:

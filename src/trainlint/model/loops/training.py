@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.counters import running_counters
 from trainlint.model.loops.events import Condition, Event, EventKind
 from trainlint.model.loops.windows import (
     GuardReader,
@@ -92,6 +93,13 @@ class TrainStep:
     @property
     def steps(self) -> list[Event]:
         return self.of_kind(EventKind.STEP)
+
+    def micro_step_counters(self) -> frozenset[str]:
+        """Names counting micro-steps in this loop and its micro-step loop (``i``, ``step``)."""
+        loops = [self.loop]
+        if self.accumulation is not None and self.accumulation.inner_loop is not None:
+            loops.append(self.accumulation.inner_loop)
+        return running_counters(loops, self.events)
 
     def optimizers(self) -> list[str]:
         """Stepped optimizers, in order of first step, by the loop's name for them."""
