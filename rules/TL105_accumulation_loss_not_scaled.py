@@ -76,7 +76,7 @@ class AccumulationLossNotScaled(Rule):
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         reported: set[int] = set()
-        for train in model.train_steps:
+        for train in model.window_steps:
             for event in train.backwards:
                 if id(event.node) in reported:
                     continue
