@@ -100,7 +100,8 @@ def _counts_with(node: cst.BaseExpression, counters: set[str]) -> bool:
 
 
 def counts_micro_steps(divisor: cst.BaseExpression, counters: frozenset[str]) -> bool:
-    """Whether ``divisor`` is a running counter, give or take a constant (``i + 1``)."""
+    """Whether ``divisor`` is a running counter, give or take a constant or a modulo
+    (``i + 1``, ``step % k + 1``, ``float(micro_step)``)."""
     node: cst.BaseExpression = divisor
     for _ in range(6):  # nesting of wrappers, bounded
         if isinstance(node, cst.BinaryOperation) and isinstance(
@@ -112,6 +113,9 @@ def counts_micro_steps(divisor: cst.BaseExpression, counters: frozenset[str]) ->
                 node = node.right
             else:
                 return False
+            continue
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+            node = node.left  # ``i % k + 1``: the position inside the window, 1 to k
             continue
         if isinstance(node, cst.Call) and dotted(node.func) in _KEEPS_COUNTER:
             variable = [a.value for a in node.args if literal(a.value, None) is None]
