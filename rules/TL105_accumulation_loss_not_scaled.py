@@ -32,13 +32,24 @@ class AccumulationLossNotScaled(Rule):
     definition chain, through same-file helpers) while the loss is mean-reduced: a
     default-reduction criterion, `F.cross_entropy` and friends, `outputs.loss`, `.mean()`.
 
+    The divisor must be the window length (`accum_steps`, `args.gradient_accumulation_steps`,
+    a constant, `len(micro_batches)`). Dividing by a running micro-step counter instead
+    (`loss / (i + 1)`, `loss / step` where `step` counts 1, 2, 3, ...) is flagged too, with
+    its own message: the micro-batches get unequal weights.
+
+    When the loss is never divided and trainlint cannot tell how it is reduced (a function it
+    cannot see, `outputs[0]` of a model it cannot see), the finding is a warning rather than
+    an error: most losses are means, but a sum-reduced one would be right as it is.
+
     It also flags the opposite mistake with Accelerate: `accelerator.backward(loss)` already
     divides by `gradient_accumulation_steps` when the `Accelerator` is configured with it (or
     inside `accelerator.accumulate()`), so dividing the loss by the accumulation steps as well
     shrinks the gradients k times.
 
-    Sum-reduced losses normalized by an item count, DeepSpeed engines (which divide
-    themselves) and whole-epoch accumulation over a data loader are left alone.
+    Sum-reduced losses (normalized by an item count over the window, or not), DeepSpeed
+    engines (which divide themselves) and whole-epoch accumulation over a data loader are left
+    alone. A function whose only loop is the micro-step loop, with the step after it, is a
+    window too (one per call).
 
     ## Why is this bad?
     Gradients add up over the window. With a mean loss per micro-batch, k micro-steps give
@@ -72,7 +83,10 @@ class AccumulationLossNotScaled(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("backward",)
-    summary = "A mean-reduced loss is accumulated over k micro-steps but never divided by k."
+    summary = (
+        "A mean-reduced loss is accumulated over k micro-steps but never divided by k "
+        "(or divided by a running micro-step counter)."
+    )
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         reported: set[int] = set()
