@@ -1,0 +1,180 @@
+"""The roles of names and the evidence for each; what the model could not resolve."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import libcst as cst
+
+from trainlint.inspection.loops import Report, window_report
+from trainlint.model import TrainingModel, TrainStep
+from trainlint.model.loops.events import EventKind
+from trainlint.model.syntax.nodes import descendants, dotted
+from trainlint.model.syntax.scopes import Binding, LoopInfo, Scope
+from trainlint.model.values.roles import role_from_annotation, role_from_name
+
+#: Libraries whose functions are not training helpers: calls into them are not "unseen".
+_LIBRARIES = (
+    "torch", "tensorflow", "keras", "numpy", "math", "random", "os", "sys", "time", "json",
+    "logging", "tqdm", "transformers", "accelerate", "deepspeed", "lightning",
+    "pytorch_lightning", "wandb", "datasets", "sklearn", "PIL", "torchvision", "pathlib",
+    "collections", "itertools", "functools", "copy", "apex", "timm", "tensorboardX", "pickle",
+)  # fmt: skip
+_BUILTINS = frozenset(dir(builtins))
+
+
+def role_report(model: TrainingModel, name: str, scope: Scope) -> Report:
+    try:
+        node = cst.parse_expression(name)
+    except cst.ParserSyntaxError:
+        return {"name": name, "role": None, "kind": None, "evidence": "not a plain name"}
+    value = model.value_of(node, scope)
+    return {
+        "name": name,
+        "function": scope.name,
+        "role": value.role.value if value is not None else None,
+        "kind": (value.kind or None) if value is not None else None,
+        "evidence": _evidence(model, name, scope, value),
+    }
+
+
+def _binding(model: TrainingModel, name: str, scope: Scope) -> Binding | None:
+    for binding in model.lookup(name, scope):
+        if binding.augmented is None and binding.value is not None:
+            return binding
+    return None
+
+
+def _evidence(model: TrainingModel, name: str, scope: Scope, value: Any) -> str:
+    binding = _binding(model, name, scope)
+    made = value.call if value is not None else None
+    if binding is not None and binding.from_iteration:
+        return f"a loop variable (line {model.line_of(binding.statement)})"
+    if binding is not None and isinstance(binding.value, cst.Call):
+        call = binding.value
+        called = model.imports.qualify(call.func) or dotted(call.func) or "a call"
+        where = f"`{called}` at line {model.line_of(call)}"
+        if made is call or made is None and value is not None:
+            if dotted(call.func) in model.classes:
+                return f"instance of same-file class {where}"
+            return f"constructor {where}" if made is call else f"returned by {where}"
+        if made is not None:
+            maker = model.imports.qualify(made.func) or dotted(made.func) or "a call"
+            slot = f", slot {binding.unpack_index}" if binding.unpack_index is not None else ""
+            return f"wrapper {where}{slot}, around `{maker}` at line {model.line_of(made)}"
+        return f"made by {where}: not a role trainlint recognises"
+    if binding is not None and isinstance(binding.value, (cst.Name, cst.Attribute)):
+        source = model.text_of(binding.value)
+        line = model.line_of(binding.statement)
+        if made is not None:
+            maker = model.imports.qualify(made.func) or dotted(made.func) or "a call"
+            made_at = model.line_of(made)
+            return f"alias of `{source}` (line {line}), made by `{maker}` at line {made_at}"
+        return f"alias of `{source}` (line {line})"
+    if name in scope.annotations and role_from_annotation(scope.annotations[name]) is not None:
+        return f"annotation `{scope.annotations[name]}`"
+    if value is not None and role_from_name(name) is value.role:
+        return "name only" + (" (a parameter)" if name in scope.params else "")
+    if binding is None and name.split(".")[0] in scope.params:
+        return "a parameter, with nothing that tells what it is"
+    return "unknown: no binding, annotation or telling name"
+
+
+def unstepped_loops(model: TrainingModel, in_steps: set[int]) -> list[LoopInfo]:
+    """Innermost loops that run a backward and no optimizer step trainlint recognises."""
+    found = []
+    for loop in model.loops:
+        if id(loop.node) in in_steps or model.is_framework_managed(loop.scope):
+            continue
+        kinds = {e.kind for e in model.iteration(loop)}
+        if EventKind.BACKWARD in kinds and EventKind.STEP not in kinds:
+            found.append(loop)
+    nested = {id(lp.parent.node) for lp in found if lp.parent is not None}
+    return [lp for lp in found if id(lp.node) not in nested]
+
+
+def _step_like_calls(model: TrainingModel, loop: LoopInfo) -> str:
+    """``: `opt.step()` at line 28 (`opt` resolves to a model)`` -- why a step was not one."""
+    notes = []
+    for node in descendants(loop.node):
+        if not isinstance(node, cst.Call) or not isinstance(node.func, cst.Attribute):
+            continue
+        if node.func.attr.value != "step" or len(notes) >= 3:
+            continue
+        receiver = node.func.value
+        value = model.value_of(receiver, loop.scope)
+        what = f"resolves to a {value.role.value}" if value is not None else "has no known role"
+        notes.append(
+            f"`{model.text_of(node)}` at line {model.line_of(node)} "
+            f"(`{model.text_of(receiver)}` {what})"
+        )
+    return ": " + "; ".join(notes) if notes else ""
+
+
+def unresolved(
+    model: TrainingModel,
+    steps: list[TrainStep],
+    evals: list[LoopInfo],
+    unstepped: list[LoopInfo],
+    in_steps: set[int],
+) -> list[Report]:
+    found: list[Report] = []
+    for loop in unstepped:
+        line = model.line_of(loop.node)
+        message = (
+            f"loop at line {line} calls `backward()` but steps no optimizer trainlint "
+            f"recognises{_step_like_calls(model, loop)}"
+        )
+        found.append({"line": line, "message": message})
+    for loop in model.loops:
+        if id(loop.node) in in_steps or model.is_framework_managed(loop.scope):
+            continue
+        kinds = {e.kind for e in model.iteration(loop)}
+        if EventKind.STEP in kinds and not kinds & {EventKind.BACKWARD, EventKind.GRAD}:
+            line = model.line_of(loop.node)
+            message = f"loop at line {line} steps an optimizer but runs no backward it recognises"
+            found.append({"line": line, "message": message})
+    found += _unseen_calls(model, [s.loop for s in steps] + evals + unstepped)
+    for step in steps:
+        window = window_report(model, step)
+        for backward in window["backwards"] if window else ():
+            if backward["reduction"] == "unknown":
+                found.append(
+                    {
+                        "line": backward["line"],
+                        "message": f"cannot tell how `{backward['operand']}` (backward at line "
+                        f"{backward['line']}) is reduced: no loss call on its definition chain",
+                    }
+                )
+    return sorted(found, key=lambda r: r["line"])
+
+
+def _unseen_calls(model: TrainingModel, loops: list[LoopInfo]) -> list[Report]:
+    """Calls in the watched loops to functions trainlint cannot see into."""
+    inside = {id(node) for loop in loops for node in descendants(loop.node)}
+    found: list[Report] = []
+    seen: set[str] = set()
+    for site in model.calls:
+        call = site.node
+        if id(call) not in inside or not isinstance(call.func, cst.Name):
+            continue
+        name = call.func.value
+        if name in _BUILTINS or name in seen or model.callee(call, site.scope) is not None:
+            continue
+        if name in model.classes or model.role_of(call.func, site.scope) is not None:
+            continue  # a same-file class, or a model / criterion called
+        qualified = site.qualified or model.imports.qualify(call.func)
+        if qualified and qualified.split(".")[0] in _LIBRARIES:
+            continue
+        seen.add(name)
+        origin = f" (imported from `{qualified.rsplit('.', 1)[0]}`)" if qualified else ""
+        line = model.line_of(call)
+        found.append(
+            {
+                "line": line,
+                "message": f"`{name}()` at line {line}{origin} is not visible: trainlint does "
+                "not know what it does or returns",
+            }
+        )
+    return found
