@@ -4,10 +4,12 @@
 Users read it to understand a finding or a silence; developers to debug the model. The
 report's shape (``--format json``, documented in docs/inspect-output.md) is::
 
-    {"file": str, "train_steps": [Loop], "eval_loops": [Loop], "roles": [Role],
-     "unresolved": [{"line": int, "message": str}]}
+    {"schema_version": 1, "file": str, "train_steps": [Loop], "eval_loops": [Loop],
+     "roles": [Role], "unresolved": [{"line": int, "message": str}]}
 
-    Loop = {"line": int, "function": str, "header": str, "per_call": bool,
+    (notebooks: every entry with a "line" also has "where": "cell 3, line 4")
+
+    Loop = {"line": int, "function": str, "header": str, "contexts": [str], "per_call": bool,
             "events": [Event], "window": Window | null}      (eval loops: no "window")
     Event = {"line": int, "kind": str, "subject": str | null, "operand": str | null,
              "conditions": [{"test": str, "negated": bool, "window_guard": bool}],
@@ -36,6 +38,9 @@ from trainlint.model import TrainingModel
 from trainlint.model.loops.events import EventKind
 from trainlint.model.syntax.nodes import descendants, dotted, method_call
 from trainlint.model.syntax.scopes import Scope
+
+#: Goes up when a key is removed or renamed or changes meaning (new keys may be added freely).
+SCHEMA_VERSION = 1
 
 __all__ = ["InspectError", "Report", "build_report", "inspect_file", "render_text"]
 
@@ -117,6 +122,7 @@ def build_report(model: TrainingModel, display: str) -> Report:
         if receiver and id(site.node) in watched:  # ``opt.step()`` even when not a step event
             subjects.setdefault((receiver, id(site.scope)), site.scope)
     return {
+        "schema_version": SCHEMA_VERSION,
         "file": display,
         "train_steps": [train_step_report(model, s) for s in steps],
         "eval_loops": [eval_loop(model, lp) for lp in evals],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import libcst as cst
@@ -15,10 +16,16 @@ from trainlint.model.dataflow.scaling import (
     presumed_mean,
 )
 from trainlint.model.loops.events import EventKind
+from trainlint.model.loops.placement import Placement
 from trainlint.model.loops.windows import is_window_condition
 from trainlint.model.syntax.scopes import LoopInfo
 
 Report = dict[str, Any]
+
+
+@lru_cache(maxsize=1)  # one parent map for the file being inspected
+def _placement(model: TrainingModel) -> Placement:
+    return Placement(model)
 
 
 def is_eval_loop(model: TrainingModel, loop: LoopInfo, in_steps: set[int]) -> bool:
@@ -45,6 +52,7 @@ def _loop(model: TrainingModel, loop: LoopInfo, events: list[Event]) -> Report:
         "line": model.line_of(loop.node),
         "function": loop.scope.name,
         "header": _header(model, loop),
+        "contexts": sorted(_placement(model).contexts_at(loop.node)),
         "per_call": False,
         "events": [_event(model, e, events) for e in events],
     }

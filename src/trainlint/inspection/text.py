@@ -23,7 +23,8 @@ def render_text(report: Report) -> str:
         if window is not None:
             lines += _render_window(window)
     for loop in report["eval_loops"]:
-        lines.append(f"eval loop: {_at(loop)} in `{loop['function']}`: {loop['header']}")
+        contexts = f" (in {', '.join(loop['contexts'])})" if loop["contexts"] else ""
+        lines.append(f"eval loop: {_at(loop)} in `{loop['function']}`: {loop['header']}{contexts}")
         lines += _render_events(loop["events"])
     if report["roles"]:
         lines.append("roles:")
