@@ -99,6 +99,7 @@ def main() -> None:
       trainlint check . --format sarif -o trainlint.sarif
       trainlint rules                       list every rule
       trainlint explain TL101               what a rule finds, why, and the fix
+      trainlint inspect train.py            what trainlint saw in one file
     """
 
 
