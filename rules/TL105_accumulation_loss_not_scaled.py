@@ -10,6 +10,7 @@ from trainlint.model.dataflow.lossflow import Division, Flow, Reduction, backwar
 from trainlint.model.dataflow.scaling import (
     BackwardScaling,
     backward_scaling,
+    divided_on_some_path,
     divides_by_accumulation,
     divides_by_running_counter,
     divides_by_window,
@@ -126,7 +127,7 @@ class AccumulationLossNotScaled(Rule):
         if scales_gradients(model, train):
             return None  # ``p.grad /= k`` before the step averages the window instead
         if flow.reduction is Reduction.UNKNOWN or presumed_mean(flow):
-            if flow.divisions:
+            if flow.divisions or divided_on_some_path(model, event):
                 return None  # divided by something: without the reduction, cannot judge it
             return _unknown_reduction(model, train, event, flow)
         return _not_scaled(model, train, event, flow)

@@ -11,6 +11,8 @@ from model_helpers import build, expr
 from trainlint.model import TrainingModel, TrainStep, WindowKind
 from trainlint.model.dataflow.lossflow import Reduction, backward_flow
 from trainlint.model.dataflow.scaling import (
+    backward_scaling,
+    divided_on_some_path,
     divides_by_running_counter,
     divides_by_window,
     presumed_mean,
@@ -211,3 +213,44 @@ def train(model, loader, optimizer, k):
     message, severity = found[0]
     assert "running micro-step counter" in message and "unequal weights" in message
     assert severity is None  # the rule's own severity: error
+
+
+def test_a_division_on_another_branch_or_under_apex_counts() -> None:
+    model, step = only_step("""
+from apex import amp
+
+def train(model, loader, optimizer, args, engine):
+    for i, batch in enumerate(loader):
+        loss = compute(model, batch)
+        if args.accum > 1:
+            loss = loss / args.accum
+        if args.apex:
+            with amp.scale_loss(loss, optimizer) as scaled_loss:
+                scaled_loss.backward()
+        elif engine is not None:
+            loss = engine.backward(loss)
+        else:
+            loss.backward()
+        if (i + 1) % args.accum == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""")
+    by_text = {model.text_of(e.node): e for e in step.backwards}
+    assert divided_on_some_path(model, by_text["scaled_loss.backward()"])
+    assert divided_on_some_path(model, by_text["loss.backward()"])
+    engine = by_text["engine.backward(loss)"]
+    assert backward_scaling(model, engine).divides is None  # an unknown engine's own backward
+
+
+def test_an_undivided_loss_is_not_divided_on_any_path() -> None:
+    model, step = only_step("""
+def train(model, loader, optimizer, k):
+    for i, batch in enumerate(loader):
+        loss = compute(model, batch)
+        loss = loss.mean()
+        loss.backward()
+        if (i + 1) % k == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""")
+    assert not divided_on_some_path(model, step.backwards[0])
