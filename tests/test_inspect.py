@@ -188,3 +188,23 @@ def test_help_explains_it() -> None:
     result = inspect("--help")
     assert result.exit_code == 0
     assert "train steps" in result.output and "--format [text|json]" in result.output
+
+
+def test_a_backward_hidden_in_an_unseen_helper_is_pointed_at(tmp_path: Path) -> None:
+    path = tmp_path / "engine.py"
+    path.write_text(
+        "import torch\n"
+        "from util.misc import NativeScaler\n"
+        "def train_one_epoch(model: torch.nn.Module, loader, optimizer, loss_scaler, k):\n"
+        "    for i, (x, y) in enumerate(loader):\n"
+        "        loss = model(x, y) / k\n"
+        "        loss_scaler(loss, optimizer, update_grad=(i + 1) % k == 0)\n"
+        "        if (i + 1) % k == 0:\n"
+        "            optimizer.zero_grad()\n"
+    )
+    report = as_json(path)
+    assert report["train_steps"] == [] and report["eval_loops"] == []
+    [entry] = report["unresolved"]
+    assert entry["line"] == 4
+    assert "runs no backward trainlint recognises" in entry["message"]
+    assert "`loss_scaler(...)` at line 6" in entry["message"]

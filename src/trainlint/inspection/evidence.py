@@ -112,6 +112,30 @@ def _step_like_calls(model: TrainingModel, loop: LoopInfo) -> str:
     return ": " + "; ".join(notes) if notes else ""
 
 
+_OPTIMIZER_KINDS = (EventKind.STEP, EventKind.ZERO_GRAD, EventKind.MODEL_ZERO_GRAD)
+
+
+def _no_backward(model: TrainingModel, loop: LoopInfo, touching: list[Any]) -> Report:
+    """A loop that steps or clears an optimizer with no backward in sight, and the unseen
+    calls that are handed the optimizer (``loss_scaler(loss, optimizer, ...)``)."""
+    line = model.line_of(loop.node)
+    first = touching[0]
+    names = {e.subject for e in touching if e.subject}
+    suspects = []
+    for node in descendants(loop.node):
+        if isinstance(node, cst.Call) and model.callee(node, loop.scope) is None:
+            passed = {dotted(a.value) for a in node.args}
+            if passed & names and len(suspects) < 3:
+                suspects.append(f"`{model.text_of(node.func)}(...)` at line {model.line_of(node)}")
+    hint = f"; it passes the optimizer to {', '.join(suspects)}, which trainlint cannot see into"
+    message = (
+        f"loop at line {line} uses an optimizer (`{model.text_of(first.node)}` at line "
+        f"{model.line_of(first.node)}) but runs no backward trainlint recognises"
+        f"{hint if suspects else ''}"
+    )
+    return {"line": line, "message": message}
+
+
 def unresolved(
     model: TrainingModel,
     steps: list[TrainStep],
@@ -130,11 +154,12 @@ def unresolved(
     for loop in model.loops:
         if id(loop.node) in in_steps or model.is_framework_managed(loop.scope):
             continue
-        kinds = {e.kind for e in model.iteration(loop)}
-        if EventKind.STEP in kinds and not kinds & {EventKind.BACKWARD, EventKind.GRAD}:
-            line = model.line_of(loop.node)
-            message = f"loop at line {line} steps an optimizer but runs no backward it recognises"
-            found.append({"line": line, "message": message})
+        events = model.iteration(loop)
+        if any(e.loops for e in events if e.kind in _OPTIMIZER_KINDS):
+            continue  # a nested loop does it: report that one
+        touching = [e for e in events if e.kind in _OPTIMIZER_KINDS]
+        if touching and not any(e.kind in (EventKind.BACKWARD, EventKind.GRAD) for e in events):
+            found.append(_no_backward(model, loop, touching))
     found += _unseen_calls(model, [s.loop for s in steps] + evals + unstepped)
     for step in steps:
         window = window_report(model, step)

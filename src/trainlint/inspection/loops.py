@@ -23,21 +23,32 @@ from trainlint.model.syntax.scopes import LoopInfo
 Report = dict[str, Any]
 
 
+#: Events of a train step: a loop with any of them is not an eval loop.
+_GRADIENT_KINDS = frozenset(
+    {
+        EventKind.BACKWARD, EventKind.GRAD, EventKind.STEP, EventKind.ENGINE_STEP,
+        EventKind.ZERO_GRAD, EventKind.MODEL_ZERO_GRAD, EventKind.GRAD_CLEAR, EventKind.CLIP,
+        EventKind.UNSCALE, EventKind.SCALER_UPDATE,
+    }
+)  # fmt: skip
+
+
 @lru_cache(maxsize=1)  # one parent map for the file being inspected
 def _placement(model: TrainingModel) -> Placement:
     return Placement(model)
 
 
 def is_eval_loop(model: TrainingModel, loop: LoopInfo, in_steps: set[int]) -> bool:
-    """A loop that calls a model and runs no backward (its innermost such loop)."""
-    if id(loop.node) in in_steps or loop.children and _has_forward(model, loop.children):
+    """A loop that calls a model and runs no backward: the innermost such loop (a loop over
+    checkpoints that calls ``evaluate()`` is not one), and none that touches gradients (a
+    ``loss_scaler(loss, optimizer)`` that hides the backward still clears or steps)."""
+    if id(loop.node) in in_steps:
         return False
-    kinds = {e.kind for e in model.iteration(loop)}
-    return EventKind.FORWARD in kinds and not kinds & {EventKind.BACKWARD, EventKind.GRAD}
-
-
-def _has_forward(model: TrainingModel, loops: list[LoopInfo]) -> bool:
-    return any(e.kind is EventKind.FORWARD for lp in loops for e in model.iteration(lp))
+    events = model.iteration(loop)
+    if any(e.kind is EventKind.FORWARD and e.loops for e in events):
+        return False  # the model runs in a nested loop (or a helper's loop): that one is it
+    kinds = {e.kind for e in events}
+    return EventKind.FORWARD in kinds and not kinds & _GRADIENT_KINDS
 
 
 def _header(model: TrainingModel, loop: LoopInfo) -> str:
