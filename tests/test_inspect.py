@@ -208,3 +208,20 @@ def test_a_backward_hidden_in_an_unseen_helper_is_pointed_at(tmp_path: Path) -> 
     assert entry["line"] == 4
     assert "runs no backward trainlint recognises" in entry["message"]
     assert "`loss_scaler(...)` at line 6" in entry["message"]
+
+
+def test_the_loop_holding_an_unrecognised_step_is_the_one_reported(tmp_path: Path) -> None:
+    path = tmp_path / "muon.py"
+    path.write_text(
+        "import torch.optim as optim\n"
+        "from muon import Muon\n"
+        "optim = Muon(model.parameters())\n"
+        "for i in range(100):\n"
+        "    for _ in range(4):\n"
+        "        (model(next(data)) / 4).backward()\n"
+        "    optim.step()\n"
+        "    optim.zero_grad()\n"
+    )
+    [entry] = [u for u in as_json(path)["unresolved"] if "backward" in u["message"]]
+    assert entry["line"] == 4
+    assert "`optim.step()` at line 7 (`optim` is read as the imported module" in entry["message"]

@@ -82,7 +82,8 @@ def _evidence(model: TrainingModel, name: str, scope: Scope, value: Any) -> str:
 
 
 def unstepped_loops(model: TrainingModel, in_steps: set[int]) -> list[LoopInfo]:
-    """Innermost loops that run a backward and no optimizer step trainlint recognises."""
+    """Loops that run a backward and no optimizer step trainlint recognises: the innermost
+    one, unless a loop around it has ``.step()`` calls (then that loop, where the step is)."""
     found = []
     for loop in model.loops:
         if id(loop.node) in in_steps or model.is_framework_managed(loop.scope):
@@ -90,21 +91,45 @@ def unstepped_loops(model: TrainingModel, in_steps: set[int]) -> list[LoopInfo]:
         kinds = {e.kind for e in model.iteration(loop)}
         if EventKind.BACKWARD in kinds and EventKind.STEP not in kinds:
             found.append(loop)
-    nested = {id(lp.parent.node) for lp in found if lp.parent is not None}
-    return [lp for lp in found if id(lp.node) not in nested]
+    ids = {id(lp.node) for lp in found}
+    stepping = {id(lp.node) for lp in found if _step_calls(lp)}
+    chosen = []
+    for loop in found:
+        ancestors = [a for a in model.enclosing_loops(loop) if id(a.node) in ids]
+        if any(id(a.node) in stepping for a in ancestors):
+            continue  # reported at the loop that holds the step calls
+        children = [lp for lp in found if lp.parent is loop]
+        if children and id(loop.node) not in stepping:
+            continue  # an epoch loop around the loop that back-propagates
+        if children and any(_step_calls(c) for c in children):
+            continue
+        chosen.append(loop)
+    return chosen
+
+
+def _step_calls(loop: LoopInfo) -> list[cst.Call]:
+    return [
+        node
+        for node in descendants(loop.node)
+        if isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "step"
+    ]
 
 
 def _step_like_calls(model: TrainingModel, loop: LoopInfo) -> str:
     """``: `opt.step()` at line 28 (`opt` resolves to a model)`` -- why a step was not one."""
     notes = []
-    for node in descendants(loop.node):
-        if not isinstance(node, cst.Call) or not isinstance(node.func, cst.Attribute):
-            continue
-        if node.func.attr.value != "step" or len(notes) >= 3:
-            continue
-        receiver = node.func.value
+    for node in _step_calls(loop)[:3]:
+        receiver = node.func.value  # type: ignore[attr-defined]
         value = model.value_of(receiver, loop.scope)
-        what = f"resolves to a {value.role.value}" if value is not None else "has no known role"
+        module = model.imports.qualify(receiver)
+        if value is not None:
+            what = f"resolves to a {value.role.value}"
+        elif module:
+            what = f"is read as the imported module `{module}`"
+        else:
+            what = "has no known role"
         notes.append(
             f"`{model.text_of(node)}` at line {model.line_of(node)} "
             f"(`{model.text_of(receiver)}` {what})"
