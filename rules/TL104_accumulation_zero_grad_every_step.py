@@ -64,7 +64,7 @@ class AccumulationZeroGradEveryStep(Rule):
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         reported: set[int] = set()
-        for train in model.train_steps:
+        for train in model.window_steps:
             accumulation = train.accumulation
             if accumulation is None or accumulation.kind is WindowKind.ACCELERATE:
                 continue

@@ -99,6 +99,7 @@ def main() -> None:
       trainlint check . --format sarif -o trainlint.sarif
       trainlint rules                       list every rule
       trainlint explain TL101               what a rule finds, why, and the fix
+      trainlint inspect train.py            what trainlint saw in one file
     """
 
 
@@ -537,3 +538,36 @@ def explain(code: str) -> None:
         Console(no_color="NO_COLOR" in os.environ).print(Markdown(text))
     else:
         click.echo(text)
+
+
+@main.command(short_help="Show what trainlint saw in one file: train steps, roles, windows.")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: for reading; json: the shape documented in docs/inspect-output.md.",
+)
+def inspect(file: Path, output_format: str) -> None:
+    """Show what trainlint's model saw in FILE (a .py file or a notebook).
+
+    Prints the train steps (loops that run backward and step) and eval loops (loops that call
+    a model with no backward) it found; each loop's events in order with their line, kind and
+    the conditions they run under (accumulation guards are marked); accumulation windows
+    (guard, window length, how each backward is scaled); the roles of the names involved
+    (optimizer, model, scheduler...) and the evidence for each; and what it could not
+    resolve (a backward with no optimizer step it recognises, calls to functions it cannot
+    see). Use it to understand a finding, or a silence.
+    """
+    from trainlint.inspection import InspectError, inspect_file, render_text
+
+    try:
+        report = inspect_file(file)
+    except InspectError as exc:
+        raise _Failure(str(exc)) from None
+    if output_format == "json":
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(render_text(report))

@@ -6,6 +6,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 * ``value_of(expr, scope)`` / ``role_of`` -- what a binding holds (:mod:`.roles`);
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
+* ``train_steps`` -- loops that backward and step (:mod:`.training`); ``window_steps`` adds
+  functions that run one accumulation window per call (micro-step loop, then the step);
 * ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
   instance of a same-file class, see :mod:`.dataflow.objects`);
 * ``is_framework_managed(scope)`` -- Lightning / HF Trainer code the framework drives.
@@ -40,7 +42,13 @@ from libcst.metadata import CodeRange
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
-from trainlint.model.loops.training import Accumulation, TrainStep, WindowKind, train_steps
+from trainlint.model.loops.training import (
+    Accumulation,
+    TrainStep,
+    WindowKind,
+    per_call_steps,
+    train_steps,
+)
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import (
     Binding,
@@ -390,6 +398,11 @@ class TrainingModel:
     def train_steps(self) -> list[TrainStep]:
         """Innermost loops that run backward and step (see :mod:`.training`)."""
         return train_steps(self)
+
+    @cached_property
+    def window_steps(self) -> list[TrainStep]:
+        """``train_steps`` plus functions running one window per call (``per_call`` set)."""
+        return self.train_steps + per_call_steps(self, self.train_steps)
 
     @cached_property
     def dataflow(self) -> Dataflow:

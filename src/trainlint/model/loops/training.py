@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.counters import running_counters
 from trainlint.model.loops.events import Condition, Event, EventKind
 from trainlint.model.loops.windows import (
     GuardReader,
@@ -49,6 +50,7 @@ __all__ = [
     "is_window_condition",
     "modulo_operand",
     "scales_gradients",
+    "per_call_steps",
     "train_steps",
 ]
 
@@ -81,6 +83,9 @@ class TrainStep:
     loop: LoopInfo
     events: list[Event]
     accumulation: Accumulation | None
+    #: The function body is the iteration: ``loop`` is its micro-step loop and the step comes
+    #: after it, once per call, from a caller trainlint cannot see (see :func:`per_call_steps`).
+    per_call: bool = False
 
     def of_kind(self, *kinds: EventKind) -> list[Event]:
         return [e for e in self.events if e.kind in kinds]
@@ -92,6 +97,13 @@ class TrainStep:
     @property
     def steps(self) -> list[Event]:
         return self.of_kind(EventKind.STEP)
+
+    def micro_step_counters(self) -> frozenset[str]:
+        """Names counting micro-steps in this loop and its micro-step loop (``i``, ``step``)."""
+        loops = [self.loop]
+        if self.accumulation is not None and self.accumulation.inner_loop is not None:
+            loops.append(self.accumulation.inner_loop)
+        return running_counters(loops, self.events)
 
     def optimizers(self) -> list[str]:
         """Stepped optimizers, in order of first step, by the loop's name for them."""
@@ -141,14 +153,25 @@ def _over_loader(model: TrainingModel, inner: LoopInfo) -> bool:
     return source is not None and model.role_of(source, inner.scope) is Role.LOADER
 
 
-def _inner_steps(inner: LoopInfo) -> cst.BaseExpression | None:
+def _inner_steps(model: TrainingModel, inner: LoopInfo) -> cst.BaseExpression | None:
+    """The micro-step count: ``k`` of ``range(k)`` / ``x.chunk(k)`` (also through a name bound
+    to it), else ``len(chunks)`` for a loop over a local sequence ``chunks``."""
     source = inner.iter_expr
+    if isinstance(source, cst.Call) and dotted(source.func) == "enumerate":
+        source = positional(source, 0)
+    name = dotted(source) if isinstance(source, cst.Name) else None
+    if name is not None:
+        bindings = [b for b in model.lookup(name, inner.scope) if b.augmented is None]
+        if bindings and isinstance(bindings[0].value, cst.Call) and not bindings[0].from_iteration:
+            source = bindings[0].value
     if isinstance(source, cst.Call):
         if dotted(source.func) == "range" and len(source.args) == 1:
             return source.args[0].value
         called = method_call(source)
         if called and called[1] == "chunk":
             return positional(source, 0)
+    if name is not None and model.role_of(cst.Name(name), inner.scope) is not Role.LOADER:
+        return cst.parse_expression(f"len({name})")  # a made-up node, for messages only
     return None
 
 
@@ -240,7 +263,7 @@ def _inner_loop_window(model: TrainingModel, events: list[Event]) -> Accumulatio
         return None
     return Accumulation(
         WindowKind.INNER_LOOP,
-        steps=_inner_steps(inner),
+        steps=_inner_steps(model, inner),
         inner_loop=inner,
         optimizers=tuple(stepped),
         micro_backwards=tuple(micro),
@@ -267,4 +290,35 @@ def train_steps(model: TrainingModel) -> list[TrainStep]:
         inner = {id(lp.node) for e in step.events for lp in e.loops} - {key}
         if not inner & candidates.keys():
             found.append(step)
+    return found
+
+
+def per_call_steps(model: TrainingModel, steps: list[TrainStep]) -> list[TrainStep]:
+    """Functions that run one accumulation window per call: a micro-step loop that backwards
+    and a step after it, with no loop of the file around them (``def train_step(batch):
+    for micro in batch.chunk(k): ...backward(); opt.step()``, called by a trainer elsewhere).
+
+    ``steps`` are the file's train steps: a loop one of them runs is already part of a window.
+    """
+    covered = {id(lp.node) for step in steps for e in step.events for lp in e.loops}
+    covered |= {id(step.loop.node) for step in steps}
+    found: list[TrainStep] = []
+    seen: set[int] = set()
+    for loop in model.loops:
+        scope = loop.scope
+        if id(loop.node) in covered or id(scope.node) in seen or scope.is_module:
+            continue
+        if model.is_framework_managed(scope):
+            continue
+        kinds = {e.kind for e in model.iteration(loop)}
+        if EventKind.BACKWARD not in kinds or EventKind.STEP in kinds:
+            continue
+        events = model.function_events(scope)
+        if any(id(lp.node) in covered for e in events for lp in e.loops):
+            continue
+        accumulation = _inner_loop_window(model, events)
+        if accumulation is None or accumulation.inner_loop is None:
+            continue
+        seen.add(id(scope.node))
+        found.append(TrainStep(accumulation.inner_loop, events, accumulation, per_call=True))
     return found
