@@ -7,6 +7,7 @@ the CLI can print it as is and exit 2.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -314,7 +315,7 @@ def _patterns(value: Any, where: str) -> list[str]:
     for pattern in patterns:
         try:
             pathspec.GitIgnoreSpec.from_lines([pattern])
-        except (ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError, re.error) as exc:
             raise ConfigError(f"{where}: invalid pattern {pattern!r} ({exc})") from None
     return patterns
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def gitignore_spec(lines: Iterable[str], where: str, warnings: list[str]) -> pat
     for number, line in enumerate(lines, start=1):
         try:
             pathspec.GitIgnoreSpec.from_lines([line])
-        except (ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError, re.error) as exc:
             warnings.append(f"{where}:{number}: ignoring invalid pattern {line!r} ({exc})")
             continue
         good.append(line)
@@ -211,8 +212,12 @@ def discover(
                 continue
             info = link  # a broken link or a loop: reading it says which
         if stat.S_ISDIR(info.st_mode):
+            before = len(found.errors)
             for file in _walk(given.absolute(), ignorer, suffixes, found):
                 add(_relative_like(file, given))
+            found.errors[before:] = [
+                (_relative_like(path, given), reason) for path, reason in found.errors[before:]
+            ]
         elif stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
             if not (force_exclude and ignorer.force_excluded(given.absolute())):
                 add(given)  # named explicitly: analyzed whatever its name (as ruff does)
@@ -284,7 +289,7 @@ def _walk(
                 if entry.is_symlink() and not _within(_real(path), inside):
                     # `data -> /datasets` may hold millions of files: not part of the project
                     found.warnings.append(
-                        f"{path}: not following a directory link that leaves the project "
+                        f"{_from_cwd(path)}: not following a directory link that leaves the project "
                         f"(-> {os.readlink(path)}); name it on the command line to analyze it"
                     )
                     continue
@@ -317,3 +322,11 @@ def _real(path: Path) -> Path:
 
 def _within(path: Path, roots: list[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
+
+
+def _from_cwd(path: Path) -> str:
+    """How a warning names ``path``: relative to the cwd when it is below it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except (ValueError, OSError):
+        return str(path)

@@ -184,7 +184,7 @@ def decode_python_noting(raw: bytes) -> tuple[str, list[str]]:
     if b"\x00" in raw:
         wide = _wide_encoding(raw)
         if wide:
-            raise SourceError(f"{wide} encoded; save it as UTF-8 to analyze it", 1)
+            raise SourceError(f"{wide} encoded; save it as UTF-8", 1)
         raise SourceError("binary file (contains NUL bytes), not Python source")
     notes: list[str] = []
     try:
@@ -266,7 +266,7 @@ def human_size(size: int) -> str:
         return f"{size} bytes"
     if size < 10_000_000:
         return f"{size // 1000} kB"
-    if size < 10_000_000_000:
+    if size < 1_000_000_000:
         return f"{size / 1e6:.1f} MB"
     return f"{size / 1e9:.1f} GB"
 
