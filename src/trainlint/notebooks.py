@@ -219,11 +219,12 @@ def notebook_cells(
         else:
             converted = cell_to_python(source_lines)
             problem = _cell_syntax_error("\n".join(converted))
+            if problem is not None and not problem[1].startswith("cannot"):
+                problem = (problem[0], f"syntax error: {problem[1]}")
         if problem is not None:
             line, message = problem
             where = f"cell {number}, line {line}" if line else f"cell {number}"
-            prefix = "" if message.startswith("cannot") else "syntax error: "
-            errors.append((first + (line or 1) - 1, f"{prefix}{message} ({where})"))
+            errors.append((first + (line or 1) - 1, f"{message} ({where})"))
             converted = [""] * len(source_lines)
         for cell_line, line_text in enumerate(converted, start=1):
             lines.append(line_text)
