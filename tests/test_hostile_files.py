@@ -81,6 +81,7 @@ def the_error(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- A1 FIFOs
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", JOBS)
 def test_fifo_in_a_walked_directory_is_reported_not_opened(project: Path, jobs: str) -> None:
     os.mkfifo(project / "x.py")
@@ -91,6 +92,7 @@ def test_fifo_in_a_walked_directory_is_reported_not_opened(project: Path, jobs: 
     assert "a FIFO, not a regular file" in the_error(document, "x.py")["message"]
 
 
+@pytest.mark.slow
 def test_fifo_named_on_the_command_line_and_as_config(project: Path) -> None:
     os.mkfifo(project / "pipe.py")
     result = spawn("--no-cache", "--format", "json", "pipe.py", "good.py", cwd=project)
@@ -103,6 +105,7 @@ def test_fifo_named_on_the_command_line_and_as_config(project: Path) -> None:
     assert "fifo.toml: a FIFO, not a config file" in result.stderr
 
 
+@pytest.mark.slow
 def test_fifo_and_device_planted_as_cache_entries(project: Path) -> None:
     first = spawn("--jobs", "1", "--format", "json", ".", cwd=project)
     assert good_findings(json.loads(first.stdout)) == EXPECTED
@@ -267,31 +270,40 @@ BAD_NAME = b"caf\xe9.py"
 @pytest.mark.parametrize("fmt", ["sarif", "github", "text", "json", "junit"])
 def test_file_name_that_is_not_utf8(project: Path, fmt: str) -> None:
     (project / os.fsdecode(BAD_NAME)).write_text(GOOD)
+    result = CliRunner().invoke(
+        main, ["check", "--no-cache", "--jobs", "1", "--format", fmt, "-o", "report.out"]
+    )
+    assert result.exit_code == 1, result.output
+    text = (project / "report.out").read_bytes().decode("utf-8")  # always valid UTF-8
+    assert "good.py" in text and "n4.py" in text
+    if fmt == "sarif":
+        uris = [
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in json.loads(text)["runs"][0]["results"]
+        ]
+        assert "caf%E9.py" in uris  # the file system's bytes, percent-encoded
+    elif fmt in ("text", "github"):
+        assert "caf\\xe9.py" in text  # the byte shown, never a raw surrogate
+    elif fmt == "json":
+        paths = [f["path"] for f in json.loads(text)["findings"]]
+        assert os.fsencode(paths[0]) == BAD_NAME  # lossless: the surrogate escape
+
+
+@pytest.mark.slow
+def test_file_name_that_is_not_utf8_on_a_strict_utf8_stdout(project: Path) -> None:
+    (project / os.fsdecode(BAD_NAME)).write_text(GOOD)
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
-    for output in ([], ["-o", "report.out"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "trainlint", "check", "--no-cache", "--format", fmt, *output],
-            cwd=project,
-            capture_output=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 1, result.stderr
-        report = (project / "report.out").read_bytes() if output else result.stdout
-        text = report.decode("utf-8")  # always valid UTF-8
-        assert "good.py" in text and "n4.py" in text
-        if fmt == "sarif":
-            uris = [
-                r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-                for r in json.loads(text)["runs"][0]["results"]
-            ]
-            assert "caf%E9.py" in uris  # the file system's bytes, percent-encoded
-        elif fmt in ("text", "github"):
-            assert "caf\\xe9.py" in text  # the byte shown, never a raw surrogate
-        elif fmt == "json":
-            paths = [f["path"] for f in json.loads(text)["findings"]]
-            assert os.fsencode(paths[0]) == BAD_NAME  # lossless: the surrogate escape
+    result = subprocess.run(
+        [sys.executable, "-m", "trainlint", "check", "--no-cache", "--jobs", "1"],
+        cwd=project,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    text = result.stdout.decode("utf-8")
+    assert "caf\\xe9.py:2:5: TL405" in text and "n4.py:2:5: TL405" in text
 
 
 def test_control_characters_never_reach_the_terminal(project: Path) -> None:
@@ -331,6 +343,7 @@ def test_absurd_jobs_are_bounded(project: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- A17 deleted cwd
+@pytest.mark.slow
 def test_deleted_current_directory_with_absolute_paths(project: Path, tmp_path: Path) -> None:
     gone = tmp_path / "gone"
     script = (

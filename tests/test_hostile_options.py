@@ -110,6 +110,7 @@ def run_shell(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_closed_or_full_stdout_is_an_error_not_silence(project: Path) -> None:
     closed = run_shell(">&-", project)
     assert closed.returncode == 2

@@ -289,8 +289,9 @@ def _walk(
                 if entry.is_symlink() and not _within(_real(path), inside):
                     # `data -> /datasets` may hold millions of files: not part of the project
                     found.warnings.append(
-                        f"{_from_cwd(path)}: not following a directory link that leaves the project "
-                        f"(-> {os.readlink(path)}); name it on the command line to analyze it"
+                        f"{_from_cwd(path)}: not following a directory link that leaves the "
+                        f"project (-> {os.readlink(path)}); name it on the command line to "
+                        "analyze it"
                     )
                     continue
                 yield from walk(path, dirs)
