@@ -54,7 +54,7 @@ def invoke(*args: str, jobs: str = "1", cache: bool = False) -> tuple[int, dict[
     """``check --format json`` in-process: (exit code, document, stderr)."""
     flags = ["--jobs", jobs, "--format", "json"] + ([] if cache else ["--no-cache"])
     result = CliRunner().invoke(main, ["check", *flags, *args])
-    assert "Traceback" not in result.output, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result.exit_code, json.loads(result.stdout), result.stderr
 
@@ -72,6 +72,7 @@ def spawn(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPr
         check=False,
     )
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert "internal error" not in result.stderr + result.stdout, result.stderr
     return result
 
 

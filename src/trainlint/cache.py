@@ -127,8 +127,9 @@ class Cache:
             self._prepared = True
             if next(self.directory.iterdir(), None) is not None:
                 return  # ours already (tagged), or not ours: write no marks either way
-        (self.directory / ".gitignore").write_text("*\n")
+        # The tag first: a concurrent run that sees the directory non-empty also sees the tag.
         (self.directory / "CACHEDIR.TAG").write_text(_TAG)
+        (self.directory / ".gitignore").write_text("*\n")
         self._prepared = True
 
     def put(self, key: str, data: dict[str, Any]) -> None:
