@@ -390,3 +390,14 @@ def test_cache_unusable_reason(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     assert cache_module.unusable_reason(tmp_path / "file") == "exists and is not a directory"
     assert "not a trainlint cache" in (cache_module.unusable_reason(tmp_path) or "")
+
+
+def test_github_step_summary_with_a_name_that_is_not_utf8(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / os.fsdecode(b"bl\xf6b.py")).write_bytes(b"\x00\x01")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project / "summary.md"))
+    result = CliRunner().invoke(main, ["check", "--no-cache", "--format", "github", "."])
+    assert result.exit_code == 2 and "internal error" not in result.output
+    assert "bl\\xf6b.py" in (project / "summary.md").read_text("utf-8")
+    assert "good.py" in result.output

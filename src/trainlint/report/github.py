@@ -150,4 +150,5 @@ def step_summary(summary: Summary, registry: dict[str, type[Rule]]) -> str:
 
 
 def _cell(text: str) -> str:
+    text = shown(text)  # a non-UTF-8 file name must not fail the summary's UTF-8 write
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
