@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import trainlint.cli
-from trainlint import sources
+from trainlint import safeio, sources
 from trainlint.cli import main
 from trainlint.discovery import Discovery
 
@@ -76,9 +76,24 @@ def test_binary_file(project: Path) -> None:
     assert_reported("blob.py", "binary file (contains NUL bytes), not Python source")
 
 
-def test_unknown_encoding_declaration(project: Path) -> None:
-    (project / "odd.py").write_text("# -*- coding: klingon -*-\n" + TRAINING)
-    assert_reported("odd.py", "bad encoding declaration", line=1)
+def test_unknown_encoding_declaration_is_read_as_utf8_with_a_note(project: Path) -> None:
+    """Codecs registered at run time (future_fstrings): Python tools read such files as UTF-8."""
+    (project / "odd.py").write_text("# -*- coding: future_fstrings -*-\n" + GOOD)
+    status, document = run_json(".")
+    assert status == 1 and document["errors"] == []
+    assert [(f["path"], f["line"]) for f in document["findings"]] == [
+        ("good.py", 2),
+        ("odd.py", 3),
+    ]
+    (note,) = document["notes"]
+    assert note["path"] == "odd.py" and "'future_fstrings'" in note["message"]
+    status, text = run_text(".")
+    assert "odd.py: note: unknown encoding 'future_fstrings'" in text
+
+
+def test_undecodable_first_line_without_a_cookie(project: Path) -> None:
+    (project / "latin.py").write_bytes(b"x = 'caf\xe9'\n" + TRAINING.encode())
+    assert_reported("latin.py", "cannot decode as utf-8 (byte 0xe9 at offset 8)", line=1)
 
 
 def test_bom_contradicting_the_cookie(project: Path) -> None:
@@ -179,14 +194,14 @@ def test_unreadable_file(project: Path) -> None:
 def test_permission_denied_simulated(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same path as test_unreadable_file, reachable when the tests run as root."""
     (project / "secret.py").write_text(TRAINING)
-    real_read_bytes = Path.read_bytes
+    real_read = safeio.read_regular
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "secret.py":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def read_regular(path: Path | str, limit: int = 0) -> bytes:
+        if Path(path).name == "secret.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path, limit)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(safeio, "read_regular", read_regular)
     assert_reported("secret.py", "permission denied")
 
 

@@ -175,7 +175,7 @@ def test_most_specific_severity_override_wins(tmp_path: Path) -> None:
         ("fail-on = 2", "'fail-on' must be one of info, warning, error, not a number"),
         ('format = "xml"', "'format' must be one of text, json, sarif, github, junit, not 'xml'"),
         ("cache-dir = 1", "'cache-dir' must be a path string, not a number"),
-        ('cache-dir = ""', "'cache-dir' must be a path string"),
+        ('cache-dir = ""', "'cache-dir' must not be empty (an unset variable?)"),
         ("max-file-size = -1", "'max-file-size' must be a number of bytes (0: no limit)"),
         ('max-file-size = "1MB"', "'max-file-size' must be a number of bytes"),
         ('include-notebooks = "yes"', "'include-notebooks' must be true or false, not a string"),

@@ -235,7 +235,10 @@ def test_special_file_is_an_error(tmp_path: Path) -> None:
         pytest.skip("no named pipes on this platform")
     os.mkfifo(tmp_path / "pipe.py")
     result = discover([tmp_path / "pipe.py"], root=tmp_path)
-    assert result == Discovery([], [(tmp_path / "pipe.py", "not a regular file or directory")])
+    assert result == Discovery(
+        [],
+        [(tmp_path / "pipe.py", "a FIFO, not a regular file or directory; not read")],
+    )
 
 
 def test_default_excludes_cover_the_usual_folders() -> None:

@@ -51,7 +51,7 @@ def test_text_findings_markers_fixes_and_summary(tmp_path: Path) -> None:
     assert re.search(
         r"^4 files checked \(3 parsed, 0 cached, 0 not training code, 1 skipped\)", out, re.M
     )
-    assert "1 file could not be analyzed" in out
+    assert "2 files could not be analyzed" in out  # broken.py and missing.py
 
 
 def test_text_marker_under_wide_characters(tmp_path: Path) -> None:

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import trainlint
+from trainlint import safeio
 
 #: Bump when the entry layout changes, so old entries stop matching.
 CACHE_FORMAT = 2
+
+#: A cache entry is a few kB; anything far bigger is not one of ours.
+MAX_ENTRY_BYTES = 50_000_000
 
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# trainlint results cache\n"
 
@@ -63,6 +67,32 @@ def entry_key(content: bytes, run_fingerprint: str) -> str:
     return hashlib.sha256(run_fingerprint.encode() + b"\0" + content).hexdigest()
 
 
+def unusable_reason(directory: Path) -> str | None:
+    """Why ``directory`` must not hold the cache (None: it may).
+
+    An existing directory is used only when it is empty or already a trainlint cache (it has
+    our ``CACHEDIR.TAG``): entries are never scattered into a project or home directory.
+    """
+    text = str(directory)
+    if not text.strip():
+        return "is empty"
+    if "\0" in text:
+        return "contains a NUL byte"
+    try:
+        if not directory.exists():
+            return None
+        if not directory.is_dir():
+            return "exists and is not a directory"
+        tag = directory / "CACHEDIR.TAG"
+        if tag.is_file() and safeio.read_regular(tag, 4096).decode("utf-8", "replace") == _TAG:
+            return None
+        if next(directory.iterdir(), None) is None:
+            return None
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror or exc}"
+    return "is an existing directory that is not a trainlint cache (no CACHEDIR.TAG)"
+
+
 class Cache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -74,8 +104,9 @@ class Cache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The entry stored under ``key``; None when missing, unreadable or not ours."""
         try:
-            with open(self._path(key), "rb") as handle:
-                data = json.loads(handle.read())
+            # Only a regular file of sane size: a FIFO or a link to /dev/zero planted as an
+            # entry must neither hang nor exhaust memory.
+            data = json.loads(safeio.read_regular(self._path(key), MAX_ENTRY_BYTES))
         except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
@@ -85,12 +116,20 @@ class Cache:
         return data
 
     def _prepare(self) -> None:
-        """Create the directory, marked so that backup tools and git leave it alone."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tag = self.directory / "CACHEDIR.TAG"
-        if not tag.exists():
-            (self.directory / ".gitignore").write_text("*\n")
-            tag.write_text(_TAG)
+        """Create the directory, marked so that backup tools and git leave it alone.
+
+        The marks go only into a directory trainlint creates here: ``cache-dir = "."`` must
+        never overwrite the project's own ``.gitignore``.
+        """
+        try:
+            self.directory.mkdir(parents=True)
+        except FileExistsError:
+            self._prepared = True
+            if next(self.directory.iterdir(), None) is not None:
+                return  # ours already (tagged), or not ours: write no marks either way
+        # The tag first: a concurrent run that sees the directory non-empty also sees the tag.
+        (self.directory / "CACHEDIR.TAG").write_text(_TAG)
+        (self.directory / ".gitignore").write_text("*\n")
         self._prepared = True
 
     def put(self, key: str, data: dict[str, Any]) -> None:

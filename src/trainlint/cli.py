@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,19 +15,23 @@ from rich.console import Console
 from rich.table import Table
 
 from trainlint import __version__
+from trainlint.cache import unusable_reason
 from trainlint.config import (
     FORMATS,
     Config,
     ConfigError,
     RuleSelection,
     check_codes,
-    find_config,
+    find_configs,
     load_config,
+    path_problem,
     resolve_selection,
 )
 from trainlint.discovery import DEFAULT_EXCLUDES, Discovery, discover
 from trainlint.engine import FileResult, RunOptions, run
+from trainlint.options import OptionError, bounded_jobs, enter_a_directory, warn
 from trainlint.report import Summary, get_reporter
+from trainlint.report.output import OutputError, check_not_an_input, report_stream
 from trainlint.rule import RegistryError, Rule, Severity, load_registry
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
@@ -79,6 +83,9 @@ def _registry() -> dict[str, type[Rule]]:
 def _codes(values: tuple[str, ...], known: list[str], option: str) -> list[str]:
     """``--select TL1,TL2 --select TL3`` -> checked codes/prefixes."""
     codes = [c for value in values for c in value.replace(" ", ",").split(",") if c]
+    if option == "--select" and not codes:
+        # `--select "$RULES"` with an unset variable must not turn the gate off silently.
+        raise ConfigError(f"{option}: no rule code given (an empty value selects no rule)")
     return check_codes(codes, known, option)
 
 
@@ -107,7 +114,7 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
 
 
 @main.command(short_help="Analyze files and directories (default: .).")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--select", multiple=True, help=f"Rules to run instead of the default (all). {_CODES_HELP}"
 )
@@ -126,13 +133,13 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the report to FILE.",
+    type=click.Path(readable=False),
+    help="Write the report to FILE (replaced only once the report is complete).",
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
 @click.option(
     "--cache-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(readable=False),
     help="Where the results cache lives.  [default: .trainlint_cache next to the config]",
 )
 @click.option(
@@ -151,7 +158,7 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),
     help="Use this pyproject.toml or trainlint.toml instead of searching upwards from PATHS.",
 )
 @click.option(
@@ -224,7 +231,16 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
     paths = paths or (Path("."),)
     known = list(registry)
     try:
-        config = _load_config(opts["config_path"], paths, known)
+        enter_a_directory(paths)
+    except OptionError as exc:
+        raise _Failure(str(exc)) from None
+    quiet = opts["quiet"]
+    try:
+        for option in ("output", "cache_dir"):
+            problem = opts[option] is not None and path_problem(opts[option])
+            if problem:
+                raise ConfigError(f"--{option.replace('_', '-')} {problem}")
+        config = _load_config(opts["config_path"], paths, known, quiet)
         selection = RuleSelection(
             _codes(opts["select"], known, "--select") if opts["select"] else None,
             _codes(opts["ignore"], known, "--ignore"),
@@ -236,7 +252,12 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
     cwd = Path.cwd()
     cache_dir = None
     if not opts["no_cache"]:
-        cache_dir = opts["cache_dir"] or config.cache_dir or config.root / ".trainlint_cache"
+        given = Path(opts["cache_dir"]) if opts["cache_dir"] else None
+        cache_dir = given or config.cache_dir or config.root / ".trainlint_cache"
+        unusable = unusable_reason(cache_dir)
+        if unusable:
+            warn(f"cache directory {cache_dir} {unusable}: running without the cache", quiet)
+            cache_dir = None
     options = RunOptions(
         codes=tuple(codes),
         severity_overrides=tuple(sorted(config.severity_overrides(codes).items())),
@@ -246,7 +267,7 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         ),
         max_file_size=config.max_file_size,
         cache_dir=cache_dir,
-        jobs=opts["jobs"],
+        jobs=bounded_jobs(opts["jobs"], quiet),
         root=cwd,
     )
     notebooks = opts["include_notebooks"]
@@ -259,8 +280,10 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         respect_gitignore=config.respect_gitignore,
         force_exclude=opts["force_exclude"] or config.force_exclude,
     )
-    if not found.files and not found.errors and not opts["quiet"]:
-        click.echo("trainlint: warning: no Python files found under the given paths", err=True)
+    for warning in found.warnings:
+        warn(warning, quiet)
+    if not found.files and not found.errors:
+        warn("no Python files found under the given paths", quiet)
     baseline_path = opts["baseline_path"] or config.baseline
     if opts["create_baseline"]:
         _create_baseline(baseline_path, found, options, opts["quiet"])
@@ -293,11 +316,16 @@ def relative_glob(glob: str, config_root: Path, cwd: Path) -> str:
         return glob
 
 
-def _load_config(config_path: Path | None, paths: tuple[Path, ...], known: list[str]) -> Config:
+def _load_config(
+    config_path: Path | None, paths: tuple[Path, ...], known: list[str], quiet: bool = False
+) -> Config:
     if config_path is not None:
         return load_config(config_path, known)
-    found = find_config(paths[0])
-    return load_config(found, known) if found else Config()
+    found = find_configs(paths[0])
+    if len(found) > 1:
+        ignored = ", ".join(p.name for p in found[1:])
+        warn(f"using {found[0]}; {ignored} in the same directory is ignored", quiet, "note")
+    return load_config(found[0], known) if found else Config()
 
 
 def _results(
@@ -402,30 +430,29 @@ def _report(
 ) -> Summary:
     """Feed the reporter as results come in."""
     summary = Summary()
-    output: Path | None = opts["output"]
-    with ExitStack() as stack:
-        try:
-            stream = (
-                stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+    output = Path(opts["output"]) if opts["output"] else None
+    try:
+        if output is not None:
+            check_not_an_input(output, found.files)
+        with report_stream(output) as stream:
+            reporter = get_reporter(fmt)(
+                stream,
+                registry,
+                show_fixes=opts["show_fixes"],
+                quiet=opts["quiet"],
+                statistics=opts["statistics"],
+                color=opts["color"] if output is None else False,
             )
-        except OSError as exc:
-            raise _Failure(f"{output}: cannot write the report: {exc.strerror or exc}") from None
-        reporter = get_reporter(fmt)(
-            stream,
-            registry,
-            show_fixes=opts["show_fixes"],
-            quiet=opts["quiet"],
-            statistics=opts["statistics"],
-            color=opts["color"] if output is None else False,
-        )
-        for path, reason in found.errors:
-            reporter.on_discovery_error(str(path), reason)
-        with _progress(total, opts["quiet"] or not sys.stderr.isatty()) as advance:
-            for result in results:
-                summary.add(result)
-                reporter.on_file(result)
-                advance()
-        reporter.finish(summary)
+            for path, reason in found.errors:
+                reporter.on_discovery_error(str(path), reason)
+            with _progress(total, opts["quiet"] or not sys.stderr.isatty()) as advance:
+                for result in results:
+                    summary.add(result)
+                    reporter.on_file(result)
+                    advance()
+            reporter.finish(summary)
+    except OutputError as exc:
+        raise _Failure(str(exc)) from None
     return summary
 
 

@@ -7,18 +7,23 @@ the CLI can print it as is and exit 2.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainlint import safeio
 from trainlint.rule import Severity
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+#: A configuration file bigger than this is not one (and must not be read without bound).
+MAX_CONFIG_BYTES = 10_000_000
 
 FORMATS = ("text", "json", "sarif", "github", "junit")
 #: Searched in this order in each directory, from the first path upwards.
@@ -105,12 +110,12 @@ def _declares_trainlint(path: Path) -> bool:
     if path.name != "pyproject.toml":
         return True
     try:
-        text = path.read_text("utf-8")
+        text = safeio.read_regular(path, MAX_CONFIG_BYTES).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return False
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return "tool.trainlint" in text
     tool = data.get("tool")
     return isinstance(tool, dict) and "trainlint" in tool
@@ -118,14 +123,38 @@ def _declares_trainlint(path: Path) -> bool:
 
 def find_config(start: Path) -> Path | None:
     """The nearest config file in ``start``'s directory or above it."""
+    found = find_configs(start)
+    return found[0] if found else None
+
+
+def find_configs(start: Path) -> list[Path]:
+    """The nearest directory's config files, in precedence order: the first one is used,
+    the others (``pyproject.toml`` beside a ``trainlint.toml``) are ignored."""
     start = start.absolute()
-    directory = start if start.is_dir() else start.parent
+    directory = start if _is_dir(start) else start.parent
     for candidate_dir in (directory, *directory.parents):
-        for name in CONFIG_FILES:
-            candidate = candidate_dir / name
-            if candidate.is_file() and _declares_trainlint(candidate):
-                return candidate
-    return None
+        here = [
+            candidate_dir / name
+            for name in CONFIG_FILES
+            if _is_file(candidate_dir / name) and _declares_trainlint(candidate_dir / name)
+        ]
+        if here:
+            return here
+    return []
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # unreadable parent, name too long: not a directory we can use
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------- validation helpers
@@ -182,9 +211,16 @@ def _boolean(value: Any, where: str) -> bool:
 def load_config(path: Path, known_codes: Iterable[str]) -> Config:
     """Read and validate ``path``; raise :class:`ConfigError` naming the file and the key."""
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
+        # utf-8-sig: editors on Windows write a BOM, which TOML itself does not allow.
+        data = tomllib.loads(safeio.read_regular(path, MAX_CONFIG_BYTES).decode("utf-8-sig"))
+    except safeio.NotRegular as exc:
+        if exc.kind == "a directory":
+            raise ConfigError(f"{path}: is a directory, not a config file") from None
+        raise ConfigError(f"{path}: {exc.kind}, not a config file; not read") from None
+    except safeio.TooLarge as exc:
+        raise ConfigError(
+            f"{path}: too large for a config file ({exc.size} bytes > {MAX_CONFIG_BYTES})"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
@@ -193,6 +229,8 @@ def load_config(path: Path, known_codes: Iterable[str]) -> Config:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     tool = data.get("tool", {})
     if path.name == "pyproject.toml" or "trainlint" in (tool if isinstance(tool, dict) else {}):
         table = tool.get("trainlint", {}) if isinstance(tool, dict) else {}
@@ -212,11 +250,13 @@ def parse_table(
         where = _where(path, key)
         if key in ("select", "ignore", "extend-select"):
             codes = check_codes(_string_list(value, where), known_codes, where)
+            if key == "select" and not codes:
+                raise ConfigError(f"{where} selects no rule; remove it to run every rule")
             setattr(config, key.replace("-", "_"), codes)
         elif key == "per-file-ignores":
             config.per_file_ignores = _per_file_ignores(value, path, known_codes)
         elif key in ("exclude", "extend-exclude"):
-            setattr(config, key.replace("-", "_"), _string_list(value, where))
+            setattr(config, key.replace("-", "_"), _patterns(value, where))
         elif key == "fail-on":
             config.fail_on = _severity(value, where)
         elif key == "format":
@@ -224,9 +264,15 @@ def parse_table(
                 raise ConfigError(f"{where} must be one of {', '.join(FORMATS)}, not {value!r}")
             config.format = value
         elif key == "cache-dir":
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str):
                 raise ConfigError(f"{where} must be a path string, not {_describe(value)}")
-            config.cache_dir = (path.parent / Path(value).expanduser()).resolve()
+            problem = path_problem(value)
+            if problem:
+                raise ConfigError(f"{where} {problem}")
+            try:
+                config.cache_dir = (path.parent / Path(value).expanduser()).resolve()
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"{where} is not a usable path: {exc}") from None
         elif key == "baseline":
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(
@@ -252,6 +298,28 @@ def _where(path: Path, key: str) -> str:
     return f"{path}: '{key}'"
 
 
+def path_problem(value: str) -> str | None:
+    """Why a configured or given directory path is unusable; None when it is fine."""
+    if not value.strip():
+        return "must not be empty (an unset variable?)"
+    if "\0" in value:
+        return "contains a NUL byte"
+    return None
+
+
+def _patterns(value: Any, where: str) -> list[str]:
+    """Gitignore-style patterns, each one checked: a bad one is an error naming it."""
+    import pathspec
+
+    patterns = _string_list(value, where)
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except (ValueError, TypeError, IndexError, re.error) as exc:
+            raise ConfigError(f"{where}: invalid pattern {pattern!r} ({exc})") from None
+    return patterns
+
+
 def _per_file_ignores(value: Any, path: Path, known_codes: list[str]) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise ConfigError(
@@ -261,6 +329,8 @@ def _per_file_ignores(value: Any, path: Path, known_codes: list[str]) -> dict[st
     ignores = {}
     for glob, codes in value.items():
         where = _where(path, f"per-file-ignores.{glob}")
+        if not glob.strip() or "\0" in glob:
+            raise ConfigError(f"{where}: the glob must not be empty")
         ignores[glob] = check_codes(_string_list(codes, where), known_codes, where)
     return ignores
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pathspec
+
+from trainlint import safeio
 
 DEFAULT_EXCLUDES = (
     ".git",
@@ -41,6 +46,8 @@ class Discovery:
 
     files: list[Path] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
+    #: Things the run chose to skip or tolerate, one line each (printed as warnings).
+    warnings: list[str] = field(default_factory=list)
 
 
 #: Skipped even when a custom ``exclude`` replaces the defaults: never anyone's source.
@@ -49,13 +56,48 @@ ALWAYS_SKIPPED = frozenset({".git", ".hg", ".svn", ".trainlint_cache"})
 
 def _is_virtualenv(directory: Path) -> bool:
     """Any virtualenv, whatever its name (``python -m venv`` and virtualenv write pyvenv.cfg)."""
-    return (directory / "pyvenv.cfg").is_file()
+    try:
+        return (directory / "pyvenv.cfg").is_file()
+    except OSError:  # unreadable directory: the walk reports it when it tries to list it
+        return False
+
+
+def _stat(path: Path, follow: bool = True) -> os.stat_result | OSError:
+    try:
+        return path.stat() if follow else path.lstat()
+    except OSError as exc:
+        return exc
+
+
+#: A .gitignore bigger than this is not one (and must not be read without bound).
+MAX_GITIGNORE_BYTES = 10_000_000
+
+
+def gitignore_spec(lines: Iterable[str], where: str, warnings: list[str]) -> pathspec.GitIgnoreSpec:
+    """The spec of ``lines``; a line pathspec rejects is skipped with a warning, as git
+    ignores such lines (``build\\``, ``!``, ``[z-a]``)."""
+    good: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, TypeError, IndexError, re.error) as exc:
+            warnings.append(f"{where}:{number}: ignoring invalid pattern {line!r} ({exc})")
+            continue
+        good.append(line)
+    return pathspec.GitIgnoreSpec.from_lines(good)
 
 
 class _Ignorer:
-    def __init__(self, root: Path, excludes: Iterable[str], respect_gitignore: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        excludes: Iterable[str],
+        respect_gitignore: bool,
+        warnings: list[str] | None = None,
+    ) -> None:
         self.root = root
-        self.excludes = pathspec.GitIgnoreSpec.from_lines(excludes)
+        self.warnings = warnings if warnings is not None else []
+        self.excludes = gitignore_spec(excludes, "exclude", self.warnings)
         self.respect_gitignore = respect_gitignore
         self._gitignores: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
@@ -63,11 +105,12 @@ class _Ignorer:
         if directory not in self._gitignores:
             spec = None
             candidate = directory / ".gitignore"
-            if self.respect_gitignore and candidate.is_file():
+            if self.respect_gitignore:
                 try:
-                    lines = candidate.read_text("utf-8", errors="replace").splitlines()
-                    spec = pathspec.GitIgnoreSpec.from_lines(lines)
-                except OSError:
+                    raw = safeio.read_regular(candidate, MAX_GITIGNORE_BYTES)
+                    lines = raw.decode("utf-8", errors="replace").splitlines()
+                    spec = gitignore_spec(lines, str(candidate), self.warnings)
+                except OSError:  # none, unreadable, a FIFO...: no patterns from it
                     spec = None
             self._gitignores[directory] = spec
         return self._gitignores[directory]
@@ -129,7 +172,7 @@ def _verdict(spec: pathspec.PathSpec, path: str) -> bool | None:
 
 def _git_root(start: Path) -> Path | None:
     for directory in (start, *start.parents):
-        if (directory / ".git").exists():
+        if not isinstance(_stat(directory / ".git", follow=False), OSError):
             return directory
     return None
 
@@ -148,7 +191,9 @@ def discover(
     unless ``force_exclude`` (what a pre-commit hook wants: it names every changed file)."""
     found = Discovery()
     seen: set[Path] = set()
-    ignorer = _Ignorer(root.absolute(), [*exclude, *extend_exclude], respect_gitignore)
+    ignorer = _Ignorer(
+        root.absolute(), [*exclude, *extend_exclude], respect_gitignore, found.warnings
+    )
     suffixes = (".py", ".pyi", ".ipynb") if include_notebooks else (".py", ".pyi")
 
     def add(path: Path) -> None:
@@ -159,18 +204,37 @@ def discover(
             found.files.append(path)
 
     for given in paths:
-        if not given.exists() and not given.is_symlink():
-            found.errors.append((given, "no such file or directory"))
-            continue
-        if given.is_dir():
+        info = _stat(given)
+        if isinstance(info, OSError):
+            link = _stat(given, follow=False)
+            if isinstance(link, OSError):
+                found.errors.append((given, _path_error(link)))
+                continue
+            info = link  # a broken link or a loop: reading it says which
+        if stat.S_ISDIR(info.st_mode):
+            before = len(found.errors)
             for file in _walk(given.absolute(), ignorer, suffixes, found):
                 add(_relative_like(file, given))
-        elif given.is_file() or given.is_symlink():
+            found.errors[before:] = [
+                (_relative_like(path, given), reason) for path, reason in found.errors[before:]
+            ]
+        elif stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
             if not (force_exclude and ignorer.force_excluded(given.absolute())):
                 add(given)  # named explicitly: analyzed whatever its name (as ruff does)
         else:
-            found.errors.append((given, "not a regular file or directory"))
+            kind = safeio.file_kind(info.st_mode)
+            found.errors.append((given, f"{kind}, not a regular file or directory; not read"))
     return found
+
+
+def _path_error(exc: OSError) -> str:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "no such file or directory"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "path too long for this system (PATH_MAX/NAME_MAX)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (a directory on the way is unreadable)"
+    return f"cannot access: {exc.strerror or exc}"
 
 
 def _relative_like(file: Path, given: Path) -> Path:
@@ -193,13 +257,15 @@ def _walk(
     outer_gitignore_dirs = list(reversed(above))
     visited: set[tuple[int, int]] = set()
 
+    inside = [_real(top), _real(ignorer.root)]
+
     def walk(directory: Path, gitignore_dirs: list[Path]) -> Iterator[Path]:
         try:
-            stat = directory.stat()
+            info = directory.stat()
         except OSError as exc:
             found.errors.append((directory, f"cannot read directory: {exc.strerror}"))
             return
-        identity = (stat.st_dev, stat.st_ino)
+        identity = (info.st_dev, info.st_ino)
         if identity in visited:
             return  # a symlink loop, or a directory reached twice
         visited.add(identity)
@@ -220,8 +286,48 @@ def _walk(
             if is_dir:
                 if entry.name in ALWAYS_SKIPPED or _is_virtualenv(path):
                     continue
+                if entry.is_symlink() and not _within(_real(path), inside):
+                    # `data -> /datasets` may hold millions of files: not part of the project
+                    found.warnings.append(
+                        f"{_from_cwd(path)}: not following a directory link that leaves the "
+                        f"project (-> {os.readlink(path)}); name it on the command line to "
+                        "analyze it"
+                    )
+                    continue
                 yield from walk(path, dirs)
             elif entry.name.endswith(suffixes):
-                yield path
+                if _regular_or_link(entry):
+                    yield path
+                else:
+                    kind = safeio.file_kind(entry.stat(follow_symlinks=False).st_mode)
+                    found.errors.append((path, f"{kind}, not a regular file; not read"))
 
     yield from walk(top, outer_gitignore_dirs)
+
+
+def _regular_or_link(entry: os.DirEntry[str]) -> bool:
+    """Regular files and symlinks (reading a broken or looping link reports it); never a FIFO,
+    socket or device, which must not even be opened by the walk."""
+    try:
+        return entry.is_symlink() or entry.is_file(follow_symlinks=False)
+    except OSError:
+        return True  # vanished meanwhile: reading it says so
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return path
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _from_cwd(path: Path) -> str:
+    """How a warning names ``path``: relative to the cwd when it is below it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except (ValueError, OSError):
+        return str(path)

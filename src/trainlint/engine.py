@@ -73,6 +73,7 @@ class FileResult:
     skipped: str | None = None  # deliberately not analyzed (too large)
     parsed: bool = False  # False when the prefilter skipped it
     cached: bool = False
+    notes: list[str] = field(default_factory=list)  # liberties taken reading it (sources)
 
 
 def available_cpus() -> int:
@@ -144,14 +145,16 @@ class FileAnalyzer:
         """
         try:
             if raw is None:
-                raw = sources.read_bytes(path)
+                raw = sources.read_bytes(path, self.options.max_file_size)
             source = sources.from_bytes(path, raw, self.options.max_file_size)
         except sources.SkippedFile as skipped:
             return FileResult(path, display, skipped=str(skipped))
         except sources.SourceError as exc:
             return FileResult(path, display, error=exc.message, error_line=exc.line)
         if not self.wanted(source.text):
-            return FileResult(path, display)
+            result = FileResult(path, display)
+            source.name_cells(result)  # broken notebook cells and notes still count
+            return result
         return source
 
     def analyze_source(self, source: sources.SourceFile, display: str) -> FileResult:
@@ -338,6 +341,7 @@ def cache_entry(result: FileResult) -> dict[str, Any] | None:
         "error": result.error,
         "error_line": result.error_line,
         "parsed": result.parsed,
+        "notes": result.notes,
     }
 
 
@@ -380,7 +384,12 @@ def result_from_entry(
         error_line=error_line,
         parsed=bool(data.get("parsed")),
         cached=True,
+        notes=[n for n in _list(data.get("notes")) if isinstance(n, str)],
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # ---------------------------------------------------------------------- the run
@@ -414,9 +423,12 @@ def run(
                 # Warm path: read, hash, one small JSON read. Cheaper than decoding and the
                 # prefilter's substring scans, so prefilter skips are cached too.
                 try:
-                    raw = sources.read_bytes(path)
+                    raw = sources.read_bytes(path, options.max_file_size)
                 except sources.SourceError as exc:
                     yield FileResult(path, display, error=exc.message, error_line=exc.line)
+                    continue
+                except sources.SkippedFile as skipped:
+                    yield FileResult(path, display, skipped=str(skipped))
                     continue
                 key = entry_key(raw, run_key)
                 entry = cache.get(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +55,26 @@ class Summary:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+
+# Controls (C0 but tab/newline, DEL, C1) and lone surrogates: from file names that are not
+# UTF-8 (surrogateescape) or from analyzed code. Never sent raw to a terminal or a report.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSAFE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name: show the byte itself
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
+
+
+def shown(text: str, newlines: bool = False) -> str:
+    """``text`` safe to print or encode: control characters and lone surrogates become
+    ``\\xNN`` escapes (a non-UTF-8 file name keeps its bytes visible, so nothing is lost).
+    ``newlines`` keeps tabs and line breaks (multi-line fixes)."""
+    return (_UNSAFE if newlines else _UNSAFE_LINE).sub(_escape_char, text)
 
 
 class Reporter:

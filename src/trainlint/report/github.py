@@ -12,7 +12,7 @@ import os
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
-from trainlint.report import Reporter, Summary
+from trainlint.report import Reporter, Summary, shown
 from trainlint.rule import Finding, Rule, Severity
 
 if TYPE_CHECKING:
@@ -24,6 +24,8 @@ STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 
 
 def escape_data(text: str) -> str:
+    # Lone surrogates (non-UTF-8 file names) and control characters become visible escapes.
+    text = shown(text, newlines=True)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -59,6 +61,13 @@ class GithubReporter(Reporter):
                     file=_file(result.display),
                     line=result.error_line,
                     title="trainlint: file not analyzed",
+                )
+                + "\n"
+            )
+        for note in getattr(result, "notes", ()):
+            self.stream.write(
+                workflow_command(
+                    "notice", note, file=_file(result.display), title="trainlint: note"
                 )
                 + "\n"
             )
@@ -141,4 +150,5 @@ def step_summary(summary: Summary, registry: dict[str, type[Rule]]) -> str:
 
 
 def _cell(text: str) -> str:
+    text = shown(text)  # a non-UTF-8 file name must not fail the summary's UTF-8 write
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")

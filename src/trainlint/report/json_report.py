@@ -24,6 +24,7 @@ class JsonReporter(Reporter):
         self.findings: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
+        self.notes: list[dict[str, Any]] = []
 
     def on_file(self, result: FileResult) -> None:
         self.findings.extend(f.to_dict() for f in result.findings)
@@ -33,6 +34,8 @@ class JsonReporter(Reporter):
             )
         if result.skipped:
             self.skipped.append({"path": result.display, "reason": result.skipped})
+        for note in getattr(result, "notes", ()):
+            self.notes.append({"path": result.display, "message": note})
 
     def on_discovery_error(self, path: str, reason: str) -> None:
         self.errors.append({"path": path, "message": reason, "line": None})
@@ -44,6 +47,7 @@ class JsonReporter(Reporter):
             "findings": self.findings,
             "errors": self.errors,
             "skipped": self.skipped,
+            "notes": self.notes,
             "summary": {
                 "files": summary.files,
                 "parsed": summary.parsed,

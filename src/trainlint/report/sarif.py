@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from trainlint import __version__
-from trainlint.report import Reporter, Summary
+from trainlint.report import Reporter, Summary, shown
 from trainlint.rule import Finding, Rule, Severity
 
 if TYPE_CHECKING:
@@ -44,8 +44,10 @@ def artifact_location(path: str) -> dict[str, str]:
     """
     pure = PurePath(path)
     if pure.is_absolute():
-        return {"uri": Path(path).as_uri()}
-    return {"uri": quote(pure.as_posix(), safe="/-._~!$&'()*+,;=@"), "uriBaseId": SRCROOT}
+        return {"uri": Path(path).as_uri()}  # percent-encodes the file system bytes
+    # surrogateescape: a file name that is not UTF-8 keeps its bytes, percent-encoded.
+    uri = quote(pure.as_posix(), safe="/-._~!$&'()*+,;=@", errors="surrogateescape")
+    return {"uri": uri, "uriBaseId": SRCROOT}
 
 
 def region(finding: Finding) -> dict[str, int]:
@@ -105,6 +107,8 @@ class SarifReporter(Reporter):
             self._notify("error", result.display, result.error, result.error_line)
         if result.skipped:
             self._notify("warning", result.display, result.skipped, None)
+        for note in getattr(result, "notes", ()):
+            self._notify("note", result.display, note, None)
 
     def on_discovery_error(self, path: str, reason: str) -> None:
         self._notify("error", path, reason, None)
@@ -116,7 +120,7 @@ class SarifReporter(Reporter):
         self.notifications.append(
             {
                 "level": level,
-                "message": {"text": f"{path}: {reason}"},
+                "message": {"text": shown(f"{path}: {reason}")},
                 "locations": [{"physicalLocation": physical}],
             }
         )
@@ -128,7 +132,7 @@ class SarifReporter(Reporter):
         if finding.code in self.rule_index:
             result["ruleIndex"] = self.rule_index[finding.code]
         result["level"] = LEVELS[finding.severity]
-        result["message"] = {"text": finding.message}
+        result["message"] = {"text": shown(finding.message, newlines=True)}
         result["locations"] = [{"physicalLocation": location}]
         if finding.fingerprint:
             result["partialFingerprints"] = {FINGERPRINT_KEY: finding.fingerprint}
@@ -166,7 +170,7 @@ class SarifReporter(Reporter):
             "endColumn": finding.column,
         }
         return {
-            "description": {"text": finding.fix},
+            "description": {"text": shown(finding.fix or "", newlines=True)},
             "artifactChanges": [
                 {"artifactLocation": artifact, "replacements": [{"deletedRegion": insertion_point}]}
             ],

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trainlint import sources
-from trainlint.report import Reporter, Summary
+from trainlint.report import Reporter, Summary, shown
 from trainlint.rule import Finding, Severity
 
 if TYPE_CHECKING:
@@ -142,15 +142,22 @@ class TextReporter(Reporter):
             soft_wrap=True,
             width=None if self.colored else 10_000,
         )
+        self.discovery_errors = 0
         self.snippet_width = (
             max(self.console.width - 8, 40) if self.colored else PLAIN_SNIPPET_WIDTH
         )
 
     def on_file(self, result: FileResult) -> None:
         out = self.console.print
+        path = shown(result.display)
         if result.error:
-            where = f"{result.display}:{result.error_line}" if result.error_line else result.display
-            out(f"[bold]{escape(where)}[/]: [bold red]error[/]: {escape(result.error)}")
+            # A notebook's joined-text line means nothing to its reader: the message names
+            # the cell and the line in it.
+            line = result.error_line if result.path.suffix != ".ipynb" else None
+            where = f"{path}:{line}" if line else path
+            out(f"[bold]{escape(where)}[/]: [bold red]error[/]: {escape(shown(result.error))}")
+        for note in getattr(result, "notes", ()):
+            out(f"[bold]{escape(path)}[/]: [cyan]note[/]: {escape(shown(note))}")
         if not result.findings:
             return
         source = source_of(result)
@@ -168,8 +175,8 @@ class TextReporter(Reporter):
             # the position already names the cell; the message's suffix would repeat it
             message = message.removesuffix(f" ({source.display_line(finding.line)})")
         out(
-            f"[bold]{escape(position(finding, source))}:[/] [{style}]{finding.code}[/] "
-            f"[{style}]\\[{finding.severity.label}][/] {escape(message)}"
+            f"[bold]{escape(shown(position(finding, source)))}:[/] [{style}]{finding.code}[/] "
+            f"[{style}]\\[{finding.severity.label}][/] {escape(shown(message))}"
         )
         if 0 < finding.line <= len(lines):
             line = lines[finding.line - 1]
@@ -185,16 +192,19 @@ class TextReporter(Reporter):
                 f"[{style}]{'^' * drawn.marker_width}[/]"
             )
         if self.show_fixes and finding.fix:
-            out(f"  [green]fix[/]: {escape(finding.fix)}")
+            out(f"  [green]fix[/]: {escape(shown(finding.fix, newlines=True))}")
         out("")
 
     def on_discovery_error(self, path: str, reason: str) -> None:
-        self.console.print(f"[bold]{escape(path)}[/]: [bold red]error[/]: {escape(reason)}")
+        self.discovery_errors += 1
+        self.console.print(
+            f"[bold]{escape(shown(path))}[/]: [bold red]error[/]: {escape(shown(reason))}"
+        )
 
     def finish(self, summary: Summary) -> None:
         out = self.console.print
         for path, reason in summary.skipped_files:
-            out(f"[bold]{escape(path)}[/]: [yellow]warning[/]: {escape(reason)}")
+            out(f"[bold]{escape(shown(path))}[/]: [yellow]warning[/]: {escape(shown(reason))}")
         if self.quiet:
             return
         if self.statistics and summary.by_code:
@@ -211,6 +221,8 @@ class TextReporter(Reporter):
             )
             codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.by_code.items()))
             out(f"[bold]Found {_counted(summary.findings, 'problem')}[/]: {severities} ({codes}).")
+        elif summary.errors or self.discovery_errors:
+            out("[bold]No problems found in the files that could be analyzed.[/]")
         else:
             out("[bold green]All checks passed![/]")
         details = [
@@ -220,12 +232,12 @@ class TextReporter(Reporter):
         ]
         if summary.skipped:
             details.append(f"{summary.skipped} skipped")
+        if summary.unreadable:
+            details.append(f"{summary.unreadable} unreadable")
         out(
             f"{_counted(summary.files, 'file')} checked ({', '.join(details)}) "
             f"in {summary.elapsed:.2f}s."
         )
-        if summary.errors:
-            out(
-                f"[bold red]{_counted(len(summary.errors), 'file')} could not be analyzed[/] "
-                "(see above)."
-            )
+        failed = len(summary.errors) + self.discovery_errors
+        if failed:
+            out(f"[bold red]{_counted(failed, 'file')} could not be analyzed[/] (see above).")
