@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -152,18 +153,8 @@ def _length_kind(flow, inner, scope, batches: Batching, lists) -> Divisor:
 def finalizers(flow: Dataflow, loop: LoopInfo, name: str, is_list: bool) -> list[Finalizer]:
     """Divisions (``name / d``, ``name /= d``) or means (``np.mean(name)``,
     ``sum(name) / d``) of an accumulator after ``loop``, up to the next reset of ``name``."""
-    inside = {id(n) for n in own_nodes(loop.node)}
-    orelse = getattr(loop.node, "orelse", None)
-    if orelse is not None:  # ``for ...: ... else: avg = total / n`` runs after the loop
-        inside -= {id(n) for n in own_nodes(orelse)} | {id(orelse)}
     found: list[Finalizer] = []
-    seen_loop = False
-    for node in own_nodes(loop.scope.node):
-        if node is loop.node:
-            seen_loop = True
-            continue
-        if not seen_loop or id(node) in inside:
-            continue
+    for node in _after_loop(loop, else_runs_after=True):
         if _resets(node, name):
             # ``total = (total / len(loader)).item()`` finalizes on its way to the reset
             inside_value = (
@@ -183,15 +174,8 @@ def finalizers(flow: Dataflow, loop: LoopInfo, name: str, is_list: bool) -> list
 def meter_finalizers(flow: Dataflow, loop: LoopInfo, receiver: str, averages) -> list[Finalizer]:
     """Reads of a meter's average after ``loop`` (``losses.avg``, ``meter.average()``), up to
     the next rebinding of the meter."""
-    inside = {id(n) for n in own_nodes(loop.node)}
     found: list[Finalizer] = []
-    seen_loop = False
-    for node in own_nodes(loop.scope.node):
-        if node is loop.node:
-            seen_loop = True
-            continue
-        if not seen_loop or id(node) in inside:
-            continue
+    for node in _after_loop(loop, else_runs_after=False):
         method = method_call(node)
         if method is not None and method[1] == "reset" and dotted(method[0]) == receiver:
             break  # ``losses.reset()``
@@ -266,3 +250,18 @@ def _finalizer(flow: Dataflow, node: cst.CSTNode, name: str, is_list: bool) -> F
         if wrapped and _list_of(flow, method[0], name) and dotted(method[0]) != name:  # type: ignore[index]
             return Finalizer(node, None)
     return None
+
+
+def _after_loop(loop: LoopInfo, else_runs_after: bool) -> Iterator[cst.CSTNode]:
+    """The nodes of the loop's scope that come after the loop, in order (with
+    ``else_runs_after``, also its ``else:`` block: ``for ...: ... else: avg = total / n``)."""
+    inside = {id(n) for n in own_nodes(loop.node)}
+    orelse = getattr(loop.node, "orelse", None)
+    if else_runs_after and orelse is not None:
+        inside -= {id(n) for n in own_nodes(orelse)} | {id(orelse)}
+    seen_loop = False
+    for node in own_nodes(loop.scope.node):
+        if node is loop.node:
+            seen_loop = True
+        elif seen_loop and id(node) not in inside:
+            yield node
