@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from trainlint import Fix, Rule, Severity
+from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import EventKind, TrainingModel
 from trainlint.model.dataflow.batches import batching
 from trainlint.model.dataflow.graph import Holds
@@ -75,6 +75,10 @@ class LossAccumulatedWithoutItem(Rule):
     frameworks = ("torch",)
     triggers = ("torch",)
     summary = "A graph-attached loss is summed into a running total (`total += loss`)."
+    # unsafe: the total becomes a python float, which code after the loop may not expect
+    # (``total.backward()`` elsewhere, ``total.cpu()``, logging a tensor)
+    fix_availability = "sometimes"
+    fix_applicability = Applicability.UNSAFE
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         if not model.imports.imports("torch"):
@@ -149,10 +153,12 @@ class LossAccumulatedWithoutItem(Rule):
                 f"each batch's graph stays alive as long as `{total}`, so memory grows with "
                 f"every batch"
             )
+        plain = [g for g in graphs if not isinstance(g, cst.Dict)]
+        edits = tuple(Edit(g, _item_text(model, g)) for g in plain) if plain == graphs else ()
         return Violation(
             event.via[0],
             message,
-            Fix("pass a python number", fixed),
+            _fix("pass a python number", fixed, edits),
             severity=Severity.INFO if disabled else None,
         )
 
@@ -197,10 +203,14 @@ class LossAccumulatedWithoutItem(Rule):
                 f"alive as long as `{name}`, so memory grows with every batch and `{name}` "
                 f"ends up a tensor, not a number"
             )
+        # only an accumulation written in the loop itself is edited: a helper's statement is
+        # shared by every caller, and its callers may pass numbers
+        in_loop = not event.via and _contains(event.node, operand)
+        edits = (Edit(operand, converted),) if in_loop else ()
         return Violation(
             anchor,
             message,
-            Fix("accumulate a python number", fixed),
+            _fix("accumulate a python number", fixed, edits),
             severity=Severity.INFO if disabled else None,
         )
 
@@ -211,9 +221,7 @@ def _converted_call(model: TrainingModel, call: cst.Call, graphs, scope) -> str:
     code = model.module.code_for_node
 
     def item(expr: cst.BaseExpression) -> str:
-        text = code(expr).strip()
-        simple = isinstance(expr, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
-        return f"{text}.item()" if simple else f"({text}).item()"
+        return _item_text(model, expr)
 
     parts = []
     for arg in call.args:
@@ -233,6 +241,28 @@ def _converted_call(model: TrainingModel, call: cst.Call, graphs, scope) -> str:
         prefix = f"{arg.keyword.value}=" if arg.keyword is not None else arg.star
         parts.append(prefix + text)
     return f"{code(call.func).strip()}({', '.join(parts)})"
+
+
+def _item_text(model: TrainingModel, expr: cst.BaseExpression) -> str:
+    text = model.module.code_for_node(expr).strip()
+    simple = isinstance(expr, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+    return f"{text}.item()" if simple else f"({text}).item()"
+
+
+def _fix(description: str, replacement: str, edits: tuple[Edit, ...]) -> Fix:
+    applicability = Applicability.UNSAFE if edits else Applicability.DISPLAY
+    return Fix(description, replacement, edits, applicability)
+
+
+def _contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
+    """Whether ``node`` is ``root`` or one of its descendants (by identity)."""
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if current is node:
+            return True
+        stack.extend(current.children)
+    return False
 
 
 def _graph_arguments(model: TrainingModel, call: cst.Call, scope) -> list[cst.BaseExpression]:

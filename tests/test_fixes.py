@@ -300,3 +300,30 @@ def test_fix_counts_what_unsafe_fixes_would_add(project: Path) -> None:
     assert (
         "optimizer.step()\n    optimizer.zero_grad()  # clear\n" in (project / "t.py").read_text()
     )
+
+
+TL201_SOURCE = (
+    "import torch\n"
+    "\n"
+    "def train(model, loader, criterion, optimizer):\n"
+    "    running = 0.0\n"
+    "    for inputs, targets in loader:\n"
+    "        optimizer.zero_grad()\n"
+    "        loss = criterion(model(inputs), targets)\n"
+    "        loss.backward()\n"
+    "        optimizer.step()\n"
+    "        running += loss  # keep the total\n"
+    "    return running / len(loader)\n"
+)
+
+
+def test_tl201_unsafe_fix_converts_the_accumulated_operand(tmp_path: Path) -> None:
+    path = tmp_path / "t.py"
+    path.write_text(TL201_SOURCE)
+    findings = [f for f in findings_of(path) if f.code == "TL201"]
+    assert [f.applicability for f in findings] == ["unsafe"]
+    assert not applicable(findings[0], unsafe=False)
+    done = fix_text(TL201_SOURCE, findings)
+    assert done.text == TL201_SOURCE.replace("running += loss ", "running += loss.item() ")
+    path.write_text(done.text)
+    assert not [f for f in findings_of(path) if f.code == "TL201"]
