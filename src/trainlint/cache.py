@@ -102,7 +102,14 @@ class Cache:
         return self.directory / key[:2] / f"{key[2:]}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The entry stored under ``key``; None when missing, unreadable or not ours."""
+        """The results entry stored under ``key``; None when missing, unreadable or not ours."""
+        data = self.get_record(key)
+        if data is None or not isinstance(data.get("findings"), list):
+            return None
+        return data
+
+    def get_record(self, key: str) -> dict[str, Any] | None:
+        """Any record stored under ``key`` (a results entry, a module summary)."""
         try:
             # Only a regular file of sane size: a FIFO or a link to /dev/zero planted as an
             # entry must neither hang nor exhaust memory.
@@ -110,8 +117,6 @@ class Cache:
         except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
-            return None
-        if not isinstance(data.get("findings"), list):
             return None
         return data
 

@@ -10,7 +10,14 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   functions that run one accumulation window per call (micro-step loop, then the step);
 * ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
   instance of a same-file class, see :mod:`.dataflow.objects`);
-* ``is_framework_managed(scope)`` -- Lightning / HF Trainer code the framework drives.
+* ``is_framework_managed(scope)`` -- Lightning / HF Trainer code the framework drives;
+* other modules of the project (when built with a ``project`` index, see :mod:`.summaries`):
+  ``external_call(call, scope)`` -- the summary of what a call runs in another module (a
+  function, a method of an instance, a forward, a constructor): its effects on its arguments
+  (zeroes, steps, backwards, switches train/eval, accumulates into ``self``), whether it
+  disables grad, what it returns (activation, loss reduction, role);
+  ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
+  (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts).
 
 Sub-packages, by concept:
 
@@ -49,6 +56,13 @@ from trainlint.model.loops.training import (
     per_call_steps,
     train_steps,
 )
+from trainlint.model.summaries.queries import (
+    External,
+    SummarySource,
+    external_call,
+    instance_summary,
+)
+from trainlint.model.summaries.types import ClassSummary, FunctionSummary
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import (
     Binding,
@@ -79,6 +93,9 @@ __all__ = [
     "TrainStep",
     "WindowKind",
     "Binding",
+    "ClassSummary",
+    "External",
+    "FunctionSummary",
     "CallSite",
     "ClassInfo",
     "Condition",
@@ -99,8 +116,16 @@ _HF_TRAINER_BASES = ("Trainer", "Seq2SeqTrainer")
 class TrainingModel:
     """Everything rules need to know about one file."""
 
-    def __init__(self, module: cst.Module, path: Path | str = "<string>", text: str = "") -> None:
+    def __init__(
+        self,
+        module: cst.Module,
+        path: Path | str = "<string>",
+        text: str = "",
+        project: SummarySource | None = None,
+    ) -> None:
         self.module = module
+        #: The project index as this file sees it (None: same-file knowledge only).
+        self.project = project
         self.path = Path(path)
         self.text = text or module.code
         builder = ScopeBuilder(module)
@@ -123,8 +148,10 @@ class TrainingModel:
         self._pinned: list[cst.CSTNode] = []
 
     @classmethod
-    def from_source(cls, text: str, path: Path | str = "<string>") -> TrainingModel:
-        return cls(cst.parse_module(text), path, text)
+    def from_source(
+        cls, text: str, path: Path | str = "<string>", project: SummarySource | None = None
+    ) -> TrainingModel:
+        return cls(cst.parse_module(text), path, text, project)
 
     # ------------------------------------------------------------------ structure
     def loop_for(self, node: cst.CSTNode) -> LoopInfo | None:
@@ -225,6 +252,16 @@ class TrainingModel:
         ):
             return self.method(scope.cls, func.attr.value)
         return method_of_instance(self, call, scope)  # ``meter.update(loss)``, same-file class
+
+    def external_call(self, call: cst.Call, scope: Scope) -> External | None:
+        """What ``call`` runs in another module of the project (see :mod:`.summaries`)."""
+        return external_call(self, call, scope) if self.project is not None else None
+
+    def instance_summary(
+        self, expr: cst.BaseExpression | None, scope: Scope
+    ) -> ClassSummary | None:
+        """The class of another project module ``expr`` is an instance of."""
+        return instance_summary(self, expr, scope) if self.project is not None else None
 
     def method(self, info: ClassInfo, name: str) -> Scope | None:
         found = info.methods.get(name)

@@ -35,6 +35,9 @@ class ImportTable:
 
     def __init__(self) -> None:
         self._aliases: dict[str, str] = {}
+        #: Names bound by relative imports (the project's own code): local -> ``.utils.Meter``,
+        #: one leading dot per level. Kept apart: they never qualify as library names.
+        self._relative: dict[str, str] = {}
 
     def add_import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -46,10 +49,17 @@ class ImportTable:
                 self._aliases.setdefault(top, top)
 
     def add_import_from(self, node: cst.ImportFrom) -> None:
-        if node.relative:
-            return  # relative imports are the project's own code
-        module = _module_name(node.module)
         if isinstance(node.names, cst.ImportStar):
+            return
+        module = _module_name(node.module)
+        if node.relative:  # the project's own code: resolved by the project index only
+            dots = "." * len(node.relative)
+            for alias in node.names:
+                name = _module_name(alias.name)
+                local = name
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    local = alias.asname.name.value
+                self._relative[local] = f"{dots}{module}.{name}" if module else f"{dots}{name}"
             return
         for alias in node.names:
             name = _module_name(alias.name)
@@ -67,6 +77,17 @@ class ImportTable:
         if target is None:
             return None
         return canonical(f"{target}.{rest}" if rest else target)
+
+    def project_target(self, name: str | None) -> str | None:
+        """Where a relatively imported name comes from: ``Meter.update`` -> ``.utils.Meter.update``
+        (``None`` when the root is not relatively imported; see :meth:`qualify_dotted`)."""
+        if not name or not self._relative:
+            return None
+        root, _, rest = name.partition(".")
+        target = self._relative.get(root)
+        if target is None:
+            return None
+        return f"{target}.{rest}" if rest else target
 
     def qualify(self, node: cst.CSTNode | None) -> str | None:
         return self.qualify_dotted(dotted(node))

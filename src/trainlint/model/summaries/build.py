@@ -1,0 +1,198 @@
+"""Summaries of a module's definitions, read off its :class:`~trainlint.model.TrainingModel`.
+
+The summary of a function is what the model already knows about it, in the function's own
+terms: its events (``function_events``: same-file helpers inlined, roles classified) with the
+subjects rooted at its parameters, and what its returns are (the tensor lattice's activation,
+the loss flow's reduction, a role). The model used has no project index: a summary depends on
+its own module's text only (see :mod:`.types`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.summaries.types import (
+    ClassSummary,
+    Definition,
+    Effect,
+    FunctionSummary,
+    MeterInfo,
+    Reexport,
+    Returned,
+)
+from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.syntax.scopes import ClassInfo, Scope
+
+#: Layers whose behaviour differs between train and eval mode.
+_DROPOUT = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "SpatialDropout")
+_BATCHNORM = ("BatchNorm", "SyncBatchNorm", "BatchNormalization")
+_JSON_SCALARS = (int, float, str, bool, type(None))
+
+
+def summarize(model: TrainingModel, name: str) -> Definition | None:
+    """The summary of the top-level definition ``name`` of ``model``'s module, if any."""
+    info = model.classes.get(name)
+    if info is not None and info.node in _top_level(model):
+        return summarize_class(model, info)
+    function = model.module_scope.functions.get(name)
+    if function is not None:
+        return summarize_function(model, function)
+    target = _reexport(model, name)
+    return Reexport(name, target) if target else None
+
+
+def _top_level(model: TrainingModel) -> list[cst.CSTNode]:
+    return list(model.module.body)
+
+
+def _reexport(model: TrainingModel, name: str) -> str | None:
+    """Where an imported ``name`` comes from (``.meters.AverageMeter``), for re-exports."""
+    return model.imports.project_target(name) or model.imports.qualify_dotted(name)
+
+
+def summarize_function(model: TrainingModel, scope: Scope) -> FunctionSummary:
+    params = [p for p in scope.params if p not in ("self", "cls")] if scope.cls else scope.params
+    allowed = set(params) | {"self"}
+    effects = []
+    for event in model.function_events(scope):
+        operand = None
+        if event.operand is not None and event.scope is scope:
+            text = model.text_of(event.operand)
+            if _roots(event.operand) <= allowed:
+                operand = text
+        effects.append(
+            Effect(
+                kind=event.kind.value,
+                subject=event.subject,
+                operand=operand,
+                in_loop=bool(event.loops),
+                conditional=bool(event.conditions),
+                contexts=tuple(sorted(event.contexts)),
+                scaled_by=event.scaled_by if not event.via else None,
+                managed=event.managed,
+            )
+        )
+    from trainlint.model.loops.event_types import function_context
+
+    return FunctionSummary(
+        name=scope.name,
+        params=tuple(params),
+        defaults=_defaults(scope),
+        effects=tuple(effects),
+        returns=_returns(model, scope),
+        contexts=tuple(sorted(function_context(model, scope))),
+        is_method=scope.cls is not None,
+    )
+
+
+def _roots(expr: cst.BaseExpression) -> set[str]:
+    return {n.split(".", 1)[0] for n in names_in(expr)} - {"True", "False", "None"}
+
+
+def _defaults(scope: Scope) -> tuple[tuple[str, object], ...]:
+    node = scope.node
+    if not isinstance(node, cst.FunctionDef):
+        return ()
+    found = []
+    for param in (*node.params.params, *node.params.kwonly_params):
+        if param.default is not None:
+            value = literal(param.default, NotImplemented)
+            if isinstance(value, _JSON_SCALARS):
+                found.append((param.name.value, value))
+    return tuple(found)
+
+
+def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
+    if not scope.returns:
+        return ()
+    from trainlint.model.dataflow.lossflow import expression_flow
+
+    widths = {len(r.elements) if isinstance(r, cst.Tuple) else None for r in scope.returns}
+    slots: list[int | None] = [None]
+    if len(widths) == 1 and None not in widths:
+        slots = list(range(widths.pop()))  # type: ignore[arg-type]
+    found = []
+    for slot in slots:
+        activation = model.tensors._returned(scope, slot)
+        reductions, losses, tokens, roles = set(), set(), set(), set()
+        for returned, order in zip(scope.returns, scope.return_orders, strict=False):
+            if slot is not None:
+                returned = returned.elements[slot].value  # type: ignore[attr-defined]
+            flow = expression_flow(model, returned, scope, order)
+            reductions.add(flow.reduction.value)
+            losses.update(s.label for s in flow.sources)
+            tokens.update(s.token_level for s in flow.sources if s.token_level)
+            value = model.value_of(returned, scope)
+            roles.add(value.role.value if value is not None else None)
+        reduction = reductions.pop() if len(reductions) == 1 else "unknown"
+        role = roles.pop() if len(roles) == 1 else None
+        record = Returned(
+            slot=slot,
+            activation=activation.activation.value,
+            producer=activation.producer,
+            reduction=reduction,
+            loss=", ".join(sorted(losses))[:80] if reduction != "unknown" else "",
+            token_level=min(tokens) if tokens else None,
+            role=role,
+            graph=False if "no_grad" in _decorator_contexts(model, scope) else None,
+        )
+        if record != Returned(slot=slot):
+            found.append(record)
+    return tuple(found)
+
+
+def _decorator_contexts(model: TrainingModel, scope: Scope) -> frozenset[str]:
+    from trainlint.model.loops.event_types import function_context
+
+    return function_context(model, scope)
+
+
+def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
+    methods = tuple(summarize_function(model, scope) for scope in info.methods.values())
+    forward = next((m for m in methods if m.name.endswith((".forward", ".call"))), None)
+    final = None
+    if forward is not None:  # ``return logits, loss``: the first slot is the output
+        final = forward.returned(None) or forward.returned(0)
+    layers = _layer_names(model, info)
+    return ClassSummary(
+        name=info.name,
+        bases=tuple(info.bases),
+        is_module=model.is_module_class(info),
+        methods=methods,
+        final_activation=final.activation if final is not None else "unknown",
+        has_dropout=any(n.startswith(_DROPOUT) or n == "dropout" for n in layers),
+        has_batchnorm=any(n.startswith(_BATCHNORM) or n == "batch_norm" for n in layers),
+        meter=_meter(model, info),
+    )
+
+
+def _layer_names(model: TrainingModel, info: ClassInfo) -> set[str]:
+    """Last components of the layer constructors and functional calls used in the class."""
+    found: set[str] = set()
+    for node in descendants(info.node):
+        if isinstance(node, cst.Call):
+            name = model.imports.qualify(node.func) or dotted(node.func) or ""
+            found.add(name.rsplit(".", 1)[-1])
+    return found
+
+
+def _meter(model: TrainingModel, info: ClassInfo) -> MeterInfo | None:
+    from trainlint.model.dataflow.objects import meter_summary
+
+    found = meter_summary(model, info)
+    if found is None:
+        return None
+    default = found.weight_default if isinstance(found.weight_default, _JSON_SCALARS) else None
+    return MeterInfo(
+        total=found.total,
+        count=found.count,
+        value_param=found.value_param,
+        weight_param=found.weight_param,
+        weight_default=default,
+        averages=tuple(sorted(found.averages)),
+    )

@@ -1,0 +1,136 @@
+"""Reading other modules' summaries from one file's model: which summary a call or an object
+stands for.
+
+The same questions the model answers for same-file code (``callee``, ``instance_class``), when
+the answer lives in another module of the project: ``train_one_epoch(...)`` imported from
+``engine``, ``meter.update(loss)`` on ``meter = AverageMeter()`` imported from ``utils``,
+``model(X, Y)`` on ``model = GPT(config)`` imported from ``model``. Same-file definitions always
+win (a local ``def`` shadows an import); without a project index every answer is None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import libcst as cst
+
+from trainlint.model.summaries.types import ClassSummary, Definition, FunctionSummary
+from trainlint.model.syntax.nodes import dotted
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.syntax.scopes import Scope
+
+
+class SummarySource(Protocol):
+    """What the model needs of the project index (:class:`trainlint.project.ProjectView`)."""
+
+    def lookup(self, target: str) -> tuple[Definition, list[str]] | None: ...
+
+
+@dataclass(frozen=True)
+class External:
+    """A call into another module of the project: the function it runs, and for a method or a
+    constructor, the class."""
+
+    function: FunctionSummary | None
+    owner: ClassSummary | None = None
+    target: str = ""  # ``utils.AverageMeter.update`` / ``.engine.train_one_epoch``
+
+    @property
+    def constructs(self) -> bool:
+        """``AverageMeter(...)``: the call makes an instance of ``owner``."""
+        return self.function is None and self.owner is not None
+
+
+def target_of(model: TrainingModel, name: str | None) -> str | None:
+    """The import path a dotted name stands for, when an import binds its root."""
+    if not name:
+        return None
+    return model.imports.project_target(name) or model.imports.qualify_dotted(name)
+
+
+def _is_local(model: TrainingModel, name: str, scope: Scope) -> bool:
+    """Whether the root of ``name`` is defined or bound in this file (it shadows imports)."""
+    root = name.split(".", 1)[0]
+    if root in model.classes:
+        return True
+    current: Scope | None = scope
+    while current is not None:
+        if root in current.functions or root in current.bindings or root in current.params:
+            return True
+        current = current.parent
+    return False
+
+
+def lookup(model: TrainingModel, name: str | None, scope: Scope) -> Definition | None:
+    """The summary a dotted name of ``scope`` refers to in another module (None: not one)."""
+    project = model.project
+    if project is None or not name or _is_local(model, name, scope):
+        return None
+    target = target_of(model, name)
+    if target is None:
+        return None
+    found = project.lookup(target)
+    if found is None:
+        return None
+    definition, rest = found
+    if not rest:
+        return definition
+    if isinstance(definition, ClassSummary) and len(rest) == 1:
+        return definition.method(rest[0])  # ``Trainer.fit`` as written
+    return None
+
+
+def class_summary(model: TrainingModel, name: str | None, scope: Scope) -> ClassSummary | None:
+    found = lookup(model, name, scope)
+    return found if isinstance(found, ClassSummary) else None
+
+
+def instance_summary(
+    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
+) -> ClassSummary | None:
+    """The project class (of another module) ``expr`` is an instance of: from its binding
+    (``meter = AverageMeter()``, ``self.meter = utils.AverageMeter("loss")``) or annotation."""
+    if model.project is None:
+        return None
+    name = dotted(expr)
+    if not name or name == "self":
+        return None
+    for binding in model.lookup(name, scope)[:3]:
+        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
+            continue
+        value = binding.value
+        if isinstance(value, cst.Call):
+            found = class_summary(model, dotted(value.func), binding.scope or scope)
+            if found is not None:
+                return found
+    annotation = scope.annotations.get(name)
+    if annotation:
+        return class_summary(model, annotation, scope)
+    return None
+
+
+def external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> External | None:
+    """What ``call`` runs when that is defined in another module of the project: a function
+    (``train_one_epoch(...)``, ``utils.compute_loss(...)``), a method of an instance
+    (``meter.update(...)``), a forward (``model(X, Y)``), or a constructor (``GPT(config)``)."""
+    if model.project is None:
+        return None
+    func = call.func
+    name = dotted(func)
+    found = lookup(model, name, scope)
+    if isinstance(found, FunctionSummary):
+        return External(found, None, name or "")
+    if isinstance(found, ClassSummary):
+        return External(None, found, name or "")
+    if isinstance(func, cst.Attribute):
+        owner = instance_summary(model, func.value, scope)
+        if owner is not None:
+            method = owner.method(func.attr.value)
+            return External(method, owner, name or "") if method is not None else None
+    owner = instance_summary(model, func, scope)
+    if owner is not None and owner.forward is not None:
+        return External(owner.forward, owner, name or "")
+    return None

@@ -1,0 +1,321 @@
+"""The project index: summaries of the project's other modules, and import resolution.
+
+Lazy by design (parsing every module up front doubled a cold run): nothing is read until the
+model of an analyzed file asks about a name it imports (``meter = AverageMeter()`` with
+``from utils import AverageMeter``, then ``meter.update(loss)``). Then:
+
+1. the import is resolved inside the project root: relative imports from the importing file's
+   package, absolute ones from the importing file's folder, its parents up to the root, and
+   ``<root>/src``; nothing outside the root (installed libraries stay libraries);
+2. the module is read and the word prefilter applied: a module that does not define or import
+   the name is never parsed;
+3. only what the definition needs is parsed: ``ast`` (a C parser, far cheaper than libcst) finds
+   the top-level statements it reads (its own block, the module's imports, the module-level
+   names it references, transitively), and only those are parsed with libcst and modelled;
+4. the summary is kept in memory for the run and in the cache directory, keyed by the module's
+   content hash and the name, so a warm run never parses another module again.
+
+Each analyzed file reads the index through a :class:`ProjectView`, which records the digest of
+every summary the file used: the file's cache entry is valid only while they are unchanged
+(:meth:`ProjectIndex.deps_valid`).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainlint import sources
+from trainlint.cache import Cache, code_fingerprint, fingerprint
+from trainlint.model.summaries.types import (
+    Definition,
+    Reexport,
+    digest,
+    from_json,
+    to_json,
+)
+
+_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+#: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
+_MAX_HOPS = 4
+_IMPORT_NODES = (ast.Import, ast.ImportFrom)
+
+
+def find_root(path: Path) -> Path:
+    """The project root of ``path``: the nearest folder holding a project marker, else the
+    file's own folder."""
+    start = path.resolve().parent
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
+            return folder
+    return start
+
+
+@dataclass
+class _Module:
+    """One module file as read in this run."""
+
+    path: Path
+    digest: str  # content hash
+    text: str | None
+    definitions: dict[str, Definition | None] = field(default_factory=dict)
+    tree: ast.Module | None = None
+
+
+class ProjectIndex:
+    """Summaries of project modules, shared by the files of one run (in one process)."""
+
+    def __init__(self, cache: Cache | None = None, max_file_size: int = 0) -> None:
+        self.cache = cache
+        self.max_file_size = max_file_size or sources.DEFAULT_MAX_BYTES
+        self._modules: dict[Path, _Module | None] = {}
+        self._roots: dict[Path, Path] = {}
+        self._files: dict[Path, bool] = {}
+        self._salt: str | None = None
+        #: Statistics for tests and the bench: modules read, definitions parsed.
+        self.read = 0
+        self.parsed = 0
+
+    def view(self, importer: Path) -> ProjectView:
+        return ProjectView(self, importer.resolve())
+
+    # ------------------------------------------------------------------ resolution
+    def root_of(self, importer: Path) -> Path:
+        folder = importer.parent
+        if folder not in self._roots:
+            self._roots[folder] = find_root(importer)
+        return self._roots[folder]
+
+    def _is_file(self, path: Path) -> bool:
+        if path not in self._files:
+            self._files[path] = path.is_file()
+        return self._files[path]
+
+    def resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
+        """The module file ``target`` names and the rest of the name inside it:
+        ``.utils.AverageMeter`` from ``pkg/train.py`` -> (``pkg/utils.py``, [``AverageMeter``])."""
+        dots = len(target) - len(target.lstrip("."))
+        parts = [p for p in target[dots:].split(".") if p]
+        if not parts:
+            return None
+        root = self.root_of(importer)
+        if dots:
+            base = importer.parent
+            for _ in range(dots - 1):
+                base = base.parent
+            bases = [base]
+        else:
+            bases = [importer.parent]
+            bases += [p for p in importer.parent.parents if p == root or root in p.parents]
+            bases.append(root / "src")
+        for base in bases:
+            if base != root and root not in base.parents:
+                continue
+            if not dots and not (
+                self._is_dir(base / parts[0]) or self._is_file(base / f"{parts[0]}.py")
+            ):
+                continue  # cheap rejection: ``torch.nn.Linear`` never reaches the loop below
+            for size in range(len(parts), 0, -1):
+                stem = base.joinpath(*parts[:size])
+                for candidate in (stem.with_name(stem.name + ".py"), stem / "__init__.py"):
+                    if self._is_file(candidate) and candidate.resolve() != importer:
+                        return candidate.resolve(), parts[size:]
+        return None
+
+    def _is_dir(self, path: Path) -> bool:
+        key = path / ""
+        if key not in self._files:
+            self._files[key] = path.is_dir()
+        return self._files[key]
+
+    # ------------------------------------------------------------------ modules
+    def module(self, path: Path) -> _Module | None:
+        if path not in self._modules:
+            self._modules[path] = self._read(path)
+        return self._modules[path]
+
+    def _read(self, path: Path) -> _Module | None:
+        try:
+            raw = sources.read_bytes(path, self.max_file_size)
+            text = sources.from_bytes(path, raw, self.max_file_size).text
+        except (sources.SourceError, sources.SkippedFile):
+            return None
+        self.read += 1
+        return _Module(path, hashlib.sha256(raw).hexdigest(), text)
+
+    def definition(self, path: Path, name: str) -> Definition | None:
+        """The summary of top-level ``name`` in module ``path`` (None when it has none)."""
+        module = self.module(path)
+        if module is None:
+            return None
+        if name not in module.definitions:
+            module.definitions[name] = self._cached_or_built(module, name)
+        return module.definitions[name]
+
+    def digest_of(self, path: Path, name: str) -> str | None:
+        """The digest of ``name``'s summary in ``path`` as it is on disk now (None: unreadable)."""
+        if self.module(path) is None:
+            return None
+        return digest(self.definition(path, name))
+
+    def _cache_key(self, module: _Module, name: str) -> str:
+        if self._salt is None:
+            self._salt = fingerprint("summaries", code_fingerprint(()))
+        return hashlib.sha256(f"{self._salt}\0{module.digest}\0{name}".encode()).hexdigest()
+
+    def _cached_or_built(self, module: _Module, name: str) -> Definition | None:
+        key = self._cache_key(module, name) if self.cache is not None else ""
+        if self.cache is not None:
+            record = self.cache.get_record(key)
+            if record is not None and "summary" in record:
+                summary = record["summary"]
+                return from_json(summary) if summary is not None else None
+        built = self._build(module, name)
+        if self.cache is not None:
+            self.cache.put(key, {"summary": to_json(built)})
+        return built
+
+    def _build(self, module: _Module, name: str) -> Definition | None:
+        text = module.text or ""
+        if not re.search(rf"\b{re.escape(name)}\b", text):
+            return None  # the word prefilter: not defined or imported here, nothing to parse
+        if module.tree is None:
+            try:
+                module.tree = ast.parse(text)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return None
+        excerpt = _excerpt(module.tree, text, name)
+        if excerpt is None:
+            return None
+        from trainlint.model import TrainingModel
+        from trainlint.model.summaries.build import summarize
+
+        try:
+            model = TrainingModel.from_source(excerpt, module.path)
+            self.parsed += 1
+            return summarize(model, name)
+        except Exception:  # a module we cannot model is a module without a summary
+            return None
+
+    # ------------------------------------------------------------------ cache validity
+    def deps_valid(self, importer: Path, deps: Any) -> bool:
+        """Whether every summary a cached result of ``importer`` used is still the same."""
+        if not isinstance(deps, list):
+            return False
+        folder = importer.resolve().parent
+        for item in deps:
+            if not isinstance(item, list) or len(item) != 3:
+                return False
+            if not all(isinstance(x, str) for x in item):
+                return False
+            relative, name, expected = item
+            path = (folder / relative).resolve()
+            if self.digest_of(path, name) != expected:
+                return False
+        return True
+
+
+def _excerpt(tree: ast.Module, text: str, name: str) -> str | None:
+    """The source of the top-level statements ``name`` needs: its definition, the module's
+    imports, and the module-level definitions it references (transitively)."""
+    defines: dict[str, ast.stmt] = {}
+    imports: list[ast.stmt] = []
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defines.setdefault(statement.name, statement)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                for node in ast.walk(target):
+                    if isinstance(node, ast.Name):
+                        defines.setdefault(node.id, statement)
+        elif isinstance(statement, _IMPORT_NODES) or _holds_imports(statement):
+            imports.append(statement)
+    if name not in defines:
+        if any(name in _bound_names(s) for s in imports):
+            return _source(text, imports)  # a re-export: the imports say where it comes from
+        return None
+    wanted: dict[int, ast.stmt] = {}
+    stack = [defines[name]]
+    while stack:
+        statement = stack.pop()
+        if id(statement) in wanted:
+            continue
+        wanted[id(statement)] = statement
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name) and node.id in defines:
+                stack.append(defines[node.id])
+    chosen = sorted([*imports, *wanted.values()], key=lambda s: s.lineno)
+    return _source(text, chosen)
+
+
+def _holds_imports(statement: ast.stmt) -> bool:
+    """``try: import apex`` / ``if TYPE_CHECKING: from x import y`` at module level."""
+    if not isinstance(statement, (ast.Try, ast.If)):
+        return False
+    return any(isinstance(node, _IMPORT_NODES) for node in ast.walk(statement))
+
+
+def _bound_names(statement: ast.stmt) -> set[str]:
+    found = set()
+    for node in ast.walk(statement):
+        if isinstance(node, _IMPORT_NODES):
+            for alias in node.names:
+                found.add((alias.asname or alias.name).split(".", 1)[0])
+    return found
+
+
+def _source(text: str, statements: list[ast.stmt]) -> str:
+    lines = text.splitlines(keepends=True)
+    pieces = []
+    for statement in statements:
+        first = min([statement.lineno, *(d.lineno for d in _decorators(statement))])
+        last = statement.end_lineno or statement.lineno
+        pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
+    return "".join(pieces)
+
+
+def _decorators(statement: ast.stmt) -> list[ast.expr]:
+    return list(getattr(statement, "decorator_list", []))
+
+
+class ProjectView:
+    """The index as one analyzed file sees it; records the summaries the file used."""
+
+    def __init__(self, index: ProjectIndex, importer: Path) -> None:
+        self.index = index
+        self.importer = importer
+        #: (path relative to the importer's folder, name) -> digest of the summary used.
+        self.used: dict[tuple[str, str], str] = {}
+
+    def lookup(self, target: str) -> tuple[Definition, list[str]] | None:
+        """The summary ``target`` (``utils.AverageMeter``, ``.engine.train_one_epoch``) names,
+        following re-exports, and the attribute path left inside it (``["update"]``)."""
+        importer = self.importer
+        for _ in range(_MAX_HOPS):
+            resolved = self.index.resolve(importer, target)
+            if resolved is None:
+                return None
+            path, rest = resolved
+            if not rest:
+                return None  # a module itself: its attributes are asked for by name
+            found = self.index.definition(path, rest[0])
+            self._record(path, rest[0], found)
+            if not isinstance(found, Reexport):
+                return (found, rest[1:]) if found is not None else None
+            target = found.target + "".join(f".{p}" for p in rest[1:])
+            importer = path
+        return None
+
+    def _record(self, path: Path, name: str, found: Definition | None) -> None:
+        import os
+
+        relative = os.path.relpath(path, self.importer.parent)
+        self.used[(relative, name)] = digest(found)
+
+    def deps(self) -> list[list[str]]:
+        return [[path, name, value] for (path, name), value in sorted(self.used.items())]
