@@ -116,7 +116,7 @@ class LrSchedulerMisuse(Rule):
         optimizer = model.module.code_for_node(step.node)
         return Violation(
             event.node,
-            f"`{scheduler}.step()` runs before `{optimizer}` (line {model.line_of(step.node)}) "
+            f"`{scheduler}.step()` runs before `{optimizer}` ({model.where(step.node)}) "
             "in the same iteration: the first value of the schedule is skipped",
             Fix("step the scheduler after the optimizer", f"{optimizer}\n{scheduler}.step()"),
         )

@@ -143,13 +143,13 @@ class LossAccumulatedWithoutItem(Rule):
         if disabled:
             message = (
                 f"`{shown}` runs with gradients disabled, so no graph is kept, but it adds "
-                f"{passed} into `{total}` (`{helper}`, line {model.line_of(event.node)}), which "
+                f"{passed} into `{total}` (`{helper}`, {model.where(event.node)}), which "
                 f"becomes a tensor instead of a number; pass a python number"
             )
         else:
             message = (
                 f"`{shown}` adds {passed}, still attached to the autograd graph, into `{total}` "
-                f"(`{helper}`, line {model.line_of(event.node)}) on every iteration of {where}: "
+                f"(`{helper}`, {model.where(event.node)}) on every iteration of {where}: "
                 f"each batch's graph stays alive as long as `{total}`, so memory grows with "
                 f"every batch"
             )

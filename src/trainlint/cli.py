@@ -138,6 +138,12 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
 @click.option(
+    "--no-summaries",
+    is_flag=True,
+    envvar="TRAINLINT_NO_SUMMARIES",
+    help="Analyze each file on its own: do not read the project's other modules.",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(readable=False),
     help="Where the results cache lives.  [default: .trainlint_cache next to the config]",
@@ -269,6 +275,7 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         cache_dir=cache_dir,
         jobs=bounded_jobs(opts["jobs"], quiet),
         root=cwd,
+        summaries=not opts["no_summaries"],
     )
     notebooks = opts["include_notebooks"]
     found = discover(

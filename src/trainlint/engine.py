@@ -26,6 +26,7 @@ from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
+from trainlint.project import deps_valid, project_index
 from trainlint.rule import (
     Edit,
     Finding,
@@ -48,6 +49,8 @@ class RunOptions:
     cache_dir: Path | None = None
     jobs: int = 0  # 0: one per CPU
     root: Path = field(default_factory=Path.cwd)
+    #: Read other project modules' summaries (``--no-summaries`` turns it off).
+    summaries: bool = True
 
     def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
         """What a cached result depends on besides the file's bytes.
@@ -60,6 +63,7 @@ class RunOptions:
             self.severity_overrides,
             self.max_file_size,
             code_fingerprint(rule_modules),
+            self.summaries,
         )
 
 
@@ -74,6 +78,8 @@ class FileResult:
     parsed: bool = False  # False when the prefilter skipped it
     cached: bool = False
     notes: list[str] = field(default_factory=list)  # liberties taken reading it (sources)
+    #: Summaries of other modules the analysis used: [path from the file's folder, name, digest].
+    deps: list[list[str]] = field(default_factory=list)
 
 
 def available_cpus() -> int:
@@ -100,6 +106,7 @@ class FileAnalyzer:
         self.options = options
         self.rules = [registry[code]() for code in options.codes if code in registry]
         self.known_codes = frozenset(registry)
+        self.project = project_index(options)
         self.severities = dict(options.severity_overrides)
         self.always = [rule for rule in self.rules if not rule.triggers]
         self.triggers = tuple(sorted({t for rule in self.rules for t in rule.triggers}))
@@ -198,7 +205,8 @@ class FileAnalyzer:
         except (RecursionError, MemoryError) as exc:
             result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"
             return result
-        model = TrainingModel(module, path, text)
+        view = self.project.view(path) if self.project is not None and path.is_file() else None
+        model = TrainingModel(module, path, text, view)
         violations = []
         for rule in rules:
             if rule.uses_suppressions:
@@ -215,6 +223,8 @@ class FileAnalyzer:
         if violations or judges:
             result.findings, error = self._locate(model, text, display, violations, judges)
             result.error = result.error or error
+        if view is not None:
+            result.deps = view.deps()
         return result
 
     def _locate(
@@ -342,6 +352,7 @@ def cache_entry(result: FileResult) -> dict[str, Any] | None:
         "error_line": result.error_line,
         "parsed": result.parsed,
         "notes": result.notes,
+        "deps": result.deps,
     }
 
 
@@ -385,6 +396,7 @@ def result_from_entry(
         parsed=bool(data.get("parsed")),
         cached=True,
         notes=[n for n in _list(data.get("notes")) if isinstance(n, str)],
+        deps=_list(data.get("deps")),
     )
 
 
@@ -433,6 +445,8 @@ def run(
                 key = entry_key(raw, run_key)
                 entry = cache.get(key)
                 hit = entry and result_from_entry(path, display, entry, options.codes)
+                if hit and hit.deps and not deps_valid(analyzer.project, path, hit.deps):
+                    hit = None  # a summary it used has changed: analyze it again
                 if hit:
                     yield analyzer.drop_ignored(hit)
                     continue

@@ -45,6 +45,20 @@ _MAX_HOPS = 4
 _IMPORT_NODES = (ast.Import, ast.ImportFrom)
 
 
+def project_index(options: Any) -> ProjectIndex | None:
+    """The index for a run with ``options`` (engine RunOptions); None with ``--no-summaries``."""
+    if not getattr(options, "summaries", True):
+        return None
+    cache = Cache(options.cache_dir) if options.cache_dir else None
+    return ProjectIndex(cache, options.max_file_size)
+
+
+def deps_valid(index: ProjectIndex | None, importer: Path, deps: Any) -> bool:
+    """Whether a cached result's summaries are unchanged (always false without an index:
+    the entry was made with summaries, this run has none)."""
+    return index is not None and index.deps_valid(importer, deps)
+
+
 def find_root(path: Path) -> Path:
     """The project root of ``path``: the nearest folder holding a project marker, else the
     file's own folder."""

@@ -61,8 +61,10 @@ from trainlint.model.summaries.queries import (
     SummarySource,
     external_call,
     instance_summary,
+    returned_of,
 )
-from trainlint.model.summaries.types import ClassSummary, FunctionSummary
+from trainlint.model.summaries.stubs import Stubs
+from trainlint.model.summaries.types import ClassSummary, FunctionSummary, Returned
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import (
     Binding,
@@ -96,6 +98,7 @@ __all__ = [
     "ClassSummary",
     "External",
     "FunctionSummary",
+    "Returned",
     "CallSite",
     "ClassInfo",
     "Condition",
@@ -156,6 +159,15 @@ class TrainingModel:
     # ------------------------------------------------------------------ structure
     def loop_for(self, node: cst.CSTNode) -> LoopInfo | None:
         return self._loops_by_node.get(id(node))
+
+    def register_loop(self, loop: LoopInfo) -> None:
+        """A loop of a stub (another module's function, see :mod:`.summaries.stubs`)."""
+        self._loops_by_node[id(loop.node)] = loop
+
+    @cached_property
+    def stubs(self) -> Stubs:
+        """Other modules' definitions as stubs the model follows like its own helpers."""
+        return Stubs(self)
 
     def order_of(self, node: cst.CSTNode) -> int | None:
         return self._order_of.get(id(node))
@@ -243,7 +255,7 @@ class TrainingModel:
                 if found is not None:
                     return found
                 current = current.parent
-            return None
+            return self._external_callee(call, scope)
         if (
             isinstance(func, cst.Attribute)
             and isinstance(func.value, cst.Name)
@@ -251,7 +263,17 @@ class TrainingModel:
             and scope.cls is not None
         ):
             return self.method(scope.cls, func.attr.value)
-        return method_of_instance(self, call, scope)  # ``meter.update(loss)``, same-file class
+        found = method_of_instance(self, call, scope)  # ``meter.update(loss)``
+        return found if found is not None else self._external_callee(call, scope)
+
+    def _external_callee(self, call: cst.Call, scope: Scope) -> Scope | None:
+        """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
+        if self.project is None:
+            return None
+        found = external_call(self, call, scope)
+        if found is None or found.function is None or found.owner is not None:
+            return None  # constructors and forwards are not helpers; methods: instance_class
+        return self.stubs.function(found.function)
 
     def external_call(self, call: cst.Call, scope: Scope) -> External | None:
         """What ``call`` runs in another module of the project (see :mod:`.summaries`)."""
@@ -262,6 +284,12 @@ class TrainingModel:
     ) -> ClassSummary | None:
         """The class of another project module ``expr`` is an instance of."""
         return instance_summary(self, expr, scope) if self.project is not None else None
+
+    def returned_summary(
+        self, call: cst.Call, scope: Scope, index: int | None = None
+    ) -> Returned | None:
+        """What a call into another module returns: activation, loss reduction, role."""
+        return returned_of(self, call, scope, index) if self.project is not None else None
 
     def method(self, info: ClassInfo, name: str) -> Scope | None:
         found = info.methods.get(name)
@@ -382,6 +410,9 @@ class TrainingModel:
         name = dotted(call.func)
         if name and name in self.classes and self.is_module_class(self.classes[name]):
             return Value(Role.MODEL, name, call)
+        external = self.external_call(call, scope) if self.project is not None else None
+        if external is not None and external.constructs and external.owner.is_module:  # type: ignore[union-attr]
+            return Value(Role.MODEL, qualified or name or "", call)
         callee = self.callee(call, scope)
         if callee is not None:
             for returned in callee.returns:
@@ -425,7 +456,15 @@ class TrainingModel:
     def line_of(self, node: cst.CSTNode) -> int:
         """The 1-based line where ``node`` starts (0 when unknown)."""
         found = self.positions.get(node)
-        return found.start.line if found is not None else 0
+        return found.start.line if found is not None else 0  # 0: a stub's (another module's)
+
+    def where(self, node: cst.CSTNode) -> str:
+        """``line N``, or for a stub's node (another module's code) where it comes from."""
+        line = self.line_of(node)
+        if line:
+            return f"line {line}"
+        origin = self.stubs.origin(node)
+        return f"in `{origin}`" if origin else "line 0"
 
     @cached_property
     def model_classes(self) -> dict[str, ClassInfo]:

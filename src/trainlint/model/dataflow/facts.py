@@ -77,3 +77,20 @@ def join(*facts: Fact) -> Fact:
     if any(f.holds is Holds.TENSOR for f in facts):
         return TENSOR
     return NUMBER
+
+
+#: What a summary's ``Returned`` says that makes a graph tensor (see ``model.summaries``).
+_GRAPH_REDUCTIONS = ("mean", "sum", "none")
+_GRAPH_ACTIVATIONS = ("logits", "probabilities", "log-probabilities", "non-negative")
+
+
+def external_fact(returned: object, call: cst.Call) -> Fact:
+    """The fact of a call into another module, from its summary's ``Returned``: a loss or a
+    layer's output is a graph tensor (a plain one when the function disables grad)."""
+    reduction = getattr(returned, "reduction", "unknown")
+    if reduction in _GRAPH_REDUCTIONS or getattr(returned, "activation", "") in _GRAPH_ACTIVATIONS:
+        fact = Fact(Holds.GRAPH, call)
+        return without_graph(fact) if getattr(returned, "graph", None) is False else fact
+    if reduction == "constant":
+        return Fact(Holds.NUMBER)
+    return UNKNOWN

@@ -39,6 +39,7 @@ from trainlint.model.dataflow.facts import (
     UNKNOWN,
     Fact,
     Holds,
+    external_fact,
     join,
     without_graph,
 )
@@ -283,6 +284,9 @@ class Dataflow:
             producing = producing and forward_like(call.func.attr.value)
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             return Fact(Holds.GRAPH, call)
+        external = model.returned_summary(call, scope, index)
+        if external is not None:  # another module's function: its summary says what it returns
+            return external_fact(external, call)
         cls = scope.cls
         if dotted(call.func) == "self" and cls is not None and model.is_module_class(cls):
             return Fact(Holds.GRAPH, call)  # ``self(x)`` in an ``nn.Module``: a forward

@@ -267,6 +267,13 @@ class _Tracer:
         self, call: cst.Call, scope: Scope, frames: list[_Frame], index: int | None
     ) -> Flow:
         model = self.model
+        external = model.returned_summary(call, scope, index)
+        if external is not None and external.reduction != Reduction.UNKNOWN.value:
+            # ``logits, loss = model(X, Y)``: another module's forward returns the loss
+            reduction = Reduction(external.reduction)
+            label = external.loss or source_text(call.func)
+            source = LossSource(call, label, reduction, external.token_level)
+            return Flow(reduction, (), (source,))
         callee = model.callee(call, scope)
         if callee is None:
             value = model.value_of(call.func, scope)

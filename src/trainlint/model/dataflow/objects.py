@@ -6,8 +6,9 @@ the model follows it like a function call (its events are inlined into the calle
 
 * :func:`instance_class` -- the same-file class an expression is an instance of, from its
   binding (``meter = AverageMeter()``, ``self.meter = AverageMeter("loss")``) or annotation
-  (``meter: AverageMeter``). Deliberately small: binding-based, one file (a general
-  ``instance_class`` query of the value model will replace it);
+  (``meter: AverageMeter``); for a class of another project module, its stub (see
+  :mod:`..summaries.stubs`). Deliberately small: binding-based (a general ``instance_class``
+  query of the value model will replace it);
 * :func:`meter_summary` -- what a meter-like class does with ``update(val, n=1)``: which
   attribute sums ``val`` (weighted by ``n`` or not), which counts, and which attribute
   (``avg``) or method (``average()``) divides the two. TL202 reads it to tell a sample-weighted
@@ -44,9 +45,10 @@ def instance_class(
             if found is not None:
                 return found
     annotation = scope.annotations.get(name)
-    if annotation:
+    if annotation and annotation.rsplit(".", 1)[-1] in model.classes:
         return model.classes.get(annotation.rsplit(".", 1)[-1])
-    return None
+    external = model.instance_summary(expr, scope)  # a class of another project module
+    return model.stubs.class_info(external) if external is not None else None
 
 
 def method_of_instance(model: TrainingModel, call: cst.Call, scope: Scope) -> Scope | None:
@@ -136,6 +138,19 @@ def _directly_in(model: TrainingModel, node: cst.CSTNode, loop: LoopInfo) -> boo
 def meter_summary(model: TrainingModel, cls: ClassInfo) -> MeterSummary | None:
     """The :class:`MeterSummary` of a same-file class with an ``update`` method that sums its
     first argument into an attribute and counts the calls (or the weights)."""
+    external = model.stubs.class_summary(cls)
+    if external is not None:  # another module's class: its summary read the real code
+        info = external.meter
+        if info is None:
+            return None
+        return MeterSummary(
+            info.total,
+            info.count,
+            info.value_param,
+            info.weight_param,
+            info.weight_default,
+            frozenset(info.averages),
+        )
     update = model.method(cls, "update")
     if update is None or not isinstance(update.node, cst.FunctionDef):
         return None

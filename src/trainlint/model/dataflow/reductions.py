@@ -294,6 +294,9 @@ def _of_call(
         return criterion.reduction if index is None else Reduction.UNKNOWN
     qualified = model.imports.qualify(call.func) or ""
     first = positional(call, 0)
+    external = model.returned_summary(call, scope, index)
+    if external is not None and external.reduction != Reduction.UNKNOWN.value:
+        return Reduction(external.reduction)  # another module's function or forward
     if qualified:
         return _of_library_call(flow, call, qualified, scope, before)
     method = method_call(call)

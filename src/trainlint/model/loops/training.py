@@ -286,11 +286,22 @@ def train_steps(model: TrainingModel) -> list[TrainStep]:
     found: list[TrainStep] = []
     for key, step in candidates.items():
         # keep the innermost: drop a loop when a loop its iteration runs (nested, or inside a
-        # helper it calls) is itself a train step
+        # helper it calls, or in another module's function: that file reports it) is itself a
+        # train step
         inner = {id(lp.node) for e in step.events for lp in e.loops} - {key}
-        if not inner & candidates.keys():
+        if not inner & (candidates.keys() | _external_train_loops(step.events)):
             found.append(step)
     return found
+
+
+def _external_train_loops(events: list[Event]) -> set[int]:
+    """Loops of other modules' functions (stubs) whose events backward and step."""
+    kinds: dict[int, set[EventKind]] = {}
+    for event in events:
+        for loop in event.loops:
+            if loop.external:
+                kinds.setdefault(id(loop.node), set()).add(event.kind)
+    return {k for k, v in kinds.items() if {EventKind.BACKWARD, EventKind.STEP} <= v}
 
 
 def per_call_steps(model: TrainingModel, steps: list[TrainStep]) -> list[TrainStep]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.event_types import function_context
 from trainlint.model.summaries.types import (
     ClassSummary,
     Definition,
@@ -22,10 +23,11 @@ from trainlint.model.summaries.types import (
     Reexport,
     Returned,
 )
-from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
+from trainlint.model.syntax.nodes import descendants, dotted, literal
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
+    from trainlint.model.loops.event_types import Event
     from trainlint.model.syntax.scopes import ClassInfo, Scope
 
 #: Layers whose behaviour differs between train and eval mode.
@@ -57,28 +59,24 @@ def _reexport(model: TrainingModel, name: str) -> str | None:
 
 def summarize_function(model: TrainingModel, scope: Scope) -> FunctionSummary:
     params = [p for p in scope.params if p not in ("self", "cls")] if scope.cls else scope.params
-    allowed = set(params) | {"self"}
+    loops: dict[int, int] = {}
     effects = []
     for event in model.function_events(scope):
-        operand = None
-        if event.operand is not None and event.scope is scope:
-            text = model.text_of(event.operand)
-            if _roots(event.operand) <= allowed:
-                operand = text
+        outer = event.loops[0] if event.loops else None
+        loop = loops.setdefault(id(outer.node), len(loops)) if outer is not None else None
         effects.append(
             Effect(
                 kind=event.kind.value,
                 subject=event.subject,
-                operand=operand,
-                in_loop=bool(event.loops),
-                conditional=bool(event.conditions),
+                operand=_text(model, event.operand),
+                loop=loop,
+                condition=_condition(model, event),
                 contexts=tuple(sorted(event.contexts)),
                 scaled_by=event.scaled_by if not event.via else None,
                 managed=event.managed,
+                role=_role(model, event),
             )
         )
-    from trainlint.model.loops.event_types import function_context
-
     return FunctionSummary(
         name=scope.name,
         params=tuple(params),
@@ -90,8 +88,42 @@ def summarize_function(model: TrainingModel, scope: Scope) -> FunctionSummary:
     )
 
 
-def _roots(expr: cst.BaseExpression) -> set[str]:
-    return {n.split(".", 1)[0] for n in names_in(expr)} - {"True", "False", "None"}
+_MAX_TEXT = 240
+
+
+def _text(model: TrainingModel, node: cst.CSTNode | None) -> str | None:
+    """Source text of an expression, one line; None when absent or too long to be useful."""
+    if node is None:
+        return None
+    text = " ".join(model.text_of(node).split())
+    return text if len(text) <= _MAX_TEXT else None
+
+
+def _condition(model: TrainingModel, event: Event) -> str | None:
+    """The conditions an event runs under, as one test (callee terms)."""
+    if not event.conditions:
+        return None
+    parts = []
+    for condition in event.conditions:
+        text = _text(model, condition.test)
+        if text is None:
+            return "__condition__"
+        parts.append(f"not ({text})" if condition.negated else f"({text})")
+    joined = " and ".join(parts)
+    return joined if len(joined) <= _MAX_TEXT else "__condition__"
+
+
+def _role(model: TrainingModel, event: Event) -> str | None:
+    """The role the function's own model gives the event's subject (its binding, its name)."""
+    root = event.subject.split(".", 1)[0] if event.subject else None
+    if root is None or (root in event.scope.params and root != "self"):
+        return None  # a parameter: the caller's argument says what it is
+    try:
+        expr = cst.parse_expression(event.subject)
+    except cst.ParserSyntaxError:
+        return None
+    value = model.value_of(expr, event.scope)
+    return value.role.value if value is not None else None
 
 
 def _defaults(scope: Scope) -> tuple[tuple[str, object], ...]:
@@ -123,10 +155,11 @@ def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
         for returned, order in zip(scope.returns, scope.return_orders, strict=False):
             if slot is not None:
                 returned = returned.elements[slot].value  # type: ignore[attr-defined]
-            flow = expression_flow(model, returned, scope, order)
-            reductions.add(flow.reduction.value)
-            losses.update(s.label for s in flow.sources)
-            tokens.update(s.token_level for s in flow.sources if s.token_level)
+            for expr, before in _alternatives(model, returned, scope, order):
+                flow = expression_flow(model, expr, scope, before)
+                reductions.add(flow.reduction.value)
+                losses.update(s.label for s in flow.sources)
+                tokens.update(s.token_level for s in flow.sources if s.token_level)
             value = model.value_of(returned, scope)
             roles.add(value.role.value if value is not None else None)
         reduction = reductions.pop() if len(reductions) == 1 else "unknown"
@@ -139,17 +172,35 @@ def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
             loss=", ".join(sorted(losses))[:80] if reduction != "unknown" else "",
             token_level=min(tokens) if tokens else None,
             role=role,
-            graph=False if "no_grad" in _decorator_contexts(model, scope) else None,
+            graph=False if "no_grad" in function_context(model, scope) else None,
         )
         if record != Returned(slot=slot):
             found.append(record)
     return tuple(found)
 
 
-def _decorator_contexts(model: TrainingModel, scope: Scope) -> frozenset[str]:
-    from trainlint.model.loops.event_types import function_context
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
 
-    return function_context(model, scope)
+
+def _alternatives(
+    model: TrainingModel, returned: cst.BaseExpression, scope: Scope, order: int
+) -> list[tuple[cst.BaseExpression, int]]:
+    """The values a returned slot may hold, ``None`` left out: ``return logits, loss`` where
+    ``loss = F.cross_entropy(...)`` on one branch and ``loss = None`` on the other is a loss
+    (the caller that passes no targets gets no loss, not another reduction)."""
+    if _is_none(returned):
+        return []
+    if not isinstance(returned, cst.Name):
+        return [(returned, order)]
+    bindings = [
+        b
+        for b in scope.bindings.get(returned.value, [])
+        if b.order < order and b.augmented is None and b.value is not None
+    ]
+    if len(bindings) < 2 or any(b.unpack_index is not None or b.from_iteration for b in bindings):
+        return [(returned, order)]
+    return [(b.value, b.order) for b in bindings if not _is_none(b.value)]  # type: ignore[misc]
 
 
 def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import libcst as cst
 
-from trainlint.model.summaries.types import ClassSummary, Definition, FunctionSummary
+from trainlint.model.summaries.types import ClassSummary, Definition, FunctionSummary, Returned
 from trainlint.model.syntax.nodes import dotted
 
 if TYPE_CHECKING:
@@ -118,6 +118,14 @@ def external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> Externa
     (``meter.update(...)``), a forward (``model(X, Y)``), or a constructor (``GPT(config)``)."""
     if model.project is None:
         return None
+    memo = model.stubs.calls
+    if id(call) not in memo:
+        memo[id(call)] = _external_call(model, call, scope)
+        model.stubs.keep(call)
+    return memo[id(call)]
+
+
+def _external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> External | None:
     func = call.func
     name = dotted(func)
     found = lookup(model, name, scope)
@@ -134,3 +142,22 @@ def external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> Externa
     if owner is not None and owner.forward is not None:
         return External(owner.forward, owner, name or "")
     return None
+
+
+def returned_of(
+    model: TrainingModel, call: cst.Call, scope: Scope, index: int | None = None
+) -> Returned | None:
+    """What ``call`` returns (slot ``index`` of a tuple) when another module's code makes it:
+    a function's or method's return (its stub is the callee), or the forward of an instance
+    of another module's ``nn.Module`` (``logits, loss = model(X, Y)``)."""
+    if model.project is None:
+        return None
+    summary = model.stubs.function_summary(model.callee(call, scope))
+    if summary is None:
+        found = external_call(model, call, scope)
+        if found is None or found.owner is None or not found.owner.is_module:
+            return None
+        if found.function is None or found.function is not found.owner.forward:
+            return None
+        summary = found.function
+    return summary.returned(index)

@@ -32,12 +32,23 @@ class Effect:
 
     kind: str
     subject: str | None = None  # ``optimizer`` / ``self.sum`` / a local name
-    operand: str | None = None  # source text over parameters only (``val * n``); else None
-    in_loop: bool = False  # inside a loop of the function (the caller cannot see that loop)
-    conditional: bool = False
+    operand: str | None = None  # the value, as the callee writes it (``val * n``, ``loss``)
+    #: Which loop of the function it runs in (0, 1, ... in order; None: not in a loop). The
+    #: caller cannot see that loop: the events are its nested loop's.
+    loop: int | None = None
+    condition: str | None = None  # the test it runs under, as written (``(i + 1) % k == 0``)
     contexts: tuple[str, ...] = ()  # ``no_grad``, ``autocast``, ...
     scaled_by: str | None = None  # ``scaler.scale(loss).backward()``: the scaler
     managed: bool = False  # an accelerator/engine call that scales by itself
+    role: str | None = None  # the role the callee knows its subject by (a Role value)
+
+    @property
+    def in_loop(self) -> bool:
+        return self.loop is not None
+
+    @property
+    def conditional(self) -> bool:
+        return self.condition is not None
 
 
 @dataclass(frozen=True)

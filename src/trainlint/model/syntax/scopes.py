@@ -71,6 +71,8 @@ class LoopInfo:
     parent: LoopInfo | None
     order: int
     children: list[LoopInfo] = field(default_factory=list)
+    #: A loop of another module's function, as its summary's stub shows it (not in this file).
+    external: bool = False
 
     @property
     def depth(self) -> int:

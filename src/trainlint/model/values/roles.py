@@ -93,6 +93,11 @@ def role_from_name(name: str) -> Role | None:
 
 
 def role_from_annotation(annotation: str) -> Role | None:
+    if annotation.startswith("trainlint:"):  # a stub of another module's code (summaries)
+        try:
+            return Role(annotation[len("trainlint:") :])
+        except ValueError:
+            return None
     last = annotation.rsplit(".", 1)[-1]
     if last in {"Optimizer", "AdamW", "Adam", "SGD"}:
         return Role.OPTIMIZER

@@ -242,6 +242,10 @@ class TensorAnalysis:
     ) -> TensorKind:
         model = self.model
         qualified = model.imports.qualify(call.func) or ""
+        external = model.returned_summary(call, scope, index)
+        if external is not None and external.activation != Activation.UNKNOWN.value:
+            # another module's function or forward (``logits = model(x)``, ``head(x)``)
+            return TensorKind(Activation(external.activation), external.producer, node=call)
         if index is None:
             found = self._library_call(call, qualified, scope, before)
             if found is not None:
