@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ class ProjectIndex:
         self._modules: dict[Path, _Module | None] = {}
         self._roots: dict[Path, Path] = {}
         self._files: dict[Path, bool] = {}
+        self._resolved: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
         self._salt: str | None = None
         #: Statistics for tests and the bench: modules read, definitions parsed.
         self.read = 0
@@ -112,6 +114,13 @@ class ProjectIndex:
     def resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
         """The module file ``target`` names and the rest of the name inside it:
         ``.utils.AverageMeter`` from ``pkg/train.py`` -> (``pkg/utils.py``, [``AverageMeter``])."""
+        key = (importer, target)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(importer, target)
+        found = self._resolved[key]
+        return (found[0], list(found[1])) if found is not None else None
+
+    def _resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
         dots = len(target) - len(target.lstrip("."))
         parts = [p for p in target[dots:].split(".") if p]
         if not parts:
@@ -170,11 +179,38 @@ class ProjectIndex:
             module.definitions[name] = self._cached_or_built(module, name)
         return module.definitions[name]
 
-    def digest_of(self, path: Path, name: str) -> str | None:
-        """The digest of ``name``'s summary in ``path`` as it is on disk now (None: unreadable)."""
+    def digest_of(self, path: Path, name: str, kind_only: bool = False) -> str | None:
+        """The digest of ``name``'s summary in ``path`` as it is on disk now (None: unreadable);
+        with ``kind_only``, only what kind of definition it is (``kind:function``)."""
         if self.module(path) is None:
             return None
+        if kind_only:
+            return f"kind:{self.kind(path, name)}"
         return digest(self.definition(path, name))
+
+    def tree(self, module: _Module) -> ast.Module | None:
+        if module.tree is None and module.text is not None:
+            try:
+                module.tree = ast.parse(module.text)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                module.text = None  # unparsable: no summaries
+        return module.tree
+
+    def kind(self, path: Path, name: str) -> str | None:
+        """``class``, ``function``, ``import`` (a re-export) or None, from ``ast`` alone."""
+        module = self.module(path)
+        tree = self.tree(module) if module is not None else None
+        if tree is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
+            return None
+        found = None
+        for statement in tree.body:
+            if isinstance(statement, ast.ClassDef) and statement.name == name:
+                found = found or "class"
+            elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found = found or ("function" if statement.name == name else None)
+            elif isinstance(statement, _IMPORT_NODES) or _holds_imports(statement):
+                found = found or ("import" if name in _bound_names(statement) else None)
+        return found
 
     def _cache_key(self, module: _Module, name: str) -> str:
         if self._salt is None:
@@ -197,12 +233,10 @@ class ProjectIndex:
         text = module.text or ""
         if not re.search(rf"\b{re.escape(name)}\b", text):
             return None  # the word prefilter: not defined or imported here, nothing to parse
-        if module.tree is None:
-            try:
-                module.tree = ast.parse(text)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                return None
-        excerpt = _excerpt(module.tree, text, name)
+        tree = self.tree(module)
+        if tree is None:
+            return None
+        excerpt = _excerpt(tree, text, name)
         if excerpt is None:
             return None
         from trainlint.model import TrainingModel
@@ -228,7 +262,7 @@ class ProjectIndex:
                 return False
             relative, name, expected = item
             path = (folder / relative).resolve()
-            if self.digest_of(path, name) != expected:
+            if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
 
@@ -253,18 +287,22 @@ def _excerpt(tree: ast.Module, text: str, name: str) -> str | None:
         if any(name in _bound_names(s) for s in imports):
             return _source(text, imports)  # a re-export: the imports say where it comes from
         return None
+    target = defines[name]
     wanted: dict[int, ast.stmt] = {}
-    stack = [defines[name]]
+    stack = [target]
     while stack:
         statement = stack.pop()
         if id(statement) in wanted:
             continue
         wanted[id(statement)] = statement
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Name) and node.id in defines:
-                stack.append(defines[node.id])
+        if isinstance(statement, ast.ClassDef) and statement is not target:
+            nodes: list[ast.AST] = [*statement.bases, *statement.keywords]  # its header only
+            nodes = [n for base in nodes for n in ast.walk(base)]
+        else:
+            nodes = list(ast.walk(statement))
+        stack.extend(defines[n.id] for n in nodes if isinstance(n, ast.Name) and n.id in defines)
     chosen = sorted([*imports, *wanted.values()], key=lambda s: s.lineno)
-    return _source(text, chosen)
+    return _source(text, chosen, target)
 
 
 def _holds_imports(statement: ast.stmt) -> bool:
@@ -283,12 +321,27 @@ def _bound_names(statement: ast.stmt) -> set[str]:
     return found
 
 
-def _source(text: str, statements: list[ast.stmt]) -> str:
+def _source(text: str, statements: list[ast.stmt], target: ast.stmt | None = None) -> str:
+    """The statements' source; a class other than ``target`` by its header only (its bases
+    tell what it is; its methods are summarized when asked for, as its own definition)."""
     lines = text.splitlines(keepends=True)
     pieces = []
     for statement in statements:
         first = min([statement.lineno, *(d.lineno for d in _decorators(statement))])
         last = statement.end_lineno or statement.lineno
+        header_only = (
+            target is not None
+            and statement is not target
+            and isinstance(statement, ast.ClassDef)
+            and statement.body[0].lineno > statement.lineno
+        )
+        if header_only:
+            body = statement.body[0]
+            start = min([body.lineno, *(d.lineno for d in _decorators(body))])
+            header = "".join(lines[first - 1 : start - 1]).rstrip()
+            if header.endswith(":"):
+                pieces.append(header + "\n    pass\n")
+                continue
         pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
     return "".join(pieces)
 
@@ -305,10 +358,22 @@ class ProjectView:
         self.importer = importer
         #: (path relative to the importer's folder, name) -> digest of the summary used.
         self.used: dict[tuple[str, str], str] = {}
+        self._lookups: dict[tuple[str, bool], tuple[Definition, list[str]] | None] = {}
 
-    def lookup(self, target: str) -> tuple[Definition, list[str]] | None:
+    def lookup(
+        self, target: str, classes_only: bool = False
+    ) -> tuple[Definition, list[str]] | None:
         """The summary ``target`` (``utils.AverageMeter``, ``.engine.train_one_epoch``) names,
-        following re-exports, and the attribute path left inside it (``["update"]``)."""
+        following re-exports, and the attribute path left inside it (``["update"]``).
+        ``classes_only``: a function or other name is told apart by ``ast`` and not summarized
+        (the dependency recorded is then what kind of definition it is)."""
+        key = (target, classes_only)
+        if key not in self._lookups:
+            self._lookups[key] = self._lookup(target, classes_only)
+        found = self._lookups[key]
+        return (found[0], list(found[1])) if found is not None else None
+
+    def _lookup(self, target: str, classes_only: bool) -> tuple[Definition, list[str]] | None:
         importer = self.importer
         for _ in range(_MAX_HOPS):
             resolved = self.index.resolve(importer, target)
@@ -317,6 +382,11 @@ class ProjectView:
             path, rest = resolved
             if not rest:
                 return None  # a module itself: its attributes are asked for by name
+            if classes_only and len(rest) == 1:
+                kind = self.index.kind(path, rest[0])
+                if kind not in ("class", "import"):
+                    self._record_kind(path, rest[0], kind)
+                    return None
             found = self.index.definition(path, rest[0])
             self._record(path, rest[0], found)
             if not isinstance(found, Reexport):
@@ -326,10 +396,11 @@ class ProjectView:
         return None
 
     def _record(self, path: Path, name: str, found: Definition | None) -> None:
-        import os
-
         relative = os.path.relpath(path, self.importer.parent)
         self.used[(relative, name)] = digest(found)
+
+    def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
+        self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
 
     def deps(self) -> list[list[str]]:
         return [[path, name, value] for (path, name), value in sorted(self.used.items())]

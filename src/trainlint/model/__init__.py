@@ -59,6 +59,7 @@ from trainlint.model.loops.training import (
 from trainlint.model.summaries.queries import (
     External,
     SummarySource,
+    class_summary,
     external_call,
     instance_summary,
     returned_of,
@@ -245,8 +246,11 @@ class TrainingModel:
         return False
 
     # ------------------------------------------------------------------ functions
-    def callee(self, call: cst.Call, scope: Scope) -> Scope | None:
-        """The same-file function or method ``call`` runs, if it can be told statically."""
+    def callee(self, call: cst.Call, scope: Scope, external: bool = True) -> Scope | None:
+        """The function or method ``call`` runs, if it can be told statically: same-file, or
+        (``external``) the stub of another project module's (see :mod:`.summaries.stubs`).
+        Maps of a function's same-file callers pass ``external=False``: they need no other
+        module, and asking would summarize every imported function the file calls."""
         func = call.func
         if isinstance(func, cst.Name):
             current: Scope | None = scope
@@ -255,7 +259,7 @@ class TrainingModel:
                 if found is not None:
                     return found
                 current = current.parent
-            return self._external_callee(call, scope)
+            return self._external_callee(call, scope) if external else None
         if (
             isinstance(func, cst.Attribute)
             and isinstance(func.value, cst.Name)
@@ -263,8 +267,10 @@ class TrainingModel:
             and scope.cls is not None
         ):
             return self.method(scope.cls, func.attr.value)
-        found = method_of_instance(self, call, scope)  # ``meter.update(loss)``
-        return found if found is not None else self._external_callee(call, scope)
+        found = method_of_instance(self, call, scope, external)  # ``meter.update(loss)``
+        if found is not None or not external:
+            return found
+        return self._external_callee(call, scope)
 
     def _external_callee(self, call: cst.Call, scope: Scope) -> Scope | None:
         """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
@@ -410,8 +416,8 @@ class TrainingModel:
         name = dotted(call.func)
         if name and name in self.classes and self.is_module_class(self.classes[name]):
             return Value(Role.MODEL, name, call)
-        external = self.external_call(call, scope) if self.project is not None else None
-        if external is not None and external.constructs and external.owner.is_module:  # type: ignore[union-attr]
+        owner = class_summary(self, name, scope) if self.project is not None else None
+        if owner is not None and owner.is_module:  # another project module's nn.Module
             return Value(Role.MODEL, qualified or name or "", call)
         callee = self.callee(call, scope)
         if callee is not None:

@@ -44,7 +44,7 @@ def passed_for(
     if flow.callers is None:
         flow.callers = {}
         for site in flow.model.calls:
-            callee = flow.model.callee(site.node, site.scope)
+            callee = flow.model.callee(site.node, site.scope, external=False)
             if callee is not None:
                 entry = (site.node, site.scope, site.order)
                 flow.callers.setdefault(id(callee), []).append(entry)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def instance_class(
-    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
+    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope, external: bool = True
 ) -> ClassInfo | None:
     """The same-file class ``expr`` is an instance of, when a binding or annotation says so."""
     name = dotted(expr)
@@ -47,16 +47,21 @@ def instance_class(
     annotation = scope.annotations.get(name)
     if annotation and annotation.rsplit(".", 1)[-1] in model.classes:
         return model.classes.get(annotation.rsplit(".", 1)[-1])
-    external = model.instance_summary(expr, scope)  # a class of another project module
-    return model.stubs.class_info(external) if external is not None else None
+    if not external:
+        return None
+    found = model.instance_summary(expr, scope)  # a class of another project module
+    return model.stubs.class_info(found) if found is not None else None
 
 
-def method_of_instance(model: TrainingModel, call: cst.Call, scope: Scope) -> Scope | None:
-    """The method ``call`` runs when it is ``obj.method(...)`` on a same-file class instance."""
+def method_of_instance(
+    model: TrainingModel, call: cst.Call, scope: Scope, external: bool = True
+) -> Scope | None:
+    """The method ``call`` runs when it is ``obj.method(...)`` on an instance of a same-file
+    class (or, ``external``, of another project module's class)."""
     func = call.func
     if not isinstance(func, cst.Attribute):
         return None
-    cls = instance_class(model, func.value, scope)
+    cls = instance_class(model, func.value, scope, external)
     if cls is None:
         return None
     return model.method(cls, func.attr.value)

@@ -396,7 +396,7 @@ def _callers(model: TrainingModel, scope: Scope) -> list[Scope] | None:
     short = scope.short_name
     found: list[Scope] = []
     for site in model.calls:
-        if model.callee(site.node, site.scope) is scope:
+        if model.callee(site.node, site.scope, external=False) is scope:
             found.append(site.scope)
             continue
         for arg in site.node.args:

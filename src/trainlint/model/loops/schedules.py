@@ -149,7 +149,7 @@ class _Facts:
         if self._callers is None:
             self._callers = {}
             for site in self.model.calls:
-                callee = self.model.callee(site.node, site.scope)
+                callee = self.model.callee(site.node, site.scope, external=False)
                 if callee is not None:
                     self._callers.setdefault(id(callee), []).append(site)
         return self._callers.get(id(scope), [])

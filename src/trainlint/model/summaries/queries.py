@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 class SummarySource(Protocol):
     """What the model needs of the project index (:class:`trainlint.project.ProjectView`)."""
 
-    def lookup(self, target: str) -> tuple[Definition, list[str]] | None: ...
+    def lookup(
+        self, target: str, classes_only: bool = False
+    ) -> tuple[Definition, list[str]] | None: ...
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,18 @@ def _is_local(model: TrainingModel, name: str, scope: Scope) -> bool:
     return False
 
 
-def lookup(model: TrainingModel, name: str | None, scope: Scope) -> Definition | None:
-    """The summary a dotted name of ``scope`` refers to in another module (None: not one)."""
+def lookup(
+    model: TrainingModel, name: str | None, scope: Scope, classes_only: bool = False
+) -> Definition | None:
+    """The summary a dotted name of ``scope`` refers to in another module (None: not one).
+    ``classes_only``: a function is not summarized (the index tells them apart unparsed)."""
     project = model.project
-    if project is None or not name or _is_local(model, name, scope):
+    if project is None or not name:
         return None
     target = target_of(model, name)
-    if target is None:
+    if target is None or _is_local(model, name, scope):
         return None
-    found = project.lookup(target)
+    found = project.lookup(target, classes_only)
     if found is None:
         return None
     definition, rest = found
@@ -84,7 +89,7 @@ def lookup(model: TrainingModel, name: str | None, scope: Scope) -> Definition |
 
 
 def class_summary(model: TrainingModel, name: str | None, scope: Scope) -> ClassSummary | None:
-    found = lookup(model, name, scope)
+    found = lookup(model, name, scope, classes_only=True)
     return found if isinstance(found, ClassSummary) else None
 
 
