@@ -7,6 +7,7 @@ callee's events (parameters renamed to the caller's arguments), a few levels dee
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -268,7 +269,7 @@ class IterationBuilder:
     def _classify(self, call: cst.Call, scope: Scope, make) -> Event | None:
         model = self.model
         qualified = model.imports.qualify(call.func) or ""
-        method = method_call(call)
+        method = model.bound_method(call, scope)  # also ``step = optimizer.step; step()``
         if qualified in ("torch.autograd.backward",):
             return make(EventKind.BACKWARD, call, operand=positional(call, 0))
         if qualified in ("torch.autograd.grad",):
@@ -281,6 +282,7 @@ class IterationBuilder:
                 return make(EventKind.FORWARD, call, subject=dotted(call.func))
             return None
         receiver, name = method
+        make = functools.partial(make, method=name)
         subject = dotted(receiver)
         role = model.role_of(receiver, scope)
         if role is None and isinstance(receiver, cst.Name):

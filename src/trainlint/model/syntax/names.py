@@ -12,6 +12,9 @@ _CANONICAL_PREFIXES = (
     ("tf_keras", "tensorflow.keras"),
     ("keras", "tensorflow.keras"),
     ("pytorch_lightning", "lightning.pytorch"),
+    # old names of ``transformers``: same optimizers and schedulers, same ``from_pretrained``
+    ("pytorch_transformers", "transformers"),
+    ("pytorch_pretrained_bert", "transformers"),
     ("lightning.pytorch", "lightning.pytorch"),
     ("torch.cuda.amp", "torch.amp"),
     ("torch.cpu.amp", "torch.amp"),
