@@ -177,3 +177,28 @@ def main(model, encoder: nn.Module, backbone):
         "fused_softmax_cuda": False,
         "backbone": True,  # its parameters go to a torch optimizer
     }
+
+
+def test_instances_of_project_modules_elsewhere_are_known_modules(tmp_path) -> None:
+    from trainlint.model import TrainingModel
+    from trainlint.project import ProjectIndex
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "nets.py").write_text(
+        "import torch.nn as nn\n\n"
+        "class Encoder(nn.Module):\n    def forward(self, x):\n        return x\n\n"
+        "class Scorer:\n    def forward(self, x):\n        return x\n"
+    )
+    source = (
+        "import torch\nfrom nets import Encoder, Scorer\n\n"
+        "def main(x):\n    enc = Encoder()\n    sc = Scorer()\n"
+        "    enc.forward(x)\n    sc.forward(x)\n"
+    )
+    path = tmp_path / "train.py"
+    path.write_text(source)
+    model = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    main = scope(model, "main")
+    assert model.is_known_module(expr("enc"), main)
+    assert not model.is_known_module(expr("sc"), main)
+    alone = TrainingModel.from_source(source, path)  # no project index: nothing is known
+    assert not alone.is_known_module(expr("enc"), scope(alone, "main"))

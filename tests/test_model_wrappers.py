@@ -179,3 +179,52 @@ def test_old_transformers_package_names() -> None:
         "bert": Role.MODEL,
     }
     assert model.role_of(expr("tok"), main) is None  # a tokenizer is not a model
+
+
+def test_optimizer_backward_differentiates_its_argument_and_plain_backward_is_not_one() -> None:
+    model = build(
+        """
+        import torch
+        from apex.fp16_utils import FP16_Optimizer
+
+        class Numpy:
+            def backward(self, grad):
+                return grad
+
+        def fit(net, loader):
+            optimizer = FP16_Optimizer(torch.optim.SGD(net.parameters(), lr=0.1))
+            layer = Numpy()
+            for x in loader:
+                optimizer.zero_grad()
+                loss = net(x).sum()
+                optimizer.backward(loss)
+                layer.backward(x)
+                optimizer.step()
+        """
+    )
+    [backward] = _events(model, EventKind.BACKWARD)
+    assert model.text_of(backward.node) == "optimizer.backward(loss)"
+    assert model.text_of(backward.operand) == "loss"
+    assert len(model.train_steps) == 1
+
+
+def test_elements_of_module_containers_are_known_modules() -> None:
+    model = build(
+        """
+        import torch
+
+        class Mixture(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.experts = torch.nn.ModuleDict()
+                self.names = {}
+
+            def forward(self, x, key):
+                expert = self.experts[key]
+                other = self.names[key]
+                return expert.forward(x) + other.forward(x)
+        """
+    )
+    forward = scope(model, "Mixture.forward")
+    assert model.is_known_module(expr("expert"), forward)
+    assert not model.is_known_module(expr("other"), forward)

@@ -298,7 +298,12 @@ class IterationBuilder:
                     operand=positional(receiver, 0),
                     scaled_by=dotted(inner[0]),
                 )
-            if name == "backward" and (role is None or role is not Role.MODEL):
+            if role is Role.OPTIMIZER and positional(call, 0) is not None:
+                # apex ``FP16_Optimizer`` / DeepSpeed's optimizer: ``optimizer.backward(loss)``
+                return make(EventKind.BACKWARD, call, operand=positional(call, 0))
+            if role is Role.OBJECT:
+                return None  # a plain class's own ``backward`` (its body is inlined instead)
+            if role is None or role is not Role.MODEL:
                 return make(EventKind.BACKWARD, call, operand=receiver)
         if name == "manual_backward":
             return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)

@@ -2,7 +2,8 @@
 
 Evidence, from strongest: it was made by a ``torch.nn`` constructor, a model factory
 (``timm.create_model``, ``torchvision.models.*``, a non-TF ``from_pretrained``), an instance of
-a same-file ``nn.Module`` subclass, a wrapper of one of those (DDP, ``torch.compile``,
+a same-file ``nn.Module`` subclass (or of one in another module of the project, from its
+summary), a wrapper of one of those (DDP, ``torch.compile``,
 ``accelerator.prepare``); it is annotated ``nn.Module``; an ``isinstance(x, nn.Module)`` check
 guards the use; it is an element of a ``torch.nn`` container (``self.blocks[i]``); or the same
 function (the same class, for ``self.x``) uses it in a way only a module can be used
@@ -78,6 +79,19 @@ def is_known_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope
     """Whether ``expr`` is known, not guessed, to be a torch module in ``scope``."""
     if is_torch_module_value(model.value_of(expr, scope), model):
         return True
+    return _element_of_container(model, expr, scope) or _evidence_by_name(model, expr, scope)
+
+
+def _element_of_container(
+    model: TrainingModel, expr: cst.BaseExpression, scope: Scope, depth: int = 0
+) -> bool:
+    """``self.blocks[i]``, or ``block = self.blocks[name]``, on a ``torch.nn`` container."""
+    name = dotted(expr)
+    if name is not None and depth < 2:
+        bindings = [b for b in model.lookup(name, scope) if not b.from_iteration]
+        return len(bindings) == 1 and _element_of_container(
+            model, bindings[0].value, bindings[0].scope or scope, depth + 1
+        )
     if isinstance(expr, cst.Subscript):
         container = model.value_of(expr.value, scope)
         return (
@@ -85,9 +99,16 @@ def is_known_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope
             and container.short_kind in _CONTAINERS
             and is_under(container.kind, "torch.nn")
         )
+    return False
+
+
+def _evidence_by_name(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:
     name = dotted(expr)
     if name is None:
         return False
+    summary = model.instance_summary(expr, scope)
+    if summary is not None and summary.is_module:
+        return True  # an instance of a Module subclass defined in another project module
     return _annotated_module(model, name, scope) or _used_as_module(model, name, scope)
 
 
