@@ -228,3 +228,26 @@ def test_elements_of_module_containers_are_known_modules() -> None:
     forward = scope(model, "Mixture.forward")
     assert model.is_known_module(expr("expert"), forward)
     assert not model.is_known_module(expr("other"), forward)
+
+
+def test_isinstance_guards_hold_for_the_rest_of_the_block() -> None:
+    model = build(
+        """
+        import torch
+
+        def update(thing, other, loader):
+            assert isinstance(thing, torch.optim.Optimizer)
+            if not isinstance(other, torch.optim.lr_scheduler.LRScheduler):
+                raise TypeError(other)
+            for x in loader:
+                thing.step()
+                other.step()
+        """
+    )
+    update = scope(model, "update")
+    receivers = [
+        (model.text_of(node), model.role_of(node.func.value, update))
+        for node in descendants(update.node)
+        if isinstance(node, cst.Call) and model.text_of(node).endswith(".step()")
+    ]
+    assert receivers == [("thing.step()", Role.OPTIMIZER), ("other.step()", Role.SCHEDULER)]

@@ -25,6 +25,7 @@ from trainlint.model.loops.event_types import (
 from trainlint.model.syntax.nodes import (
     child_nodes,
     dotted,
+    ends_in_jump,
     keyword,
     literal,
     method_call,
@@ -360,18 +361,6 @@ class IterationBuilder:
         if value is not None and value.role is Role.MODEL:
             return make(EventKind.FORWARD, call, subject=dotted(call.func))
         return None
-
-
-def ends_in_jump(suite: cst.BaseSuite) -> bool:
-    """Whether a block always leaves by ``continue``/``break``/``return``/``raise``."""
-    body = suite.body if isinstance(suite, cst.IndentedBlock) else [suite]
-    if not body:
-        return False
-    last = body[-1]
-    smalls = (
-        last.body if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else []
-    )
-    return bool(smalls) and isinstance(smalls[-1], (cst.Continue, cst.Break, cst.Return, cst.Raise))
 
 
 def argument_or_none(call: cst.Call) -> cst.BaseExpression | None:

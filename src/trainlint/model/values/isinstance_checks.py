@@ -2,9 +2,10 @@
 
 ``if isinstance(o, torch.optim.Optimizer): o.step()`` steps an optimizer whatever ``o`` is
 called; ``if not isinstance(m, nn.Module): ... else: m.forward(x)`` runs a module's forward in
-the ``else`` branch. A check against a tuple of types counts when every type gives the same
-role. The narrowing holds for every node inside the branch (nested blocks included); it is
-computed once per file, only when the file's text has ``isinstance(``.
+the ``else`` branch; ``assert isinstance(o, Optimizer)`` and ``if not isinstance(o, Optimizer):
+raise ...`` hold for the rest of their block. A check against a tuple of types counts when
+every type gives the same role. The narrowing holds for every node inside the branch (nested
+blocks included); it is computed once per file, only when the file's text has ``isinstance(``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import descendants, dotted
+from trainlint.model.syntax.nodes import descendants, dotted, ends_in_jump
 from trainlint.model.values.roles import Role, Value
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
+
+
+def _narrow(
+    node: cst.CSTNode, checks: dict[str, Value], found: dict[int, dict[str, Value]]
+) -> None:
+    for inner in descendants(node):
+        if isinstance(inner, (cst.Name, cst.Attribute)):
+            found.setdefault(id(inner), {}).update(checks)
 
 
 def role_of_type(qualified: str) -> Role | None:
@@ -61,16 +70,33 @@ class Narrowing:
         if "isinstance(" not in self.model.text:
             return found
         for node in descendants(self.model.module):
+            if isinstance(node, (cst.Module, cst.IndentedBlock)):
+                self._guards(node.body, found)
             if not isinstance(node, cst.If):
                 continue
             positive, negative = self._checks(node.test)
             for branch, checks in ((node.body, positive), (node.orelse, negative)):
-                if branch is None or not checks:
-                    continue
-                for inner in descendants(branch):
-                    if isinstance(inner, (cst.Name, cst.Attribute)):
-                        found.setdefault(id(inner), {}).update(checks)
+                if branch is not None and checks:
+                    _narrow(branch, checks, found)
         return found
+
+    def _guards(self, statements, found: dict[int, dict[str, Value]]) -> None:
+        """``assert isinstance(x, T)`` and ``if not isinstance(x, T): raise ...``: the checks
+        hold for the statements after them in the same block."""
+        for index, statement in enumerate(statements):
+            checks: dict[str, Value] = {}
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, cst.Assert):
+                        checks.update(self._checks(small.test)[0])
+            elif (
+                isinstance(statement, cst.If)
+                and statement.orelse is None
+                and ends_in_jump(statement.body)
+            ):
+                checks = self._checks(statement.test)[1]
+            for later in statements[index + 1 :] if checks else ():
+                _narrow(later, checks, found)
 
     def _checks(self, test: cst.BaseExpression) -> tuple[dict[str, Value], dict[str, Value]]:
         """Names narrowed by ``test`` when it holds, and when it does not."""
