@@ -34,6 +34,8 @@ def main(args, dataset, fabric, accelerator):
         args=args, model=net, optimizer=sgd, training_data=dataset, lr_scheduler=sched
     )
     engine2, built_opt, third, fourth = deepspeed.initialize(args=args, model=net)
+    engine3, slot1, slot2, slot3 = deepspeed.initialize(args, net, sgd, None, dataset, sched)
+    first, second = amp.initialize(models=net, optimizers=sgd)
 """
 
 
@@ -62,6 +64,11 @@ def test_tuple_wrappers_map_roles_slot_by_slot() -> None:
         "built_opt": Role.OPTIMIZER,  # built by DeepSpeed from its config
         "third": None,  # no training_data: DeepSpeed returns None
         "fourth": None,
+        "slot1": Role.OPTIMIZER,  # positional arguments of deepspeed.initialize
+        "slot2": Role.LOADER,
+        "slot3": Role.SCHEDULER,
+        "first": Role.MODEL,  # amp.initialize(models=..., optimizers=...)
+        "second": Role.OPTIMIZER,
     }
     assert {name: model.role_of(expr(name), main) for name in expected} == expected
 

@@ -53,8 +53,13 @@ SINGLE_METHODS = {
 }
 
 #: ``deepspeed.initialize`` result slots: (engine, optimizer, loader, scheduler), each slot with
-#: the keyword argument it is built from.
+#: the keyword argument it is built from ...
 DEEPSPEED_SLOTS = ("model", "optimizer", "training_data", "lr_scheduler")
+#: ... and that argument's position in ``initialize(args, model, optimizer, model_parameters,
+#: training_data, lr_scheduler, ...)``.
+DEEPSPEED_POSITIONS = {"model": 1, "optimizer": 2, "training_data": 4, "lr_scheduler": 5}
+#: ``amp.initialize(models, optimizers=None, ...)``: the keyword of each slot.
+AMP_KEYWORDS = ("models", "optimizers")
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def wrapped_slot(call: cst.Call, qualified: str | None, index: int | None) -> Sl
             return Slot(_argument(call, 0) or keyword(call, "model"))
         return Slot(keyword(call, "optimizer")) if index == 1 else None
     if qualified in SLOT_BY_SLOT_CALLS:
-        return Slot(_argument(call, index or 0))
+        return _amp_slot(call, index or 0)
     if qualified in WRAPPING_CALLS or (qualified or "").endswith("DistributedDataParallel"):
         return Slot(_argument(call, 0) or keyword(call, "module") or keyword(call, "model"))
     method = method_call(call)
@@ -98,9 +103,18 @@ def wrapped_slot(call: cst.Call, qualified: str | None, index: int | None) -> Sl
         return Slot(receiver)
     if name in SINGLE_METHODS:
         return Slot(_argument(call, 0))
-    if name in SLOT_BY_SLOT_METHODS or (name == "initialize" and dotted(receiver) == "amp"):
+    if name == "initialize" and dotted(receiver) == "amp":
+        return _amp_slot(call, index or 0)  # a vendored copy of apex's ``amp``
+    if name in SLOT_BY_SLOT_METHODS:
         return Slot(_argument(call, index or 0))
     return None
+
+
+def _amp_slot(call: cst.Call, index: int) -> Slot:
+    found = _argument(call, index)
+    if found is None and index < len(AMP_KEYWORDS):
+        found = keyword(call, AMP_KEYWORDS[index])
+    return Slot(found)
 
 
 def _deepspeed_slot(call: cst.Call, index: int) -> Slot | None:
@@ -108,7 +122,10 @@ def _deepspeed_slot(call: cst.Call, index: int) -> Slot | None:
         return Slot(made="engine")
     if index >= len(DEEPSPEED_SLOTS):
         return None
-    given = keyword(call, DEEPSPEED_SLOTS[index])
+    slot = DEEPSPEED_SLOTS[index]
+    given = keyword(call, slot)
+    if given is None:
+        given = _argument(call, DEEPSPEED_POSITIONS[slot])
     if index == 1:
         # DeepSpeed wraps the optimizer given, or builds one from its config
         return Slot(given) if given is not None else Slot(made="optimizer")
