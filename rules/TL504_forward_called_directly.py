@@ -19,7 +19,8 @@ class ForwardCalledDirectly(Rule):
     from its summary), a `torch.nn` constructor's or a model factory's result
     (`timm.create_model`, `torchvision.models`, `from_pretrained`), a wrapper of one, a value
     annotated `nn.Module` or checked with `isinstance(x, nn.Module)`, an element of an
-    `nn.ModuleList`, or a value used as only a module can be (`x.parameters()`, `DDP(x)`).
+    `nn.ModuleList`, or a value used as only a module can be (`x.parameters()`, `x.eval()`,
+    `DDP(x)`) that nothing visible made as something else.
     Silent on `self`/`super()`, compiled extensions (`fused_softmax_cuda.forward(...)`),
     `torch.autograd.Function`s, other libraries' objects with a `forward` (OpenCV, ONNX
     Runtime), plain classes and Protocols with their own `forward`, and names alone: a

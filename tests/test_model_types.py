@@ -146,9 +146,11 @@ class Net(nn.Module):
 class MLP:
     def forward(self, x): return x
 
-def main(model, encoder: nn.Module, backbone):
+def main(model, encoder: nn.Module, backbone, evaluated):
     net = Net()
     plain = MLP()
+    plain.eval()
+    evaluated.eval()
     layers = nn.ModuleList([Net()])
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.1)
     model.forward(1)
@@ -158,6 +160,7 @@ def main(model, encoder: nn.Module, backbone):
     layers[0].forward(1)
     fused_softmax_cuda.forward(1)
     backbone.forward(1)
+    evaluated.forward(1)
 """
     )
     main = scope(model, "main")
@@ -176,6 +179,7 @@ def main(model, encoder: nn.Module, backbone):
         "layers[0]": True,
         "fused_softmax_cuda": False,
         "backbone": True,  # its parameters go to a torch optimizer
+        "evaluated": True,  # switched to eval mode: only modules have both eval and forward
     }
 
 

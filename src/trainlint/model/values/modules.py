@@ -7,7 +7,8 @@ summary), a wrapper of one of those (DDP, ``torch.compile``,
 ``accelerator.prepare``); it is annotated ``nn.Module``; an ``isinstance(x, nn.Module)`` check
 guards the use; it is an element of a ``torch.nn`` container (``self.blocks[i]``); or the same
 function (the same class, for ``self.x``) uses it in a way only a module can be used
-(``x.parameters()``, ``x.register_forward_hook(...)``, ``DDP(x)``). A compiled extension
+(``x.parameters()``, ``x.register_forward_hook(...)``, ``x.eval()``, ``DDP(x)``) while nothing
+visible made it as something else. A compiled extension
 (``import fused_softmax_cuda``), an object of another library, an instance of a plain class
 with a ``forward`` of its own, and a bare name are not torch modules.
 """
@@ -42,6 +43,13 @@ MODULE_ONLY_METHODS = {
     "register_buffer",
     "load_state_dict",
     "requires_grad_",
+    # shared with tensors or optimizers, neither of which has a ``forward``
+    "eval",
+    "train",
+    "cuda",
+    "half",
+    "state_dict",
+    "zero_grad",
 }
 _FACTORIES = ("timm.create_model", "torchvision.models", "torch.hub.load")
 _CONTAINERS = {"ModuleList", "Sequential", "ModuleDict"}
@@ -106,6 +114,9 @@ def _evidence_by_name(model: TrainingModel, expr: cst.BaseExpression, scope: Sco
     name = dotted(expr)
     if name is None:
         return False
+    value = model.value_of(expr, scope)
+    if value is not None and value.call is not None and value.role is not Role.MODEL:
+        return False  # made as something else: a plain class's instance, an optimizer...
     summary = model.instance_summary(expr, scope)
     if summary is not None and summary.is_module:
         return True  # an instance of a Module subclass defined in another project module
