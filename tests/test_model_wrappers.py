@@ -258,3 +258,40 @@ def test_isinstance_guards_hold_for_the_rest_of_the_block() -> None:
         if isinstance(node, cst.Call) and model.text_of(node).endswith(".step()")
     ]
     assert receivers == [("thing.step()", Role.OPTIMIZER), ("other.step()", Role.SCHEDULER)]
+
+
+def test_modules_inside_containers_and_wrappers_are_known_modules() -> None:
+    model = build(
+        """
+        import torch
+        from peft import get_peft_model
+
+        class Tower(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+                self.named = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2)})
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer.forward(x)
+                for block in self.named.values():
+                    x = block.forward(x)
+                for item in [1, 2]:
+                    x = item.forward(x)
+                return x
+
+        def main(accelerator, config):
+            ddp = torch.nn.parallel.DistributedDataParallel(Tower())
+            peft_model = get_peft_model(torch.nn.Linear(2, 2), config)
+            unwrapped = accelerator.unwrap_model(ddp)
+        """
+    )
+    forward = scope(model, "Tower.forward")
+    main = scope(model, "main")
+    assert model.is_known_module(expr("layer"), forward)
+    assert model.is_known_module(expr("block"), forward)
+    assert not model.is_known_module(expr("item"), forward)
+    assert model.is_known_module(expr("ddp.module"), main)
+    assert model.is_known_module(expr("peft_model"), main)
+    assert model.is_known_module(expr("unwrapped"), main)

@@ -93,21 +93,40 @@ def is_known_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope
 def _element_of_container(
     model: TrainingModel, expr: cst.BaseExpression, scope: Scope, depth: int = 0
 ) -> bool:
-    """``self.blocks[i]``, or ``block = self.blocks[name]``, on a ``torch.nn`` container."""
+    """``self.blocks[i]``, ``block = self.blocks[name]``, ``for block in self.blocks`` on a
+    ``torch.nn`` container; ``ddp.module``, the module a DDP/DataParallel wrapper holds."""
+    if (
+        isinstance(expr, cst.Attribute)
+        and expr.attr.value == "module"
+        and is_known_module(model, expr.value, scope)
+    ):
+        return True
     name = dotted(expr)
     if name is not None and depth < 2:
-        bindings = [b for b in model.lookup(name, scope) if not b.from_iteration]
-        return len(bindings) == 1 and _element_of_container(
-            model, bindings[0].value, bindings[0].scope or scope, depth + 1
-        )
+        bindings = model.lookup(name, scope)
+        if len(bindings) != 1 or bindings[0].value is None:
+            return False
+        binding = bindings[0]
+        inner_scope = binding.scope or scope
+        if binding.from_iteration:
+            return binding.unpack_index is None and _is_container(model, binding.value, inner_scope)
+        return _element_of_container(model, binding.value, inner_scope, depth + 1)
     if isinstance(expr, cst.Subscript):
-        container = model.value_of(expr.value, scope)
-        return (
-            container is not None
-            and container.short_kind in _CONTAINERS
-            and is_under(container.kind, "torch.nn")
-        )
+        return _is_container(model, expr.value, scope)
     return False
+
+
+def _is_container(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:
+    """An ``nn.ModuleList``/``Sequential``/``ModuleDict``, or its ``values()``/``children()``."""
+    method = method_call(expr)
+    if method is not None and method[1] in ("values", "children", "modules"):
+        expr = method[0]
+    container = model.value_of(expr, scope)
+    return (
+        container is not None
+        and container.short_kind in _CONTAINERS
+        and is_under(container.kind, "torch.nn")
+    )
 
 
 def _evidence_by_name(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:

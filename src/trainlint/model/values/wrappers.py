@@ -36,6 +36,8 @@ WRAPPING_CALLS = {
     "fairscale.nn.FullyShardedDataParallel",
     "fairscale.nn.data_parallel.FullyShardedDataParallel",
     "fairscale.optim.oss.OSS",
+    "peft.get_peft_model",
+    "accelerate.utils.extract_model_from_parallel",
 }
 #: Calls returning a tuple whose slots are their positional arguments, in order.
 SLOT_BY_SLOT_CALLS = {"apex.amp.initialize"}
@@ -50,6 +52,7 @@ SINGLE_METHODS = {
     "prepare_optimizer",
     "prepare_scheduler",
     "prepare_data_loader",
+    "unwrap_model",
 }
 
 #: ``deepspeed.initialize`` result slots: (engine, optimizer, loader, scheduler), each slot with
