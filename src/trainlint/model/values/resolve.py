@@ -121,7 +121,10 @@ class ValueResolver:
         if slot is not None:
             if slot.made:
                 return _made_by_wrapper(slot.made, qualified or "", call)
-            return self.value_of(slot.argument, scope) if slot.argument is not None else None
+            wrapped = self.value_of(slot.argument, scope)
+            if wrapped is not None or not qualified:
+                return wrapped
+            # ``FP16_Optimizer(opt)`` around something unresolved: what the wrapper itself is
         if qualified:
             found = classify_constructor(qualified, call)
             if found is not None:
