@@ -76,7 +76,7 @@ class LrSchedulerMisuse(Rule):
     name = "lr-scheduler-misuse"
     severity = Severity.WARNING
     frameworks = ("torch",)
-    triggers = ("sched", "LR")
+    triggers = ("sched", "Schedule", "LR")  # ``WarmupLinearSchedule`` (pytorch_transformers)
     summary = "An LR scheduler stepped before the optimizer, every batch, on noise, or never."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

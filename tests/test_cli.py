@@ -25,7 +25,7 @@ REGISTRY = load_registry()
 #: TL405 (error): a method named but not called.
 BAD = "def train(optimizer):\n    optimizer.zero_grad\n"
 #: TL504 (info): module.forward called directly.
-INFO = "import torch\n\n\ndef run(net, x):\n    return net.forward(x)\n"
+INFO = "import torch\n\n\ndef run(net: torch.nn.Module, x):\n    return net.forward(x)\n"
 CLEAN = "def train(optimizer):\n    optimizer.zero_grad()\n"
 #: A syntax error on line 2, in a file the prefilter does not skip (it mentions `.step`).
 BROKEN = "optimizer.step()\ndef broken(:\n"

@@ -23,7 +23,8 @@ from trainlint.rule import Severity
 
 KNOWN = ["TL101", "TL102", "TL201", "TL405", "TL504"]
 BAD = "def train(optimizer):\n    optimizer.zero_grad\n"  # TL405, error
-INFO = "import torch\n\n\ndef run(net, x):\n    return net.forward(x)\n"  # TL504, info
+#: TL504, info
+INFO = "import torch\n\n\ndef run(net: torch.nn.Module, x):\n    return net.forward(x)\n"
 
 
 def load(tmp_path: Path, body: str, name: str = "pyproject.toml") -> Config:

@@ -60,7 +60,8 @@ def write_corpus(root: Path, count: int) -> list[Path]:
         elif kind == 3:
             text = "def broken(:\n    optimizer.step()\n"
         else:
-            text = FLAGGED.replace("zero_grad\n", "zero_grad()\n") + "x.forward(1)\n"
+            text = FLAGGED.replace("zero_grad\n", "zero_grad()\n")
+            text += "torch.nn.Identity().forward(1)\n"
         path.write_text(text)
         paths.append(path)
     return paths

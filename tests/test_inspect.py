@@ -114,6 +114,22 @@ def test_text_report(windowed: Path) -> None:
 
 
 def test_a_step_that_is_not_an_optimizer_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "plain_stepper.py"
+    path.write_text(
+        "class Stepper:\n"
+        "    def step(self):\n"
+        "        pass\n"
+        "def fit(net, loader):\n"
+        "    opt = Stepper()\n"
+        "    for x in loader:\n"
+        "        net(x).mean().backward()\n"
+        "        opt.step()\n"
+    )
+    [entry] = as_json(path)["unresolved"]
+    assert entry["line"] == 6 and "`opt.step()` at line 8 (`opt` resolves to a" in entry["message"]
+
+
+def test_apex_initialize_keeps_the_optimizer(tmp_path: Path) -> None:
     path = tmp_path / "apex_style.py"
     path.write_text(
         "from apex import amp\n"
@@ -123,8 +139,8 @@ def test_a_step_that_is_not_an_optimizer_is_explained(tmp_path: Path) -> None:
         "        net(x).mean().backward()\n"
         "        opt.step()\n"
     )
-    [entry] = as_json(path)["unresolved"]
-    assert entry["line"] == 4 and "`opt.step()` at line 6 (`opt` resolves to a" in entry["message"]
+    report = as_json(path)
+    assert not report["unresolved"] and len(report["train_steps"]) == 1
 
 
 def test_a_window_run_once_per_call(tmp_path: Path) -> None:

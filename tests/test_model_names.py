@@ -45,6 +45,20 @@ from model_helpers import build
         ("import lightning as L", "L.LightningModule", "lightning.LightningModule"),
         ("from transformers import Trainer", "Trainer", "transformers.Trainer"),
         ("import deepspeed", "deepspeed.initialize", "deepspeed.initialize"),
+        # old names of transformers, and vendored copies of apex / pytorch_pretrained_bert
+        ("from apex import amp", "amp.initialize", "apex.amp.initialize"),
+        ("from third_party.apex import amp", "amp.initialize", "apex.amp.initialize"),
+        (
+            "import pytorch_transformers as pt",
+            "pt.WarmupLinearSchedule",
+            "transformers.WarmupLinearSchedule",
+        ),
+        (
+            "from bert.pytorch_pretrained_bert.optimization import BertAdam",
+            "BertAdam",
+            "transformers.optimization.BertAdam",
+        ),
+        ("from myproject.apexutils import clip", "clip", "myproject.apexutils.clip"),
     ],
 )
 def test_qualified_names(imports: str, name: str, qualified: str) -> None:

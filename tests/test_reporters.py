@@ -278,7 +278,10 @@ def test_junit_strips_characters_xml_cannot_carry(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- through the CLI
-BAD = "import torch\n\nfor x in data:\n    optimizer.zero_grad\n    y = net.forward(x)\n"
+BAD = (
+    "import torch\n\nfor x in data:\n    optimizer.zero_grad\n"
+    "    y = torch.nn.Identity().forward(x)\n"
+)
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ SOURCE = """\
 import torch
 
 
-def train(model, optimizer, loader):
+def train(model: torch.nn.Module, optimizer, loader):
     for batch in loader:
         optimizer.zero_grad{first}
         model.forward(batch){second}
@@ -120,8 +120,9 @@ def test_engine_applies_file_level_noqa() -> None:
 
 def test_engine_noqa_on_a_multiline_finding_uses_its_first_line() -> None:
     text = (
-        "import torch\n\n\ndef run(net, x):\n"
+        "import torch\n\n\ndef run(net: torch.nn.Module, x):\n"
         "    return net.forward(  # noqa: TL504\n        x,\n    )\n"
-        "def other(net, x):\n    return net.forward(\n        x,  # noqa: TL504\n    )\n"
+        "def other(net: torch.nn.Module, x):\n"
+        "    return net.forward(\n        x,  # noqa: TL504\n    )\n"
     )
     assert analyze(text) == [(9, "TL504")]

@@ -3,7 +3,9 @@
 Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cached queries:
 
 * ``imports`` -- local names to qualified names (``nn`` -> ``torch.nn``);
-* ``value_of(expr, scope)`` / ``role_of`` -- what a binding holds (:mod:`.roles`);
+* ``value_of(expr, scope)`` / ``role_of`` -- what a binding holds (:mod:`.values.resolve`);
+  ``class_kind(info)`` -- what a same-file class is; ``is_known_module(expr, scope)`` --
+  whether a value is known (not guessed by name) to be a torch module;
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
 * ``train_steps`` -- loops that backward and step (:mod:`.training`); ``window_steps`` adds
@@ -23,8 +25,13 @@ Sub-packages, by concept:
 
 * :mod:`.syntax` -- libcst helpers (``nodes``), imports to qualified names (``names``), the one
   visitor pass that records scopes, classes, bindings, calls and loops (``scopes``);
-* :mod:`.values` -- what a value is: roles (``roles``), the tensor lattice (``tensors``), loss
-  calls and their inputs (``losses``);
+* :mod:`.values` -- what a value is: roles (``roles``) resolved from where a value was made
+  (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
+  result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
+  ``deepspeed.initialize``, DDP), bound-method aliases (``aliases``: ``bound_method``),
+  ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
+  ``is_known_module``), the tensor lattice (``tensors``), loss calls and their inputs
+  (``losses``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers;
@@ -75,16 +82,13 @@ from trainlint.model.syntax.scopes import (
     Scope,
     ScopeBuilder,
 )
+from trainlint.model.values.aliases import bound_method
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
-from trainlint.model.values.roles import (
-    Role,
-    Value,
-    classify_constructor,
-    pass_through_argument,
-    role_from_annotation,
-    role_from_name,
-)
+from trainlint.model.values.modules import is_known_module
+from trainlint.model.values.resolve import ValueResolver
+from trainlint.model.values.roles import Role, Value
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
+from trainlint.model.values.types import ClassKind, ClassKinds
 from trainlint.positions import positions
 
 __all__ = [
@@ -102,6 +106,7 @@ __all__ = [
     "Returned",
     "CallSite",
     "ClassInfo",
+    "ClassKind",
     "Condition",
     "Event",
     "EventKind",
@@ -112,7 +117,6 @@ __all__ = [
     "Value",
 ]
 
-_MODULE_BASES = ("torch.nn.Module", "torch.nn.modules.module.Module")
 _LIGHTNING_BASES = ("LightningModule",)
 _HF_TRAINER_BASES = ("Trainer", "Seq2SeqTrainer")
 
@@ -145,11 +149,6 @@ class TrainingModel:
         self._loops_by_node = {id(loop.node): loop for loop in self.loops}
         self._iterations: dict[int, list[Event]] = {}
         self._function_events: dict[int, list[Event]] = {}
-        self._values: dict[tuple[int, int], Value | None] = {}
-        self._resolving: set[tuple[int, int]] = set()
-        # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
-        # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
-        self._pinned: list[cst.CSTNode] = []
 
     @classmethod
     def from_source(
@@ -205,13 +204,26 @@ class TrainingModel:
                 found |= self.class_bases(local, seen | {info.name})
         return found
 
+    @cached_property
+    def class_kinds(self) -> ClassKinds:
+        return ClassKinds(self)
+
+    def class_kind(self, info: ClassInfo) -> ClassKind:
+        """What a same-file class is, from its bases resolved transitively (see ``.types``)."""
+        return self.class_kinds.kind_of(info)
+
+    def is_torch_module_class(self, info: ClassInfo) -> bool:
+        """A class known to derive from ``torch.nn.Module`` (Lightning modules included)."""
+        return self.class_kind(info).is_torch_module
+
     def is_module_class(self, info: ClassInfo) -> bool:
-        bases = self.class_bases(info)
+        """A model class of any framework; for bases trainlint cannot see, one named so."""
+        kind = self.class_kind(info)
+        if kind is not ClassKind.UNKNOWN:
+            return kind.is_torch_module or kind is ClassKind.KERAS_MODEL
         return any(
-            b in _MODULE_BASES
-            or b.endswith(("Module", "Model", "PreTrainedModel", "LightningModule"))
-            or b in ("nn.Module",)
-            for b in bases
+            b.endswith(("Module", "Model", "PreTrainedModel", "LightningModule"))
+            for b in self.class_bases(info)
         )
 
     def is_lightning_class(self, info: ClassInfo | None) -> bool:
@@ -348,89 +360,24 @@ class TrainingModel:
         return value.role if value is not None else None
 
     def value_of(self, expr: cst.BaseExpression | None, scope: Scope) -> Value | None:
-        if expr is None:
-            return None
-        key = (id(expr), id(scope))
-        if key in self._values:
-            return self._values[key]
-        if key in self._resolving:
-            return None
-        self._resolving.add(key)
-        try:
-            value = self._resolve(expr, scope)
-        finally:
-            self._resolving.discard(key)
-        self._values[key] = value
-        self._pinned.append(expr)
-        return value
+        """What ``expr`` holds in ``scope``: its role, and the call that made it."""
+        return self.values.value_of(expr, scope)
 
-    def _resolve(self, expr: cst.BaseExpression, scope: Scope) -> Value | None:
-        if isinstance(expr, cst.Call):
-            return self._value_of_call(expr, scope, None)
-        name = dotted(expr)
-        if name is None:
-            return None
-        for binding in self.lookup(name, scope):
-            if binding.augmented or binding.from_iteration or binding.value is None:
-                continue
-            value = self._value_of_binding(binding, binding.scope or scope)
-            if value is not None:
-                return value
-        if name in scope.annotations:
-            role = role_from_annotation(scope.annotations[name])
-            if role is not None:
-                return Value(role)
-        if self.imports.qualify_dotted(name):
-            return None  # a library attribute (``torch.optim``), not a variable
-        role = role_from_name(name)
-        return Value(role) if role is not None else None
+    def value_of_call(self, call: cst.Call, scope: Scope, index: int | None) -> Value | None:
+        """What ``call`` returns (result slot ``index`` for tuple-returning wrappers)."""
+        return self.values.value_of_call(call, scope, index)
 
-    def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
-        value = binding.value
-        if binding.unpack_index is not None:
-            if isinstance(value, (cst.Tuple, cst.List)):
-                elements = value.elements
-                if binding.unpack_index < len(elements):
-                    return self.value_of(elements[binding.unpack_index].value, scope)
-                return None
-            if isinstance(value, cst.Call):
-                return self._value_of_call(value, scope, binding.unpack_index)
-            return None
-        if isinstance(value, cst.Call):
-            return self._value_of_call(value, scope, None)
-        if isinstance(value, (cst.Name, cst.Attribute)) and dotted(value) != binding.target:
-            return self.value_of(value, scope)
-        return None
+    def bound_method(self, call: cst.Call, scope: Scope) -> tuple[cst.BaseExpression, str] | None:
+        """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
+        return bound_method(self, call, scope)
 
-    def _value_of_call(self, call: cst.Call, scope: Scope, index: int | None) -> Value | None:
-        qualified = self.imports.qualify(call.func)
-        if qualified == "deepspeed.initialize":
-            return Value(Role.ENGINE, qualified, call) if index in (None, 0) else None
-        if qualified:
-            found = classify_constructor(qualified, call)
-            if found is not None:
-                return found
-        inner = pass_through_argument(call, qualified, index)
-        if inner is not None:
-            return self.value_of(inner, scope)
-        name = dotted(call.func)
-        if name and name in self.classes and self.is_module_class(self.classes[name]):
-            return Value(Role.MODEL, name, call)
-        owner = class_summary(self, name, scope) if self.project is not None else None
-        if owner is not None and owner.is_module:  # another project module's nn.Module
-            return Value(Role.MODEL, qualified or name or "", call)
-        callee = self.callee(call, scope)
-        if callee is not None:
-            for returned in callee.returns:
-                if index is not None and isinstance(returned, cst.Tuple):
-                    if index < len(returned.elements):
-                        returned = returned.elements[index].value
-                    else:
-                        continue
-                value = self.value_of(returned, callee)
-                if value is not None:
-                    return value
-        return None
+    def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
+        """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
+        return is_known_module(self, expr, scope)
+
+    @cached_property
+    def values(self) -> ValueResolver:
+        return ValueResolver(self)
 
     @cached_property
     def tensors(self) -> TensorAnalysis:

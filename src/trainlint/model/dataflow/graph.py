@@ -282,6 +282,10 @@ class Dataflow:
             # ``engine.train_micro_batch_size_per_gpu()``: a role guessed from the attribute's
             # name says nothing about what the method returns
             producing = producing and forward_like(call.func.attr.value)
+        if producing and value.role is Role.CRITERION and index:  # type: ignore[union-attr]
+            # ``loss, sample_size, logs = criterion(model, sample)``: a torch loss returns one
+            # tensor; the other slots of a tuple-returning criterion are sizes and logs
+            return UNKNOWN
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             return Fact(Holds.GRAPH, call)
         external = model.returned_summary(call, scope, index)

@@ -57,6 +57,8 @@ class Event:
     scaled_by: str | None = None  # ``scaler.scale(loss).backward()``: the scaler
     closure: bool = False  # ``opt.step(closure)``
     managed: bool = False  # accelerator/fabric/engine call that handles scaling itself
+    #: The method the call runs, also through an alias (``update = opt.step; update()``).
+    method: str | None = None
 
     @property
     def guarded(self) -> bool:

@@ -7,6 +7,7 @@ callee's events (parameters renamed to the caller's arguments), a few levels dee
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from trainlint.model.loops.event_types import (
 from trainlint.model.syntax.nodes import (
     child_nodes,
     dotted,
+    ends_in_jump,
     keyword,
     literal,
     method_call,
@@ -268,7 +270,7 @@ class IterationBuilder:
     def _classify(self, call: cst.Call, scope: Scope, make) -> Event | None:
         model = self.model
         qualified = model.imports.qualify(call.func) or ""
-        method = method_call(call)
+        method = model.bound_method(call, scope)  # also ``step = optimizer.step; step()``
         if qualified in ("torch.autograd.backward",):
             return make(EventKind.BACKWARD, call, operand=positional(call, 0))
         if qualified in ("torch.autograd.grad",):
@@ -281,6 +283,7 @@ class IterationBuilder:
                 return make(EventKind.FORWARD, call, subject=dotted(call.func))
             return None
         receiver, name = method
+        make = functools.partial(make, method=name)
         subject = dotted(receiver)
         role = model.role_of(receiver, scope)
         if role is None and isinstance(receiver, cst.Name):
@@ -296,7 +299,12 @@ class IterationBuilder:
                     operand=positional(receiver, 0),
                     scaled_by=dotted(inner[0]),
                 )
-            if name == "backward" and (role is None or role is not Role.MODEL):
+            if role is Role.OPTIMIZER and positional(call, 0) is not None:
+                # apex ``FP16_Optimizer`` / DeepSpeed's optimizer: ``optimizer.backward(loss)``
+                return make(EventKind.BACKWARD, call, operand=positional(call, 0))
+            if role is Role.OBJECT:
+                return None  # a plain class's own ``backward`` (its body is inlined instead)
+            if role is None or role is not Role.MODEL:
                 return make(EventKind.BACKWARD, call, operand=receiver)
         if name == "manual_backward":
             return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
@@ -353,18 +361,6 @@ class IterationBuilder:
         if value is not None and value.role is Role.MODEL:
             return make(EventKind.FORWARD, call, subject=dotted(call.func))
         return None
-
-
-def ends_in_jump(suite: cst.BaseSuite) -> bool:
-    """Whether a block always leaves by ``continue``/``break``/``return``/``raise``."""
-    body = suite.body if isinstance(suite, cst.IndentedBlock) else [suite]
-    if not body:
-        return False
-    last = body[-1]
-    smalls = (
-        last.body if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else []
-    )
-    return bool(smalls) and isinstance(smalls[-1], (cst.Continue, cst.Break, cst.Return, cst.Raise))
 
 
 def argument_or_none(call: cst.Call) -> cst.BaseExpression | None:

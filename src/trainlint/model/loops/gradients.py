@@ -54,7 +54,8 @@ def is_torch_step(event: Event) -> bool:
     if event.kind is not EventKind.STEP:
         return False
     found = method_call(event.node)
-    return found is not None and found[1] in _TORCH_STEP_METHODS
+    method = event.method or (found[1] if found is not None else None)
+    return method in _TORCH_STEP_METHODS
 
 
 def torch_steps(events: Iterable[Event]) -> list[Event]:

@@ -12,14 +12,33 @@ _CANONICAL_PREFIXES = (
     ("tf_keras", "tensorflow.keras"),
     ("keras", "tensorflow.keras"),
     ("pytorch_lightning", "lightning.pytorch"),
+    # old names of ``transformers``: same optimizers and schedulers, same ``from_pretrained``
+    ("pytorch_transformers", "transformers"),
+    ("pytorch_pretrained_bert", "transformers"),
     ("lightning.pytorch", "lightning.pytorch"),
     ("torch.cuda.amp", "torch.amp"),
     ("torch.cpu.amp", "torch.amp"),
 )
 
 
+#: Packages that projects vendor (copy into their own tree): ``third_party.apex.amp`` is apex's
+#: ``amp``, ``bert.pytorch_pretrained_bert.optimization`` the old transformers optimizers.
+_VENDORED = ("apex", "pytorch_pretrained_bert", "pytorch_transformers")
+
+
+def _unvendored(qualified: str) -> str:
+    if ".apex" not in qualified and ".pytorch_" not in qualified:
+        return qualified  # the common case, without splitting
+    parts = qualified.split(".")
+    for index in range(1, len(parts)):
+        if parts[index] in _VENDORED:
+            return ".".join(parts[index:])
+    return qualified
+
+
 def canonical(qualified: str) -> str:
     """One spelling per API: ``keras.layers.Dense`` and ``tf.keras.layers.Dense`` agree."""
+    qualified = _unvendored(qualified)
     for prefix, replacement in _CANONICAL_PREFIXES:
         if qualified == prefix or qualified.startswith(prefix + "."):
             return replacement + qualified[len(prefix) :]

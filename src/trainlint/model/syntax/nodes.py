@@ -162,3 +162,15 @@ def names_in(node: cst.CSTNode) -> set[str]:
     if isinstance(node, (cst.Name, cst.Attribute)):
         found.add(dotted(node))
     return {n for n in found if n}
+
+
+def ends_in_jump(suite: cst.BaseSuite) -> bool:
+    """Whether a block always leaves by ``continue``/``break``/``return``/``raise``."""
+    body = suite.body if isinstance(suite, cst.IndentedBlock) else [suite]
+    if not body:
+        return False
+    last = body[-1]
+    smalls = (
+        last.body if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else []
+    )
+    return bool(smalls) and isinstance(smalls[-1], (cst.Continue, cst.Break, cst.Return, cst.Raise))

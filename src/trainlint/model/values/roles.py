@@ -1,9 +1,10 @@
 """What a binding holds: optimizer, scheduler, scaler, model, criterion, loader, ...
 
 Roles come from the constructor a value was built with (resolved through imports), from
-same-file factory functions, from pass-through wrappers (``accelerator.prepare``, DDP,
-``torch.compile``, ``.to()``), and, for parameters and unresolved names, from names and
-annotations (``optimizer``, ``opt_g: Optimizer``).
+same-file classes and factory functions, from wrappers (``accelerator.prepare``, DDP,
+``torch.compile``, ``.to()``, see :mod:`.wrappers`), and, for parameters and unresolved names,
+from names and annotations (``optimizer``, ``opt_g: Optimizer``); :mod:`.resolve` puts them
+together.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import keyword, literal, positional
 
 
 class Role(enum.Enum):
@@ -29,6 +30,9 @@ class Role(enum.Enum):
     ACCELERATOR = "accelerator"
     ENGINE = "engine"  # DeepSpeed engine: backward/step/zero_grad are its own business
     TAPE = "tape"
+    #: An instance of a same-file class of no library kind (``class MLP:``): what it does is
+    #: what its methods do, never what its name suggests.
+    OBJECT = "object"
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,13 +63,19 @@ _OPTIMIZER_PACKAGES = (
     "transformers.optimization",
     "torch_optimizer",
     "lion_pytorch",
+    "torch.distributed.optim",
 )
+#: Optimizers of ``transformers`` and of its old names (``pytorch_transformers``,
+#: ``pytorch_pretrained_bert``, both read as ``transformers``): ``BertAdam`` warms up by itself.
+_TRANSFORMERS_OPTIMIZERS = {"AdamW", "BertAdam", "OpenAIAdam", "Adafactor"}
 _LOSS_PACKAGES = ("torch.nn", "torch.nn.modules.loss")
 _MODEL_FACTORIES = (
     "timm.create_model",
     "torchvision.models",
     "torch.hub.load",
 )
+#: ``from_pretrained`` owners that load no model (``AutoTokenizer``, ``BertConfig``...).
+_NOT_MODELS = re.compile(r"Tokenizer|Config|Processor|FeatureExtractor|Pipeline")
 _NAME_ROLES: list[tuple[re.Pattern[str], Role]] = [
     (re.compile(r"^(lr_)?sched(uler)?s?(_\w+)?$|_sched(uler)?$"), Role.SCHEDULER),
     (re.compile(r"^(optim(izer)?|opt)s?(_\w+)?$|_(optim(izer)?|opt)$"), Role.OPTIMIZER),
@@ -126,11 +136,15 @@ def classify_constructor(qualified: str, call: cst.Call) -> Value | None:
         "schedule" in last.lower() or last.endswith("LR") or "LR" in last
     ):
         return Value(Role.SCHEDULER, qualified, call, options)
-    if is_under(qualified, "transformers") and last.startswith("get_") and "schedule" in last:
+    if is_under(qualified, "transformers") and (
+        last.startswith("get_") and "schedule" in last or last.endswith("Schedule")
+    ):  # ``get_linear_schedule_with_warmup``; the old ``WarmupLinearSchedule`` classes
         return Value(Role.SCHEDULER, qualified, call, options)
     if is_under(qualified, *_OPTIMIZER_PACKAGES) and last[:1].isupper():
         return Value(Role.OPTIMIZER, qualified, call, options)
-    if qualified in ("transformers.AdamW", "timm.optim.create_optimizer_v2"):
+    if qualified == "timm.optim.create_optimizer_v2" or (
+        is_under(qualified, "transformers") and last in _TRANSFORMERS_OPTIMIZERS
+    ):
         return Value(Role.OPTIMIZER, qualified, call, options)
     if last == "GradScaler" and is_under(qualified, "torch"):
         return Value(Role.SCALER, qualified, call, options)
@@ -143,7 +157,9 @@ def classify_constructor(qualified: str, call: cst.Call) -> Value | None:
     if is_under(qualified, "torch.nn") and last[:1].isupper() and "." not in qualified[9:]:
         return Value(Role.MODEL, qualified, call, options)
     if is_under(qualified, *_MODEL_FACTORIES) or (
-        is_under(qualified, "transformers") and last == "from_pretrained"
+        is_under(qualified, "transformers")
+        and last == "from_pretrained"
+        and not _NOT_MODELS.search(qualified.rsplit(".", 2)[-2])
     ):
         return Value(Role.MODEL, qualified, call, options)
     if qualified in ("accelerate.Accelerator", "lightning.fabric.Fabric", "lightning.Fabric"):
@@ -161,39 +177,6 @@ def classify_constructor(qualified: str, call: cst.Call) -> Value | None:
         "tensorflow.keras.Sequential",
     ):
         return Value(Role.MODEL, qualified, call, options)
-    return None
-
-
-#: Calls that return (one of) their arguments re-wrapped, keeping its role.
-PASS_THROUGH_CALLS = {
-    "torch.compile",
-    "torch.nn.DataParallel",
-    "torch.nn.parallel.DistributedDataParallel",
-    "torch.nn.parallel.DataParallel",
-    "torch.nn.SyncBatchNorm.convert_sync_batchnorm",
-    "apex.amp.initialize",
-    "torch.jit.script",
-}
-PASS_THROUGH_METHODS = {"prepare", "setup", "to", "cuda", "cpu", "half", "float", "double", "train"}
-PASS_THROUGH_SINGLE = {"setup_module", "setup_dataloaders", "prepare_model", "prepare_optimizer"}
-
-
-def pass_through_argument(
-    call: cst.Call, qualified: str | None, index: int | None
-) -> cst.BaseExpression | None:
-    """For ``prepare(a, b)`` and friends: the argument a result slot stands for."""
-    method = method_call(call)
-    if qualified in PASS_THROUGH_CALLS or (qualified or "").endswith("DistributedDataParallel"):
-        return positional(call, 0)
-    if method is None:
-        return None
-    receiver, name = method
-    if name in ("to", "cuda", "cpu", "half", "float", "double", "train", "eval"):
-        return receiver
-    if name in PASS_THROUGH_SINGLE:
-        return positional(call, 0)
-    if name in ("prepare", "setup") or (name == "initialize" and dotted(receiver) == "amp"):
-        return positional(call, index or 0)
     return None
 
 

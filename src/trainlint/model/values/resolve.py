@@ -1,0 +1,160 @@
+"""What a binding holds, resolved from where it was made.
+
+In order of trust: the constructor a value was built with (resolved through imports), a
+same-file class (by its kind, see :mod:`.types`), a wrapping call (slot by slot, see
+:mod:`.wrappers`), a same-file factory function's returns, an ``isinstance`` check around the
+use, an annotation; and only for names bound to nothing visible (parameters, globals of other
+files) the name itself. A name bound to an instance of a plain same-file class is that object,
+whatever it is called: ``model = MLP()`` with ``class MLP:`` is not a model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.summaries.queries import class_summary
+from trainlint.model.syntax.nodes import dotted
+from trainlint.model.values.isinstance_checks import Narrowing
+from trainlint.model.values.roles import (
+    Role,
+    Value,
+    classify_constructor,
+    role_from_annotation,
+    role_from_name,
+)
+from trainlint.model.values.types import ClassKind
+from trainlint.model.values.wrappers import wrapped_slot
+
+if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
+    from trainlint.model.syntax.scopes import Binding, Scope
+
+#: Roles of instances of same-file classes, by the class's kind.
+_KIND_ROLES = {
+    ClassKind.TORCH_MODULE: Role.MODEL,
+    ClassKind.LIGHTNING_MODULE: Role.MODEL,
+    ClassKind.KERAS_MODEL: Role.MODEL,
+    ClassKind.OPTIMIZER: Role.OPTIMIZER,
+    ClassKind.SCHEDULER: Role.SCHEDULER,
+    ClassKind.DATASET: Role.DATASET,
+    ClassKind.PLAIN: Role.OBJECT,
+    ClassKind.DATACLASS: Role.OBJECT,
+}
+
+
+class ValueResolver:
+    """``value_of(expr, scope)`` for one file, cached per (node, scope)."""
+
+    def __init__(self, model: TrainingModel) -> None:
+        self.model = model
+        self.narrowing = Narrowing(model)
+        self._values: dict[tuple[int, int], Value | None] = {}
+        self._resolving: set[tuple[int, int]] = set()
+        # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
+        # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
+        self._pinned: list[cst.CSTNode] = []
+
+    def value_of(self, expr: cst.BaseExpression | None, scope: Scope) -> Value | None:
+        if expr is None:
+            return None
+        key = (id(expr), id(scope))
+        if key in self._values:
+            return self._values[key]
+        if key in self._resolving:
+            return None
+        self._resolving.add(key)
+        try:
+            value = self._resolve(expr, scope)
+        finally:
+            self._resolving.discard(key)
+        self._values[key] = value
+        self._pinned.append(expr)
+        return value
+
+    def _resolve(self, expr: cst.BaseExpression, scope: Scope) -> Value | None:
+        if isinstance(expr, cst.Call):
+            return self.value_of_call(expr, scope, None)
+        name = dotted(expr)
+        if name is None:
+            return None
+        checked = self.narrowing.role_at(expr, name)
+        if checked is not None:
+            return checked  # ``if isinstance(o, torch.optim.Optimizer): o.step()``
+        for binding in self.model.lookup(name, scope):
+            if binding.augmented or binding.from_iteration or binding.value is None:
+                continue
+            value = self._value_of_binding(binding, binding.scope or scope)
+            if value is not None:
+                return value
+        if name in scope.annotations:
+            role = role_from_annotation(scope.annotations[name])
+            if role is not None:
+                return Value(role)
+        if self.model.imports.qualify_dotted(name):
+            return None  # a library attribute (``torch.optim``), not a variable
+        role = role_from_name(name)
+        return Value(role) if role is not None else None
+
+    def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
+        value = binding.value
+        if binding.unpack_index is not None:
+            if isinstance(value, (cst.Tuple, cst.List)):
+                elements = value.elements
+                if binding.unpack_index < len(elements):
+                    return self.value_of(elements[binding.unpack_index].value, scope)
+                return None
+            if isinstance(value, cst.Call):
+                return self.value_of_call(value, scope, binding.unpack_index)
+            return None
+        if isinstance(value, cst.Call):
+            return self.value_of_call(value, scope, None)
+        if isinstance(value, (cst.Name, cst.Attribute)) and dotted(value) != binding.target:
+            return self.value_of(value, scope)
+        return None
+
+    def value_of_call(self, call: cst.Call, scope: Scope, index: int | None) -> Value | None:
+        """What ``call`` returns (slot ``index`` of it when it returns a tuple)."""
+        model = self.model
+        qualified = model.imports.qualify(call.func)
+        slot = wrapped_slot(call, qualified, index)
+        if slot is not None:
+            if slot.made:
+                return _made_by_wrapper(slot.made, qualified or "", call)
+            wrapped = self.value_of(slot.argument, scope)
+            if wrapped is not None or not qualified:
+                return wrapped
+            # ``FP16_Optimizer(opt)`` around something unresolved: what the wrapper itself is
+        if qualified:
+            found = classify_constructor(qualified, call)
+            if found is not None:
+                return found
+        name = dotted(call.func)
+        info = model.classes.get(name) if name else None
+        if info is not None:
+            kind = model.class_kind(info)
+            role = _KIND_ROLES.get(kind)
+            if role is None and model.is_module_class(info):
+                role = Role.MODEL  # unknown bases named like a model's (``BaseModel`` elsewhere)
+            return Value(role, info.name, call) if role is not None else None
+        owner = class_summary(model, name, scope) if model.project is not None else None
+        if owner is not None and owner.is_module:  # another project module's nn.Module
+            return Value(Role.MODEL, qualified or name or "", call)
+        callee = model.callee(call, scope)
+        if callee is not None:
+            for returned in callee.returns:
+                if index is not None and isinstance(returned, cst.Tuple):
+                    if index < len(returned.elements):
+                        returned = returned.elements[index].value
+                    else:
+                        continue
+                value = self.value_of(returned, callee)
+                if value is not None:
+                    return value
+        return None
+
+
+def _made_by_wrapper(made: str, qualified: str, call: cst.Call) -> Value:
+    role = {"engine": Role.ENGINE, "optimizer": Role.OPTIMIZER, "loader": Role.LOADER}[made]
+    return Value(role, qualified, call)
