@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import libcst as cst
-
-from trainlint import sources
+from trainlint import limits, parsing, sources
 from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.model import TrainingModel
@@ -177,7 +175,8 @@ class FileAnalyzer:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(text, path, display, rules, result)
+            # A deep stack: every file that passes the parse limits is walked to the end.
+            return limits.deep_call(lambda: self._analyze(text, path, display, rules, result))
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -186,34 +185,50 @@ class FileAnalyzer:
         self, text: str, path: Path, display: str, rules: list[Rule], result: FileResult
     ) -> FileResult:
         try:
-            module = cst.parse_module(text)
-        except cst.ParserSyntaxError as exc:
-            line, message = sources.python_syntax_error(text) or (exc.raw_line, exc.message)
-            result.error, result.error_line = f"syntax error: {message}", line
+            module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
+        except parsing.Unparsable as exc:
+            result.error, result.error_line = exc.message, exc.line
             return result
-        except cst.CSTValidationError as exc:  # parsed, but e.g. a name Python rejects
-            line, message = sources.python_syntax_error(text) or (None, str(exc))
-            result.error, result.error_line = f"syntax error: {message}", line
+        except limits.TooManyTokens as exc:
+            result.parsed = False
+            result.skipped = (
+                f"skipped: too many tokens ({exc.limit:,} allowed by max-file-size; a large data "
+                "literal?); raise max-file-size to analyze it"
+            )
             return result
-        except (RecursionError, MemoryError) as exc:
-            result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"
+        try:
+            model = TrainingModel(module, path, text)
+        except RecursionError as exc:
+            result.error = f"cannot analyze: {parsing.recursion_reason(exc)}"
             return result
-        model = TrainingModel(module, path, text)
         violations = []
+        gave_up: dict[str, list[str]] = {}  # reason -> the rules that gave up for it
         for rule in rules:
             if rule.uses_suppressions:
                 continue
             try:
                 for violation in rule.check(model):
                     violations.append((rule, violation))
-            except RecursionError:
-                result.error = f"{rule.code} gave up: code nested too deeply"
+            except RecursionError as exc:
+                gave_up.setdefault(parsing.recursion_reason(exc), []).append(rule.code)
             except Exception as exc:  # a rule bug must not lose the rest of the run
-                result.error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
+                gave_up.setdefault(f"internal error: {type(exc).__name__}: {exc}", []).append(
+                    rule.code
+                )
+        if gave_up:
+            result.error = "; ".join(
+                f"{', '.join(codes)} gave up: {reason}"
+                if not reason.startswith("internal error")
+                else f"internal error in rule {', '.join(codes)}: {reason[16:]}"
+                for reason, codes in gave_up.items()
+            )
         # Judging suppressions needs every finding of the file: not when a rule gave up.
         judges = [r for r in rules if r.uses_suppressions] if result.error is None else []
         if violations or judges:
-            result.findings, error = self._locate(model, text, display, violations, judges)
+            try:
+                result.findings, error = self._locate(model, text, display, violations, judges)
+            except RecursionError as exc:  # positions walk the whole tree
+                error = f"cannot locate the findings: {parsing.recursion_reason(exc)}"
             result.error = result.error or error
         return result
 
@@ -334,7 +349,7 @@ def cache_entry(result: FileResult) -> dict[str, Any] | None:
     """What the cache keeps of a fresh result; None for results that must not be cached."""
     if result.skipped is not None:
         return None
-    if result.error is not None and not result.error.startswith("syntax error"):
+    if result.error is not None and not result.error.startswith(parsing.DETERMINISTIC_PREFIXES):
         return None  # internal errors and resource limits deserve a retry next time
     return {
         "findings": [f.to_dict() for f in result.findings],

@@ -1,0 +1,294 @@
+"""What a file may cost before it is parsed, and where the analysis runs.
+
+libcst's native parser recurses on the machine stack and needs time quadratic in the length of
+an attribute, subscript or operator chain: a 20 kB file holding ``a.b.b.b...`` (6,000 links)
+takes minutes and then kills the process with a stack overflow, and a data literal costs about
+2 kB of memory per token. Python code after the parse (the model, the rules, positions) also
+recurses once per tree level. So before parsing, one pass of :mod:`tokenize` (about a tenth of
+the parse's cost) measures
+
+* how deep the tree will be: brackets, indentation and ``elif`` chains, plus, inside one
+  expression segment, every operator, attribute dot, call/subscript trailer and implicitly
+  joined string (each adds a tree level in libcst); commas start a new segment, so a flat
+  data list is wide, not deep;
+* how many tokens the file has (the parser's memory).
+
+A file over :data:`MAX_DEPTH` or with brackets nested over :data:`MAX_BRACKETS` (Python's own
+limit) cannot be analyzed: :class:`TooComplex` says where. A file with more tokens than the
+size cap allows is skipped like a file over the size cap.
+
+Every file that passes is analyzed by :func:`deep_call` in a thread with a large stack and a
+raised recursion limit, so the tree walks of a file at the depth limit finish instead of
+failing half-way (measured: depth 1,000 needs about 6,000 Python frames).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import tokenize
+from collections.abc import Callable
+from typing import TypeVar
+
+#: Estimated tree depth (see the module docstring) above which a file is not parsed. The
+#: native parser takes about a second for a 1,000-link chain (it is quadratic in the length).
+MAX_DEPTH = 1000
+#: Brackets nested deeper than this are a syntax error for Python itself.
+MAX_BRACKETS = 200
+#: Tokens per byte of the size cap: the default 1 MB cap allows 250,000 tokens (~700 MB
+#: parsed). Real code has 5-8 bytes per token; a ``[1,1,1,...]`` literal has 2.
+TOKENS_PER_CAP_BYTE = 0.25
+
+#: The analysis thread's stack and recursion limit: room for MAX_DEPTH with a wide margin.
+STACK_BYTES = 512 << 20
+RECURSION_LIMIT = 40_000
+
+#: Tree levels a bracket and an indented block add (Call -> Arg, IndentedBlock -> statement).
+_BRACKET_COST = 2
+_BLOCK_COST = 2
+
+_OPENING = frozenset("([{")
+_CLOSING = frozenset(")]}")
+_OPERATORS = frozenset(
+    [
+        "+",
+        "-",
+        "*",
+        "/",
+        "//",
+        "%",
+        "@",
+        "**",
+        "<<",
+        ">>",
+        "&",
+        "|",
+        "^",
+        "~",
+        "<",
+        ">",
+        "==",
+        "!=",
+        "<=",
+        ">=",
+        ".",
+        ":=",
+        "->",
+    ]
+)
+_WORD_OPERATORS = frozenset({"and", "or", "not", "if", "lambda", "await", "for", "yield"})
+_CONTINUING = frozenset({"elif", "else", "except", "finally"})
+_KEYWORDS = frozenset(
+    [
+        "False",
+        "None",
+        "True",
+        "and",
+        "as",
+        "assert",
+        "async",
+        "await",
+        "break",
+        "class",
+        "continue",
+        "def",
+        "del",
+        "elif",
+        "else",
+        "except",
+        "finally",
+        "for",
+        "from",
+        "global",
+        "if",
+        "import",
+        "in",
+        "is",
+        "lambda",
+        "nonlocal",
+        "not",
+        "or",
+        "pass",
+        "raise",
+        "return",
+        "try",
+        "while",
+        "with",
+        "yield",
+    ]
+)
+_STRING_ENDS = frozenset(
+    t for t in (tokenize.STRING, getattr(tokenize, "FSTRING_END", None)) if t is not None
+)
+
+
+#: How every :class:`TooComplex` message starts.
+PREFIXES = ("expression too long", "code nested too deeply", "brackets nested too deeply")
+
+
+class TooComplex(Exception):
+    """The file is too deep to parse safely; ``line`` is where the limit was passed."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class TooManyTokens(Exception):
+    """The file has more tokens than the size cap allows (``count`` is a lower bound)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} tokens > {limit}")
+        self.count = count
+        self.limit = limit
+
+
+def token_limit(max_file_size: int) -> int:
+    """Tokens allowed for a size cap (0: no cap, no limit)."""
+    return int(max_file_size * TOKENS_PER_CAP_BYTE) if max_file_size else 0
+
+
+def check(text: str, max_tokens: int = 0) -> None:
+    """Raise :class:`TooComplex` or :class:`TooManyTokens` when ``text`` must not be parsed.
+
+    Text that :mod:`tokenize` rejects is measured up to the error: the parser reports the
+    error itself, and whatever came before it has been measured.
+    """
+    try:
+        _measure(text, max_tokens)
+    except (tokenize.TokenError, SyntaxError):  # IndentationError too
+        return
+
+
+def _measure(text: str, max_tokens: int) -> None:  # noqa: C901 (one pass, one state machine)
+    frames = [0]  # per open bracket (and the statement at the bottom): ops in the segment
+    levels = [0]  # per indentation level: elif branches so far in the current if statement
+    expr = 0  # sum(frames) + _BRACKET_COST per open bracket
+    block = 0  # sum(levels) + _BLOCK_COST per indented block
+    line_start = True
+    prev_type, prev = tokenize.NEWLINE, ""
+    count = 0
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        kind, value = token.type, token.string
+        count += 1
+        if max_tokens and count > max_tokens:
+            raise TooManyTokens(count, max_tokens)
+        if kind in (tokenize.NL, tokenize.COMMENT):
+            continue
+        if kind == tokenize.NEWLINE:
+            frames, expr, line_start = [0], 0, True
+            prev_type, prev = kind, value
+            continue
+        if kind == tokenize.INDENT:
+            levels.append(0)
+            block += _BLOCK_COST
+            continue
+        if kind == tokenize.DEDENT:
+            if len(levels) > 1:
+                block -= _BLOCK_COST + levels.pop()
+            continue
+        if line_start:
+            line_start = False
+            if value == "elif" and kind == tokenize.NAME:
+                levels[-1] += 1
+                block += 1
+            elif value not in _CONTINUING:
+                block -= levels[-1]
+                levels[-1] = 0
+        grew = False
+        if kind == tokenize.OP:
+            if value in _OPENING:
+                if _ends_operand(prev_type, prev):  # a call or subscript trailer wraps the chain
+                    frames[-1] += 1
+                    expr += 1
+                frames.append(0)
+                expr += _BRACKET_COST
+                grew = True
+                if len(frames) - 1 > MAX_BRACKETS:
+                    raise TooComplex(
+                        f"brackets nested too deeply to analyze (more than {MAX_BRACKETS} "
+                        f"levels, Python's own limit)",
+                        token.start[0],
+                    )
+            elif value in _CLOSING:
+                if len(frames) > 1:
+                    expr -= frames.pop() + _BRACKET_COST
+            elif value == ",":
+                expr -= frames[-1]
+                frames[-1] = 0
+            elif value == ";":
+                frames, expr = [0], 0
+            elif value in _OPERATORS:
+                frames[-1] += 1
+                expr += 1
+                grew = True
+        elif kind == tokenize.NAME and value in _WORD_OPERATORS:
+            frames[-1] += 1
+            expr += 1
+            grew = True
+        elif kind in _STRING_ENDS and prev_type in _STRING_ENDS:
+            frames[-1] += 1  # implicitly joined strings nest one level per string
+            expr += 1
+            grew = True
+        elif kind == tokenize.NAME and value == "elif":
+            grew = True
+        if grew and expr + block > MAX_DEPTH:
+            raise TooComplex(_depth_message(expr, block, token.start[0]), token.start[0])
+        prev_type, prev = kind, value
+
+
+def _ends_operand(kind: int, value: str) -> bool:
+    if kind == tokenize.NAME:
+        return value not in _KEYWORDS or value in ("None", "True", "False")
+    return kind in _STRING_ENDS or kind == tokenize.NUMBER or value in _CLOSING
+
+
+def _depth_message(expr: int, block: int, line: int) -> str:
+    if expr >= block:
+        what = "expression too long or too deeply nested to analyze"
+    else:
+        what = "code nested too deeply to analyze (blocks and elif branches)"
+    return f"{what}: over {MAX_DEPTH} levels"
+
+
+_T = TypeVar("_T")
+_deep_lock = threading.Lock()
+
+
+def deep_call(function: Callable[[], _T]) -> _T:
+    """``function()`` in a thread with a large stack and a raised recursion limit.
+
+    The recursion limit is global to the interpreter, so it is raised only while the thread
+    runs and the caller waits for it (analyses never overlap in one process: the lock).
+    """
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller unchanged)
+            outcome.append((False, exc))
+
+    with _deep_lock:
+        old_stack = threading.stack_size()
+        old_limit = sys.getrecursionlimit()
+        try:
+            threading.stack_size(STACK_BYTES)
+            thread = threading.Thread(target=target, name="trainlint-analysis", daemon=True)
+            sys.setrecursionlimit(RECURSION_LIMIT)
+            thread.start()
+        except (RuntimeError, ValueError, MemoryError):  # no room for such a stack: run here
+            sys.setrecursionlimit(old_limit)
+            threading.stack_size(old_stack)
+            return function()
+        threading.stack_size(old_stack)
+        try:
+            thread.join()
+        finally:
+            sys.setrecursionlimit(old_limit)
+    ok, value = outcome[0]  # type: ignore[misc]
+    if ok:
+        return value  # type: ignore[return-value]
+    raise value  # type: ignore[misc]
