@@ -17,13 +17,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from trainlint import limits, parsing, sources
 from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
+from trainlint.cache_entries import cache_entry, line_bound, result_from_entry
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
+from trainlint.results import FileResult
 from trainlint.rule import (
     Edit,
     Finding,
@@ -59,19 +60,6 @@ class RunOptions:
             self.max_file_size,
             code_fingerprint(rule_modules),
         )
-
-
-@dataclass
-class FileResult:
-    path: Path
-    display: str
-    findings: list[Finding] = field(default_factory=list)
-    error: str | None = None  # could not be analyzed: the one-line reason
-    error_line: int | None = None
-    skipped: str | None = None  # deliberately not analyzed (too large)
-    parsed: bool = False  # False when the prefilter skipped it
-    cached: bool = False
-    notes: list[str] = field(default_factory=list)  # liberties taken reading it (sources)
 
 
 def available_cpus() -> int:
@@ -344,69 +332,6 @@ class FileAnalyzer:
         return self.drop_ignored(self.analyze_source(prepared, display))
 
 
-# ---------------------------------------------------------------------- cache entries
-def cache_entry(result: FileResult) -> dict[str, Any] | None:
-    """What the cache keeps of a fresh result; None for results that must not be cached."""
-    if result.skipped is not None:
-        return None
-    if result.error is not None and not result.error.startswith(parsing.DETERMINISTIC_PREFIXES):
-        return None  # internal errors and resource limits deserve a retry next time
-    return {
-        "findings": [f.to_dict() for f in result.findings],
-        "error": result.error,
-        "error_line": result.error_line,
-        "parsed": result.parsed,
-        "notes": result.notes,
-    }
-
-
-_FINDING_FIELDS: dict[str, tuple[type, ...]] = {
-    "code": (str,),
-    "name": (str,),
-    "severity": (str,),
-    "line": (int,),
-    "column": (int,),
-    "end_line": (int,),
-    "end_column": (int,),
-    "message": (str,),
-    "fix": (str, type(None)),
-}
-
-
-def result_from_entry(
-    path: Path, display: str, data: dict[str, Any], codes: Iterable[str]
-) -> FileResult | None:
-    """Rebuild a result from a cache entry; None when anything about it looks wrong."""
-    known = set(codes)
-    findings = []
-    try:
-        for item in data["findings"]:
-            if not all(isinstance(item.get(k), t) for k, t in _FINDING_FIELDS.items()):
-                return None
-            if item["code"] not in known or isinstance(item["line"], bool):
-                return None
-            findings.append(Finding.from_dict({**item, "path": display}))
-        error, error_line = data.get("error"), data.get("error_line")
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    if not isinstance(error, (str, type(None))) or not isinstance(error_line, (int, type(None))):
-        return None
-    return FileResult(
-        path,
-        display,
-        findings=findings,
-        error=error,
-        error_line=error_line,
-        parsed=bool(data.get("parsed")),
-        cached=True,
-        notes=[n for n in _list(data.get("notes")) if isinstance(n, str)],
-    )
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 # ---------------------------------------------------------------------- the run
 @dataclass
 class Job:
@@ -445,9 +370,11 @@ def run(
                 except sources.SkippedFile as skipped:
                     yield FileResult(path, display, skipped=str(skipped))
                     continue
-                key = entry_key(raw, run_key)
+                key = entry_key(raw, run_key, "ipynb" if path.suffix == ".ipynb" else "py")
                 entry = cache.get(key)
-                hit = entry and result_from_entry(path, display, entry, options.codes)
+                hit = entry and result_from_entry(
+                    path, display, entry, options.codes, line_bound(path, raw)
+                )
                 if hit:
                     yield analyzer.drop_ignored(hit)
                     continue
