@@ -200,3 +200,34 @@ def test_real_syntax_errors_stay_syntax_errors(project: Path) -> None:
     code, document, _ = invoke("--no-cache")
     (error,) = document["errors"]
     assert code == 2 and error["message"].startswith("syntax error") and error["line"] == 3
+
+
+# ----------------------------------------------------------------------------- A14 time budget
+class _Endless(Rule):
+    """Never finishes on a file named spin.py (a stand-in for a rule quadratic in its loops)."""
+
+    code, name, triggers = "TL992", "endless", ()
+
+    def check(self, model):  # type: ignore[no-untyped-def]
+        yield from ()
+        while Path(str(model.path)).name == "spin.py":
+            pass
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_file_over_its_time_budget_is_given_up_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    from trainlint import engine
+
+    registry = {**load_registry(), "TL992": _Endless}
+    monkeypatch.setattr(engine, "load_registry", lambda: registry)  # forked workers too
+    names = ["spin.py", *(f"n{n}.py" for n in range(NEIGHBOURS))]
+    for name in names:
+        (tmp_path / name).write_text(GOOD)
+    options = RunOptions(codes=("TL405", "TL992"), root=tmp_path, jobs=jobs, time_budget=0.5)
+    results = {r.display: r for r in engine.run([tmp_path / n for n in names], options)}
+    spin = results.pop("spin.py")
+    assert spin.error is not None and spin.error.startswith("gave up after 0.5 s")
+    assert "in rule TL992" in spin.error
+    assert all(r.error is None and [f.line for f in r.findings] == [2] for r in results.values())

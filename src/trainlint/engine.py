@@ -18,24 +18,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from trainlint import limits, parsing, sources
-from trainlint.baseline import anchor_text, finding_fingerprint
+from trainlint import budget, limits, parsing, sources
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.cache_entries import cache_entry, line_bound, result_from_entry
+from trainlint.locate import locate
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
 from trainlint.results import FileResult
 from trainlint.rule import (
-    Edit,
-    Finding,
     Rule,
     Severity,
-    Span,
-    TextEdit,
-    Violation,
     load_registry,
 )
-from trainlint.suppressions import SuppressionReport, Suppressions, comments
 
 
 @dataclass(frozen=True)
@@ -47,6 +41,7 @@ class RunOptions:
     cache_dir: Path | None = None
     jobs: int = 0  # 0: one per CPU
     root: Path = field(default_factory=Path.cwd)
+    time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
 
     def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
         """What a cached result depends on besides the file's bytes.
@@ -162,15 +157,33 @@ class FileAnalyzer:
         # growing tree. Measured: 20-25 % less CPU per file with the collector off meanwhile.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        stage = ["parsing"]  # what the analysis is doing, for the time budget's message
+        seconds = self.options.time_budget
         try:
-            # A deep stack: every file that passes the parse limits is walked to the end.
-            return limits.deep_call(lambda: self._analyze(text, path, display, rules, result))
+            # A deep stack (every file that passes the parse limits is walked to the end) and
+            # a time budget (one pathological file cannot hold up the run).
+            return budget.deep_call(
+                lambda: self._analyze(text, path, display, rules, result, stage), seconds or None
+            )
+        except budget.OutOfTime:
+            return FileResult(
+                path,
+                display,
+                error=f"gave up after {seconds:g} s, the time budget for one file ({stage[0]})",
+                parsed=True,
+            )
         finally:
             if gc_was_enabled:
                 gc.enable()
 
     def _analyze(
-        self, text: str, path: Path, display: str, rules: list[Rule], result: FileResult
+        self,
+        text: str,
+        path: Path,
+        display: str,
+        rules: list[Rule],
+        result: FileResult,
+        stage: list[str],
     ) -> FileResult:
         try:
             module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
@@ -184,129 +197,52 @@ class FileAnalyzer:
                 "literal?); raise max-file-size to analyze it"
             )
             return result
+        stage[0] = "building the model"
         try:
             model = TrainingModel(module, path, text)
         except RecursionError as exc:
             result.error = f"cannot analyze: {parsing.recursion_reason(exc)}"
             return result
         violations = []
-        gave_up: dict[str, list[str]] = {}  # reason -> the rules that gave up for it
+        # (template, reason) -> the rules that gave up for it: every one is named.
+        gave_up: dict[tuple[str, str], list[str]] = {}
         for rule in rules:
             if rule.uses_suppressions:
                 continue
+            stage[0] = f"in rule {rule.code}"
             try:
                 for violation in rule.check(model):
                     violations.append((rule, violation))
             except RecursionError as exc:
-                gave_up.setdefault(parsing.recursion_reason(exc), []).append(rule.code)
+                key = ("{codes} gave up: {reason}", parsing.recursion_reason(exc))
+                gave_up.setdefault(key, []).append(rule.code)
             except Exception as exc:  # a rule bug must not lose the rest of the run
-                gave_up.setdefault(f"internal error: {type(exc).__name__}: {exc}", []).append(
-                    rule.code
-                )
+                key = ("internal error in rule {codes}: {reason}", f"{type(exc).__name__}: {exc}")
+                gave_up.setdefault(key, []).append(rule.code)
         if gave_up:
             result.error = "; ".join(
-                f"{', '.join(codes)} gave up: {reason}"
-                if not reason.startswith("internal error")
-                else f"internal error in rule {', '.join(codes)}: {reason[16:]}"
-                for reason, codes in gave_up.items()
+                template.format(codes=", ".join(codes), reason=reason)
+                for (template, reason), codes in gave_up.items()
             )
         # Judging suppressions needs every finding of the file: not when a rule gave up.
         judges = [r for r in rules if r.uses_suppressions] if result.error is None else []
         if violations or judges:
+            stage[0] = "locating the findings"
             try:
-                result.findings, error = self._locate(model, text, display, violations, judges)
+                result.findings, error = locate(
+                    model,
+                    text,
+                    display,
+                    violations,
+                    judges,
+                    self.severities,
+                    self.known_codes,
+                    frozenset(r.code for r in self.rules),
+                )
             except RecursionError as exc:  # positions walk the whole tree
                 error = f"cannot locate the findings: {parsing.recursion_reason(exc)}"
             result.error = result.error or error
         return result
-
-    def _locate(
-        self,
-        model: TrainingModel,
-        text: str,
-        display: str,
-        violations: list[tuple[Rule, Violation]],
-        judges: list[Rule],
-    ) -> tuple[list[Finding], str | None]:
-        """Findings with positions, fixes and fingerprints, after noqa; and a rule's error."""
-        error = None
-        suppressions = Suppressions.of(text)
-        lines = suppressions.lines
-        findings: set[Finding] = set()
-
-        def add(rule: Rule, violation: Violation) -> None:
-            span = self._span(model, violation.node)
-            if span is None or suppressions.suppresses(rule.code, span.line):
-                return
-            severity = self.severities.get(rule.code, violation.severity or rule.severity)
-            fix = violation.fix
-            edits = self._edits(model, fix.edits) if fix is not None else None
-            findings.add(
-                Finding(
-                    path=display,
-                    line=span.line,
-                    column=span.column,
-                    end_line=span.end_line,
-                    end_column=span.end_column,
-                    code=rule.code,
-                    name=rule.name,
-                    severity=severity,
-                    message=violation.message,
-                    fix=fix.render() if fix else None,
-                    applicability=fix.applicability.value if fix and edits else None,
-                    edits=edits or (),
-                    fingerprint=finding_fingerprint(
-                        rule.code, anchor_text(lines, span.line, span.end_line)
-                    ),
-                )
-            )
-
-        for rule, violation in violations:
-            add(rule, violation)
-        if judges:
-            report = SuppressionReport(
-                tuple(suppressions.directives(comments(text))),
-                suppressions,
-                self.known_codes,
-                frozenset(r.code for r in self.rules),
-            )
-            for rule in judges:
-                try:
-                    found = list(rule.check_suppressions(report))
-                except Exception as exc:  # a rule bug must not lose the file's other findings
-                    error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
-                    continue
-                for violation in found:
-                    add(rule, violation)
-        return sorted(findings), error
-
-    @staticmethod
-    def _span(model: TrainingModel, node: object) -> Span | None:
-        if isinstance(node, Span):
-            return node
-        code_range = model.positions.get(node)  # type: ignore[call-overload]
-        if code_range is None:
-            return None
-        start, end = code_range.start, code_range.end
-        return Span(start.line, start.column + 1, end.line, end.column + 1)
-
-    def _edits(
-        self, model: TrainingModel, edits: tuple[Edit | TextEdit, ...]
-    ) -> tuple[TextEdit, ...] | None:
-        """Located edits; None when one cannot be located (the fix stays advice)."""
-        located = []
-        for edit in edits:
-            if isinstance(edit, TextEdit):
-                located.append(edit)
-                continue
-            span = self._span(model, edit.node)
-            if span is None:
-                return None
-            content = edit.replacement
-            if not isinstance(content, str):
-                content = model.module.code_for_node(content)
-            located.append(TextEdit(span, content))
-        return tuple(located)
 
     def drop_ignored(self, result: FileResult) -> FileResult:
         """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""

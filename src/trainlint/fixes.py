@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainlint import limits, parsing, sources
+from trainlint import budget, limits, parsing, sources
 from trainlint.rule import Applicability, Finding, Span, TextEdit
 
 MAX_PASSES = 10
@@ -88,7 +88,7 @@ def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
 
 def _parses(text: str) -> bool:
     try:
-        limits.deep_call(lambda: parsing.parse(text))
+        budget.deep_call(lambda: parsing.parse(text))
     except (parsing.Unparsable, limits.TooManyTokens, RecursionError, MemoryError):
         return False
     return True

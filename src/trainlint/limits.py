@@ -17,19 +17,15 @@ A file over :data:`MAX_DEPTH` or with brackets nested over :data:`MAX_BRACKETS` 
 limit) cannot be analyzed: :class:`TooComplex` says where. A file with more tokens than the
 size cap allows is skipped like a file over the size cap.
 
-Every file that passes is analyzed by :func:`deep_call` in a thread with a large stack and a
-raised recursion limit, so the tree walks of a file at the depth limit finish instead of
-failing half-way (measured: depth 1,000 needs about 6,000 Python frames).
+Every file that passes is analyzed by :func:`trainlint.budget.deep_call` in a thread with a
+large stack and a raised recursion limit, so the tree walks of a file at the depth limit finish
+instead of failing half-way.
 """
 
 from __future__ import annotations
 
 import io
-import sys
-import threading
 import tokenize
-from collections.abc import Callable
-from typing import TypeVar
 
 #: Estimated tree depth (see the module docstring) above which a file is not parsed. The
 #: native parser takes about a second for a 1,000-link chain (it is quadratic in the length).
@@ -39,10 +35,6 @@ MAX_BRACKETS = 200
 #: Tokens per byte of the size cap: the default 1 MB cap allows 250,000 tokens (~700 MB
 #: parsed). Real code has 5-8 bytes per token; a ``[1,1,1,...]`` literal has 2.
 TOKENS_PER_CAP_BYTE = 0.25
-
-#: The analysis thread's stack and recursion limit: room for MAX_DEPTH with a wide margin.
-STACK_BYTES = 512 << 20
-RECURSION_LIMIT = 40_000
 
 #: Tree levels a bracket and an indented block add (Call -> Arg, IndentedBlock -> statement).
 _BRACKET_COST = 2
@@ -251,44 +243,3 @@ def _depth_message(expr: int, block: int, line: int) -> str:
     else:
         what = "code nested too deeply to analyze (blocks and elif branches)"
     return f"{what}: over {MAX_DEPTH} levels"
-
-
-_T = TypeVar("_T")
-_deep_lock = threading.Lock()
-
-
-def deep_call(function: Callable[[], _T]) -> _T:
-    """``function()`` in a thread with a large stack and a raised recursion limit.
-
-    The recursion limit is global to the interpreter, so it is raised only while the thread
-    runs and the caller waits for it (analyses never overlap in one process: the lock).
-    """
-    outcome: list[object] = []
-
-    def target() -> None:
-        try:
-            outcome.append((True, function()))
-        except BaseException as exc:  # noqa: BLE001 (handed to the caller unchanged)
-            outcome.append((False, exc))
-
-    with _deep_lock:
-        old_stack = threading.stack_size()
-        old_limit = sys.getrecursionlimit()
-        try:
-            threading.stack_size(STACK_BYTES)
-            thread = threading.Thread(target=target, name="trainlint-analysis", daemon=True)
-            sys.setrecursionlimit(RECURSION_LIMIT)
-            thread.start()
-        except (RuntimeError, ValueError, MemoryError):  # no room for such a stack: run here
-            sys.setrecursionlimit(old_limit)
-            threading.stack_size(old_stack)
-            return function()
-        threading.stack_size(old_stack)
-        try:
-            thread.join()
-        finally:
-            sys.setrecursionlimit(old_limit)
-    ok, value = outcome[0]  # type: ignore[misc]
-    if ok:
-        return value  # type: ignore[return-value]
-    raise value  # type: ignore[misc]

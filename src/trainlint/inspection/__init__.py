@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainlint import limits, parsing, sources
+from trainlint import budget, parsing, sources
 from trainlint.inspection.evidence import role_report, unresolved, unstepped_loops
 from trainlint.inspection.loops import Report, eval_loop, is_eval_loop, train_step_report
 from trainlint.inspection.text import render_text
@@ -61,8 +61,8 @@ def inspect_file(path: Path, display: str | None = None) -> Report:
         raise InspectError(f"{display}: {exc}") from None
     try:
         # Parse limits, and a deep stack for the walks (see trainlint.limits).
-        module = limits.deep_call(lambda: parsing.parse(source.text))
-        report = limits.deep_call(
+        module = budget.deep_call(lambda: parsing.parse(source.text))
+        report = budget.deep_call(
             lambda: build_report(TrainingModel(module, path, source.text), display)
         )
     except parsing.Unparsable as exc:
