@@ -231,3 +231,38 @@ def test_a_file_over_its_time_budget_is_given_up_and_the_run_goes_on(
     assert spin.error is not None and spin.error.startswith("gave up after 0.5 s")
     assert "in rule TL992" in spin.error
     assert all(r.error is None and [f.line for f in r.findings] == [2] for r in results.values())
+
+
+def _work_for_loops(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Calls to the model's per-node helpers (the steps that were quadratic in the number of
+    loops) for a file of ``n`` small flagged loops: a count, not a time."""
+    from trainlint.model import TrainingModel
+    from trainlint.model.loops import placement
+
+    counts = [0]
+
+    def counting(cls: type, name: str) -> None:
+        real = getattr(cls, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            counts[0] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counting(TrainingModel, "order_of")
+    counting(TrainingModel, "_value_of_binding")
+    counting(placement.Placement, "parent")
+    loop = "for x in loader:\n    loss = model(x)\n    loss.backward()\n    optimizer.step()\n"
+    analyzer = FileAnalyzer(RunOptions(codes=tuple(load_registry())))
+    result = analyzer.analyze_text("import torch\n" + loop * n, Path("x.py"), "x.py")
+    assert result.error is None and len([f for f in result.findings if f.code == "TL101"]) == n
+    monkeypatch.undo()
+    return counts[0]
+
+
+def test_analysis_work_grows_linearly_with_the_number_of_loops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small, large = _work_for_loops(100, monkeypatch), _work_for_loops(400, monkeypatch)
+    assert large < 4 * small * 1.25, (small, large)  # quadratic would be 16 times

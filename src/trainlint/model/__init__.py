@@ -142,6 +142,9 @@ class TrainingModel:
         self._iterations: dict[int, list[Event]] = {}
         self._function_events: dict[int, list[Event]] = {}
         self._values: dict[tuple[int, int], Value | None] = {}
+        #: (name, id(scope)) -> the value its bindings give, for names resolved at top level:
+        #: a name bound in thousands of loops is resolved once, not once per use (linear).
+        self._name_values: dict[tuple[str, int], Value | None] = {}
         self._resolving: set[tuple[int, int]] = set()
         # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
         # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
@@ -336,12 +339,9 @@ class TrainingModel:
         name = dotted(expr)
         if name is None:
             return None
-        for binding in self.lookup(name, scope):
-            if binding.augmented or binding.from_iteration or binding.value is None:
-                continue
-            value = self._value_of_binding(binding, binding.scope or scope)
-            if value is not None:
-                return value
+        value = self._value_of_name(name, scope)
+        if value is not None:
+            return value
         if name in scope.annotations:
             role = role_from_annotation(scope.annotations[name])
             if role is not None:
@@ -350,6 +350,23 @@ class TrainingModel:
             return None  # a library attribute (``torch.optim``), not a variable
         role = role_from_name(name)
         return Value(role) if role is not None else None
+
+    def _value_of_name(self, name: str, scope: Scope) -> Value | None:
+        """The value of the latest binding of ``name`` that gives one (the same for every use
+        of the name in ``scope``)."""
+        key = (name, id(scope))
+        if key in self._name_values:
+            return self._name_values[key]
+        value = None
+        for binding in self.lookup(name, scope):
+            if binding.augmented or binding.from_iteration or binding.value is None:
+                continue
+            value = self._value_of_binding(binding, binding.scope or scope)
+            if value is not None:
+                break
+        if len(self._resolving) == 1:  # not inside a cycle's partial answer: safe to keep
+            self._name_values[key] = value
+        return value
 
     def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
         value = binding.value
