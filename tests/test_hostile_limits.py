@@ -58,14 +58,16 @@ def elif_chain(n: int, last: str = "pass") -> str:
 SHAPES = {
     "attribute chain": (lambda: "y = a" + ".b" * 10_000 + "\n", 1),
     "sum of 20,000 terms": (lambda: "y = " + " + ".join(["1"] * 20_000) + "\n", 1),
-    "1,200 elif branches": (lambda: elif_chain(1200), 1001 * 2 - 1),
-    "and chain": (lambda: "y = " + " and ".join(["a"] * 1500) + "\n", 1),
-    "joined strings": (lambda: "y = (\n" + '    "a"\n' * 5000 + ")\n", 1001),
+    "3,200 elif branches": (lambda: elif_chain(3200), 3001 * 2 - 1),
+    "and chain": (lambda: "y = " + " and ".join(["a"] * 4000) + "\n", 1),
+    "joined strings": (lambda: "y = (\n" + '    "a"\n' * 5000 + ")\n", 3001),
     "nested calls": (lambda: "y = " + "f(" * 500 + ")" * 500 + "\n", 1),
     "nested subscripts": (lambda: "y = a" + "[0" * 500 + "]" * 500 + "\n", 1),
     "nested brackets": (lambda: "y = " + "[" * 1000 + "]" * 1000 + "\n", 1),
     "call chain": (lambda: "y = f" + "()" * 3000 + "\n", 1),
+    "subscript chain": (lambda: "y = a" + "[0]" * 3000 + "\n", 1),
     "unary minus": (lambda: "y = " + "-" * 5000 + "1\n", 1),
+    "nested lambdas": (lambda: "y = " + "lambda: " * 2000 + "0\n", 1),
 }
 
 
@@ -109,19 +111,25 @@ def test_pathological_code_is_cached_as_such(project: Path) -> None:
 
 @pytest.mark.parametrize("jobs", JOBS)
 def test_deep_code_within_the_limits_is_analyzed_to_the_end(project: Path, jobs: str) -> None:
-    # 900 elif branches and a 900-link chain: far past Python's default recursion limit for
-    # the tree walks; the finding in the last branch is still reported.
+    # 2,500 elif branches, a 900-link chain, 2,500 joined strings (CPython's own
+    # pydoc_data/topics.py has 2,205): far past Python's default recursion limit for the tree
+    # walks; the finding after each is still reported.
     (project / "elifs.py").write_text(
-        "def train(optimizer):\n" + _indent(elif_chain(900, "optimizer.zero_grad")) + "\n"
+        "def train(optimizer):\n" + _indent(elif_chain(2500, "optimizer.zero_grad")) + "\n"
     )
     (project / "chain.py").write_text(
         "def train(optimizer):\n    y = a" + ".b" * 900 + "\n    optimizer.zero_grad\n"
+    )
+    (project / "topics.py").write_text(
+        "def train(optimizer):\n    y = (\n" + '        "a"\n' * 2500 + "    )\n"
+        "    optimizer.zero_grad\n"
     )
     code, document, _ = invoke("--no-cache", jobs=jobs)
     assert document["errors"] == [] and code == 1
     found = findings(document)
     assert ("chain.py", 3) in found
-    assert ("elifs.py", 900 * 2 + 3) in found
+    assert ("elifs.py", 2500 * 2 + 3) in found
+    assert ("topics.py", 2500 + 4) in found
     assert set(EXPECTED) <= set(found)
 
 

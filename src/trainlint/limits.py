@@ -1,25 +1,26 @@
-"""What a file may cost before it is parsed, and where the analysis runs.
+"""What a file may cost before it is parsed.
 
 libcst's native parser recurses on the machine stack and needs time quadratic in the length of
-an attribute, subscript or operator chain: a 20 kB file holding ``a.b.b.b...`` (6,000 links)
-takes minutes and then kills the process with a stack overflow, and a data literal costs about
-2 kB of memory per token. Python code after the parse (the model, the rules, positions) also
-recurses once per tree level. So before parsing, one pass of :mod:`tokenize` (about a tenth of
-the parse's cost) measures
+an attribute, subscript, call or arithmetic chain: a 20 kB file holding ``a.b.b.b...`` (6,000
+links) takes minutes and then kills the process with a stack overflow, and a data literal
+costs about 2 kB of memory per token. Python code after the parse (the model, the rules,
+positions) recurses once per tree level. So before parsing, one pass of :mod:`tokenize` (about
+a tenth of the parse's cost) measures
 
 * how deep the tree will be: brackets, indentation and ``elif`` chains, plus, inside one
   expression segment, every operator, attribute dot, call/subscript trailer and implicitly
   joined string (each adds a tree level in libcst); commas start a new segment, so a flat
-  data list is wide, not deep;
+  data list is wide, not deep. At most :data:`MAX_DEPTH`;
+* the part of that depth the parser is quadratic in (attribute dots, trailers, arithmetic and
+  bitwise operators, ``lambda``): at most :data:`MAX_CHAIN`. Joined strings, ``and``/``or``
+  chains and ``elif`` branches parse in linear time, so CPython's own ``pydoc_data/topics.py``
+  (2,205 joined strings) is analyzed;
 * how many tokens the file has (the parser's memory).
 
-A file over :data:`MAX_DEPTH` or with brackets nested over :data:`MAX_BRACKETS` (Python's own
-limit) cannot be analyzed: :class:`TooComplex` says where. A file with more tokens than the
-size cap allows is skipped like a file over the size cap.
-
-Every file that passes is analyzed by :func:`trainlint.budget.deep_call` in a thread with a
-large stack and a raised recursion limit, so the tree walks of a file at the depth limit finish
-instead of failing half-way.
+Over a limit, or with brackets nested over :data:`MAX_BRACKETS` (Python's own limit), the file
+cannot be analyzed: :class:`TooComplex` says where. A file with more tokens than the size cap
+allows is skipped like a file over the size cap. Every file that passes is analyzed in a thread
+with a deep stack (:mod:`trainlint.budget`), so its tree walks finish.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from __future__ import annotations
 import io
 import tokenize
 
-#: Estimated tree depth (see the module docstring) above which a file is not parsed. The
-#: native parser takes about a second for a 1,000-link chain (it is quadratic in the length).
-MAX_DEPTH = 1000
+#: Estimated tree depth (see the module docstring) above which a file is not parsed.
+MAX_DEPTH = 3000
+#: The part of the depth the native parser is quadratic in: a 1,000-link chain takes it about
+#: a second (2,000 subscripts: five).
+MAX_CHAIN = 1000
 #: Brackets nested deeper than this are a syntax error for Python itself.
 MAX_BRACKETS = 200
 #: Tokens per byte of the size cap: the default 1 MB cap allows 250,000 tokens (~700 MB
@@ -42,34 +45,13 @@ _BLOCK_COST = 2
 
 _OPENING = frozenset("([{")
 _CLOSING = frozenset(")]}")
-_OPERATORS = frozenset(
-    [
-        "+",
-        "-",
-        "*",
-        "/",
-        "//",
-        "%",
-        "@",
-        "**",
-        "<<",
-        ">>",
-        "&",
-        "|",
-        "^",
-        "~",
-        "<",
-        ">",
-        "==",
-        "!=",
-        "<=",
-        ">=",
-        ".",
-        ":=",
-        "->",
-    ]
+#: Operators that nest one tree level each, and the part of them the parser is quadratic in.
+_SLOW_OPERATORS = frozenset(
+    ["+", "-", "*", "/", "//", "%", "@", "**", "<<", ">>", "&", "|", "^", "~", ".", ":="]
 )
-_WORD_OPERATORS = frozenset({"and", "or", "not", "if", "lambda", "await", "for", "yield"})
+_CHEAP_OPERATORS = frozenset(["<", ">", "==", "!=", "<=", ">=", "->"])
+_SLOW_WORDS = frozenset({"lambda", "await"})
+_CHEAP_WORDS = frozenset({"and", "or", "not", "if", "for", "yield"})
 _CONTINUING = frozenset({"elif", "else", "except", "finally"})
 _KEYWORDS = frozenset(
     [
@@ -116,7 +98,12 @@ _STRING_ENDS = frozenset(
 
 
 #: How every :class:`TooComplex` message starts.
-PREFIXES = ("expression too long", "code nested too deeply", "brackets nested too deeply")
+PREFIXES = (
+    "expression too long",
+    "expression too deeply nested",
+    "code nested too deeply",
+    "brackets nested too deeply",
+)
 
 
 class TooComplex(Exception):
@@ -155,9 +142,12 @@ def check(text: str, max_tokens: int = 0) -> None:
 
 
 def _measure(text: str, max_tokens: int) -> None:  # noqa: C901 (one pass, one state machine)
-    frames = [0]  # per open bracket (and the statement at the bottom): ops in the segment
+    # Per open bracket (and the statement at the bottom): tree levels in the current segment,
+    # and how many of them the parser is quadratic in.
+    frames, slows = [0], [0]
     levels = [0]  # per indentation level: elif branches so far in the current if statement
     expr = 0  # sum(frames) + _BRACKET_COST per open bracket
+    chain = 0  # sum(slows)
     block = 0  # sum(levels) + _BLOCK_COST per indented block
     line_start = True
     prev_type, prev = tokenize.NEWLINE, ""
@@ -170,7 +160,7 @@ def _measure(text: str, max_tokens: int) -> None:  # noqa: C901 (one pass, one s
         if kind in (tokenize.NL, tokenize.COMMENT):
             continue
         if kind == tokenize.NEWLINE:
-            frames, expr, line_start = [0], 0, True
+            frames, slows, expr, chain, line_start = [0], [0], 0, 0, True
             prev_type, prev = kind, value
             continue
         if kind == tokenize.INDENT:
@@ -189,45 +179,62 @@ def _measure(text: str, max_tokens: int) -> None:  # noqa: C901 (one pass, one s
             elif value not in _CONTINUING:
                 block -= levels[-1]
                 levels[-1] = 0
-        grew = False
+        step = slow = 0  # levels this token adds, and whether the parser is slow in them
         if kind == tokenize.OP:
             if value in _OPENING:
                 if _ends_operand(prev_type, prev):  # a call or subscript trailer wraps the chain
-                    frames[-1] += 1
-                    expr += 1
+                    step = slow = 1
+                frames[-1] += step
+                slows[-1] += slow
+                expr += step + _BRACKET_COST
+                chain += slow
                 frames.append(0)
-                expr += _BRACKET_COST
-                grew = True
+                slows.append(0)
                 if len(frames) - 1 > MAX_BRACKETS:
                     raise TooComplex(
                         f"brackets nested too deeply to analyze (more than {MAX_BRACKETS} "
-                        f"levels, Python's own limit)",
+                        "levels, Python's own limit)",
                         token.start[0],
                     )
+                step = 1  # checked below
             elif value in _CLOSING:
                 if len(frames) > 1:
                     expr -= frames.pop() + _BRACKET_COST
+                    chain -= slows.pop()
             elif value == ",":
                 expr -= frames[-1]
-                frames[-1] = 0
+                chain -= slows[-1]
+                frames[-1] = slows[-1] = 0
             elif value == ";":
-                frames, expr = [0], 0
-            elif value in _OPERATORS:
-                frames[-1] += 1
-                expr += 1
-                grew = True
-        elif kind == tokenize.NAME and value in _WORD_OPERATORS:
-            frames[-1] += 1
-            expr += 1
-            grew = True
+                frames, slows, expr, chain = [0], [0], 0, 0
+            elif value in _SLOW_OPERATORS:
+                step = slow = 1
+            elif value in _CHEAP_OPERATORS:
+                step = 1
+        elif kind == tokenize.NAME:
+            if value in _SLOW_WORDS:
+                step = slow = 1
+            elif value in _CHEAP_WORDS:
+                step = 1
+            elif value == "elif":
+                step = 1  # checked below (added to block above)
         elif kind in _STRING_ENDS and prev_type in _STRING_ENDS:
-            frames[-1] += 1  # implicitly joined strings nest one level per string
-            expr += 1
-            grew = True
-        elif kind == tokenize.NAME and value == "elif":
-            grew = True
-        if grew and expr + block > MAX_DEPTH:
-            raise TooComplex(_depth_message(expr, block, token.start[0]), token.start[0])
+            step = 1  # implicitly joined strings nest one level per string
+        if step and value not in _OPENING and value != "elif":
+            frames[-1] += step
+            slows[-1] += slow
+            expr += step
+            chain += slow
+        if step:
+            line = token.start[0]
+            if chain > MAX_CHAIN:
+                raise TooComplex(
+                    f"expression too long to analyze: a chain of over {MAX_CHAIN} operators, "
+                    "attributes, calls or subscripts",
+                    line,
+                )
+            if expr + block > MAX_DEPTH:
+                raise TooComplex(_depth_message(expr, block), line)
         prev_type, prev = kind, value
 
 
@@ -237,9 +244,9 @@ def _ends_operand(kind: int, value: str) -> bool:
     return kind in _STRING_ENDS or kind == tokenize.NUMBER or value in _CLOSING
 
 
-def _depth_message(expr: int, block: int, line: int) -> str:
+def _depth_message(expr: int, block: int) -> str:
     if expr >= block:
-        what = "expression too long or too deeply nested to analyze"
+        what = "expression too deeply nested to analyze"
     else:
         what = "code nested too deeply to analyze (blocks and elif branches)"
     return f"{what}: over {MAX_DEPTH} levels"
