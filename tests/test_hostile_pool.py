@@ -184,3 +184,44 @@ def test_broken_pipe_has_one_exit_status_in_every_format(project: Path, fmt: str
         os.close(write)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+#: Runs ``trainlint check --jobs 1`` with an analysis that never ends (in Python code, as a
+#: quadratic rule would), after leaving a mark that it started.
+DRIVER_IN_PROCESS = """
+import pathlib
+import trainlint.engine as engine
+def spin(self, *args):
+    pathlib.Path("started").touch()
+    while True:
+        pass
+engine.FileAnalyzer._analyze = spin
+from trainlint.cli import main
+main(["check", "--no-cache", "--jobs", "1", "."])
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM)]
+)
+def test_signal_during_an_in_process_analysis(
+    project: Path, sig: signal.Signals, status: int
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER_IN_PROCESS],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _poll((project / "started").exists), "the analysis never started"
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        assert process.returncode == status  # not 134: the analysis thread was stopped too
+        stderr = process.stderr.read() if process.stderr else ""
+        assert "Traceback" not in stderr and "Fatal" not in stderr, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

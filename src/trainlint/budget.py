@@ -13,10 +13,13 @@ up the run: it gets an error, and every other file its result.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 #: The analysis thread's stack and recursion limit: room for the parse limits' depth with a
@@ -27,6 +30,11 @@ RECURSION_LIMIT = 40_000
 DEFAULT_BUDGET = 60.0
 #: How long a thread told to stop may take to unwind before it is abandoned.
 _UNWIND_SECONDS = 10.0
+#: The waiting thread wakes up this often (signal handlers run only when it does).
+_POLL_SECONDS = 0.25
+_SIGNALS = {
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+}
 
 
 class OutOfTime(BaseException):
@@ -48,6 +56,9 @@ def deep_call(function: Callable[[], _T], budget: float | None = None) -> _T:
     outcome: list[tuple[bool, object]] = []
 
     def target() -> None:
+        # Signals go to the waiting main thread, so Ctrl-C interrupts the wait at once.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             outcome.append((True, function()))
         except BaseException as exc:  # noqa: BLE001 (handed to the caller unchanged)
@@ -67,7 +78,14 @@ def deep_call(function: Callable[[], _T], budget: float | None = None) -> _T:
             return function()
         threading.stack_size(old_stack)
         try:
-            thread.join(budget)
+            try:
+                _wait(thread, budget)
+            except BaseException:
+                # Ctrl-C: stop the analysis too; a daemon thread still running Python code
+                # while the interpreter shuts down can abort the process (exit 134).
+                _interrupt(thread)
+                thread.join(_UNWIND_SECONDS)
+                raise
             if thread.is_alive():
                 _interrupt(thread)
                 thread.join(_UNWIND_SECONDS)
@@ -81,9 +99,37 @@ def deep_call(function: Callable[[], _T], budget: float | None = None) -> _T:
     raise value  # type: ignore[misc]
 
 
+def _wait(thread: threading.Thread, budget: float | None) -> None:
+    """Join ``thread`` for at most ``budget`` seconds, waking up now and then so that the
+    main thread runs its signal handlers (Ctrl-C) even where signals cannot be masked."""
+    deadline = None if budget is None else time.monotonic() + budget
+    while thread.is_alive():
+        left = (
+            _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
+        )
+        if left <= 0:
+            return
+        thread.join(left)
+
+
+#: Held while the analysis is inside libcst's native parser: it calls back into Python to
+#: build nodes, and an exception raised in such a callback makes it abort the process.
+_native = threading.Lock()
+
+
+@contextlib.contextmanager
+def native() -> Iterator[None]:
+    """Mark a call into native code that must not be interrupted (the parse: seconds at most,
+    under the parse limits). The interruption waits for it and lands right after."""
+    with _native:
+        yield
+
+
 def _interrupt(thread: threading.Thread) -> None:
-    """Raise :class:`OutOfTime` in ``thread`` at its next bytecode."""
-    if thread.ident is not None:
+    """Raise :class:`OutOfTime` in ``thread`` at its next bytecode outside :func:`native`."""
+    if thread.ident is None:
+        return
+    with _native:  # never inside the parser's callbacks
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(OutOfTime)
         )

@@ -14,7 +14,7 @@ from collections import Counter
 
 import libcst as cst
 
-from trainlint import limits, sources
+from trainlint import budget, limits, sources
 
 
 class Unparsable(Exception):
@@ -39,7 +39,8 @@ def parse(text: str, max_tokens: int = 0) -> cst.Module:
     except limits.TooComplex as exc:
         raise Unparsable(exc.message, exc.line) from None
     try:
-        return cst.parse_module(text)
+        with budget.native():  # a time budget or Ctrl-C must not land in the parser's callbacks
+            return cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
         python = sources.python_syntax_error(text)
         if python is not None:
