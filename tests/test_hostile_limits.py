@@ -200,7 +200,8 @@ def test_valid_python_the_parser_rejects_is_not_a_syntax_error(project: Path, jo
     assert code == 2 and findings(document) == EXPECTED
     (error,) = document["errors"]
     assert error["message"].startswith("cannot analyze: the parser does not support this")
-    assert "syntax error" not in error["message"]
+    assert "syntax error" not in error["message"] and "form feed" in error["message"]
+    assert error["line"] == 2
 
 
 def test_real_syntax_errors_stay_syntax_errors(project: Path) -> None:

@@ -30,6 +30,8 @@ class Unparsable(Exception):
 DETERMINISTIC_PREFIXES = ("syntax error", "cannot analyze:", *limits.PREFIXES)
 
 _AT = re.compile(r"\bat (\d+):(\d+)")
+#: A form feed where an indented line starts: Python resets the column, libcst rejects it.
+_FORM_FEED_INDENT = re.compile(r"^[ \t]*\x0c+[ \t]+\S", re.MULTILINE)
 
 
 def parse(text: str, max_tokens: int = 0) -> cst.Module:
@@ -47,7 +49,12 @@ def parse(text: str, max_tokens: int = 0) -> cst.Module:
             raise Unparsable(f"syntax error: {python[1]}", python[0]) from None
         at = _AT.search(exc.message)
         line = int(at.group(1)) if at else None
-        where = f" (line {line})" if line else ""
+        what = ""
+        if line is None:
+            feed = _FORM_FEED_INDENT.search(text)
+            if feed:
+                line, what = text.count("\n", 0, feed.start()) + 1, "a form feed in the indentation"
+        where = f" ({what + ', ' if what else ''}line {line})" if line else ""
         raise Unparsable(
             f"cannot analyze: the parser does not support this{where}, though Python accepts it",
             line,
