@@ -131,7 +131,12 @@ def _poll(condition: Any, seconds: float = 60) -> bool:
 
 @pytest.mark.parametrize(
     ("sig", "status"),
-    [(signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM), (signal.SIGHUP, -signal.SIGHUP)],
+    [
+        (signal.SIGINT, 130),
+        (signal.SIGTERM, -signal.SIGTERM),
+        (signal.SIGHUP, -signal.SIGHUP),
+        (signal.SIGKILL, -signal.SIGKILL),  # nothing runs in the main process: workers notice
+    ],
 )
 def test_signal_ends_the_run_promptly_and_leaves_no_worker(
     project: Path, sig: signal.Signals, status: int
