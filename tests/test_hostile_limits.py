@@ -275,3 +275,26 @@ def test_analysis_work_grows_linearly_with_the_number_of_loops(
 ) -> None:
     small, large = _work_for_loops(100, monkeypatch), _work_for_loops(400, monkeypatch)
     assert large < 4 * small * 1.25, (small, large)  # quadratic would be 16 times
+
+
+def _outcome(tokens: object) -> object:
+    try:
+        limits._measure(tokens, 0)  # type: ignore[arg-type]
+    except limits.TooComplex as exc:
+        return exc.message, exc.line
+    return None
+
+
+@pytest.mark.skipif(limits._c_tokens("x") is None, reason="only Python 3.11 has the C tokenizer")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_fast_tokenizer_measures_as_tokenize_does(shape: str) -> None:
+    text = TRAINING + SHAPES[shape][0]()
+    python = _outcome(limits._python_tokens(text))
+    try:
+        fast = _outcome(limits._c_tokens(text))
+    except SyntaxError:  # brackets over Python's limit: check() measures again with tokenize
+        assert python is not None and "brackets" in str(python)
+        return
+    assert fast == python
+    engine = (Path(__file__).parent.parent / "src/trainlint/engine.py").read_text()
+    assert _outcome(limits._c_tokens(engine)) == _outcome(limits._python_tokens(engine)) is None
