@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 
 import libcst as cst
@@ -183,21 +184,33 @@ def _clearing_outside(model: TrainingModel, train: TrainStep, optimizer: str) ->
         for event in clearing_events(model.iteration(outer)):
             if id(event.node) not in own and clears(model, event, optimizer, scope):
                 return event
-    for statement, statement_scope in model.expression_statements:
-        order = model.order_of(statement)
-        if statement_scope is not scope or order is None or order >= train.loop.order:
-            continue
-        call = statement.value
-        method = method_call(call)
-        if (
-            isinstance(call, cst.Call)
-            and method is not None
-            and method[1] == "zero_grad"
-            and dotted(method[0]) is not None
-            and same_object(model, dotted(method[0]) or "", optimizer, scope)
-        ):
-            return Event(EventKind.ZERO_GRAD, call, scope, subject=dotted(method[0]))
+    for order, call, subject in _zero_grad_statements(model).get(id(scope), ()):
+        if order < train.loop.order and same_object(model, subject, optimizer, scope):
+            return Event(EventKind.ZERO_GRAD, call, scope, subject=subject)
     return None
+
+
+#: model -> id(scope) -> its ``x.zero_grad()`` statements: (order, call, ``x``). Built once
+#: per model; scanning every statement per finding was quadratic in the number of loops.
+_ZERO_GRADS: weakref.WeakKeyDictionary[TrainingModel, dict[int, list[tuple[int, cst.Call, str]]]]
+_ZERO_GRADS = weakref.WeakKeyDictionary()
+
+
+def _zero_grad_statements(model: TrainingModel) -> dict[int, list[tuple[int, cst.Call, str]]]:
+    found = _ZERO_GRADS.get(model)
+    if found is None:
+        found = {}
+        for statement, scope in model.expression_statements:
+            order = model.order_of(statement)
+            call = statement.value
+            method = method_call(call)
+            if order is None or not isinstance(call, cst.Call) or method is None:
+                continue
+            subject = dotted(method[0])
+            if method[1] == "zero_grad" and subject is not None:
+                found.setdefault(id(scope), []).append((order, call, subject))
+        _ZERO_GRADS[model] = found
+    return found
 
 
 def _step_text(model: TrainingModel, step: Event) -> str:

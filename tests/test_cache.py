@@ -133,23 +133,42 @@ def _damage_garbage(path: Path) -> None:
     path.write_bytes(b"\x00\xff not json at all")
 
 
+def _forge(path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the entry as a forger would: well-formed, with a matching checksum."""
+    stored = json.loads(path.read_text())
+    change(stored["entry"])
+    stored["sum"] = cache_module._checksum(stored["entry"])
+    path.write_text(json.dumps(stored))
+
+
 def _damage_foreign_key(path: Path) -> None:
-    data = json.loads(path.read_text())
-    data["key"] = "0" * 64
-    path.write_text(json.dumps(data))
+    _forge(path, lambda entry: entry.update(key="0" * 64))
 
 
 def _damage_bad_finding(path: Path) -> None:
-    data = json.loads(path.read_text())
-    data["findings"] = [{"code": "TL405", "line": "seven"}]
-    path.write_text(json.dumps(data))
+    _forge(path, lambda entry: entry.update(findings=[{"code": "TL405", "line": "seven"}]))
 
 
 def _damage_unknown_code(path: Path) -> None:
-    data = json.loads(path.read_text())
-    for finding in data["findings"]:
-        finding["code"] = "XX999"
-    path.write_text(json.dumps(data))
+    _forge(path, lambda entry: [f.update(code="XX999") for f in entry["findings"]])
+
+
+def _damage_checksum(path: Path) -> None:
+    stored = json.loads(path.read_text())
+    stored["entry"]["findings"] = []  # a finding dropped, the checksum left as it was
+    path.write_text(json.dumps(stored))
+
+
+def _position(**values: object):  # type: ignore[no-untyped-def]
+    def damage(path: Path) -> None:
+        _forge(path, lambda entry: [f.update(values) for f in entry["findings"]])
+
+    damage.__name__ = "_damage_" + "_".join(f"{k}_{v}" for k, v in values.items())
+    return damage
+
+
+def _damage_error_line(path: Path) -> None:
+    _forge(path, lambda entry: entry.update(error="syntax error: forged", error_line=10**9))
 
 
 def _damage_not_an_object(path: Path) -> None:
@@ -168,6 +187,14 @@ def _damage_empty(path: Path) -> None:
         _damage_foreign_key,
         _damage_bad_finding,
         _damage_unknown_code,
+        _damage_checksum,
+        _position(line=-5),
+        _position(line=10**40, end_line=10**40),
+        _position(line=True),
+        _position(column=0),
+        _position(end_line=10**6),
+        _position(end_column=-1),
+        _damage_error_line,
         _damage_not_an_object,
         _damage_empty,
     ],
@@ -276,3 +303,31 @@ def test_a_warm_run_starts_no_process_pool(project: Path, monkeypatch) -> None:
     monkeypatch.setattr(pool, "ProcessPoolExecutor", no_pool)
     results = check(project, jobs=2)
     assert len(results) == 33 and all(r.cached for r in results)
+
+
+# ----------------------------------------------------------------------------- issue 12, C23/C24
+def test_the_key_holds_the_python_and_libcst_versions(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    python, _, libcst = cache_module.environment()
+    assert python == sys.version and libcst == importlib.metadata.version("libcst")
+    check(project)
+    upgraded = (python, sys.implementation.cache_tag, "99.0")
+    monkeypatch.setattr(cache_module, "environment", lambda: upgraded)
+    assert not any(r.cached for r in check(project))  # nothing cached under libcst 1.x is served
+    assert all(r.cached for r in check(project))
+
+
+def test_a_python_file_identical_to_a_cached_notebook_is_another_file(tmp_path: Path) -> None:
+    cells = [{"cell_type": "code", "source": FLAGGED, "metadata": {}, "outputs": []}]
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
+    raw = json.dumps(notebook).encode()
+    (tmp_path / "a.ipynb").write_bytes(raw)
+    (tmp_path / "b.py").write_bytes(raw)  # a dict literal: valid Python, nothing to report
+    options = RunOptions(codes=CODES, root=tmp_path, cache_dir=tmp_path / ".cache", jobs=1)
+    (notebook_result,) = run([tmp_path / "a.ipynb"], options)
+    assert [f.code for f in notebook_result.findings] == ["TL405"]
+    (python_result,) = run([tmp_path / "b.py"], options)
+    assert not python_result.cached and python_result.findings == []

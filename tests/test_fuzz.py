@@ -194,6 +194,74 @@ def test_mutated_fixtures(analyzer: FileAnalyzer, data: st.DataObject) -> None:
     assert_survives(analyzer, mutate(original, data))
 
 
+# ----------------------------------------------------------------------------- deep and long
+#: One level of nesting or one link of a chain each: ``(prefix, suffix)`` around the inside.
+LEVELS = {
+    "attribute": ("", ".b"),
+    "call": ("f(", ")"),
+    "subscript": ("", "[0]"),
+    "plus": ("1 + ", ""),
+    "and": ("a and ", ""),
+    "string": ('"s" ', ""),
+    "not": ("not ", ""),
+    "minus": ("-", ""),
+    "lambda": ("lambda: ", ""),
+    "ternary": ("a if b else ", ""),
+    "list": ("[", "]"),
+}
+
+
+@st.composite
+def deep_code(draw: st.DrawFn) -> str:
+    """Training code around an expression built of several runs of random nesting and chains
+    (short or thousands long), inside random blocks and elif chains."""
+    expression = "x"
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(sorted(LEVELS)))
+        count = draw(st.one_of(st.integers(0, 60), st.integers(150, 1400), st.integers(2500, 4000)))
+        prefix, suffix = LEVELS[kind]
+        if prefix.startswith('"'):
+            expression = f"({prefix * count}{'+ ' + expression})"
+        else:
+            expression = f"{prefix * count}{expression}{suffix * count}"
+    blocks = draw(st.integers(0, 30))
+    elifs = draw(st.sampled_from([0, 5, 400]))
+    lines = ["import torch", "for batch in loader:"]
+    lines += [f"{'    ' * (i + 1)}if c{i}:" for i in range(blocks)]
+    indent = "    " * (blocks + 1)
+    lines += [f"{indent}if x == 0:", f"{indent}    pass"]
+    for i in range(elifs):
+        lines += [f"{indent}elif x == {i}:", f"{indent}    pass"]
+    lines += [f"{indent}else:", f"{indent}    y = {expression}"]
+    lines += [f"{indent}loss.backward()", f"{indent}optimizer.step()"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(FUZZ, max_examples=25)
+@given(text=deep_code())
+def test_deep_and_long_code_never_reaches_an_internal_error(
+    analyzer: FileAnalyzer, text: str
+) -> None:
+    result = assert_survives(analyzer, text)
+    assert not (result.error or "").startswith("cannot analyze: code nested"), result.error
+
+
+try:
+    import hypothesmith
+
+    PYTHON_SOURCES = hypothesmith.from_grammar()  # built once: compiling the grammar is slow
+except ImportError:  # an old test environment: the other fuzz tests still run
+    PYTHON_SOURCES = st.just("")
+
+
+@settings(FUZZ, max_examples=40)
+@given(source=PYTHON_SOURCES)
+def test_hypothesmith_sources(analyzer: FileAnalyzer, source: str) -> None:
+    """Grammar-generated Python (every construct, nonsense names), with training code."""
+    assert_survives(analyzer, source)
+    assert_survives(analyzer, "import torch\noptimizer.step()\n" + source)
+
+
 # ----------------------------------------------------------------------------- the other stages
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200))

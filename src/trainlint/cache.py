@@ -1,15 +1,20 @@
-"""Results cache: one small JSON file per (content, trainlint version, code, config, rules) key.
+"""Results cache: one small JSON file per key (content, file kind, trainlint version, code,
+config, rules, Python and libcst versions).
 
 Writes are atomic (temp file + rename), so concurrent runs never see half an entry and the last
 writer of a key simply wins with an equally valid entry. A damaged, truncated or foreign entry
-is ignored and recomputed, never trusted. Any I/O problem (read-only or full disk, a file where
-the directory should be) only means "no cache": it never fails the run.
+is ignored and recomputed, never trusted: each entry carries a checksum of its contents, and
+the engine checks its positions against the file (:mod:`trainlint.cache_entries`). Any I/O
+problem (read-only or full disk, a file where the directory should be) only means "no cache":
+it never fails the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -22,7 +27,7 @@ import trainlint
 from trainlint import safeio
 
 #: Bump when the entry layout changes, so old entries stop matching.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 #: A cache entry is a few kB; anything far bigger is not one of ours.
 MAX_ENTRY_BYTES = 50_000_000
@@ -30,10 +35,25 @@ MAX_ENTRY_BYTES = 50_000_000
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# trainlint results cache\n"
 
 
+@functools.cache
+def environment() -> tuple[str, ...]:
+    """What results depend on outside trainlint: the interpreter and the parser.
+
+    A syntax error cached under libcst 1.1 must not be served after an upgrade to a libcst
+    that parses the file.
+    """
+    try:
+        libcst = importlib.metadata.version("libcst")
+    except importlib.metadata.PackageNotFoundError:
+        libcst = "unknown"
+    return (sys.version, sys.implementation.cache_tag or "", libcst)
+
+
 def fingerprint(*parts: object) -> str:
-    """A digest of trainlint's version, the cache format and ``parts`` (config, rule codes)."""
+    """A digest of trainlint's version, the cache format, the interpreter and parser versions
+    and ``parts`` (config, rule codes)."""
     digest = hashlib.sha256()
-    for part in (trainlint.__version__, CACHE_FORMAT, *parts):
+    for part in (trainlint.__version__, CACHE_FORMAT, environment(), *parts):
         digest.update(repr(part).encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -63,8 +83,15 @@ def code_fingerprint(module_names: Iterable[str]) -> tuple[tuple[str, int, int],
     return tuple(stamps)
 
 
-def entry_key(content: bytes, run_fingerprint: str) -> str:
-    return hashlib.sha256(run_fingerprint.encode() + b"\0" + content).hexdigest()
+def entry_key(content: bytes, run_fingerprint: str, kind: str = "py") -> str:
+    """``kind`` (``py``, ``ipynb``): a .py file byte-identical to a notebook is another file."""
+    head = f"{run_fingerprint}\0{kind}\0".encode()
+    return hashlib.sha256(head + content).hexdigest()
+
+
+def _checksum(entry: object) -> str:
+    body = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def unusable_reason(directory: Path) -> str | None:
@@ -113,8 +140,11 @@ class Cache:
         try:
             # Only a regular file of sane size: a FIFO or a link to /dev/zero planted as an
             # entry must neither hang nor exhaust memory.
-            data = json.loads(safeio.read_regular(self._path(key), MAX_ENTRY_BYTES))
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            stored = json.loads(safeio.read_regular(self._path(key), MAX_ENTRY_BYTES))
+            data = stored["entry"]
+            if stored["sum"] != _checksum(data):  # damaged, or edited by hand
+                return None
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
             return None
@@ -145,8 +175,9 @@ class Cache:
                 self._prepare()
             path.parent.mkdir(exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            entry = {**data, "key": key}
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({**data, "key": key}, handle, separators=(",", ":"))
+                json.dump({"sum": _checksum(entry), "entry": entry}, handle, separators=(",", ":"))
             os.replace(temp, path)
             temp = None
         except (OSError, TypeError, ValueError):

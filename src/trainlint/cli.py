@@ -56,6 +56,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C is not "findings found" (exit 1): 130, as shells do
+            click.echo("trainlint: interrupted", err=True)
+            sys.exit(130)
         except BrokenPipeError:  # `trainlint check | head`: the reader left, stop quietly
             _silence_stdout()
             sys.exit(EXIT_FAILURE)

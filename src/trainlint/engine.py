@@ -17,27 +17,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import libcst as cst
-
-from trainlint import sources
-from trainlint.baseline import anchor_text, finding_fingerprint
+from trainlint import budget, limits, parsing, sources
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
+from trainlint.cache_entries import cache_entry, line_bound, result_from_entry
+from trainlint.locate import locate
 from trainlint.model import TrainingModel
 from trainlint.pool import Scheduler
 from trainlint.project import deps_valid, project_index
+from trainlint.results import FileResult
 from trainlint.rule import (
-    Edit,
-    Finding,
     Rule,
     Severity,
-    Span,
-    TextEdit,
-    Violation,
     load_registry,
 )
-from trainlint.suppressions import SuppressionReport, Suppressions, comments
 
 
 @dataclass(frozen=True)
@@ -51,6 +44,7 @@ class RunOptions:
     root: Path = field(default_factory=Path.cwd)
     #: Read other project modules' summaries (``--no-summaries`` turns it off).
     summaries: bool = True
+    time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
 
     def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
         """What a cached result depends on besides the file's bytes.
@@ -65,21 +59,6 @@ class RunOptions:
             code_fingerprint(rule_modules),
             self.summaries,
         )
-
-
-@dataclass
-class FileResult:
-    path: Path
-    display: str
-    findings: list[Finding] = field(default_factory=list)
-    error: str | None = None  # could not be analyzed: the one-line reason
-    error_line: int | None = None
-    skipped: str | None = None  # deliberately not analyzed (too large)
-    parsed: bool = False  # False when the prefilter skipped it
-    cached: bool = False
-    notes: list[str] = field(default_factory=list)  # liberties taken reading it (sources)
-    #: Summaries of other modules the analysis used: [path from the file's folder, name, digest].
-    deps: list[list[str]] = field(default_factory=list)
 
 
 def available_cpus() -> int:
@@ -183,137 +162,95 @@ class FileAnalyzer:
         # growing tree. Measured: 20-25 % less CPU per file with the collector off meanwhile.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        stage = ["parsing"]  # what the analysis is doing, for the time budget's message
+        seconds = self.options.time_budget
         try:
-            return self._analyze(text, path, display, rules, result)
+            # A deep stack (every file that passes the parse limits is walked to the end) and
+            # a time budget (one pathological file cannot hold up the run).
+            return budget.deep_call(
+                lambda: self._analyze(text, path, display, rules, result, stage), seconds or None
+            )
+        except budget.OutOfTime:
+            return FileResult(
+                path,
+                display,
+                error=f"gave up after {seconds:g} s, the time budget for one file ({stage[0]})",
+                parsed=True,
+            )
         finally:
             if gc_was_enabled:
                 gc.enable()
 
     def _analyze(
-        self, text: str, path: Path, display: str, rules: list[Rule], result: FileResult
+        self,
+        text: str,
+        path: Path,
+        display: str,
+        rules: list[Rule],
+        result: FileResult,
+        stage: list[str],
     ) -> FileResult:
         try:
-            module = cst.parse_module(text)
-        except cst.ParserSyntaxError as exc:
-            line, message = sources.python_syntax_error(text) or (exc.raw_line, exc.message)
-            result.error, result.error_line = f"syntax error: {message}", line
+            module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
+        except parsing.Unparsable as exc:
+            result.error, result.error_line = exc.message, exc.line
             return result
-        except cst.CSTValidationError as exc:  # parsed, but e.g. a name Python rejects
-            line, message = sources.python_syntax_error(text) or (None, str(exc))
-            result.error, result.error_line = f"syntax error: {message}", line
+        except limits.TooManyTokens as exc:
+            result.parsed = False
+            result.skipped = (
+                f"skipped: too many tokens ({exc.limit:,} allowed by max-file-size; a large data "
+                "literal?); raise max-file-size to analyze it"
+            )
             return result
-        except (RecursionError, MemoryError) as exc:
-            result.error = f"cannot parse: {type(exc).__name__} (nesting too deep?)"
+        stage[0] = "building the model"
+        try:
+            view = self.project.view(path) if self.project is not None and path.is_file() else None
+            model = TrainingModel(module, path, text, view)
+        except RecursionError as exc:
+            result.error = f"cannot analyze: {parsing.recursion_reason(exc)}"
             return result
-        view = self.project.view(path) if self.project is not None and path.is_file() else None
-        model = TrainingModel(module, path, text, view)
         violations = []
+        # (template, reason) -> the rules that gave up for it: every one is named.
+        gave_up: dict[tuple[str, str], list[str]] = {}
         for rule in rules:
             if rule.uses_suppressions:
                 continue
+            stage[0] = f"in rule {rule.code}"
             try:
                 for violation in rule.check(model):
                     violations.append((rule, violation))
-            except RecursionError:
-                result.error = f"{rule.code} gave up: code nested too deeply"
+            except RecursionError as exc:
+                key = ("{codes} gave up: {reason}", parsing.recursion_reason(exc))
+                gave_up.setdefault(key, []).append(rule.code)
             except Exception as exc:  # a rule bug must not lose the rest of the run
-                result.error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
+                key = ("internal error in rule {codes}: {reason}", f"{type(exc).__name__}: {exc}")
+                gave_up.setdefault(key, []).append(rule.code)
+        if gave_up:
+            result.error = "; ".join(
+                template.format(codes=", ".join(codes), reason=reason)
+                for (template, reason), codes in gave_up.items()
+            )
         # Judging suppressions needs every finding of the file: not when a rule gave up.
         judges = [r for r in rules if r.uses_suppressions] if result.error is None else []
         if violations or judges:
-            result.findings, error = self._locate(model, text, display, violations, judges)
+            stage[0] = "locating the findings"
+            try:
+                result.findings, error = locate(
+                    model,
+                    text,
+                    display,
+                    violations,
+                    judges,
+                    self.severities,
+                    self.known_codes,
+                    frozenset(r.code for r in self.rules),
+                )
+            except RecursionError as exc:  # positions walk the whole tree
+                error = f"cannot locate the findings: {parsing.recursion_reason(exc)}"
             result.error = result.error or error
         if view is not None:
             result.deps = view.deps()
         return result
-
-    def _locate(
-        self,
-        model: TrainingModel,
-        text: str,
-        display: str,
-        violations: list[tuple[Rule, Violation]],
-        judges: list[Rule],
-    ) -> tuple[list[Finding], str | None]:
-        """Findings with positions, fixes and fingerprints, after noqa; and a rule's error."""
-        error = None
-        suppressions = Suppressions.of(text)
-        lines = suppressions.lines
-        findings: set[Finding] = set()
-
-        def add(rule: Rule, violation: Violation) -> None:
-            span = self._span(model, violation.node)
-            if span is None or suppressions.suppresses(rule.code, span.line):
-                return
-            severity = self.severities.get(rule.code, violation.severity or rule.severity)
-            fix = violation.fix
-            edits = self._edits(model, fix.edits) if fix is not None else None
-            findings.add(
-                Finding(
-                    path=display,
-                    line=span.line,
-                    column=span.column,
-                    end_line=span.end_line,
-                    end_column=span.end_column,
-                    code=rule.code,
-                    name=rule.name,
-                    severity=severity,
-                    message=violation.message,
-                    fix=fix.render() if fix else None,
-                    applicability=fix.applicability.value if fix and edits else None,
-                    edits=edits or (),
-                    fingerprint=finding_fingerprint(
-                        rule.code, anchor_text(lines, span.line, span.end_line)
-                    ),
-                )
-            )
-
-        for rule, violation in violations:
-            add(rule, violation)
-        if judges:
-            report = SuppressionReport(
-                tuple(suppressions.directives(comments(text))),
-                suppressions,
-                self.known_codes,
-                frozenset(r.code for r in self.rules),
-            )
-            for rule in judges:
-                try:
-                    found = list(rule.check_suppressions(report))
-                except Exception as exc:  # a rule bug must not lose the file's other findings
-                    error = f"internal error in rule {rule.code}: {type(exc).__name__}: {exc}"
-                    continue
-                for violation in found:
-                    add(rule, violation)
-        return sorted(findings), error
-
-    @staticmethod
-    def _span(model: TrainingModel, node: object) -> Span | None:
-        if isinstance(node, Span):
-            return node
-        code_range = model.positions.get(node)  # type: ignore[call-overload]
-        if code_range is None:
-            return None
-        start, end = code_range.start, code_range.end
-        return Span(start.line, start.column + 1, end.line, end.column + 1)
-
-    def _edits(
-        self, model: TrainingModel, edits: tuple[Edit | TextEdit, ...]
-    ) -> tuple[TextEdit, ...] | None:
-        """Located edits; None when one cannot be located (the fix stays advice)."""
-        located = []
-        for edit in edits:
-            if isinstance(edit, TextEdit):
-                located.append(edit)
-                continue
-            span = self._span(model, edit.node)
-            if span is None:
-                return None
-            content = edit.replacement
-            if not isinstance(content, str):
-                content = model.module.code_for_node(content)
-            located.append(TextEdit(span, content))
-        return tuple(located)
 
     def drop_ignored(self, result: FileResult) -> FileResult:
         """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""
@@ -337,71 +274,6 @@ class FileAnalyzer:
         if isinstance(prepared, FileResult):
             return prepared
         return self.drop_ignored(self.analyze_source(prepared, display))
-
-
-# ---------------------------------------------------------------------- cache entries
-def cache_entry(result: FileResult) -> dict[str, Any] | None:
-    """What the cache keeps of a fresh result; None for results that must not be cached."""
-    if result.skipped is not None:
-        return None
-    if result.error is not None and not result.error.startswith("syntax error"):
-        return None  # internal errors and resource limits deserve a retry next time
-    return {
-        "findings": [f.to_dict() for f in result.findings],
-        "error": result.error,
-        "error_line": result.error_line,
-        "parsed": result.parsed,
-        "notes": result.notes,
-        "deps": result.deps,
-    }
-
-
-_FINDING_FIELDS: dict[str, tuple[type, ...]] = {
-    "code": (str,),
-    "name": (str,),
-    "severity": (str,),
-    "line": (int,),
-    "column": (int,),
-    "end_line": (int,),
-    "end_column": (int,),
-    "message": (str,),
-    "fix": (str, type(None)),
-}
-
-
-def result_from_entry(
-    path: Path, display: str, data: dict[str, Any], codes: Iterable[str]
-) -> FileResult | None:
-    """Rebuild a result from a cache entry; None when anything about it looks wrong."""
-    known = set(codes)
-    findings = []
-    try:
-        for item in data["findings"]:
-            if not all(isinstance(item.get(k), t) for k, t in _FINDING_FIELDS.items()):
-                return None
-            if item["code"] not in known or isinstance(item["line"], bool):
-                return None
-            findings.append(Finding.from_dict({**item, "path": display}))
-        error, error_line = data.get("error"), data.get("error_line")
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    if not isinstance(error, (str, type(None))) or not isinstance(error_line, (int, type(None))):
-        return None
-    return FileResult(
-        path,
-        display,
-        findings=findings,
-        error=error,
-        error_line=error_line,
-        parsed=bool(data.get("parsed")),
-        cached=True,
-        notes=[n for n in _list(data.get("notes")) if isinstance(n, str)],
-        deps=_list(data.get("deps")),
-    )
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 # ---------------------------------------------------------------------- the run
@@ -442,9 +314,11 @@ def run(
                 except sources.SkippedFile as skipped:
                     yield FileResult(path, display, skipped=str(skipped))
                     continue
-                key = entry_key(raw, run_key)
+                key = entry_key(raw, run_key, "ipynb" if path.suffix == ".ipynb" else "py")
                 entry = cache.get(key)
-                hit = entry and result_from_entry(path, display, entry, options.codes)
+                hit = entry and result_from_entry(
+                    path, display, entry, options.codes, line_bound(path, raw)
+                )
                 if hit and hit.deps and not deps_valid(analyzer.project, path, hit.deps):
                     hit = None  # a summary it used has changed: analyze it again
                 if hit:

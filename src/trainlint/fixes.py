@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import libcst as cst
-
-from trainlint import sources
+from trainlint import budget, limits, parsing, sources
 from trainlint.rule import Applicability, Finding, Span, TextEdit
 
 MAX_PASSES = 10
@@ -90,8 +88,8 @@ def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
 
 def _parses(text: str) -> bool:
     try:
-        cst.parse_module(text)
-    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, MemoryError):
+        budget.deep_call(lambda: parsing.parse(text))
+    except (parsing.Unparsable, limits.TooManyTokens, RecursionError, MemoryError):
         return False
     return True
 

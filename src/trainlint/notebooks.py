@@ -12,6 +12,7 @@ import re
 import warnings
 from typing import Any
 
+from trainlint import limits
 from trainlint.source_errors import SourceError
 
 #: Cell magics whose body is still Python (``%%time`` + code); any other cell magic
@@ -33,13 +34,19 @@ _CELL_FLAGS = ast.PyCF_ONLY_AST | getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
 
 def _cell_syntax_error(code: str) -> tuple[int | None, str] | None:
     """Why ``code`` is not Python (line within it, message); None when it is."""
+    try:
+        limits.check(code)  # compile() too recurses per nesting level, in C
+    except limits.TooComplex as exc:
+        return exc.line, exc.message
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             compile(code, "<cell>", "exec", _CELL_FLAGS)
         except SyntaxError as exc:
             return exc.lineno, exc.msg
-        except (ValueError, RecursionError, MemoryError) as exc:
+        except RecursionError:
+            return None, "cannot analyze: nested too deeply for Python's compiler"
+        except (ValueError, MemoryError) as exc:
             return None, f"cannot parse: {type(exc).__name__}"
     return None
 
@@ -219,7 +226,7 @@ def notebook_cells(
         else:
             converted = cell_to_python(source_lines)
             problem = _cell_syntax_error("\n".join(converted))
-            if problem is not None and not problem[1].startswith("cannot"):
+            if problem is not None and not problem[1].startswith(("cannot", *limits.PREFIXES)):
                 problem = (problem[0], f"syntax error: {problem[1]}")
         if problem is not None:
             line, message = problem

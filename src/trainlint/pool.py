@@ -6,11 +6,24 @@ results in that same order as soon as every earlier one is known. Jobs are packe
 memory does not grow with the number of files. A process pool is started only when enough
 jobs have accumulated to pay for it: a warm run where everything is cached, or a run where one
 file changed, never starts one.
+
+A worker that dies (killed, out of memory, a crash in the native parser) takes every chunk in
+flight on its pool with it. Chunks that had finished keep their results; the files of the
+others are re-run one by one on a fresh one-worker pool, so only a file that kills a worker a
+second time, alone, gets the error. Workers die with the main process (``PR_SET_PDEATHSIG`` on
+Linux, a watchdog thread elsewhere) and ignore Ctrl-C: the main process ends them, so a killed
+or interrupted run leaves no worker holding the terminal or a ``| tee`` pipe open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,13 +43,41 @@ POOL_THRESHOLD_PER_WORKER = 2
 
 _worker: FileAnalyzer | None = None
 
+DIED_TWICE = (
+    "the analysis process died on this file, twice, the second time analyzing it alone "
+    "(out of memory, or a crash in the parser)"
+)
 
-def _init_worker(options: RunOptions) -> None:
+
+def _init_worker(options: RunOptions, parent: int) -> None:
     global _worker
     from trainlint.engine import FileAnalyzer
 
+    # Ctrl-C reaches the whole process group: the main process ends the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
     _worker = FileAnalyzer(options)
     gc.freeze()  # the registry and imports are permanent: keep them out of every collection
+
+
+def _die_with(parent: int) -> None:
+    """End this worker as soon as the main process ``parent`` is gone, however it died."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL) == 0:  # PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # it died before the call
+                    os._exit(1)
+                return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="trainlint-watchdog", daemon=True).start()
 
 
 def _analyze_chunk(chunk: list[tuple[object, str]]) -> list[FileResult]:
@@ -60,47 +101,88 @@ class Scheduler:
         self.analyzer = analyzer
         self.jobs = max(1, jobs)
         self.pool: ProcessPoolExecutor | None = None
-        self.in_flight: deque[tuple[Future[list[FileResult]], list[Job]]] = deque()
+        self.in_flight: deque[tuple[Future[list[FileResult]], list[Job], ProcessPoolExecutor]]
+        self.in_flight = deque()
+        self.rescue: ProcessPoolExecutor | None = None  # one worker, for files run alone
+        self.pooled = False  # once enough jobs came, every later one goes to a pool
 
     def __enter__(self) -> Scheduler:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        for pool in (self.pool, self.rescue):
+            if pool is None:
+                continue
+            if exc_type is None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:  # interrupted or failed: do not wait for chunks nobody will read
+                _end(pool)
+        self.pool = self.rescue = None
 
     # ------------------------------------------------------------------ running jobs
     def _run_here(self, job: Job) -> None:
         job.result = _analyze_safely(self.analyzer, job.source, job.display)
 
     def _submit(self, chunk: list[Job]) -> None:
-        assert self.pool is not None
+        if self.pool is None:  # the first chunk, or the last pool broke
+            self.pool = self._start()
         payload = [(job.source, job.display) for job in chunk]
         try:
             future = self.pool.submit(_analyze_chunk, payload)
-        except BrokenProcessPool:  # a worker died earlier: carry on with a fresh pool
+        except BrokenProcessPool:  # a worker died since the last collection: a fresh pool
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._start()
             future = self.pool.submit(_analyze_chunk, payload)
-        self.in_flight.append((future, chunk))
+        self.in_flight.append((future, chunk, self.pool))
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=(self.options,))
+    def _start(self, workers: int = 0) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            workers or self.jobs, initializer=_init_worker, initargs=(self.options, os.getpid())
+        )
 
     def _collect_head(self) -> None:
         """Wait for the oldest chunk in flight and store its results in its jobs."""
-        future, chunk = self.in_flight.popleft()
+        future, chunk, pool = self.in_flight[0]
         try:
             results = future.result()
         except BrokenProcessPool:
-            from trainlint.engine import FileResult
+            self._recover(pool)
+            return
+        self.in_flight.popleft()
+        _store(chunk, results)
 
-            reason = "the analysis process died on this file or a neighbour (out of memory?)"
-            results = [FileResult(j.source.path, j.display, error=reason) for j in chunk]
-        for job, result in zip(chunk, results, strict=True):
-            job.source = None  # type: ignore[assignment]  # free the text
-            job.result = result
+    def _recover(self, broken: ProcessPoolExecutor) -> None:
+        """A worker of ``broken`` died: keep the chunks that finished, re-run the others'
+        files alone, and let the next submission start a fresh pool."""
+        lost: list[Job] = []
+        kept: deque[tuple[Future[list[FileResult]], list[Job], ProcessPoolExecutor]] = deque()
+        for future, chunk, pool in self.in_flight:
+            if pool is not broken:
+                kept.append((future, chunk, pool))
+                continue
+            try:
+                _store(chunk, future.result())  # resolved at once: the pool is broken
+            except BrokenProcessPool:
+                lost.extend(chunk)
+        self.in_flight = kept
+        broken.shutdown(wait=False, cancel_futures=True)
+        if self.pool is broken:
+            self.pool = None
+        for job in lost:
+            self._run_alone(job)
+
+    def _run_alone(self, job: Job) -> None:
+        from trainlint.engine import FileResult
+
+        if self.rescue is None:
+            self.rescue = self._start(1)
+        try:
+            (result,) = self.rescue.submit(_analyze_chunk, [(job.source, job.display)]).result()
+        except BrokenProcessPool:
+            self.rescue.shutdown(wait=False, cancel_futures=True)
+            self.rescue = None
+            result = FileResult(job.source.path, job.display, error=DIED_TWICE)
+        _store([job], [result])
 
     def _collect_done(self) -> None:
         while self.in_flight and self.in_flight[0][0].done():
@@ -137,20 +219,20 @@ class Scheduler:
                 else:
                     waiting.append(item)
                     waiting_chars += len(item.source.text)
-                    if self.pool is None and len(waiting) >= POOL_THRESHOLD_PER_WORKER * self.jobs:
-                        self.pool = self._start()
-                    if self.pool is not None and (
+                    if len(waiting) >= POOL_THRESHOLD_PER_WORKER * self.jobs:
+                        self.pooled = True
+                    if self.pooled and (
                         len(waiting) >= CHUNK_FILES or waiting_chars >= CHUNK_CHARS
                     ):
                         self._submit(waiting)
                         waiting, waiting_chars = [], 0
-            if self.pool is not None:
+            if self.in_flight:
                 self._collect_done()
                 while len(self.in_flight) >= IN_FLIGHT_PER_WORKER * self.jobs:
                     self._collect_head()
             yield from drain()
         if waiting:
-            if self.pool is None:
+            if not self.pooled:
                 for job in waiting:  # too few to be worth a pool
                     self._run_here(job)
             else:
@@ -159,3 +241,18 @@ class Scheduler:
             self._collect_head()
             yield from drain()
         yield from drain()
+
+
+def _store(chunk: list[Job], results: list[FileResult]) -> None:
+    for job, result in zip(chunk, results, strict=True):
+        job.source = None  # type: ignore[assignment]  # free the text
+        job.result = result
+
+
+def _end(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` now: its workers are terminated, not waited for."""
+    processes = getattr(pool, "_processes", None) or {}  # private, but the only handle
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

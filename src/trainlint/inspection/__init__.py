@@ -28,9 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import libcst as cst
-
-from trainlint import sources
+from trainlint import budget, parsing, sources
 from trainlint.inspection.evidence import role_report, unresolved, unstepped_loops
 from trainlint.inspection.loops import Report, eval_loop, is_eval_loop, train_step_report
 from trainlint.inspection.text import render_text
@@ -62,14 +60,16 @@ def inspect_file(path: Path, display: str | None = None) -> Report:
     except (sources.SourceError, sources.SkippedFile) as exc:
         raise InspectError(f"{display}: {exc}") from None
     try:
-        module = cst.parse_module(source.text)
-    except (cst.ParserSyntaxError, cst.CSTValidationError) as exc:
-        line, message = sources.python_syntax_error(source.text) or (None, str(exc))
-        where = f" ({source.display_line(line)})" if line else ""
-        raise InspectError(f"{display}: syntax error: {message}{where}") from None
-    except (RecursionError, MemoryError) as exc:
-        raise InspectError(f"{display}: cannot parse: {type(exc).__name__}") from None
-    report = build_report(TrainingModel(module, path, source.text), display)
+        # Parse limits, and a deep stack for the walks (see trainlint.limits).
+        module = budget.deep_call(lambda: parsing.parse(source.text))
+        report = budget.deep_call(
+            lambda: build_report(TrainingModel(module, path, source.text), display)
+        )
+    except parsing.Unparsable as exc:
+        where = f" ({source.display_line(exc.line)})" if exc.line else ""
+        raise InspectError(f"{display}: {exc.message}{where}") from None
+    except RecursionError as exc:
+        raise InspectError(f"{display}: cannot analyze: {parsing.recursion_reason(exc)}") from None
     if source.cell_lines:
         _name_cells(report, source)
     return report

@@ -128,6 +128,10 @@ def _counted(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
+def _broken_pipe() -> None:
+    raise BrokenPipeError
+
+
 class TextReporter(Reporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,6 +146,9 @@ class TextReporter(Reporter):
             soft_wrap=True,
             width=None if self.colored else 10_000,
         )
+        # rich exits 1 ("findings found") on a broken pipe; the CLI gives every format's
+        # broken pipe one exit status.
+        self.console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
         self.discovery_errors = 0
         self.snippet_width = (
             max(self.console.width - 8, 40) if self.colored else PLAIN_SNIPPET_WIDTH

@@ -17,6 +17,7 @@ the model follows it like a function call (its events are inlined into the calle
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.syntax.scopes import ClassInfo, LoopInfo, Scope
+    from trainlint.model.syntax.scopes import CallSite, ClassInfo, LoopInfo, Scope
 
 
 def instance_class(
@@ -108,8 +109,8 @@ def meter_updates(model: TrainingModel, loop: LoopInfo) -> list[MeterUpdate]:
     """The ``update`` calls on instances of same-file meter classes in ``loop``'s body (not in
     nested loops)."""
     found = []
-    for site in model.calls:
-        if site.scope is not loop.scope or not _directly_in(model, site.node, loop):
+    for site in _calls_directly_in(model).get(id(loop.node), ()):
+        if site.scope is not loop.scope:
             continue
         func = site.node.func
         if not isinstance(func, cst.Attribute) or func.attr.value != "update":
@@ -127,17 +128,36 @@ def meter_updates(model: TrainingModel, loop: LoopInfo) -> list[MeterUpdate]:
     return found
 
 
-def _directly_in(model: TrainingModel, node: cst.CSTNode, loop: LoopInfo) -> bool:
-    """Whether ``node`` sits in ``loop``'s body and in no loop nested in it."""
+#: model -> id(loop node) -> the call sites directly in that loop (in no loop nested in it).
+#: Built once per model: per loop, scanning every call would be quadratic in the loops.
+_BY_LOOP: weakref.WeakKeyDictionary[TrainingModel, dict[int, list[CallSite]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _calls_directly_in(model: TrainingModel) -> dict[int, list[CallSite]]:
+    found = _BY_LOOP.get(model)
+    if found is None:
+        found = {}
+        for site in model.calls:
+            loop = _enclosing_loop(model, site.node)
+            if loop is not None:
+                found.setdefault(id(loop), []).append(site)
+        _BY_LOOP[model] = found
+    return found
+
+
+def _enclosing_loop(model: TrainingModel, node: cst.CSTNode) -> cst.CSTNode | None:
+    """The innermost loop around ``node`` in its own function (None: not in a loop)."""
     placement = model.dataflow.placement
     current = placement.parent(node)
     while current is not None:
         if isinstance(current, (cst.For, cst.While)):
-            return current is loop.node
+            return current
         if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
-            return False
+            return None
         current = placement.parent(current)
-    return False
+    return None
 
 
 def meter_summary(model: TrainingModel, cls: ClassInfo) -> MeterSummary | None:
