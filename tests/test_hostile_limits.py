@@ -247,6 +247,7 @@ def _work_for_loops(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
     loops) for a file of ``n`` small flagged loops: a count, not a time."""
     from trainlint.model import TrainingModel
     from trainlint.model.loops import placement
+    from trainlint.model.values.resolve import ValueResolver
 
     counts = [0]
 
@@ -260,7 +261,7 @@ def _work_for_loops(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
         monkeypatch.setattr(cls, name, wrapper)
 
     counting(TrainingModel, "order_of")
-    counting(TrainingModel, "_value_of_binding")
+    counting(ValueResolver, "_value_of_binding")
     counting(placement.Placement, "parent")
     loop = "for x in loader:\n    loss = model(x)\n    loss.backward()\n    optimizer.step()\n"
     analyzer = FileAnalyzer(RunOptions(codes=tuple(load_registry())))

@@ -51,6 +51,9 @@ class ValueResolver:
         self.model = model
         self.narrowing = Narrowing(model)
         self._values: dict[tuple[int, int], Value | None] = {}
+        #: (name, id(scope)) -> the value its bindings give: a name bound in thousands of
+        #: loops is resolved once, not once per use (linear, not quadratic).
+        self._name_values: dict[tuple[str, int], Value | None] = {}
         self._resolving: set[tuple[int, int]] = set()
         # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
         # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
@@ -82,12 +85,9 @@ class ValueResolver:
         checked = self.narrowing.role_at(expr, name)
         if checked is not None:
             return checked  # ``if isinstance(o, torch.optim.Optimizer): o.step()``
-        for binding in self.model.lookup(name, scope):
-            if binding.augmented or binding.from_iteration or binding.value is None:
-                continue
-            value = self._value_of_binding(binding, binding.scope or scope)
-            if value is not None:
-                return value
+        value = self._value_of_name(name, scope)
+        if value is not None:
+            return value
         if name in scope.annotations:
             role = role_from_annotation(scope.annotations[name])
             if role is not None:
@@ -96,6 +96,23 @@ class ValueResolver:
             return None  # a library attribute (``torch.optim``), not a variable
         role = role_from_name(name)
         return Value(role) if role is not None else None
+
+    def _value_of_name(self, name: str, scope: Scope) -> Value | None:
+        """The value of the latest binding of ``name`` that gives one (the same for every use
+        of the name in ``scope``)."""
+        key = (name, id(scope))
+        if key in self._name_values:
+            return self._name_values[key]
+        value = None
+        for binding in self.model.lookup(name, scope):
+            if binding.augmented or binding.from_iteration or binding.value is None:
+                continue
+            value = self._value_of_binding(binding, binding.scope or scope)
+            if value is not None:
+                break
+        if len(self._resolving) == 1:  # not inside a cycle's partial answer: safe to keep
+            self._name_values[key] = value
+        return value
 
     def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
         value = binding.value
