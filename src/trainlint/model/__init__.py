@@ -27,7 +27,8 @@ Sub-packages, by concept:
   calls and their inputs (``losses``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
-  (``windows``), gradient ownership (``gradients``), schedulers and scalers;
+  (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
+  afresh (``creations``: optimizers built in loops, models re-made there);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -52,6 +53,7 @@ from libcst.metadata import CodeRange
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.training import (
     Accumulation,
@@ -455,6 +457,11 @@ class TrainingModel:
         for site in self.calls:
             found.setdefault(id(site.scope.node), []).append(site)
         return found
+
+    @cached_property
+    def creations(self) -> Creations:
+        """Optimizers made in loops and what they train (see :mod:`.loops.creations`)."""
+        return Creations(self)
 
     @cached_property
     def data(self) -> DataPipelines:
