@@ -27,7 +27,8 @@ def test_optimizer_creations() -> None:
     found = {c.target: c for c in model.creations.optimizers}
     assert set(found) == {"a", "b", "c", "d"}
     assert len(found["a"].loops) == 1 and not found["a"].conditional
-    assert found["b"].conditional and found["b"].owners == ("model",) and found["b"].given == "params"
+    assert found["b"].conditional and found["b"].owners == ("model",)
+    assert found["b"].given == "params"
     assert len(found["c"].loops) == 2 and found["c"].owners == ("net", "model.fc")
     assert found["d"].loops == ()
 
