@@ -158,10 +158,10 @@ def test_select_ignore_extend_select(project: Path, args: list[str], expected: l
 
 @pytest.mark.parametrize("option", ["--select", "--ignore", "--extend-select"])
 def test_unknown_code_exits_2_naming_the_option(project: Path, option: str) -> None:
-    result = check(option, "TL405,TL406", "bad.py")
+    result = check(option, "TL405,TL4O5", "bad.py")  # a letter O: never a real code
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        f"trainlint: error: {option}: unknown rule code or prefix 'TL406' (did you mean TL405?)"
+        f"trainlint: error: {option}: unknown rule code or prefix 'TL4O5' (did you mean TL405?)"
     )
     assert check(option, "XY", "bad.py").exit_code == 2
 

@@ -1,6 +1,8 @@
 """The fixture suite is the spec: every fixture file's findings are exactly its marked lines.
 
 A flagged line carries a trailing ``# expect: TL101`` (several codes: ``# expect: TL101, TL102``).
+Notebook fixtures (``.ipynb``) carry the markers in their code cells; lines are counted in the
+analyzed text (the cells joined), as findings report them.
 Each fixture is checked with every rule enabled, so a fixture also proves that no other rule
 fires on it.
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from trainlint.engine import FileAnalyzer, RunOptions
+from trainlint.notebooks import notebook_to_text
 from trainlint.rule import load_registry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -21,12 +24,18 @@ REGISTRY = load_registry()
 
 
 def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("TL*/*.py"))
+    return sorted([*FIXTURES.glob("TL*/*.py"), *FIXTURES.glob("TL*/*.ipynb")])
+
+
+def fixture_text(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        return notebook_to_text(path.read_bytes())[0]
+    return path.read_text("utf-8")
 
 
 def expected(path: Path) -> list[tuple[int, str]]:
     found = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+    for number, line in enumerate(fixture_text(path).splitlines(), start=1):
         match = EXPECT.search(line)
         if match:
             found.extend((number, c.strip()) for c in match.group("codes").split(","))
@@ -57,7 +66,7 @@ def test_every_rule_has_fixtures() -> None:
     for code, rule in REGISTRY.items():
         folder = FIXTURES / f"{code}_{rule.name.replace('-', '_')}"
         assert folder.is_dir(), f"{code} has no fixture folder {folder.name}"
-        bad = list(folder.glob("bad_*.py"))
+        bad = [*folder.glob("bad_*.py"), *folder.glob("bad_*.ipynb")]
         good = list(folder.glob("good_*.py"))
         assert bad and good, f"{code} needs bad_*.py and good_*.py fixtures"
         flagged = {c for p in bad for _, c in expected(p)}

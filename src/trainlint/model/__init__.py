@@ -34,14 +34,18 @@ Sub-packages, by concept:
   (``losses``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
-  (``windows``), gradient ownership (``gradients``), schedulers and scalers;
+  (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
+  afresh (``creations``: optimizers built in loops, models re-made there);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
-  is for (rules weigh findings by it).
+  is for (rules weigh findings by it);
+* :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
+  ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
+  NumPy random draws made in loader workers (``workers``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.training import (
     Accumulation,
@@ -432,6 +438,27 @@ class TrainingModel:
     def window_steps(self) -> list[TrainStep]:
         """``train_steps`` plus functions running one window per call (``per_call`` set)."""
         return self.train_steps + per_call_steps(self, self.train_steps)
+
+    def calls_in(self, scope: Scope) -> list[CallSite]:
+        """The call sites written directly in ``scope`` (not in functions nested in it)."""
+        return self._calls_by_scope.get(id(scope.node), [])
+
+    @cached_property
+    def _calls_by_scope(self) -> dict[int, list[CallSite]]:
+        found: dict[int, list[CallSite]] = {}
+        for site in self.calls:
+            found.setdefault(id(site.scope.node), []).append(site)
+        return found
+
+    @cached_property
+    def creations(self) -> Creations:
+        """Optimizers made in loops and what they train (see :mod:`.loops.creations`)."""
+        return Creations(self)
+
+    @cached_property
+    def data(self) -> DataPipelines:
+        """Dataset classes, DataLoader calls and what they read (see :mod:`.frameworks.data`)."""
+        return DataPipelines(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import (
+    descendants,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    positional,
+)
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -274,9 +281,41 @@ def _dict_entry(flow, expr, name: str, scope: Scope, depth: int):
     if isinstance(expr, (cst.Name, cst.Attribute)):
         bindings = [b for b in flow.model.lookup(dotted(expr) or "", scope) if not b.augmented]
         if len(bindings) == 1 and bindings[0].value is not None:
-            return _dict_entry(flow, bindings[0].value, name, scope, depth + 1)
+            written, complete = _dict_writes(bindings[0].scope or scope, dotted(expr) or "", name)
+            if written is not None:
+                return written, True
+            value, seen = _dict_entry(flow, bindings[0].value, name, scope, depth + 1)
+            return value, seen and complete
         return None, False
     return None, False
+
+
+_DICT_WRITERS = {"update", "setdefault", "__setitem__"}
+
+
+def _dict_writes(scope: Scope, dict_name: str, key: str) -> tuple[cst.BaseExpression | None, bool]:
+    """``kwargs["key"] = value`` written after the dict was built (the last one), and whether
+    every write to it was read (not an ``update(...)``, not a computed key)."""
+    found, complete = None, True
+    for node in descendants(scope.node, stop=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        if isinstance(node, cst.Assign):
+            for target in node.targets:
+                subscript = target.target
+                if isinstance(subscript, cst.Subscript) and dotted(subscript.value) == dict_name:
+                    index = subscript.slice[0].slice if len(subscript.slice) == 1 else None
+                    written = literal(getattr(index, "value", None), None)
+                    if written == key:
+                        found = node.value
+                    elif not isinstance(written, str):
+                        complete = False
+        elif (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and dotted(node.func.value) == dict_name
+            and node.func.attr.value in _DICT_WRITERS
+        ):
+            complete = False
+    return found, complete
 
 
 def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:

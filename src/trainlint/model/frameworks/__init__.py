@@ -1,0 +1,1 @@
+"""Framework structure recognized once: torch data pipelines, worker RNG, data splits."""
