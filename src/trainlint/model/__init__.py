@@ -72,7 +72,6 @@ from trainlint.model.loops.training import (
 from trainlint.model.summaries.queries import (
     External,
     SummarySource,
-    class_summary,
     external_call,
     instance_summary,
     returned_of,
