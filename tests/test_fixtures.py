@@ -1,6 +1,7 @@
 """The fixture suite is the spec: every fixture file's findings are exactly its marked lines.
 
-A flagged line carries a trailing ``# expect: TL101`` (several codes: ``# expect: TL101, TL102``).
+A flagged line carries a trailing ``# expect: TL101`` (several codes: ``# expect: TL101, TL102``);
+in a notebook fixture (``.ipynb``) the marker sits in a code cell.
 Each fixture is checked with every rule enabled, so a fixture also proves that no other rule
 fires on it.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from trainlint.engine import FileAnalyzer, RunOptions
+from trainlint.notebooks import notebook_to_text
 from trainlint.rule import load_registry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -21,12 +23,20 @@ REGISTRY = load_registry()
 
 
 def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("TL*/*.py"))
+    return sorted([*FIXTURES.glob("TL*/*.py"), *FIXTURES.glob("TL*/*.ipynb")])
+
+
+def fixture_text(path: Path) -> str:
+    """The text trainlint analyzes: a notebook's code cells joined (findings' lines count in
+    it), a script as it is."""
+    if path.suffix == ".ipynb":
+        return notebook_to_text(path.read_bytes())[0]
+    return path.read_text("utf-8")
 
 
 def expected(path: Path) -> list[tuple[int, str]]:
     found = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+    for number, line in enumerate(fixture_text(path).splitlines(), start=1):
         match = EXPECT.search(line)
         if match:
             found.extend((number, c.strip()) for c in match.group("codes").split(","))
