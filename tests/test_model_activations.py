@@ -279,3 +279,72 @@ def test_kinds_travel_as_plain_facts() -> None:
     assert TensorKind.from_fact({"activation": "nonsense"}) == UNKNOWN
     assert join([probs, back]).activation is Activation.PROBABILITIES
     assert join([probs, logits]) == UNKNOWN
+
+
+MODELS = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return F.softmax(self.fc(x), dim=-1)
+
+
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        logits = self.fc(x)
+        return logits, logits.softmax(-1)
+
+
+def predict(net, x):
+    return torch.sigmoid(net(x))
+"""
+TRAIN = """
+import torch.nn as nn
+from models import Net, Pair, predict
+
+net = Net()
+pair = Pair()
+a = net(x)
+logits, probs = pair(x)
+out = pair(x)
+b = predict(net, x)
+
+
+def train(model, x):
+    return model(x)
+
+
+train(net, x)
+"""
+
+
+def test_kinds_cross_files_through_summaries(tmp_path) -> None:  # noqa: ANN001
+    from trainlint.model import TrainingModel
+    from trainlint.project import ProjectIndex
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "models.py").write_text(MODELS)
+    (tmp_path / "train.py").write_text(TRAIN)
+    view = ProjectIndex().view(tmp_path / "train.py")
+    model = TrainingModel.from_source(TRAIN, tmp_path / "train.py", project=view)
+    here = model.module_scope
+    a = model.tensor_kind(expr("a"), here)
+    assert (a.producer, a.axis, a.source.width) == ("softmax", -1, 1)
+    assert a.origin == "Net.forward, line 12"
+    assert model.tensor_kind(expr("logits"), here).producer == "nn.Linear"
+    assert model.tensor_kind(expr("probs"), here).producer == "softmax"
+    assert model.tensor_kind(expr("out[1]"), here).producer == "softmax"
+    assert model.tensor_kind(expr("b"), here).producer == "sigmoid"
+    assert model.tensor_kind(expr("model(x)"), scope(model, "train")).producer == "softmax"
+    alone = TrainingModel.from_source(TRAIN, tmp_path / "train.py")
+    assert alone.tensor_kind(expr("a"), alone.module_scope) == UNKNOWN

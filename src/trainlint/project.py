@@ -270,12 +270,19 @@ def _bound_names(statement: ast.stmt) -> set[str]:
 
 
 def _source(text: str, statements: list[ast.stmt]) -> str:
+    """The statements' lines, with every other line blanked: line numbers stay those of the
+    module (summaries report where a return's value was made)."""
     lines = text.splitlines(keepends=True)
     pieces = []
+    written = 0
     for statement in statements:
         first = min([statement.lineno, *(d.lineno for d in _decorators(statement))])
         last = statement.end_lineno or statement.lineno
+        if first <= written:
+            continue
+        pieces.append("\n" * (first - 1 - written))
         pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
+        written = last
     return "".join(pieces)
 
 

@@ -27,6 +27,7 @@ from trainlint.model.values.layers import LayerAnalysis, axis_of
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
+    from trainlint.model.summaries.types import FunctionSummary
     from trainlint.model.syntax.branches import Branch
     from trainlint.model.syntax.scopes import Binding, ClassInfo, Scope
 
@@ -215,22 +216,35 @@ class TensorAnalysis:
             callee = model.callee(call, scope)
             if callee is not None:
                 return self.returned(callee, None) or UNKNOWN
-            passed = self._passed_objects(call.func, scope)
+            passed = self._passed_objects(call, scope, before)
             if passed:
-                return join(self._applied(c, call, scope, before, owner) for c, owner in passed)
+                return join(passed)
         found = self._library_call(call, qualified, scope, before)
+        if found is None or (found is UNKNOWN and model.project is not None):
+            found = self._external(call, scope, None)
         return found if found is not None else UNKNOWN
 
     def _tuple_call(self, call: cst.Call, scope: Scope, index: int) -> TensorKind | None:
         model = self.model
-        if isinstance(call.func, cst.Call) or model.imports.qualify(call.func):
+        if isinstance(call.func, cst.Call):
             return None
+        if model.imports.qualify(call.func):
+            return self._external(call, scope, index)
         callee = model.callee(call, scope)
         if callee is None or (callee.short_name == "forward" and callee.cls):
             value = model.value_of(call.func, scope)
             info = model.classes.get(value.kind) if value is not None else None
             callee = self._forward_of(info) if info is not None else None
-        return self.returned(callee, index) if callee is not None else None
+        if callee is None:
+            return self._external(call, scope, index)
+        return self.returned(callee, index)
+
+    def _external(self, call: cst.Call, scope: Scope, index: int | None) -> TensorKind | None:
+        """What a function or forward of another project module returns (its summary)."""
+        external = self.model.external_call(call, scope)
+        if external is None or external.function is None:
+            return None
+        return remote_returned(external.function, index)
 
     def _forward_of(self, info: ClassInfo) -> Scope | None:
         for method in ("forward", "call", "__call__"):
@@ -239,22 +253,26 @@ class TensorAnalysis:
                 return found
         return None
 
-    def _passed_objects(
-        self, func: cst.BaseExpression, scope: Scope
-    ) -> list[tuple[cst.Call, Scope]]:
-        """Constructors of the objects same-file callers pass for a parameter (``model`` in
-        ``def train(model, ...)``, ``self.model = model`` in ``__init__``); empty unless every
-        call passes a constructed object."""
-        found = self.callers.parameter_of(func, scope)
+    def _passed_objects(self, call: cst.Call, scope: Scope, before: int | None) -> list[TensorKind]:
+        """What calling the object a parameter holds returns, for each object same-file callers
+        pass (``model`` in ``def train(model, ...)``, ``self.model = model`` in ``__init__``):
+        built in this file, or an instance of another module's class. Empty unless every
+        call passes a known object."""
+        found = self.callers.parameter_of(call.func, scope)
         if found is None:
             return []
-        constructors = []
+        kinds = []
         for argument, caller, _ in self.callers.arguments(*found):
             value = self.model.value_of(argument, caller)
-            if value is None or value.call is None:
+            if value is not None and value.call is not None:
+                kinds.append(self._applied(value.call, call, scope, before, caller))
+                continue
+            summary = self.model.instance_summary(argument, caller)
+            forward = summary.forward if summary is not None else None
+            if forward is None:
                 return []
-            constructors.append((value.call, caller))
-        return constructors
+            kinds.append(remote_returned(forward, None) or UNKNOWN)
+        return kinds
 
     def _applied(
         self,
@@ -357,3 +375,18 @@ _LOGS = {
     "tensorflow.keras.backend.log",
     "jax.numpy.log",
 }
+
+
+def remote_returned(function: FunctionSummary, index: int | None) -> TensorKind | None:
+    """A summary's return (slot ``index``) as a kind; with an index, None when the function
+    returns no tuple."""
+    returned = function.returned(index)
+    if returned is None:
+        tuples = any(r.slot is not None for r in function.returns)
+        return UNKNOWN if index is None or tuples else None
+    fact = returned.tensor
+    if fact is None:
+        fact = {"activation": returned.activation, "producer": returned.producer}
+    line = fact.get("line")
+    origin = f"{function.name}, line {line}" if line else function.name
+    return TensorKind.from_fact(fact, origin=origin)
