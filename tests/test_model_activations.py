@@ -348,3 +348,55 @@ def test_kinds_cross_files_through_summaries(tmp_path) -> None:  # noqa: ANN001
     assert model.tensor_kind(expr("model(x)"), scope(model, "train")).producer == "softmax"
     alone = TrainingModel.from_source(TRAIN, tmp_path / "train.py")
     assert alone.tensor_kind(expr("a"), alone.module_scope) == UNKNOWN
+
+
+def test_logs_of_probabilities_and_the_fused_edit() -> None:
+    from trainlint.model.values.activations import fused_log_softmax, logs_of_probabilities
+
+    model = build(
+        """
+        import torch
+        import torch.nn.functional as F
+
+        a = torch.log(F.softmax(x, dim=1))
+        b = x.softmax(-1).log()
+        p = torch.sigmoid(x)
+        c = torch.log(p)
+        d = torch.log(p.clamp(min=1e-6))
+        e = torch.log(x.exp())
+        """
+    )
+    found = [
+        (
+            model.text_of(f.call),
+            f.squashed.producer,
+            f.clamped,
+            (edit := fused_log_softmax(model, f)) and model.text_of(edit.replacement),
+        )
+        for f in logs_of_probabilities(model)
+    ]
+    assert found == [
+        ("torch.log(F.softmax(x, dim=1))", "softmax", False, "F.log_softmax(x, dim=1)"),
+        ("x.softmax(-1).log()", "softmax", False, "x.log_softmax(-1)"),
+        ("torch.log(p)", "sigmoid", False, None),
+        ("torch.log(p.clamp(min=1e-6))", "sigmoid", True, None),
+    ]
+
+
+def test_degenerate_heads_need_one_unit_and_the_last_axis() -> None:
+    from trainlint.model.values.activations import degenerate_heads
+
+    model = build(
+        """
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        last = nn.Sequential(nn.Linear(4, 1), nn.Softmax(dim=-1))
+        time = F.softmax(nn.Linear(4, 1)(h), dim=1)
+        many = nn.Sequential(nn.Linear(4, 2), nn.Softmax(dim=-1))
+        one = nn.Linear(4, 1)
+        loss = F.cross_entropy(one(x), y)
+        """
+    )
+    found = [(model.text_of(h.layer.node), h.softmax is not None) for h in degenerate_heads(model)]
+    assert found == [("nn.Linear(4, 1)", True), ("nn.Linear(4, 1)", False)]

@@ -7,7 +7,12 @@
 * ``softmax_applications(model)`` -- every softmax/log-softmax in the file (library calls,
   tensor methods, ``nn.Softmax`` layers applied or stacked in ``nn.Sequential``) with its kind;
 * ``drop_activation(model, kind, loss)`` -- the edit that removes an activation feeding a loss,
-  when the activation's value is used by nothing but that loss (in the loss's own function).
+  when the activation's value is used by nothing but that loss (in the loss's own function);
+* ``implicit_softmax_dims`` -- torch softmaxes with no ``dim``, and what they are applied to;
+* ``logs_of_probabilities`` / ``fused_log_softmax`` -- ``log`` of a softmax or sigmoid (through
+  a clamp or not), and the edit to ``log_softmax``;
+* ``degenerate_heads`` -- one-unit linear outputs under a softmax over their last axis, or
+  scored by a cross-entropy over one class.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import libcst as cst
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import descendants, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
-from trainlint.model.values.kinds import TensorKind
+from trainlint.model.values.kinds import Activation, TensorKind
 from trainlint.model.values.layers import stack_layers
 from trainlint.model.values.losses import LossCall, LossFamily
+from trainlint.model.values.tensors import log_argument
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -195,3 +201,86 @@ def implicit_softmax_dims(
         else:
             source = kind_at(model, site.node)
         yield site, given, source
+
+
+# ---------------------------------------------------------------------- logs of probabilities
+@dataclass(frozen=True)
+class LogOfProbabilities:
+    """``torch.log(p)`` where ``p`` holds softmax/sigmoid probabilities (``clamped``: through a
+    clamp or an added epsilon, which keeps it finite but not accurate)."""
+
+    call: cst.Call
+    kind: TensorKind  # what ``p`` holds: the softmax/sigmoid, or the clamp around it
+    squashed: TensorKind  # the softmax/sigmoid itself
+    clamped: bool
+
+
+def logs_of_probabilities(model: TrainingModel) -> Iterator[LogOfProbabilities]:
+    for site in model.calls:
+        argument = log_argument(model, site.node)
+        if argument is None:
+            continue
+        kind = model.tensor_kind(argument, site.scope, site.statement_order)
+        if kind.is_squashed:
+            yield LogOfProbabilities(site.node, kind, kind, clamped=False)
+        elif kind.activation is Activation.BOUNDED and kind.source and kind.source.is_squashed:
+            yield LogOfProbabilities(site.node, kind, kind.source, clamped=True)
+
+
+#: Softmaxes whose namespace also has a ``log_softmax`` with the same signature.
+_LOG_SOFTMAX_SIBLINGS = {
+    "torch.softmax",
+    "torch.nn.functional.softmax",
+    "tensorflow.nn.softmax",
+    "tensorflow.math.softmax",
+}
+
+
+def fused_log_softmax(model: TrainingModel, found: LogOfProbabilities) -> Edit | None:
+    """``torch.log(F.softmax(x, 1))`` -> ``F.log_softmax(x, 1)`` (also ``x.softmax(-1).log()``
+    -> ``x.log_softmax(-1)``), when the softmax call is the log's own argument."""
+    from trainlint.rule import Edit
+
+    softmax = found.kind.applied
+    if found.clamped or found.kind.producer != "softmax" or softmax is None:
+        return None
+    if found.kind.node is not softmax or not isinstance(softmax.func, cst.Attribute):
+        return None  # a layer object (``self.softmax(x)``) or a bare imported name
+    if log_argument(model, found.call) is not softmax:
+        return None
+    qualified = model.imports.qualify(softmax.func)
+    if qualified and qualified not in _LOG_SOFTMAX_SIBLINGS:
+        return None
+    func = softmax.func.with_changes(attr=cst.Name("log_softmax"))
+    return Edit(found.call, softmax.with_changes(func=func, lpar=(), rpar=()))
+
+
+# ---------------------------------------------------------------------- degenerate heads
+@dataclass(frozen=True)
+class DegenerateHead:
+    """A one-unit linear output normalized over a single value (always 1) or scored by a
+    cross-entropy over a single class (always 0)."""
+
+    layer: TensorKind  # the one-unit linear layer (``node`` None when in another module)
+    loss: LossCall | None  # the loss that shows it, when that is how it was found
+    softmax: TensorKind | None  # the softmax over it, if any
+
+
+def degenerate_heads(model: TrainingModel) -> Iterator[DegenerateHead]:
+    for application in model.softmax_applications:
+        kind = application.kind
+        source = kind.source
+        if kind.producer == "softmax" and kind.axis == -1 and _one_unit(source):
+            yield DegenerateHead(source, None, kind)  # type: ignore[arg-type]
+    for loss in model.loss_calls:
+        if loss.prediction is None:
+            continue
+        kind = model.tensor_kind(loss.prediction, loss.site.scope, loss.site.statement_order)
+        if kind.producer == "softmax" and kind.axis in (-1, 1, None) and _one_unit(kind.source):
+            yield DegenerateHead(kind.source, loss, kind)  # type: ignore[arg-type]
+        elif loss.family is LossFamily.CROSS_ENTROPY and not loss.keras and _one_unit(kind):
+            yield DegenerateHead(kind, loss, None)
+
+
+def _one_unit(kind: TensorKind | None) -> bool:
+    return kind is not None and kind.activation is Activation.LOGITS and kind.width == 1

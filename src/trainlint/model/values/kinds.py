@@ -225,4 +225,15 @@ SHAPE_METHODS = {
     "transpose",
     "view_as",
     "reshape_as",
+    # selections and copies keep the values they pick
+    "gather",
+    "index_select",
+    "masked_select",
+    "select",
+    "narrow",
+    "expand",
+    "expand_as",
+    "repeat",
+    "clone",
+    "detach",
 }

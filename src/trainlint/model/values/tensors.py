@@ -51,7 +51,9 @@ class TensorAnalysis:
         self.model = model
         self.layers = LayerAnalysis(self)
         self.callers = Callers(model)
-        self._memo: dict[tuple[int, int, int | None], TensorKind] = {}
+        # Keyed by id(): each entry keeps its node alive, so a freed temporary (a node made by
+        # ``cst.parse_expression``) cannot hand its id, and its cached kind, to another node.
+        self._memo: dict[tuple[int, int, int | None], tuple[cst.CSTNode, TensorKind]] = {}
         self._active: set[tuple[int, int, int | None]] = set()
         self._branches: dict[int, BranchMap] = {}
 
@@ -62,7 +64,7 @@ class TensorAnalysis:
             return UNKNOWN
         key = (id(expr), id(scope), before)
         if key in self._memo:
-            return self._memo[key]
+            return self._memo[key][1]
         if key in self._active or len(self._active) > self.max_depth:
             return UNKNOWN
         self._active.add(key)
@@ -70,7 +72,7 @@ class TensorAnalysis:
             found = self._evaluate(expr, scope, before)
         finally:
             self._active.discard(key)
-        self._memo[key] = found
+        self._memo[key] = (expr, found)
         return found
 
     # ------------------------------------------------------------------ dispatch
