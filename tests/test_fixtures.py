@@ -28,6 +28,8 @@ def fixture_files() -> list[Path]:
 
 
 def fixture_text(path: Path) -> str:
+    """The text trainlint analyzes: a notebook's code cells joined (findings' lines count in
+    it), a script as it is."""
     if path.suffix == ".ipynb":
         return notebook_to_text(path.read_bytes())[0]
     return path.read_text("utf-8")

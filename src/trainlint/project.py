@@ -322,13 +322,19 @@ def _bound_names(statement: ast.stmt) -> set[str]:
 
 
 def _source(text: str, statements: list[ast.stmt], target: ast.stmt | None = None) -> str:
-    """The statements' source; a class other than ``target`` by its header only (its bases
-    tell what it is; its methods are summarized when asked for, as its own definition)."""
+    """The statements' lines, with every other line blanked, so line numbers stay those of
+    the module (summaries report where a return's value was made); a class other than
+    ``target`` by its header only (its bases tell what it is; its methods are summarized when
+    asked for, as its own definition)."""
     lines = text.splitlines(keepends=True)
     pieces = []
+    written = 0
     for statement in statements:
         first = min([statement.lineno, *(d.lineno for d in _decorators(statement))])
         last = statement.end_lineno or statement.lineno
+        if first <= written:
+            continue
+        pieces.append("\n" * (first - 1 - written))
         header_only = (
             target is not None
             and statement is not target
@@ -341,8 +347,10 @@ def _source(text: str, statements: list[ast.stmt], target: ast.stmt | None = Non
             header = "".join(lines[first - 1 : start - 1]).rstrip()
             if header.endswith(":"):
                 pieces.append(header + "\n    pass\n")
+                written = first + header.count("\n") + 1
                 continue
         pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
+        written = last
     return "".join(pieces)
 
 

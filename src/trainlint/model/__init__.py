@@ -19,7 +19,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   (zeroes, steps, backwards, switches train/eval, accumulates into ``self``), whether it
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
-  (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts).
+  (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
+  ``loss_calls`` -- every loss call and which argument is its input;
+  ``softmax_applications`` -- every softmax in the file, with what it is applied to.
 
 Sub-packages, by concept:
 
@@ -32,6 +35,12 @@ Sub-packages, by concept:
   ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
   ``is_known_module``), the tensor lattice (``tensors``), loss calls and their inputs
   (``losses``);
+  the tensor lattice (``kinds``: logits,
+  probabilities, log-probabilities, ..., with producer, softmax axis, layer width and the kind
+  an activation was applied to), its evaluation over expressions (``tensors``: bindings joined
+  across ``if`` branches, tuple returns, same-file forwards), module structure (``layers``:
+  what calling a layer or an ``nn.Sequential`` returns), loss calls and their inputs
+  (``losses``), activations meeting losses and the edits that remove them (``activations``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
@@ -87,6 +96,7 @@ from trainlint.model.syntax.scopes import (
     Scope,
     ScopeBuilder,
 )
+from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.values.modules import is_known_module
@@ -398,6 +408,11 @@ class TrainingModel:
     def loss_calls(self) -> list[LossCall]:
         """Every loss call, its family and prediction argument (see :mod:`.losses`)."""
         return loss_calls(self)
+
+    @cached_property
+    def softmax_applications(self) -> list[SoftmaxApplication]:
+        """Every softmax/log-softmax applied or stacked in the file (see :mod:`.activations`)."""
+        return list(softmax_applications(self))
 
     @cached_property
     def positions(self) -> Mapping[cst.CSTNode, CodeRange]:

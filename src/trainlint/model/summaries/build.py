@@ -9,7 +9,7 @@ its own module's text only (see :mod:`.types`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import libcst as cst
 
@@ -24,6 +24,7 @@ from trainlint.model.summaries.types import (
     Returned,
 )
 from trainlint.model.syntax.nodes import descendants, dotted, literal
+from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -150,7 +151,7 @@ def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
         slots = list(range(widths.pop()))  # type: ignore[arg-type]
     found = []
     for slot in slots:
-        activation = model.tensors._returned(scope, slot)
+        activation = model.tensors.returned(scope, slot) or UNKNOWN
         reductions, losses, tokens, roles = set(), set(), set(), set()
         for returned, order in zip(scope.returns, scope.return_orders, strict=False):
             if slot is not None:
@@ -168,6 +169,7 @@ def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
             slot=slot,
             activation=activation.activation.value,
             producer=activation.producer,
+            tensor=_tensor_fact(model, activation),
             reduction=reduction,
             loss=", ".join(sorted(losses))[:80] if reduction != "unknown" else "",
             token_level=min(tokens) if tokens else None,
@@ -177,6 +179,19 @@ def _returns(model: TrainingModel, scope: Scope) -> tuple[Returned, ...]:
         if record != Returned(slot=slot):
             found.append(record)
     return tuple(found)
+
+
+def _tensor_fact(model: TrainingModel, kind: TensorKind) -> dict[str, Any] | None:
+    """The whole kind (axis, layer width, what an activation was applied to) and the line
+    that made it, for messages and for rules that need more than the activation."""
+    if kind.activation is Activation.UNKNOWN:
+        return None
+    fact = kind.to_fact()
+    if kind.node is not None:
+        line = model.line_of(kind.node)
+        if line:
+            fact["line"] = line
+    return fact
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Bump when the layout of a summary changes: cached summaries of another layout stop matching.
-SUMMARY_FORMAT = 1
+SUMMARY_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Returned:
     token_level: str | None = None  # ``ignore_index``: the mean's denominator varies
     role: str | None = None  # a Role value when it returns an object: ``model``, ``optimizer``
     graph: bool | None = None  # False when made under no_grad / by a decorated function
+    #: The whole tensor kind (``TensorKind.to_fact``: softmax axis, layer width, what an
+    #: activation was applied to) and ``line``, the line of its producer; None when unknown.
+    tensor: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ _TORCH_FUNCTIONS = {
     "torch.nn.functional.binary_cross_entropy_with_logits": LossFamily.BCE_WITH_LOGITS,
     "torch.nn.functional.cross_entropy": LossFamily.CROSS_ENTROPY,
     "torch.nn.functional.nll_loss": LossFamily.NLL,
+    "torchvision.ops.sigmoid_focal_loss": LossFamily.BCE_WITH_LOGITS,
+    "torchvision.ops.focal_loss.sigmoid_focal_loss": LossFamily.BCE_WITH_LOGITS,
 }
 _KERAS_BINARY = {"binary_crossentropy", "BinaryCrossentropy", "BinaryFocalCrossentropy"}
 _KERAS_CATEGORICAL = {
@@ -82,8 +84,9 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
     qualified = site.qualified or ""
     last = qualified.rsplit(".", 1)[-1]
     if qualified in _TORCH_FUNCTIONS:
-        prediction = keyword(call, "input") or positional(call, 0)
-        return LossCall(site, _TORCH_FUNCTIONS[qualified], prediction, f"F.{last}")
+        prediction = keyword(call, "input") or keyword(call, "inputs") or positional(call, 0)
+        label = last if last == "sigmoid_focal_loss" else f"F.{last}"
+        return LossCall(site, _TORCH_FUNCTIONS[qualified], prediction, label)
     if qualified.startswith("tensorflow.keras") and last in _KERAS_BINARY | _KERAS_CATEGORICAL:
         if last[:1].islower():  # functional form: (y_true, y_pred, from_logits=False)
             from_logits = literal(keyword(call, "from_logits"), "?") if call.args else "?"

@@ -1,163 +1,45 @@
-"""What a tensor holds: logits, probabilities, log-probabilities, or unknown.
+"""What a tensor holds: the lattice of :mod:`.kinds`, evaluated over expressions of one file.
 
-A small lattice evaluated on demand over expressions, through assignments (the latest binding
-before the use), same-file functions' returns, ``forward``/``call`` methods of same-file models,
-``nn.Sequential`` / keras ``Sequential`` stacks (their last layer and its activation) and layer
-objects bound to ``self`` attributes. Rules about activations and losses (BCE on logits,
-softmax into cross-entropy, sigmoid into BCE-with-logits, ReLU on logits, keras ``from_logits``)
-read it. When a producer cannot be resolved the answer is ``UNKNOWN``: rules never guess.
+Evaluated on demand (memoized) through assignments (the latest binding before the use,
+joined with the earlier one when it sits in an ``if`` branch the use is not in, so a softmax
+applied only ``if not self.training`` is not taken for the output), conditional expressions,
+same-file functions' returns (every return must agree; tuple returns element by element, for
+``logits, probs = model(x)`` and ``out[1]``), ``forward``/``call`` methods of same-file models,
+layer objects (:mod:`.layers`: constructors, ``nn.Sequential`` stacks, layers bound to
+``self`` attributes) and library calls (activations keep the kind of what they were applied
+to as ``source``). When a producer cannot be resolved the answer is ``UNKNOWN``: rules never
+guess.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import argument, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.branches import BranchMap
+from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.values import kinds as k
+from trainlint.model.values.callers import Callers
+from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind, join
+from trainlint.model.values.layers import LayerAnalysis, axis_of
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.syntax.scopes import Binding, Scope
+    from trainlint.model.summaries.types import FunctionSummary
+    from trainlint.model.syntax.branches import Branch
+    from trainlint.model.syntax.scopes import Binding, ClassInfo, Scope
 
+__all__ = ["Activation", "TensorKind", "TensorAnalysis", "log_argument"]
 
-class Activation(enum.Enum):
-    LOGITS = "logits"  # a linear map's output: any real number
-    PROBABILITIES = "probabilities"  # after sigmoid/softmax: in [0, 1]
-    LOG_PROBABILITIES = "log-probabilities"  # after log_softmax/logsigmoid
-    UNBOUNDED = "unbounded"  # e.g. torch.randn: any real number, not from a layer
-    BOUNDED = "bounded"  # clamped, or drawn from [0, 1): not logits, maybe not probabilities
-    NON_NEGATIVE = "non-negative"  # after ReLU and friends
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class TensorKind:
-    activation: Activation
-    #: What produced it, for messages: "nn.Linear", "sigmoid", "softmax", "torch.randn", ...
-    producer: str = ""
-    #: softmax/log_softmax axis when known (``dim=``/``axis=``), else None.
-    axis: object = None
-    node: cst.CSTNode | None = None
-
-    @property
-    def is_real_valued(self) -> bool:
-        """Values that are not probabilities: logits or an unbounded factory."""
-        return self.activation in (Activation.LOGITS, Activation.UNBOUNDED)
-
-
-UNKNOWN = TensorKind(Activation.UNKNOWN)
-
-_SIGMOID = {
-    "torch.sigmoid",
-    "torch.nn.functional.sigmoid",
-    "torch.special.expit",
-    "tensorflow.sigmoid",
-    "tensorflow.math.sigmoid",
-    "tensorflow.nn.sigmoid",
-    "tensorflow.keras.activations.sigmoid",
-    "tensorflow.keras.backend.sigmoid",
-    "scipy.special.expit",
-}
-_SOFTMAX = {
-    "torch.softmax",
-    "torch.nn.functional.softmax",
-    "torch.special.softmax",
-    "tensorflow.nn.softmax",
-    "tensorflow.math.softmax",
-    "tensorflow.keras.activations.softmax",
-    "tensorflow.keras.backend.softmax",
-    "scipy.special.softmax",
-}
-_LOG_SOFTMAX = {
-    "torch.log_softmax",
-    "torch.nn.functional.log_softmax",
-    "torch.special.log_softmax",
-    "torch.nn.functional.logsigmoid",
-    "tensorflow.nn.log_softmax",
-    "tensorflow.math.log_softmax",
-    "tensorflow.math.log_sigmoid",
-}
-_NON_NEGATIVE = {
-    "torch.relu",
-    "torch.nn.functional.relu",
-    "torch.nn.functional.relu6",
-    "torch.nn.functional.softplus",
-    "torch.abs",
-    "tensorflow.nn.relu",
-    "tensorflow.keras.activations.relu",
-}
-_UNBOUNDED_FACTORIES = {
-    "torch.randn",
-    "torch.randn_like",
-    "torch.normal",
-    "tensorflow.random.normal",
-    "tensorflow.random.truncated_normal",
-    "numpy.random.randn",
-    "numpy.random.normal",
-}
-_BOUNDED = {
-    "torch.clamp",
-    "torch.clip",
-    "torch.rand",
-    "torch.rand_like",
-    "tensorflow.clip_by_value",
-    "tensorflow.random.uniform",
-    "numpy.clip",
-    "numpy.random.rand",
-    "numpy.random.uniform",
-    "tensorflow.keras.backend.clip",
-}
-_LINEAR_LAYERS = {"Linear", "Bilinear", "LazyLinear", "Dense", "Conv1d", "Conv2d", "Conv3d"}
-_ACTIVATION_LAYERS = {
-    "Sigmoid": Activation.PROBABILITIES,
-    "Softmax": Activation.PROBABILITIES,
-    "Softmax2d": Activation.PROBABILITIES,
-    "LogSoftmax": Activation.LOG_PROBABILITIES,
-    "LogSigmoid": Activation.LOG_PROBABILITIES,
-    "ReLU": Activation.NON_NEGATIVE,
-    "ReLU6": Activation.NON_NEGATIVE,
-    "Softplus": Activation.NON_NEGATIVE,
-}
-_KERAS_ACTIVATIONS = {
-    "sigmoid": (Activation.PROBABILITIES, "sigmoid"),
-    "softmax": (Activation.PROBABILITIES, "softmax"),
-    "relu": (Activation.NON_NEGATIVE, "relu"),
-    "linear": (Activation.LOGITS, "Dense"),
-    None: (Activation.LOGITS, "Dense"),
-}
-#: Methods that keep what a tensor holds (shape, dtype and device changes).
-_SHAPE_METHODS = {
-    "view",
-    "reshape",
-    "squeeze",
-    "unsqueeze",
-    "flatten",
-    "float",
-    "double",
-    "half",
-    "to",
-    "cuda",
-    "cpu",
-    "contiguous",
-    "permute",
-    "transpose",
-    "view_as",
-    "reshape_as",
-}
-_SHAPE_FUNCTIONS = {"torch.squeeze", "torch.flatten", "torch.reshape", "tensorflow.squeeze"}
-
-
-def _axis(call: cst.Call, position: int) -> object:
-    for name in ("dim", "axis"):
-        found = keyword(call, name)
-        if found is not None:
-            return literal(found, "?")
-    found = positional(call, position)
-    return literal(found, "?") if found is not None else None
+#: Library activations: qualified names, the tensor method spelling, and what they make.
+_ACTIVATIONS = (
+    (k.SIGMOID, ("sigmoid",), Activation.PROBABILITIES, "sigmoid"),
+    (k.SOFTMAX, ("softmax",), Activation.PROBABILITIES, "softmax"),
+    (k.LOG_SOFTMAX, ("log_softmax",), Activation.LOG_PROBABILITIES, "log_softmax"),
+    (k.NON_NEGATIVE, ("relu", "abs"), Activation.NON_NEGATIVE, ""),
+)
 
 
 class TensorAnalysis:
@@ -167,8 +49,13 @@ class TensorAnalysis:
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
-        self._memo: dict[tuple[int, int, int | None], TensorKind] = {}
+        self.layers = LayerAnalysis(self)
+        self.callers = Callers(model)
+        # Keyed by id(): each entry keeps its node alive, so a freed temporary (a node made by
+        # ``cst.parse_expression``) cannot hand its id, and its cached kind, to another node.
+        self._memo: dict[tuple[int, int, int | None], tuple[cst.CSTNode, TensorKind]] = {}
         self._active: set[tuple[int, int, int | None]] = set()
+        self._branches: dict[int, BranchMap] = {}
 
     def kind_of(
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
@@ -177,7 +64,7 @@ class TensorAnalysis:
             return UNKNOWN
         key = (id(expr), id(scope), before)
         if key in self._memo:
-            return self._memo[key]
+            return self._memo[key][1]
         if key in self._active or len(self._active) > self.max_depth:
             return UNKNOWN
         self._active.add(key)
@@ -185,7 +72,7 @@ class TensorAnalysis:
             found = self._evaluate(expr, scope, before)
         finally:
             self._active.discard(key)
-        self._memo[key] = found
+        self._memo[key] = (expr, found)
         return found
 
     # ------------------------------------------------------------------ dispatch
@@ -195,10 +82,46 @@ class TensorAnalysis:
         if isinstance(expr, (cst.Name, cst.Attribute)):
             return self._name(expr, scope, before)
         if isinstance(expr, cst.Subscript):
-            return self.kind_of(expr.value, scope, before)  # indexing keeps the values
+            return self._subscript(expr, scope, before)
         if isinstance(expr, cst.BinaryOperation):
             return self._binary(expr, scope, before)
+        if isinstance(expr, cst.IfExp):
+            both = (
+                self.kind_of(expr.body, scope, before),
+                self.kind_of(expr.orelse, scope, before),
+            )
+            return join(both)
         return UNKNOWN
+
+    def _subscript(self, expr: cst.Subscript, scope: Scope, before: int | None) -> TensorKind:
+        index = _literal_index(expr)
+        if index is not None:
+            element = self.element(expr.value, index, scope, before)
+            if element is not None:
+                return element
+        return self.kind_of(expr.value, scope, before)  # indexing a tensor keeps its values
+
+    def element(
+        self, expr: cst.BaseExpression, index: int, scope: Scope, before: int | None
+    ) -> TensorKind | None:
+        """Element ``index`` of a tuple ``expr`` holds; None when ``expr`` is not a tuple."""
+        if isinstance(expr, cst.Call):
+            return self._call(expr, scope, before, index)
+        name = dotted(expr)
+        if name is None:
+            return None
+        for binding in self.model.lookup(name, scope, before):
+            value = binding.value
+            if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
+                return None
+            if isinstance(value, cst.Tuple):
+                if index < len(value.elements):
+                    return self.kind_of(value.elements[index].value, scope, binding.order)
+                return None
+            if isinstance(value, cst.Call):
+                return self._call(value, binding.scope or scope, binding.order, index)
+            return None
+        return None
 
     def _binary(self, expr: cst.BinaryOperation, scope: Scope, before: int | None) -> TensorKind:
         if isinstance(expr.operator, cst.MatrixMultiply):
@@ -211,17 +134,55 @@ class TensorAnalysis:
             # logits shifted or scaled by a bias/temperature are still logits
             if this.activation is Activation.LOGITS and other.activation is Activation.UNKNOWN:
                 return this
+        if isinstance(expr.operator, cst.Add):
+            for this, other in ((left, expr.right), (right, expr.left)):
+                if this.is_squashed and literal(other, None) is not None:
+                    # ``p + 1e-8``: kept off zero, like a clamp
+                    return TensorKind(Activation.BOUNDED, "an epsilon", node=expr, source=this)
         return UNKNOWN
 
     def _name(self, expr: cst.BaseExpression, scope: Scope, before: int | None) -> TensorKind:
         name = dotted(expr)
         if name is None:
             return UNKNOWN
-        for binding in self.model.lookup(name, scope, before):
-            if binding.augmented or binding.from_iteration or binding.value is None:
-                return UNKNOWN
-            return self._binding(binding, binding.scope or scope)
-        return UNKNOWN
+        bindings = self.model.lookup(name, scope, before)
+        if not bindings:
+            return self._parameter(expr, scope)
+        latest = bindings[0]
+        if latest.augmented or latest.from_iteration or latest.value is None:
+            return UNKNOWN
+        found = self._binding(latest, latest.scope or scope)
+        branch = self._branch_of(latest, scope, before)
+        if branch is None or found.activation is Activation.UNKNOWN:
+            return found
+        # Bound in an ``if`` the use is not in: what was bound before the ``if``, and in its
+        # other arms, reaches the use too (``if not self.training: x = F.softmax(x, 1)``).
+        others = [
+            self._binding(b, b.scope or scope)
+            for b in bindings[1:]
+            if branch.start < b.order <= branch.end
+        ]
+        if any(b.order < branch.start for b in bindings):
+            others.append(self._name(expr, scope, branch.start))
+        return join([found, *others])
+
+    def _parameter(self, expr: cst.BaseExpression, scope: Scope) -> TensorKind:
+        """A parameter: what every same-file call passes for it (all must agree)."""
+        found = self.callers.parameter_of(expr, scope)
+        if found is None:
+            return UNKNOWN
+        passed = self.callers.arguments(*found)
+        return join(self.kind_of(a, caller, order) for a, caller, order in passed)
+
+    def _branch_of(self, binding: Binding, scope: Scope, before: int | None) -> Branch | None:
+        """The ``if`` around ``binding`` that does not hold the use (None when unconditional)."""
+        owner = binding.scope or scope
+        key = id(owner.node)
+        if key not in self._branches:
+            body = owner.node.body if isinstance(owner.node, cst.FunctionDef) else owner.node
+            self._branches[key] = BranchMap(body, self.model.order_of)
+        use = before if owner is scope else None
+        return self._branches[key].outermost_not_containing(binding.statement, use)
 
     def _binding(self, binding: Binding, scope: Scope) -> TensorKind:
         value = binding.value
@@ -232,144 +193,168 @@ class TensorAnalysis:
                     return self.kind_of(elements[binding.unpack_index].value, scope, binding.order)
                 return UNKNOWN
             if isinstance(value, cst.Call):
-                return self._call(value, scope, binding.order, binding.unpack_index)
+                return self._call(value, scope, binding.order, binding.unpack_index) or UNKNOWN
             return UNKNOWN
         return self.kind_of(value, scope, binding.order)
 
     # ------------------------------------------------------------------ calls
     def _call(
         self, call: cst.Call, scope: Scope, before: int | None, index: int | None = None
-    ) -> TensorKind:
+    ) -> TensorKind | None:
+        """What ``call`` returns; with ``index``, element ``index`` of the tuple it returns, or
+        None when it returns no tuple. Without an index the answer is never None."""
+        if index is not None:
+            return self._tuple_call(call, scope, index)
         model = self.model
+        if isinstance(call.func, cst.Call):
+            # ``layers.Dense(1)(x)`` / ``nn.Softmax(dim=1)(x)``: the layer built inline
+            return self._applied(call.func, call, scope, before)
         qualified = model.imports.qualify(call.func) or ""
-        external = model.returned_summary(call, scope, index)
-        if external is not None and external.activation != Activation.UNKNOWN.value:
-            # another module's function or forward (``logits = model(x)``, ``head(x)``)
-            return TensorKind(Activation(external.activation), external.producer, node=call)
-        if index is None:
-            found = self._library_call(call, qualified, scope, before)
+        if not qualified:
+            value = model.value_of(call.func, scope)
+            if value is not None and value.call is not None:
+                # ``self.softmax(out)``, ``head(x)``, ``net(x)``: a layer or model object
+                return self._applied(value.call, call, scope, before)
+            callee = model.callee(call, scope)
+            if callee is not None:
+                return self.returned(callee, None) or UNKNOWN
+            passed = self._passed_objects(call, scope, before)
+            if passed:
+                return join(passed)
+        found = self._library_call(call, qualified, scope, before)
+        if found is None or (found is UNKNOWN and model.project is not None):
+            found = self._external(call, scope, None)
+        return found if found is not None else UNKNOWN
+
+    def _tuple_call(self, call: cst.Call, scope: Scope, index: int) -> TensorKind | None:
+        model = self.model
+        if isinstance(call.func, cst.Call):
+            return None
+        if model.imports.qualify(call.func):
+            return self._external(call, scope, index)
+        callee = model.callee(call, scope)
+        if callee is None or (callee.short_name == "forward" and callee.cls):
+            value = model.value_of(call.func, scope)
+            info = model.classes.get(value.kind) if value is not None else None
+            callee = self._forward_of(info) if info is not None else None
+        if callee is None:
+            return self._external(call, scope, index)
+        return self.returned(callee, index)
+
+    def _external(self, call: cst.Call, scope: Scope, index: int | None) -> TensorKind | None:
+        """What a function or forward of another project module returns (its summary)."""
+        external = self.model.external_call(call, scope)
+        if external is None or external.function is None:
+            return None
+        return remote_returned(external.function, index)
+
+    def _forward_of(self, info: ClassInfo) -> Scope | None:
+        for method in ("forward", "call", "__call__"):
+            found = self.model.method(info, method)
             if found is not None:
                 return found
-        if isinstance(call.func, cst.Call):
-            # ``layers.Dense(1)(x)`` / ``nn.Linear(4, 1)(x)``: the layer built inline
-            return self._layer_output(call.func, scope) if index is None else UNKNOWN
-        callee = model.callee(call, scope)
-        if callee is not None and not (callee.short_name == "forward" and callee.cls):
-            return self._returned(callee, index)
-        value = model.value_of(call.func, scope)
-        if value is not None and value.call is not None and index is None:
-            layer = self._layer_output(value.call, scope)
-            if layer.activation is not Activation.UNKNOWN:
-                return layer
-        if value is not None and value.kind in model.classes:
-            info = model.classes[value.kind]
-            for method in ("forward", "call", "__call__"):
-                found = info.methods.get(method) or model.method(info, method)
-                if found is not None:
-                    return self._returned(found, index)
-        return UNKNOWN
+        return None
+
+    def _passed_objects(self, call: cst.Call, scope: Scope, before: int | None) -> list[TensorKind]:
+        """What calling the object a parameter holds returns, for each object same-file callers
+        pass (``model`` in ``def train(model, ...)``, ``self.model = model`` in ``__init__``):
+        built in this file, or an instance of another module's class. Empty unless every
+        call passes a known object."""
+        found = self.callers.parameter_of(call.func, scope)
+        if found is None:
+            return []
+        kinds = []
+        for argument, caller, _ in self.callers.arguments(*found):
+            value = self.model.value_of(argument, caller)
+            if value is not None and value.call is not None:
+                kinds.append(self._applied(value.call, call, scope, before, caller))
+                continue
+            summary = self.model.instance_summary(argument, caller)
+            forward = summary.forward if summary is not None else None
+            if forward is None:
+                return []
+            kinds.append(remote_returned(forward, None) or UNKNOWN)
+        return kinds
+
+    def _applied(
+        self,
+        constructor: cst.Call,
+        call: cst.Call,
+        scope: Scope,
+        before: int | None,
+        owner: Scope | None = None,
+    ) -> TensorKind:
+        """``layer(x)`` where ``constructor`` (written in ``owner``) built the layer or model."""
+        operand = positional(call, 0)
+        given = self.kind_of(operand, scope, before)
+        found = self.layers.output(constructor, owner or scope, given)
+        if found.node is constructor and found.activation is not Activation.LOGITS:
+            return replace(found, applied=call, operand=operand)
+        return found
 
     def _library_call(
         self, call: cst.Call, qualified: str, scope: Scope, before: int | None
     ) -> TensorKind | None:
         method = method_call(call)
-        name = method[1] if method is not None else ""
-        if qualified in _SIGMOID or (method and name == "sigmoid" and not qualified):
-            return TensorKind(Activation.PROBABILITIES, "sigmoid", node=call)
-        if qualified in _SOFTMAX or (method and name == "softmax" and not qualified):
-            axis = _axis(call, 1 if qualified else 0)
-            return TensorKind(Activation.PROBABILITIES, "softmax", axis, node=call)
-        if qualified in _LOG_SOFTMAX or (method and name in ("log_softmax",) and not qualified):
-            return TensorKind(Activation.LOG_PROBABILITIES, "log_softmax", node=call)
-        if qualified in _NON_NEGATIVE or (method and name in ("relu", "abs") and not qualified):
-            return TensorKind(Activation.NON_NEGATIVE, name or qualified, node=call)
-        if qualified in _UNBOUNDED_FACTORIES:
+        name = method[1] if method is not None and not qualified else ""
+        receiver = method[0] if method is not None and not qualified else None
+        for names, methods, activation, producer in _ACTIVATIONS:
+            if qualified in names or name in methods:
+                label = producer or name or qualified.rsplit(".", 1)[-1]
+                axis = axis_of(call, 1 if qualified else 0) if "softmax" in label else None
+                operand = receiver if name else (keyword(call, "input") or positional(call, 0))
+                source = self.kind_of(operand, scope, before)
+                kind = TensorKind(activation, label, axis, call, applied=call, operand=operand)
+                return kind.with_source(source)
+        if qualified in k.UNBOUNDED_FACTORIES:
             return TensorKind(Activation.UNBOUNDED, qualified, node=call)
-        if qualified in _BOUNDED or (
-            method and name in ("clamp", "clip", "clamp_") and not qualified
-        ):
-            return TensorKind(Activation.BOUNDED, qualified or name, node=call)
+        if qualified in k.BOUNDED or name in ("clamp", "clip", "clamp_"):
+            kind = TensorKind(Activation.BOUNDED, qualified or name, node=call)
+            if qualified in k.CLAMPS or name:
+                clamped = receiver if name else positional(call, 0)
+                kind = kind.with_source(self.kind_of(clamped, scope, before))
+            return kind
+        logged = log_argument(self.model, call)
+        if logged is not None:
+            inner = self.kind_of(logged, scope, before)
+            if inner.is_squashed:
+                return TensorKind(Activation.LOG_PROBABILITIES, "log", node=call, source=inner)
+            return UNKNOWN
         if qualified == "torch.nn.functional.linear":
             return TensorKind(Activation.LOGITS, "F.linear", node=call)
-        if qualified in (
-            "tensorflow.matmul",
-            "tensorflow.linalg.matmul",
-            "torch.matmul",
-            "torch.mm",
-        ):
+        if qualified in k.MATRIX_PRODUCTS:
             return TensorKind(Activation.LOGITS, "a matrix product", node=call)
-        if qualified in _SHAPE_FUNCTIONS:
+        if qualified in k.SHAPE_FUNCTIONS:
             return self.kind_of(positional(call, 0), scope, before)
-        if method is not None and name in _SHAPE_METHODS and not qualified:
-            return self.kind_of(method[0], scope, before)
-        if qualified:
-            return UNKNOWN if not qualified.endswith(("Sequential",)) else None
-        return None
+        if name in k.SHAPE_METHODS:
+            return self.kind_of(receiver, scope, before)
+        return UNKNOWN if qualified else None
 
-    def _returned(self, function: Scope, index: int | None) -> TensorKind:
-        """What a same-file function returns: its returns must all agree."""
-        kinds = set()
-        for returned, order in zip(function.returns, function.return_orders, strict=False):
+    def returned(self, function: Scope, index: int | None) -> TensorKind | None:
+        """What a same-file function returns; its returns must all agree. With ``index``,
+        element ``index`` of the tuples it returns, or None when it returns no tuple."""
+        returns = list(zip(function.returns, function.return_orders, strict=False))
+        tuples = [isinstance(r, cst.Tuple) for r, _ in returns]
+        if index is not None and not any(tuples):
+            return None
+        if any(tuples) and (index is None or not all(tuples)):
+            return UNKNOWN
+        found = []
+        for returned, order in returns:
             if index is not None:
-                if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
+                elements = returned.elements  # type: ignore[attr-defined]
+                if index >= len(elements):
                     return UNKNOWN
-                returned = returned.elements[index].value
-            elif isinstance(returned, cst.Tuple):
-                return UNKNOWN
-            kinds.add(self.kind_of(returned, function, order))
-        if len({k.activation for k in kinds}) != 1:
-            return UNKNOWN
-        return next(iter(kinds))
+                returned = elements[index].value
+            found.append(self.kind_of(returned, function, order))
+        return join(found) if found else UNKNOWN
 
-    # ------------------------------------------------------------------ layers and models
-    def _layer_output(self, constructor: cst.Call, scope: Scope) -> TensorKind:
-        """What calling the object built by ``constructor`` returns."""
-        model = self.model
-        qualified = model.imports.qualify(constructor.func) or ""
-        last = qualified.rsplit(".", 1)[-1]
-        if not qualified:
-            name = dotted(constructor.func)
-            info = model.classes.get(name or "")
-            if info is not None:
-                for method in ("forward", "call"):
-                    found = model.method(info, method)
-                    if found is not None:
-                        return self._returned(found, None)
-            return UNKNOWN
-        if is_under(qualified, "torch.nn", "tensorflow.keras.layers", "tensorflow.keras"):
-            if last == "Dense":
-                given = argument(constructor, 1, "activation")
-                activation = None if given is None else literal(given, "?")
-                if activation in _KERAS_ACTIVATIONS:
-                    kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
-                    return TensorKind(kind, producer, node=constructor)
-                return UNKNOWN
-            if last in _LINEAR_LAYERS:
-                return TensorKind(Activation.LOGITS, f"nn.{last}", node=constructor)
-            if last in _ACTIVATION_LAYERS:
-                producer = last.lower()
-                axis = _axis(constructor, 0) if "Softmax" in last else None
-                return TensorKind(_ACTIVATION_LAYERS[last], producer, axis, node=constructor)
-            if last == "Activation":
-                activation = literal(positional(constructor, 0), "?")
-                if activation in ("sigmoid", "softmax", "relu", "linear"):
-                    kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
-                    return TensorKind(kind, producer, node=constructor)
-                return UNKNOWN
-            if last == "Sequential":
-                return self._sequential(constructor, scope)
-        return UNKNOWN
 
-    def _sequential(self, constructor: cst.Call, scope: Scope) -> TensorKind:
-        layers: list[cst.BaseExpression] = [a.value for a in constructor.args if not a.keyword]
-        if len(layers) == 1 and isinstance(layers[0], (cst.List, cst.Tuple)):
-            layers = [e.value for e in layers[0].elements]
-        if not layers:
-            return UNKNOWN
-        last = layers[-1]
-        if isinstance(last, cst.Call):
-            return self._layer_output(last, scope)
-        return UNKNOWN
+def _literal_index(expr: cst.Subscript) -> int | None:
+    if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+        return None
+    value = literal(expr.slice[0].slice.value, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def log_argument(model: TrainingModel, call: cst.Call) -> cst.BaseExpression | None:
@@ -392,3 +377,18 @@ _LOGS = {
     "tensorflow.keras.backend.log",
     "jax.numpy.log",
 }
+
+
+def remote_returned(function: FunctionSummary, index: int | None) -> TensorKind | None:
+    """A summary's return (slot ``index``) as a kind; with an index, None when the function
+    returns no tuple."""
+    returned = function.returned(index)
+    if returned is None:
+        tuples = any(r.slot is not None for r in function.returns)
+        return UNKNOWN if index is None or tuples else None
+    fact = returned.tensor
+    if fact is None:
+        fact = {"activation": returned.activation, "producer": returned.producer}
+    line = fact.get("line")
+    origin = f"{function.name}, line {line}" if line else function.name
+    return TensorKind.from_fact(fact, origin=origin)

@@ -1,0 +1,192 @@
+"""Module structure: what calling a layer object returns.
+
+A layer is known by its constructor (``nn.Linear(h, k)``, ``nn.Softmax(dim=1)``, keras
+``Dense(1, activation="sigmoid")``), by the same-file model class it instantiates, or by an
+``nn.Sequential`` / keras ``Sequential`` stack, whose output is its last layer applied to what
+the layers before it produce (so ``nn.Sequential(nn.Linear(h, k), nn.ReLU())`` returns a ReLU
+of logits, and a trailing ``Dropout``/``Identity``/``Flatten`` keeps what came before it).
+Auxiliary heads held in attributes (``self.aux = nn.Sequential(nn.Linear(h, k),
+nn.Softmax())``) are ordinary layers here; ``forward`` returns are read by the evaluator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.syntax.names import is_under
+from trainlint.model.syntax.nodes import argument, dotted, keyword, literal, positional
+from trainlint.model.values.kinds import UNKNOWN, UNRESOLVED_AXIS, Activation, TensorKind
+
+if TYPE_CHECKING:
+    from trainlint.model.syntax.scopes import Scope
+    from trainlint.model.values.tensors import TensorAnalysis
+
+LINEAR_LAYERS = {"Linear", "Bilinear", "LazyLinear", "Dense", "Conv1d", "Conv2d", "Conv3d"}
+ACTIVATION_LAYERS = {
+    "Sigmoid": Activation.PROBABILITIES,
+    "Softmax": Activation.PROBABILITIES,
+    "Softmax2d": Activation.PROBABILITIES,
+    "LogSoftmax": Activation.LOG_PROBABILITIES,
+    "LogSigmoid": Activation.LOG_PROBABILITIES,
+    "ReLU": Activation.NON_NEGATIVE,
+    "ReLU6": Activation.NON_NEGATIVE,
+    "Softplus": Activation.NON_NEGATIVE,
+}
+#: Layers whose output holds the same kind of values as their input.
+PASS_THROUGH_LAYERS = {
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "AlphaDropout",
+    "Identity",
+    "Flatten",
+    "Unflatten",
+}
+_PRODUCERS = {
+    "Sigmoid": "sigmoid",
+    "Softmax": "softmax",
+    "Softmax2d": "softmax",
+    "LogSoftmax": "log_softmax",
+    "LogSigmoid": "logsigmoid",
+}
+_KERAS_ACTIVATIONS = {
+    "sigmoid": (Activation.PROBABILITIES, "sigmoid"),
+    "softmax": (Activation.PROBABILITIES, "softmax"),
+    "relu": (Activation.NON_NEGATIVE, "relu"),
+    "linear": (Activation.LOGITS, "Dense"),
+    None: (Activation.LOGITS, "Dense"),
+}
+
+
+def axis_of(call: cst.Call, position: int) -> object:
+    """The ``dim=``/``axis=`` of a softmax-like call: a literal, ``UNRESOLVED_AXIS``, or None
+    when it is not given (an explicit ``dim=None`` counts as not given)."""
+    for name in ("dim", "axis"):
+        found = keyword(call, name)
+        if found is not None:
+            return literal(found, UNRESOLVED_AXIS)
+    found = positional(call, position)
+    return literal(found, UNRESOLVED_AXIS) if found is not None else None
+
+
+def width_of(constructor: cst.Call, last: str) -> int | None:
+    """The output units of a linear layer, when written as a literal."""
+    if last in ("Linear", "LazyLinear"):
+        given = argument(constructor, 1 if last == "Linear" else 0, "out_features")
+    elif last == "Bilinear":
+        given = argument(constructor, 2, "out_features")
+    elif last == "Dense":
+        given = argument(constructor, 0, "units")
+    else:
+        return None
+    value = literal(given, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def stack_layers(constructor: cst.Call) -> list[cst.BaseExpression]:
+    """The layers of ``Sequential(a, b)``, ``Sequential([a, b])`` and
+    ``Sequential(OrderedDict([("a", a), ("b", b)]))``, in order (empty when not literal)."""
+    layers: list[cst.BaseExpression] = [a.value for a in constructor.args if not a.keyword]
+    if any(a.star for a in constructor.args):
+        return []
+    if len(layers) == 1 and isinstance(layers[0], (cst.List, cst.Tuple)):
+        layers = [e.value for e in layers[0].elements]
+    if len(layers) == 1 and isinstance(layers[0], cst.Call):
+        inner = layers[0]
+        if (dotted(inner.func) or "").endswith("OrderedDict"):
+            pairs = positional(inner, 0)
+            if not isinstance(pairs, (cst.List, cst.Tuple)):
+                return []
+            layers = []
+            for element in pairs.elements:
+                pair = element.value
+                if not isinstance(pair, cst.Tuple) or len(pair.elements) != 2:
+                    return []
+                layers.append(pair.elements[1].value)
+    return layers
+
+
+class LayerAnalysis:
+    """What calling a layer returns, given (when known) what it is applied to."""
+
+    def __init__(self, tensors: TensorAnalysis) -> None:
+        self.tensors = tensors
+        self.model = tensors.model
+
+    def output(
+        self, constructor: cst.Call, scope: Scope, given: TensorKind = UNKNOWN
+    ) -> TensorKind:
+        """What calling the object built by ``constructor`` on a ``given`` input returns."""
+        model = self.model
+        qualified = model.imports.qualify(constructor.func) or ""
+        last = qualified.rsplit(".", 1)[-1]
+        if not qualified:
+            name = dotted(constructor.func)
+            info = model.classes.get(name or "")
+            if info is not None:
+                for method in ("forward", "call"):
+                    found = model.method(info, method)
+                    if found is not None:
+                        return self.tensors.returned(found, None) or UNKNOWN
+            return UNKNOWN
+        if not is_under(qualified, "torch.nn", "tensorflow.keras.layers", "tensorflow.keras"):
+            return UNKNOWN
+        if last == "Dense":
+            return self._dense(constructor)
+        if last in LINEAR_LAYERS:
+            width = width_of(constructor, last)
+            return TensorKind(Activation.LOGITS, f"nn.{last}", node=constructor, width=width)
+        if last in ACTIVATION_LAYERS:
+            producer = _PRODUCERS.get(last, last.lower())
+            axis = axis_of(constructor, 0) if "Softmax" in last and last != "Softmax2d" else None
+            kind = TensorKind(ACTIVATION_LAYERS[last], producer, axis, node=constructor)
+            return kind.with_source(given)
+        if last in PASS_THROUGH_LAYERS:
+            return given
+        if last == "Activation":
+            activation = literal(positional(constructor, 0), "?")
+            if activation in ("sigmoid", "softmax", "relu", "linear"):
+                kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
+                return TensorKind(kind, producer, node=constructor).with_source(given)
+            return UNKNOWN
+        if last == "Sequential":
+            return self.stack(stack_layers(constructor), scope)
+        return UNKNOWN
+
+    def _dense(self, constructor: cst.Call) -> TensorKind:
+        given = argument(constructor, 1, "activation")
+        activation = None if given is None else literal(given, "?")
+        if activation not in _KERAS_ACTIVATIONS:
+            return UNKNOWN
+        kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
+        width = width_of(constructor, "Dense")
+        if kind is Activation.LOGITS:
+            return TensorKind(kind, producer, node=constructor, width=width)
+        logits = TensorKind(Activation.LOGITS, "Dense", node=constructor, width=width)
+        axis = -1 if producer == "softmax" else None  # keras activations act on the last axis
+        return TensorKind(kind, producer, axis, node=constructor, source=logits)
+
+    def stack(self, layers: list[cst.BaseExpression], scope: Scope) -> TensorKind:
+        """The output of layers applied in order: the last one applied to the rest's output."""
+        if not layers:
+            return UNKNOWN
+        constructor = self.constructor(layers[-1], scope)
+        if constructor is None:
+            return UNKNOWN
+        qualified = self.model.imports.qualify(constructor.func) or ""
+        last = qualified.rsplit(".", 1)[-1]
+        needs_input = (
+            last in ACTIVATION_LAYERS or last in PASS_THROUGH_LAYERS or last == ("Activation")
+        )
+        given = self.stack(layers[:-1], scope) if needs_input else UNKNOWN
+        return self.output(constructor, scope, given)
+
+    def constructor(self, layer: cst.BaseExpression, scope: Scope) -> cst.Call | None:
+        """The constructor of a layer written inline or held in a name (``self.fc``)."""
+        if isinstance(layer, cst.Call):
+            return layer
+        value = self.model.value_of(layer, scope)
+        return value.call if value is not None else None
