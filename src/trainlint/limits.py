@@ -138,16 +138,17 @@ def check(text: str, max_tokens: int = 0) -> None:
     Text that :mod:`tokenize` rejects is measured up to the error: the parser reports the
     error itself, and whatever came before it has been measured.
     """
-    fast = _c_tokens(text)
-    if fast is not None:
-        try:
+    try:
+        fast = _c_tokens(text)
+        if fast is not None:
             _measure(fast, max_tokens)
             return
-        except SyntaxError:  # also brackets over 200 deep: measured again, the slow way
-            pass
+    # also brackets over 200 deep, and a NUL the C tokenizer refuses: measured the slow way
+    except (SyntaxError, ValueError):
+        pass
     try:
         _measure(_python_tokens(text), max_tokens)
-    except (tokenize.TokenError, SyntaxError):  # IndentationError too
+    except (tokenize.TokenError, SyntaxError, ValueError):  # IndentationError too
         return
 
 

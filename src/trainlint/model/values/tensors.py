@@ -214,7 +214,11 @@ class TensorAnalysis:
             value = model.value_of(call.func, scope)
             if value is not None and value.call is not None:
                 # ``self.softmax(out)``, ``head(x)``, ``net(x)``: a layer or model object
-                return self._applied(value.call, call, scope, before)
+                found = self._applied(value.call, call, scope, before)
+                if found is UNKNOWN and model.project is not None:
+                    # an instance of another module's class: its forward's summary
+                    found = self._external(call, scope, None) or found
+                return found
             callee = model.callee(call, scope)
             if callee is not None:
                 return self.returned(callee, None) or UNKNOWN
@@ -267,8 +271,10 @@ class TensorAnalysis:
         for argument, caller, _ in self.callers.arguments(*found):
             value = self.model.value_of(argument, caller)
             if value is not None and value.call is not None:
-                kinds.append(self._applied(value.call, call, scope, before, caller))
-                continue
+                applied = self._applied(value.call, call, scope, before, caller)
+                if applied is not UNKNOWN or self.model.project is None:
+                    kinds.append(applied)
+                    continue
             summary = self.model.instance_summary(argument, caller)
             forward = summary.forward if summary is not None else None
             if forward is None:
