@@ -362,9 +362,17 @@ class TrainingModel:
         else:
             bindings = []
             current: Scope | None = scope
+            owner: Scope | None = None
             while current is not None and not bindings:
                 bindings = list(current.bindings.get(name, []))
+                owner = current
                 current = current.parent
+            if before is not None and owner is not None and name in owner.params:
+                # used before any rebinding: the parameter itself, not the later value
+                # (``loss = bce(pred, y); pred = torch.sigmoid(pred)``)
+                return sorted(
+                    (b for b in bindings if b.order < before), key=lambda b: b.order, reverse=True
+                )
         if before is not None:
             earlier = [b for b in bindings if b.order < before]
             bindings = earlier or bindings
