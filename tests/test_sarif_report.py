@@ -261,7 +261,7 @@ def test_real_fixes_partial_fingerprints_and_only_rules_that_ran(
     (tmp_path / "t.py").write_text("def train(optimizer):\n    optimizer.zero_grad\n")
     out = (
         CliRunner()
-        .invoke(main, ["check", "--no-cache", "--select", "TL4,TL5", "--format", "sarif", "t.py"])
+        .invoke(main, ["check", "--no-cache", "--select", "TL405,TL5", "--format", "sarif", "t.py"])
         .stdout
     )
     document = json.loads(out)

@@ -62,3 +62,66 @@ def move_after(
         TextEdit(Span(first, 1, last + 1, 1), ""),
         TextEdit(Span(after + 1, 1, after + 1, 1), block),
     )
+
+
+def _indent_of(model: TrainingModel, line: int) -> str:
+    text_lines = model.text.splitlines()
+    if not 1 <= line <= len(text_lines):
+        return ""
+    current = text_lines[line - 1]
+    return current[: len(current) - len(current.lstrip())]
+
+
+def insert_before(model: TrainingModel, statement: cst.CSTNode, code: str) -> TextEdit | None:
+    """A new line ``code`` just above ``statement``, at its indentation (None when the
+    statement does not start its line, as after a ``;``)."""
+    found = model.positions.get(statement)
+    if found is None:
+        return None
+    line = found.start.line
+    indent = _indent_of(model, line)
+    if len(indent) != found.start.column:
+        return None
+    return TextEdit(Span(line, 1, line, 1), f"{indent}{code}\n")
+
+
+def insert_after(model: TrainingModel, statement: cst.CSTNode, code: str) -> TextEdit | None:
+    """A new line ``code`` just below the whole of ``statement``, at its indentation."""
+    found = model.positions.get(statement)
+    if found is None:
+        return None
+    text_lines = model.text.splitlines(keepends=True)
+    after = found.end.line
+    indent = _indent_of(model, found.start.line)
+    if after > len(text_lines) or len(indent) != found.start.column:
+        return None
+    if after == len(text_lines):  # the statement ends the file: add a line at its end
+        last = text_lines[-1]
+        end = len(last.rstrip("\r\n")) + 1
+        return TextEdit(Span(after, end, after, end), f"\n{indent}{code}")
+    return TextEdit(Span(after + 1, 1, after + 1, 1), f"{indent}{code}\n")
+
+
+def wrap_in_block(
+    model: TrainingModel, statement: cst.CSTNode, header: str
+) -> tuple[TextEdit, ...] | None:
+    """Put ``statement`` inside a new ``header:`` block (``with torch.no_grad():``): a line
+    above it and one more indentation level on each of its lines. None when that could
+    change a string (a triple-quoted string spans its lines) or it does not start its line."""
+    found = model.positions.get(statement)
+    if found is None:
+        return None
+    code = model.module.code_for_node(statement)
+    if '"""' in code or "'''" in code or "\\\n" in code:
+        return None
+    first, last = found.start.line, found.end.line
+    indent = _indent_of(model, first)
+    if len(indent) != found.start.column:
+        return None
+    unit = model.module.default_indent
+    text_lines = model.text.splitlines()
+    edits = [TextEdit(Span(first, 1, first, 1), f"{indent}{header}\n{unit}")]
+    for line in range(first + 1, min(last, len(text_lines)) + 1):
+        if text_lines[line - 1].strip():
+            edits.append(TextEdit(Span(line, 1, line, 1), unit))
+    return tuple(edits)

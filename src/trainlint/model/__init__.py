@@ -51,10 +51,15 @@ Sub-packages, by concept:
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
-  is for (rules weigh findings by it);
+  is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
+  named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
   ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
-  NumPy random draws made in loader workers (``workers``).
+  NumPy random draws made in loader workers (``workers``);
+* ``modes`` -- train/eval and grad mode at a point, through same-file callers, and eval
+  switches a train step can be reached from without ``.train()`` (:mod:`.loops.modes`);
+* ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
+  (:mod:`.values.mode_layers`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
+from trainlint.model.loops.modes import ModeAnalysis
+from trainlint.model.loops.regions import EvalRegion, eval_regions
 from trainlint.model.loops.training import (
     Accumulation,
     TrainStep,
@@ -99,6 +106,7 @@ from trainlint.model.syntax.scopes import (
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
+from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
@@ -481,6 +489,21 @@ class TrainingModel:
     def data(self) -> DataPipelines:
         """Dataset classes, DataLoader calls and what they read (see :mod:`.frameworks.data`)."""
         return DataPipelines(self)
+
+    @cached_property
+    def eval_regions(self) -> list[EvalRegion]:
+        """Code that runs a model to evaluate it (see :mod:`.loops.regions`)."""
+        return eval_regions(self)
+
+    @cached_property
+    def modes(self) -> ModeAnalysis:
+        """Train/eval and grad mode along functions and loops (see :mod:`.loops.modes`)."""
+        return ModeAnalysis(self)
+
+    @cached_property
+    def module_structure(self) -> ModuleStructure:
+        """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
+        return ModuleStructure(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:

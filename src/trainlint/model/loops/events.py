@@ -71,6 +71,11 @@ class IterationBuilder:
         contexts = function_context(self.model, scope)
         return list(self._block(scope.node.body.body, scope, (), (), contexts, via, ()))
 
+    def statement_events(self, statements: Iterable[cst.CSTNode], scope: Scope) -> list[Event]:
+        """The events of some statements of ``scope`` (a function's or the module's)."""
+        contexts = function_context(self.model, scope)
+        return list(self._block(statements, scope, (), (), contexts, (), ()))
+
     # ------------------------------------------------------------------ statements
     def _block(
         self,

@@ -335,3 +335,36 @@ class ScopeBuilder:
         self.calls.append(
             CallSite(node, self.scope, name, qualified, self._order, self._statement_order)
         )
+
+
+def names_function(name: str, scope: Scope) -> bool:
+    """Whether ``name`` seen from ``scope`` is a function: a ``def`` of an enclosing scope, or a
+    parameter annotated ``Callable[...]`` or defaulting to a lambda (``model_fn=lambda m, x:
+    m(x)``). Such a name is never a model, an optimizer..., whatever it is called."""
+    current: Scope | None = scope
+    while current is not None:
+        if name in current.params:
+            return _callable_parameter(current, name)
+        if name in current.functions:
+            return name not in current.bindings
+        if name in current.bindings:
+            return False
+        current = current.parent
+    return False
+
+
+def _callable_parameter(scope: Scope, name: str) -> bool:
+    node = scope.node
+    if not isinstance(node, cst.FunctionDef):
+        return False
+    params = node.params
+    for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+        if param.name.value != name:
+            continue
+        if isinstance(param.default, cst.Lambda):
+            return True
+        annotation = param.annotation.annotation if param.annotation is not None else None
+        if isinstance(annotation, cst.Subscript):
+            annotation = annotation.value
+        return (dotted(annotation) or "").rsplit(".", 1)[-1] == "Callable"
+    return False

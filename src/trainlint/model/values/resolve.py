@@ -16,6 +16,7 @@ import libcst as cst
 
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.nodes import dotted
+from trainlint.model.syntax.scopes import names_function
 from trainlint.model.values.isinstance_checks import Narrowing
 from trainlint.model.values.roles import (
     Role,
@@ -94,6 +95,8 @@ class ValueResolver:
                 return Value(role)
         if self.model.imports.qualify_dotted(name):
             return None  # a library attribute (``torch.optim``), not a variable
+        if "." not in name and names_function(name, scope):
+            return None  # ``_assert_model(...)``, ``model_fn: Callable``: a function
         role = role_from_name(name)
         return Value(role) if role is not None else None
 

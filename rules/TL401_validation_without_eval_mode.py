@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+from trainlint import Applicability, Fix, Rule, Severity
+from trainlint.edits import insert_after, insert_before
+from trainlint.model import TrainingModel
+from trainlint.model.loops.modes import Mode, forward_target, model_value, torch_forwards
+from trainlint.model.loops.regions import EvalRegion, RegionKind
+from trainlint.rule import Violation
+
+#: Evaluation that keeps dropout on on purpose (Monte Carlo dropout, uncertainty estimates).
+_MC_DROPOUT = re.compile(r"mc_?dropout|monte_?carlo|enable_dropout|uncertaint|bayes", re.I)
+
+
+class ValidationWithoutEvalMode(Rule):
+    """A model is evaluated without `model.eval()`.
+
+    ## What it does
+    Flags the first model call of an evaluation region that runs while the model is still
+    in training mode: a loop over a loader named like `val`/`valid`/`test`/`eval`/`dev`, a
+    function named like `validate`/`evaluate`/`test`/`predict`, or model calls after the
+    epoch's training loop, none of them running a backward. The mode is followed through
+    same-file helpers and callers: `model.eval()` (or `model.train(False)`) before the
+    region, in the function or in every same-file caller of it, counts.
+
+    An error when the model is known to hold Dropout or BatchNorm (a same-file class, a
+    `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
+    what it holds cannot be read; silent when it is known to hold neither (both modes compute
+    the same thing). Also silent on Lightning `validation_step`/`test_step`, HF Trainer,
+    keras and flax models, methods of the `nn.Module` itself, unit tests, and Monte Carlo
+    dropout that keeps training mode on purpose.
+
+    ## Why is this bad?
+    In training mode Dropout keeps zeroing activations and BatchNorm normalizes with the
+    current batch's statistics (and updates its running averages with validation data). The
+    validation metric is noisy and too low, checkpoints are chosen on it, and the running
+    statistics used later at inference are corrupted.
+
+    ## Example
+    ```python
+    for epoch in range(epochs):
+        model.train()
+        train_one_epoch(model, train_loader, optimizer)
+        for x, y in val_loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    ```
+
+    ## Use instead
+    ```python
+    for epoch in range(epochs):
+        model.train()
+        train_one_epoch(model, train_loader, optimizer)
+        model.eval()
+        with torch.no_grad():
+            for x, y in val_loader:
+                correct += (model(x).argmax(1) == y).sum().item()
+    ```
+    """
+
+    code = "TL401"
+    name = "validation-without-eval-mode"
+    severity = Severity.WARNING
+    frameworks = ("torch",)
+    triggers = ("torch",)
+    summary = "An evaluation loop or function runs the model in training mode (no `.eval()`)."
+    fix_availability = "sometimes"
+    fix_applicability = Applicability.UNSAFE
+
+    def check(self, model: TrainingModel) -> Iterator[Violation]:
+        modes = model.modes
+        for region in model.eval_regions:
+            forwards = torch_forwards(model, region.events)
+            if not forwards:
+                continue
+            first = forwards[0]
+            state = modes.mode_before(region.scope, first.node, first.subject)
+            if state.mode is Mode.EVAL or _mc_dropout(model, region):
+                continue
+            value = model_value(model, forward_target(first.node), first.scope)
+            layers = model.module_structure.of_value(value)
+            if layers.known_free:
+                continue
+            yield self._violation(model, region, first, state, layers.layers)
+
+    def _violation(self, model, region: EvalRegion, first, state, layers) -> Violation:
+        name = first.subject or "the model"
+        where = region.describe(model)
+        if state.mode is Mode.TRAIN and state.switch is not None:
+            before = (
+                f"the last mode switch before it is `{model.text_of(state.switch.node)}` "
+                f"(line {model.line_of(state.switch.node)})"
+            )
+        else:
+            before = f"no `{name}.eval()` runs before it, here or in a same-file caller"
+        effect = (
+            "dropout keeps zeroing activations and BatchNorm normalizes with batch statistics "
+            "(and moves its running averages toward the evaluation data), so the metric is off"
+        )
+        if layers:
+            shown = ", ".join(f"`{layer}`" for layer in layers[:3])
+            effect = f"`{name}` holds {shown}, which behave differently in training mode: {effect}"
+        else:
+            effect = f"if `{name}` holds Dropout or BatchNorm, {effect}"
+        called = model.text_of(first.node)
+        message = f"{where} calls `{called}` in training mode: {before}; {effect}"
+        return Violation(
+            first.node,
+            message,
+            _fix(model, region, first.subject),
+            Severity.ERROR if layers else None,
+        )
+
+
+def _mc_dropout(model: TrainingModel, region: EvalRegion) -> bool:
+    texts = [model.text_of(region.node)] + [model.text_of(e.scope.node) for e in region.events]
+    return any(_MC_DROPOUT.search(text) for text in texts)
+
+
+def _fix(model: TrainingModel, region: EvalRegion, subject: str | None) -> Fix:
+    description = "call `model.eval()` before evaluating and `model.train()` after it"
+    if not subject or not subject.replace(".", "").replace("_", "").isalnum():
+        return Fix(description)
+    description = f"call `{subject}.eval()` before evaluating and `{subject}.train()` after it"
+    edits = []
+    if region.kind is RegionKind.FUNCTION:
+        body = getattr(region.node, "body", None)
+        statements = list(getattr(body, "body", ()))
+        if statements and _is_docstring(statements[0]) and len(statements) > 1:
+            statements = statements[1:]
+        before = insert_before(model, statements[0], f"{subject}.eval()") if statements else None
+        edits = [before] if before is not None else []
+    else:
+        before = insert_before(model, region.node, f"{subject}.eval()")
+        after = insert_after(model, region.last, f"{subject}.train()")
+        if region.last_jumps:
+            after = None  # the block ends in ``return``/``break``: nothing runs after it
+        edits = [e for e in (before, after) if e is not None]
+    if not edits:
+        return Fix(description)
+    return Fix(description, f"{subject}.eval()", tuple(edits), Applicability.UNSAFE)
+
+
+def _is_docstring(statement: cst.CSTNode) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )

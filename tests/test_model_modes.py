@@ -1,0 +1,271 @@
+"""Eval regions, train/eval and grad mode along functions and callers, module structure."""
+
+from __future__ import annotations
+
+from model_helpers import build, scope
+
+from trainlint.model.loops.modes import Mode, forward_target, model_value, same_model
+from trainlint.model.loops.regions import RegionKind
+
+REGIONS = """
+import torch
+import torch.nn as nn
+
+
+def validate(model, loader):
+    return [model(x) for x, _ in loader]
+
+
+def run_batch(model, batch):
+    return model(batch)
+
+
+def main(model, train_loader, val_loader, optimizer):
+    for epoch in range(3):
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+        dev = model(x_dev)
+        for x, _ in val_loader:
+            run_batch(model, x)
+    for x, _ in loaders["test"]:
+        model(x)
+
+
+def evaluate_and_train(model, loader, optimizer):
+    for x in loader:
+        model(x).sum().backward()
+        optimizer.step()
+"""
+
+
+def test_regions_of_each_kind() -> None:
+    model = build(REGIONS)
+    found = [(r.kind, r.scope.name, model.line_of(r.node)) for r in model.eval_regions]
+    assert found == [
+        (RegionKind.FUNCTION, "validate", 6),
+        (RegionKind.LOADER, "main", 21),
+        (RegionKind.LOADER, "main", 23),
+        (RegionKind.AFTER_TRAINING, "main", 20),
+    ]
+
+
+def test_after_training_region_holds_the_model_calls_after_the_train_loop() -> None:
+    model = build(REGIONS)
+    (after,) = [r for r in model.eval_regions if r.kind is RegionKind.AFTER_TRAINING]
+    assert [model.text_of(e.node) for e in after.forwards] == [
+        "model(x_dev)",
+        "model(batch)",
+    ]
+    assert after.after is not None and model.line_of(after.after.node) == 16
+
+
+def test_no_regions_without_torch_or_in_frameworks_and_tests() -> None:
+    assert build("def validate(model, x):\n    return model(x)\n").eval_regions == []
+    source = """
+    import torch
+    import pytest
+    from lightning.pytorch import LightningModule
+
+
+    class Lit(LightningModule):
+        def validation_step(self, batch, i):
+            return self.model(batch)
+
+
+    class Net(torch.nn.Module):
+        def predict(self, x):
+            return self(x)
+
+
+    def test_shapes():
+        model = Net()
+        assert model(torch.zeros(1)).shape
+    """
+    assert build(source).eval_regions == []
+
+
+MODES = """
+import torch
+
+
+def evaluate(net, loader):
+    return [net(x) for x in loader]
+
+
+def checked(model, loader):
+    model.train()
+    evaluate(model, loader)
+
+
+def run(model, loader):
+    model.eval()
+    evaluate(model, loader)
+
+
+def both(model, loader):
+    model.eval()
+    with torch.no_grad():
+        evaluate(model, loader)
+"""
+
+
+def _first_forward(model, name):
+    (region,) = [r for r in model.eval_regions if r.scope.name == name]
+    return region, region.forwards[0]
+
+
+def test_mode_comes_from_every_same_file_caller() -> None:
+    model = build(MODES)
+    region, first = _first_forward(model, "evaluate")
+    state = model.modes.mode_before(region.scope, first.node, first.subject)
+    assert state.mode is Mode.TRAIN  # ``checked`` calls it after ``model.train()``
+    source = MODES.replace("    model.train()\n", "    model.eval()\n")
+    model = build(source)
+    region, first = _first_forward(model, "evaluate")
+    state = model.modes.mode_before(region.scope, first.node, first.subject)
+    assert state.mode is Mode.EVAL
+    assert state.switch is not None and model.text_of(state.switch.node) == "model.eval()"
+
+
+def test_mode_is_unknown_with_no_switch_and_no_caller() -> None:
+    model = build("import torch\ndef predict(model, x):\n    return model(x)\n")
+    region, first = _first_forward(model, "predict")
+    assert model.modes.mode_before(region.scope, first.node, "model").mode is Mode.UNKNOWN
+
+
+def test_grad_mode_around_every_caller() -> None:
+    model = build(MODES)
+    region, first = _first_forward(model, "evaluate")
+    assert not model.modes.grad_disabled(region.scope, first, region.node)
+    only_no_grad = MODES.split("def checked")[0] + "def both" + MODES.split("def both")[1]
+    model = build(only_no_grad)
+    region, first = _first_forward(model, "evaluate")
+    assert model.modes.grad_disabled(region.scope, first, region.node)
+
+
+def test_same_model_names() -> None:
+    assert same_model("model", "model.module")
+    assert same_model(None, "net")
+    assert not same_model("netG", "netD")
+    assert not same_model("model", "model_ema")
+
+
+STRUCTURE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+
+class Plain(nn.Module):
+    def __init__(self, dim, hidden: int = 4):
+        super().__init__()
+        self.dim = dim
+        self.fc = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(3)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x)
+
+
+def make_layers(cfg):
+    layers = []
+    for v in cfg:
+        layers.append(nn.Conv2d(3, v, 3))
+        layers.append(nn.BatchNorm2d(v))
+    return nn.Sequential(*layers)
+
+
+class WithFactory(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = make_layers([8, 16])
+
+
+class Wrapper(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+class FunctionalDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return F.dropout(self.fc(x), 0.5, training=self.training)
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Plain(3)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2), 2)
+        self.rnn = nn.LSTM(8, 8)
+
+
+plain = Plain(3)
+vgg = WithFactory()
+wrapped = Wrapper(nn.Linear(2, 2))
+functional = FunctionalDropout()
+nested = Nested()
+resnet = torchvision.models.resnet18()
+seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+"""
+
+
+def test_mode_dependent_layers_of_models() -> None:
+    model = build(STRUCTURE)
+    module = scope(model, "<module>")
+
+    def layers(name):
+        value = model.value_of(module.bindings[name][0].value, module)
+        return model.module_structure.of_value(value)
+
+    assert layers("plain").known_free  # ``self.dim = dim`` is not used like a layer
+    assert layers("seq").known_free
+    assert layers("vgg").layers == ("BatchNorm2d",)
+    assert not layers("wrapped").complete and not layers("wrapped").has_any
+    assert layers("functional").layers == ("dropout",)
+    assert layers("nested").layers == ("TransformerEncoderLayer(dropout)",)
+    assert layers("resnet").has_any
+
+
+def test_model_value_follows_parameters_and_constructor_arguments() -> None:
+    source = """
+    import torch.nn as nn
+
+
+    class Net(nn.Module):
+        pass
+
+
+    class Runner:
+        def __init__(self, model):
+            self.model = model
+
+        def evaluate(self, x):
+            return self.model(x)
+
+
+    def predict(net, x):
+        return net(x)
+
+
+    runner = Runner(Net())
+    predict(Net(), 1)
+    """
+    model = build(source)
+    for name in ("Runner.evaluate", "predict"):
+        (region,) = [r for r in model.eval_regions if r.scope.name == name]
+        first = region.forwards[0]
+        value = model_value(model, forward_target(first.node), first.scope)
+        assert value is not None and value.kind == "Net", name
