@@ -150,6 +150,8 @@ def eval_regions(model: TrainingModel) -> list[EvalRegion]:
         if _framework_or_module_method(model, scope) or _test_case(model, scope):
             continue
         events = tuple(model.function_events(scope))
+        if _smoke_check(model, scope, events):
+            continue
         if _is_evaluation(events) and not _feeds_backward(model, scope):
             found.append(EvalRegion(RegionKind.FUNCTION, scope.node, scope, events))
             functions.add(id(scope.node))
@@ -228,6 +230,29 @@ def _test_case(model: TrainingModel, scope: Scope) -> bool:
     if in_tests or any(model.imports.imports(name) for name in _TEST_FRAMEWORKS):
         return in_tests or scope.short_name.startswith("test_")
     return False
+
+
+def _smoke_check(model: TrainingModel, scope: Scope, events: tuple[Event, ...]) -> bool:
+    """``def test(): net = ResNet18(); print(net(torch.randn(1, 3, 32, 32)).size())`` beside a
+    model's definition: a freshly built, untrained model run once to check shapes, with no
+    loop over data and no weights loaded; its mode and gradients do not matter."""
+    if any(loop.scope is scope for loop in model.loops):
+        return False
+    forwards = [e for e in events if e.kind is EventKind.FORWARD]
+    if not forwards or any(e.via for e in forwards):
+        return False
+    for event in forwards:
+        subject = event.subject
+        if not subject or "." in subject:
+            return False
+        made = [b for b in scope.bindings.get(subject, []) if isinstance(b.value, cst.Call)]
+        if not made:
+            return False
+    loads = ("load_state_dict", "load", "from_pretrained", "load_checkpoint")
+    return not any(
+        site.scope is scope and (method_call(site.node) or (None, ""))[1] in loads
+        for site in model.calls
+    )
 
 
 def _loader_name(loop: LoopInfo) -> str:

@@ -57,6 +57,8 @@ class ImportTable:
         #: Names bound by relative imports (the project's own code): local -> ``.utils.Meter``,
         #: one leading dot per level. Kept apart: they never qualify as library names.
         self._relative: dict[str, str] = {}
+        #: ``from utils import *``: names the file uses may come from there (``torch`` among them).
+        self._star = False
 
     def add_import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -69,6 +71,7 @@ class ImportTable:
 
     def add_import_from(self, node: cst.ImportFrom) -> None:
         if isinstance(node.names, cst.ImportStar):
+            self._star = True
             return
         module = _module_name(node.module)
         if node.relative:  # the project's own code: resolved by the project index only
@@ -94,8 +97,18 @@ class ImportTable:
         root, _, rest = name.partition(".")
         target = self._aliases.get(root)
         if target is None:
-            return None
+            if root != "torch" or not self._torch_unbound_but_loaded():
+                return None
+            target = root
         return canonical(f"{target}.{rest}" if rest else target)
+
+    def _torch_unbound_but_loaded(self) -> bool:
+        """``torch.no_grad()`` in a file that binds no ``torch`` itself but star-imports a
+        module (which supplies it) and imports torch's submodules (``import torch.nn as nn``):
+        the code would not run unless ``torch`` is torch."""
+        return self._star and any(
+            t == "torch" or t.startswith("torch.") for t in self._aliases.values()
+        )
 
     def project_target(self, name: str | None) -> str | None:
         """Where a relatively imported name comes from: ``Meter.update`` -> ``.utils.Meter.update``
