@@ -27,7 +27,7 @@ import libcst as cst
 from trainlint.model.dataflow.calls import passed_for
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
-from trainlint.model.syntax.nodes import dotted, literal, names_in, positional
+from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in, positional
 from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
@@ -61,6 +61,34 @@ class UnrestoredSwitch:
     step: TrainStep
     loop: LoopInfo  # the loop whose iterations were walked
     subject: str | None  # the model, as the train step's loop names it
+
+
+#: Module methods that do not run the module's forward.
+_NOT_FORWARD = frozenset(
+    {
+        "eval",
+        "train",
+        "parameters",
+        "named_parameters",
+        "to",
+        "cuda",
+        "cpu",
+        "zero_grad",
+        "state_dict",
+        "load_state_dict",
+        "modules",
+        "children",
+        "apply",
+        "requires_grad_",
+    }
+)
+
+
+def _runs_module(func: str | None, name: str) -> bool:
+    """``model(x)`` / ``model.encoder(x)``: a call that runs (part of) ``name``'s forward."""
+    if func is None or not (func == name or func.startswith(name + ".")):
+        return False
+    return func.rsplit(".", 1)[-1] not in _NOT_FORWARD or func == name
 
 
 def same_model(a: str | None, b: str | None) -> bool:
@@ -191,10 +219,24 @@ class ModeAnalysis:
         for step in self.model.train_steps:
             for loop in self._loops_running(step):
                 for item in self._walk(step, loop):
+                    if self._frozen(step, item.subject or item.switch.subject):
+                        continue
                     if id(item.anchor) not in seen:
                         seen.add(id(item.anchor))
                         found.append(item)
         return found
+
+    def _frozen(self, step: TrainStep, name: str | None) -> bool:
+        """Whether the train step runs ``name`` only with gradients disabled: a frozen feature
+        extractor kept in eval mode on purpose (a linear probe trains only the head)."""
+        if name is None:
+            return False
+        runs = [
+            node
+            for node in descendants(step.loop.node)
+            if isinstance(node, cst.Call) and _runs_module(dotted(node.func), name)
+        ]
+        return bool(runs) and all(self.model.dataflow.grad_disabled(n) for n in runs)
 
     def _loops_running(self, step: TrainStep) -> list[LoopInfo]:
         """The train step's loop and every loop whose iteration runs it (an enclosing epoch
