@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -144,6 +143,8 @@ class Cache:
             if not self._prepared:
                 self._prepare()
             path.parent.mkdir(exist_ok=True)
+            import tempfile  # only when writing: a warm run never does
+
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({**data, "key": key}, handle, separators=(",", ":"))

@@ -16,15 +16,14 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import libcst as cst
+from typing import TYPE_CHECKING, Any
 
 from trainlint import sources
 from trainlint.baseline import anchor_text, finding_fingerprint
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
-from trainlint.model import TrainingModel
+from trainlint.catalog import RuleInfo, load_catalog
 from trainlint.pool import Scheduler
 from trainlint.rule import (
     Edit,
@@ -34,9 +33,10 @@ from trainlint.rule import (
     Span,
     TextEdit,
     Violation,
-    load_registry,
 )
-from trainlint.suppressions import SuppressionReport, Suppressions, comments
+
+if TYPE_CHECKING:  # libcst, the model and tokenize are imported only when a file is parsed
+    from trainlint.model import TrainingModel
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,19 @@ class RunOptions:
     jobs: int = 0  # 0: one per CPU
     root: Path = field(default_factory=Path.cwd)
 
-    def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
+    def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
         """What a cached result depends on besides the file's bytes.
 
-        Per-file ignores are not part of it: they are applied after the cache, so editing them
-        never invalidates anything and a cached entry never depends on the file's path.
+        ``code_stamp`` (the catalog's digest of trainlint's and the packs' sources) stands for
+        the stamps of trainlint and ``rule_modules`` when given. Per-file ignores are not part
+        of it: they are applied after the cache, so editing them never invalidates anything
+        and a cached entry never depends on the file's path.
         """
         return fingerprint(
             self.codes,
             self.severity_overrides,
             self.max_file_size,
-            code_fingerprint(rule_modules),
+            code_stamp if code_stamp is not None else code_fingerprint(rule_modules),
         )
 
 
@@ -96,16 +98,23 @@ class FileAnalyzer:
     """Runs the selected rules on one file."""
 
     def __init__(self, options: RunOptions, registry: dict[str, type[Rule]] | None = None) -> None:
-        registry = registry if registry is not None else load_registry()
+        """``registry``: the rule classes to use; by default the catalog's, whose modules are
+        imported only once a file passes the prefilter (a run of cached or skipped files
+        never imports a rule, libcst or the model)."""
         self.options = options
-        self.rules = [registry[code]() for code in options.codes if code in registry]
-        self.known_codes = frozenset(registry)
+        catalog: dict[str, type[Rule]] | dict[str, RuleInfo]
+        catalog = registry if registry is not None else load_catalog().rules
+        self._selected: list[type[Rule] | RuleInfo] = [
+            catalog[code] for code in options.codes if code in catalog
+        ]
+        self.known_codes = frozenset(catalog)
         self.severities = dict(options.severity_overrides)
-        self.always = [rule for rule in self.rules if not rule.triggers]
-        self.triggers = tuple(sorted({t for rule in self.rules for t in rule.triggers}))
+        selected = self._selected
+        self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
+        self.triggers = tuple(sorted({t for rule in selected for t in rule.triggers}))
         # Each distinct trigger word is searched for once per file, however many rules share it.
         self._rules_of_trigger = {
-            t: {i for i, r in enumerate(self.rules) if t in r.triggers} for t in self.triggers
+            t: {i for i, r in enumerate(selected) if t in r.triggers} for t in self.triggers
         }
         # Shortest first, each with the shorter triggers it contains: when ``step`` is absent,
         # ``.step`` is too, without scanning the text again. Most files lack most triggers.
@@ -115,14 +124,23 @@ class FileAnalyzer:
             for n, t in enumerate(ordered)
         ]
 
+    @cached_property
+    def rules(self) -> list[Rule]:
+        """The selected rules, instantiated (this imports their modules)."""
+        return [(r if isinstance(r, type) else r.load())() for r in self._selected]
+
     @property
     def rule_modules(self) -> list[str]:
-        return sorted({type(rule).__module__ for rule in self.rules})
+        return sorted(
+            {r.module if isinstance(r, RuleInfo) else r.__module__ for r in self._selected}
+        )
 
-    def wanted(self, text: str) -> list[Rule]:
-        """The prefilter: the rules whose trigger words the text mentions (exact, never fuzzy)."""
-        if len(self.always) == len(self.rules):
-            return list(self.rules)
+    def _wanted(self, text: str) -> list[int]:
+        """The prefilter: the indexes of the rules whose trigger words the text mentions
+        (exact, never fuzzy)."""
+        everything = range(len(self._selected))
+        if len(self._always) == len(self._selected):
+            return list(everything)
         chosen: set[int] = set()
         absent: set[str] = set()
         for trigger, indexes, parts in self._trigger_plan:
@@ -132,9 +150,15 @@ class FileAnalyzer:
                 absent.add(trigger)
             else:
                 chosen |= indexes
-        if not chosen:
-            return list(self.always)
-        return [r for i, r in enumerate(self.rules) if i in chosen or not r.triggers]
+        return [i for i in everything if i in chosen or i in self._always]
+
+    def wanted(self, text: str) -> list[Rule]:
+        """The rules the prefilter lets through for ``text``."""
+        indexes = self._wanted(text)
+        if not indexes:
+            return []
+        rules = self.rules
+        return [rules[i] for i in indexes]
 
     def prepare(
         self, path: Path, display: str, raw: bytes | None = None
@@ -151,7 +175,7 @@ class FileAnalyzer:
             return FileResult(path, display, skipped=str(skipped))
         except sources.SourceError as exc:
             return FileResult(path, display, error=exc.message, error_line=exc.line)
-        if not self.wanted(source.text):
+        if not self._wanted(source.text):
             result = FileResult(path, display)
             source.name_cells(result)  # broken notebook cells and notes still count
             return result
@@ -185,6 +209,10 @@ class FileAnalyzer:
     def _analyze(
         self, text: str, path: Path, display: str, rules: list[Rule], result: FileResult
     ) -> FileResult:
+        import libcst as cst
+
+        from trainlint.model import TrainingModel
+
         try:
             module = cst.parse_module(text)
         except cst.ParserSyntaxError as exc:
@@ -226,6 +254,8 @@ class FileAnalyzer:
         judges: list[Rule],
     ) -> tuple[list[Finding], str | None]:
         """Findings with positions, fixes and fingerprints, after noqa; and a rule's error."""
+        from trainlint.suppressions import SuppressionReport, Suppressions, comments
+
         error = None
         suppressions = Suppressions.of(text)
         lines = suppressions.lines
@@ -265,7 +295,7 @@ class FileAnalyzer:
                 tuple(suppressions.directives(comments(text))),
                 suppressions,
                 self.known_codes,
-                frozenset(r.code for r in self.rules),
+                frozenset(r.code for r in self._selected),
             )
             for rule in judges:
                 try:
@@ -412,7 +442,7 @@ def run(
     """Analyze ``paths``; results are yielded in the order of ``paths``, as soon as known."""
     analyzer = FileAnalyzer(options)
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    run_key = options.fingerprint(analyzer.rule_modules) if cache is not None else ""
+    run_key = options.fingerprint(code_stamp=load_catalog().code_stamp) if cache is not None else ""
     jobs = options.jobs or available_cpus()
 
     def scan() -> Iterator[FileResult | Job]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import gc
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     from trainlint.engine import FileAnalyzer, FileResult, Job, RunOptions
 
 #: A chunk closes at this many files or this much text, whichever comes first.
@@ -29,6 +29,13 @@ IN_FLIGHT_PER_WORKER = 6
 POOL_THRESHOLD_PER_WORKER = 2
 
 _worker: FileAnalyzer | None = None
+
+
+def ProcessPoolExecutor(*args: Any, **kwargs: Any) -> ProcessPoolExecutor:  # noqa: N802, F811
+    """concurrent.futures' pool, imported only when one starts (a warm run never does)."""
+    from concurrent.futures import ProcessPoolExecutor as Pool
+
+    return Pool(*args, **kwargs)
 
 
 def _init_worker(options: RunOptions) -> None:
@@ -76,6 +83,8 @@ class Scheduler:
 
     def _submit(self, chunk: list[Job]) -> None:
         assert self.pool is not None
+        from concurrent.futures.process import BrokenProcessPool
+
         payload = [(job.source, job.display) for job in chunk]
         try:
             future = self.pool.submit(_analyze_chunk, payload)
@@ -90,6 +99,8 @@ class Scheduler:
 
     def _collect_head(self) -> None:
         """Wait for the oldest chunk in flight and store its results in its jobs."""
+        from concurrent.futures.process import BrokenProcessPool
+
         future, chunk = self.in_flight.popleft()
         try:
             results = future.result()
