@@ -1,13 +1,15 @@
 """Start-up: trainlint's short commands beside a bare interpreter start, in one run.
 
-    python bench/startup.py [--rounds N] [--trainlint CMD] [--importtime]
+    python bench/startup.py [--rounds N] [--trainlint [LABEL=]CMD ...] [--importtime]
 
 Measured, each as a separate process, interleaved round by round (so that a shared machine's
 load falls on all of them alike): ``python -c pass``; ``trainlint --version``; ``--help``;
 ``rules``; a cached check of one training file, plain and as the pre-commit hook runs it
 (``--quiet --jobs 1 --force-exclude``); and a cold check of that file (``--no-cache``). Every
 figure is the median of the rounds, wall clock and CPU (user + system, from ``os.wait4``), with
-its ratio to ``python -c pass``; the targets of issue 13 are judged on both.
+its ratio to ``python -c pass``; the targets of issue 13 are judged on both. Several
+``--trainlint`` commands (``before=/path/to/old/venv/bin/trainlint``) are measured in the same
+rounds, side by side.
 
 ``--importtime`` adds ``python -X importtime`` of the cached check: the modules it imports,
 the slowest ones, and whether libcst, the model, a rule module or rich was among them (a run
@@ -60,10 +62,9 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 
 
-def commands(python: str, trainlint: list[str]) -> dict[str, list[str]]:
+def commands(trainlint: list[str]) -> dict[str, list[str]]:
     check = [*trainlint, "check", "train.py"]
     return {
-        "python -c pass": [python, "-c", "pass"],
         "--version": [*trainlint, "--version"],
         "--help": [*trainlint, "--help"],
         "rules": [*trainlint, "rules"],
@@ -96,39 +97,78 @@ def importtime(command: list[str], cwd: Path) -> tuple[list[tuple[int, int, str]
     return rows, {name for _, _, name in rows}
 
 
+PROBE = """\
+import sys
+out = sys.argv.pop(1)
+try:
+    from trainlint.cli import main
+    main()
+finally:
+    with open(out, "w") as handle:
+        handle.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def modules_at_exit(trainlint: list[str], args: list[str], cwd: Path) -> set[str] | None:
+    """``sys.modules`` when ``trainlint ARGS`` exits (run by the Python beside the console
+    script); None when there is no such Python. More reliable than -X importtime's names."""
+    python = Path(trainlint[0]).with_name("python")
+    if len(trainlint) != 1 or not python.exists():
+        return None
+    probe, out = cwd / "probe.py", cwd / "modules.txt"
+    probe.write_text(PROBE)
+    subprocess.run([str(python), str(probe), str(out), *args], cwd=cwd, capture_output=True)
+    return set(out.read_text().split()) if out.exists() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="runs of each command")
     parser.add_argument(
         "--trainlint",
-        default=str(Path(sys.executable).with_name("trainlint")),
-        help="command that runs trainlint (default: the console script next to this Python)",
+        action="append",
+        help="[LABEL=]command that runs trainlint; repeatable (default: the console script "
+        "next to this Python)",
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter for `python -c pass`")
     parser.add_argument("--importtime", action="store_true", help="add -X importtime output")
     parser.add_argument("--top", type=int, default=15, help="slowest imports to list")
     args = parser.parse_args(argv)
-    trainlint = shlex.split(args.trainlint)
+    given = args.trainlint or [str(Path(sys.executable).with_name("trainlint"))]
+    tools = {}
+    for number, item in enumerate(given):
+        label, _, command = item.rpartition("=") if "=" in item.split()[0] else ("", "", item)
+        tools[label or (f"#{number + 1}" if len(given) > 1 else "trainlint")] = shlex.split(command)
 
+    named: dict[str, list[str]] = {"python -c pass": [args.python, "-c", "pass"]}
+    for label, trainlint in tools.items():
+        for name, command in commands(trainlint).items():
+            named[f"{label}: {name}" if len(tools) > 1 else name] = command
     with tempfile.TemporaryDirectory(prefix="trainlint-startup-") as temp:
         project = Path(temp)
         (project / "train.py").write_text(TRAINING_FILE)
         (project / "pyproject.toml").write_text("[tool.trainlint]\n")
-        named = commands(args.python, trainlint)
-        for name in ("cached check", "pre-commit (cached)", "rules"):
-            timed(named[name], project)  # fill the results cache and the rule catalog
+        for name, command in named.items():
+            if name.endswith(("cached check", "pre-commit (cached)", "rules")):
+                timed(command, project)  # fill the results cache and the rule catalog
         load_before = os.getloadavg()
         runs = measure(named, project, args.rounds)
         load_after = os.getloadavg()
-        imports = importtime(named["cached check"], project) if args.importtime else None
+        imports = {}
+        if args.importtime:
+            for label, trainlint in tools.items():
+                rows, names = importtime([*trainlint, "check", "train.py"], project)
+                at_exit = modules_at_exit(trainlint, ["check", "train.py"], project)
+                imports[label] = (rows, at_exit if at_exit is not None else names)
 
     statuses = {name: {r[2] for r in rs} for name, rs in runs.items()}
     base_wall = statistics.median(r[0] for r in runs["python -c pass"])
     base_cpu = statistics.median(r[1] for r in runs["python -c pass"])
-    print(f"trainlint: {args.trainlint}")
+    for label, trainlint in tools.items():
+        print(f"{label}: {shlex.join(trainlint)}")
     print(
         f"{args.rounds} rounds, {os.cpu_count()} CPUs, load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n"
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (medians of the rounds)\n"
     )
     print("| command | wall ms | ÷ pass | cpu ms | ÷ pass | exit |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
@@ -141,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {wall * 1000:.1f} | {wall / base_wall:.2f} | {cpu * 1000:.1f} |"
             f" {cpu / base_cpu:.2f} | {exits} |"
         )
-        if name in TARGETS:
-            limit = TARGETS[name]
+        target = name.rpartition(": ")[2]
+        if target in TARGETS:
+            limit = TARGETS[target]
             met = "met" if wall / base_wall <= limit else "NOT met"
             verdicts.append(
                 f"  [{met}] {name} ≤ {limit:g}× python -c pass: {wall / base_wall:.2f}× wall, "
@@ -150,13 +191,16 @@ def main(argv: list[str] | None = None) -> int:
             )
     print("\ntargets:")
     print("\n".join(verdicts))
-    if imports is not None:
-        rows, names = imports
+    for label, (rows, names) in imports.items():
         heavy = {p: sorted(n for n in names if n == p or n.startswith(p + ".")) for p in HEAVY}
         total = sum(own for own, _, _ in rows)
-        print(f"\n-X importtime of the cached check: {len(rows)} modules, {total / 1000:.1f} ms")
+        print(
+            f"\n{label}: -X importtime of the cached check: {len(rows)} modules, "
+            f"{total / 1000:.1f} ms"
+        )
         for prefix, found in heavy.items():
-            print(f"  {prefix}: {'imported (' + str(len(found)) + ' modules)' if found else 'no'}")
+            told = f"imported ({len(found)} modules)" if found else "no"
+            print(f"  {prefix}: {told}")
         print(f"  slowest {args.top} by self time:")
         for own, cumulative, name in sorted(rows, reverse=True)[: args.top]:
             print(f"    {own / 1000:7.2f} ms self {cumulative / 1000:7.2f} ms cumulative  {name}")
