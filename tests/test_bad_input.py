@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import trainlint.cli
+import trainlint.cli.check
 from trainlint import safeio, sources
 from trainlint.cli import main
 from trainlint.discovery import Discovery
@@ -218,7 +218,7 @@ def test_dangling_symlink(project: Path) -> None:
 
 def test_file_vanishing_during_the_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (project / "temp.py").write_text(TRAINING)
-    real_discover = trainlint.cli.discover
+    real_discover = trainlint.cli.check.discover
 
     def discover_then_delete(*args: Any, **kwargs: Any) -> Discovery:
         (project / "temp.py").write_text(TRAINING)
@@ -226,7 +226,7 @@ def test_file_vanishing_during_the_run(project: Path, monkeypatch: pytest.Monkey
         (project / "temp.py").unlink()
         return found
 
-    monkeypatch.setattr(trainlint.cli, "discover", discover_then_delete)
+    monkeypatch.setattr(trainlint.cli.check, "discover", discover_then_delete)
     assert_reported("temp.py", "file not found (deleted during the run?)")
 
 

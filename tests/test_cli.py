@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import trainlint.cli
+import trainlint.cli.running
 from trainlint import __version__
 from trainlint.cli import main
 from trainlint.rule import load_registry
@@ -119,7 +119,7 @@ def test_unexpected_exception_is_one_line_not_a_traceback(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(trainlint.cli, "run", explode)
+    monkeypatch.setattr(trainlint.cli.running, "run", explode)
     result = check("bad.py")
     assert result.exit_code == 2
     assert "Traceback" not in result.output

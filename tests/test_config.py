@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trainlint.cli import main, relative_glob
+from trainlint.cli import main
+from trainlint.cli.check import relative_glob
 from trainlint.config import (
     Config,
     ConfigError,

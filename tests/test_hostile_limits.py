@@ -7,6 +7,7 @@ line, exit 2 (or a skip for a size limit), never a crash, a hang or "internal er
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -230,7 +231,9 @@ def test_a_file_over_its_time_budget_is_given_up_and_the_run_goes_on(
     from trainlint import engine
 
     registry = {**load_registry(), "TL992": _Endless}
-    monkeypatch.setattr(engine, "load_registry", lambda: registry)  # forked workers too
+    real = engine.load_catalog()
+    catalog = dataclasses.replace(real, rules=registry)
+    monkeypatch.setattr(engine, "load_catalog", lambda: catalog)  # forked workers too
     names = ["spin.py", *(f"n{n}.py" for n in range(NEIGHBOURS))]
     for name in names:
         (tmp_path / name).write_text(GOOD)

@@ -70,13 +70,13 @@ def test_report_replaces_the_old_one_only_when_complete(
     assert (project / "report.json").stat().st_mode & 0o777 == 0o640  # its mode is kept
     assert not list(project.glob(".report.json.*"))  # no temporary file left behind
 
-    import trainlint.cli
+    import trainlint.cli.running
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
     (project / "report.json").write_text("previous report\n")
-    monkeypatch.setattr(trainlint.cli, "run", explode)
+    monkeypatch.setattr(trainlint.cli.running, "run", explode)
     result = CliRunner().invoke(
         main, ["check", "--no-cache", "--format", "json", "-o", "report.json"]
     )

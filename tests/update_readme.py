@@ -58,7 +58,7 @@ def unfenced(body: str) -> str:
 
 
 def rules_table() -> str:
-    from trainlint.cli import rules_markdown
+    from trainlint.cli.rules import rules_markdown
     from trainlint.rule import load_registry
 
     builtin = {

@@ -18,7 +18,6 @@ import importlib.metadata
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -174,6 +173,8 @@ class Cache:
             if not self._prepared:
                 self._prepare()
             path.parent.mkdir(exist_ok=True)
+            import tempfile  # only when writing: a warm run never does
+
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             entry = {**data, "key": key}
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

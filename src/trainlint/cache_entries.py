@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from trainlint import parsing
 from trainlint.results import FileResult
 from trainlint.rule import Finding
 
@@ -15,7 +14,7 @@ def cache_entry(result: FileResult) -> dict[str, Any] | None:
     """What the cache keeps of a fresh result; None for results that must not be cached."""
     if result.skipped is not None:
         return None
-    if result.error is not None and not result.error.startswith(parsing.DETERMINISTIC_PREFIXES):
+    if result.error is not None and not _deterministic(result.error):
         return None  # internal errors and resource limits deserve a retry next time
     return {
         "findings": [f.to_dict() for f in result.findings],
@@ -111,3 +110,11 @@ def _plausible(finding: Finding, max_line: int) -> bool:
 
 #: No line of a file under any size cap is longer than this.
 _MAX_COLUMN = 1 << 31
+
+
+def _deterministic(error: str) -> bool:
+    """Errors that a retry would repeat (syntax errors, limits): worth caching. Imported
+    here, not at the top: a warm run, which never reaches this, must not load libcst."""
+    from trainlint import parsing
+
+    return error.startswith(parsing.DETERMINISTIC_PREFIXES)

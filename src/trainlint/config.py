@@ -6,7 +6,6 @@ the CLI can print it as is and exit 2.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Iterable
@@ -185,7 +184,7 @@ def check_codes(codes: Iterable[str], known: Iterable[str], where: str) -> list[
         if not normalized:
             continue
         if normalized != "ALL" and not any(k.startswith(normalized) for k in known):
-            hint = difflib.get_close_matches(normalized, known, n=1)
+            hint = _close_matches(normalized, known, n=1)
             suggestion = f" (did you mean {hint[0]}?)" if hint else ""
             raise ConfigError(f"{where}: unknown rule code or prefix {code!r}{suggestion}")
         checked.append(normalized)
@@ -288,7 +287,7 @@ def parse_table(
         elif key in ("include-notebooks", "respect-gitignore", "force-exclude"):
             setattr(config, key.replace("-", "_"), _boolean(value, where))
         else:
-            hint = difflib.get_close_matches(key, KEYS, n=1)
+            hint = _close_matches(key, KEYS, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise ConfigError(f"{path}: unknown key {key!r} in {section}{suggestion}")
     return config
@@ -392,3 +391,9 @@ def select_codes(
 ) -> list[str]:
     """One-layer form of :func:`resolve_selection` (kept for callers such as the benchmark)."""
     return resolve_selection(known, RuleSelection(select, list(ignore), list(extend_select)))
+
+
+def _close_matches(word: str, candidates: Iterable[str], n: int = 1) -> list[str]:
+    import difflib  # only to word an error message
+
+    return difflib.get_close_matches(word, candidates, n=n)

@@ -8,11 +8,14 @@ import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from trainlint import safeio
+
+if TYPE_CHECKING:  # pathspec is imported only when a pattern has to be matched
+    import pathspec
 
 DEFAULT_EXCLUDES = (
     ".git",
@@ -76,6 +79,8 @@ MAX_GITIGNORE_BYTES = 10_000_000
 def gitignore_spec(lines: Iterable[str], where: str, warnings: list[str]) -> pathspec.GitIgnoreSpec:
     """The spec of ``lines``; a line pathspec rejects is skipped with a warning, as git
     ignores such lines (``build\\``, ``!``, ``[z-a]``)."""
+    import pathspec
+
     good: list[str] = []
     for number, line in enumerate(lines, start=1):
         try:
@@ -97,9 +102,14 @@ class _Ignorer:
     ) -> None:
         self.root = root
         self.warnings = warnings if warnings is not None else []
-        self.excludes = gitignore_spec(excludes, "exclude", self.warnings)
+        self._exclude_lines = list(excludes)
         self.respect_gitignore = respect_gitignore
         self._gitignores: dict[Path, pathspec.GitIgnoreSpec | None] = {}
+
+    @cached_property
+    def excludes(self) -> pathspec.GitIgnoreSpec:
+        """Compiled when first matched: a file named on the command line never needs it."""
+        return gitignore_spec(self._exclude_lines, "exclude", self.warnings)
 
     def _gitignore(self, directory: Path) -> pathspec.GitIgnoreSpec | None:
         if directory not in self._gitignores:

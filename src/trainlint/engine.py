@@ -16,21 +16,20 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from trainlint import budget, limits, parsing, sources
+from trainlint import budget, limits, sources
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
 from trainlint.cache_entries import cache_entry, line_bound, result_from_entry
-from trainlint.locate import locate
-from trainlint.model import TrainingModel
+from trainlint.catalog import RuleInfo, load_catalog
 from trainlint.pool import Scheduler
-from trainlint.project import deps_valid, project_index
 from trainlint.results import FileResult
-from trainlint.rule import (
-    Rule,
-    Severity,
-    load_registry,
-)
+from trainlint.rule import Rule, Severity
+
+if TYPE_CHECKING:  # libcst, the model and the project index load only when a file is parsed
+    from trainlint.project import ProjectIndex
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class RunOptions:
     summaries: bool = True
     time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
 
-    def fingerprint(self, rule_modules: Iterable[str] = ()) -> str:
+    def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
         """What a cached result depends on besides the file's bytes.
 
         Per-file ignores are not part of it: they are applied after the cache, so editing them
@@ -56,7 +55,7 @@ class RunOptions:
             self.codes,
             self.severity_overrides,
             self.max_file_size,
-            code_fingerprint(rule_modules),
+            code_stamp if code_stamp is not None else code_fingerprint(rule_modules),
             self.summaries,
         )
 
@@ -81,17 +80,23 @@ class FileAnalyzer:
     """Runs the selected rules on one file."""
 
     def __init__(self, options: RunOptions, registry: dict[str, type[Rule]] | None = None) -> None:
-        registry = registry if registry is not None else load_registry()
+        """``registry``: the rule classes to use; by default the catalog's, whose modules are
+        imported only once a file passes the prefilter (a run of cached or skipped files
+        never imports a rule, libcst or the model)."""
         self.options = options
-        self.rules = [registry[code]() for code in options.codes if code in registry]
-        self.known_codes = frozenset(registry)
-        self.project = project_index(options)
+        catalog: dict[str, type[Rule]] | dict[str, RuleInfo]
+        catalog = registry if registry is not None else load_catalog().rules
+        self._selected: list[type[Rule] | RuleInfo] = [
+            catalog[code] for code in options.codes if code in catalog
+        ]
+        self.known_codes = frozenset(catalog)
         self.severities = dict(options.severity_overrides)
-        self.always = [rule for rule in self.rules if not rule.triggers]
-        self.triggers = tuple(sorted({t for rule in self.rules for t in rule.triggers}))
+        selected = self._selected
+        self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
+        self.triggers = tuple(sorted({t for rule in selected for t in rule.triggers}))
         # Each distinct trigger word is searched for once per file, however many rules share it.
         self._rules_of_trigger = {
-            t: {i for i, r in enumerate(self.rules) if t in r.triggers} for t in self.triggers
+            t: {i for i, r in enumerate(selected) if t in r.triggers} for t in self.triggers
         }
         # Shortest first, each with the shorter triggers it contains: when ``step`` is absent,
         # ``.step`` is too, without scanning the text again. Most files lack most triggers.
@@ -101,14 +106,30 @@ class FileAnalyzer:
             for n, t in enumerate(ordered)
         ]
 
+    @cached_property
+    def rules(self) -> list[Rule]:
+        """The selected rules, instantiated (this imports their modules)."""
+        return [(r if isinstance(r, type) else r.load())() for r in self._selected]
+
+    @cached_property
+    def project(self) -> ProjectIndex | None:
+        """The project index (other modules' summaries), made when first needed."""
+        from trainlint.project import project_index
+
+        return project_index(self.options)
+
     @property
     def rule_modules(self) -> list[str]:
-        return sorted({type(rule).__module__ for rule in self.rules})
+        return sorted(
+            {r.module if isinstance(r, RuleInfo) else r.__module__ for r in self._selected}
+        )
 
-    def wanted(self, text: str) -> list[Rule]:
-        """The prefilter: the rules whose trigger words the text mentions (exact, never fuzzy)."""
-        if len(self.always) == len(self.rules):
-            return list(self.rules)
+    def _wanted(self, text: str) -> list[int]:
+        """The prefilter: the indexes of the rules whose trigger words the text mentions
+        (exact, never fuzzy)."""
+        everything = range(len(self._selected))
+        if len(self._always) == len(self._selected):
+            return list(everything)
         chosen: set[int] = set()
         absent: set[str] = set()
         for trigger, indexes, parts in self._trigger_plan:
@@ -118,9 +139,15 @@ class FileAnalyzer:
                 absent.add(trigger)
             else:
                 chosen |= indexes
-        if not chosen:
-            return list(self.always)
-        return [r for i, r in enumerate(self.rules) if i in chosen or not r.triggers]
+        return [i for i in everything if i in chosen or i in self._always]
+
+    def wanted(self, text: str) -> list[Rule]:
+        """The rules the prefilter lets through for ``text``."""
+        indexes = self._wanted(text)
+        if not indexes:
+            return []
+        rules = self.rules
+        return [rules[i] for i in indexes]
 
     def prepare(
         self, path: Path, display: str, raw: bytes | None = None
@@ -137,7 +164,7 @@ class FileAnalyzer:
             return FileResult(path, display, skipped=str(skipped))
         except sources.SourceError as exc:
             return FileResult(path, display, error=exc.message, error_line=exc.line)
-        if not self.wanted(source.text):
+        if not self._wanted(source.text):
             result = FileResult(path, display)
             source.name_cells(result)  # broken notebook cells and notes still count
             return result
@@ -190,6 +217,10 @@ class FileAnalyzer:
         result: FileResult,
         stage: list[str],
     ) -> FileResult:
+        from trainlint import parsing
+        from trainlint.locate import locate
+        from trainlint.model import TrainingModel
+
         try:
             module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
         except parsing.Unparsable as exc:
@@ -243,7 +274,7 @@ class FileAnalyzer:
                     judges,
                     self.severities,
                     self.known_codes,
-                    frozenset(r.code for r in self.rules),
+                    frozenset(r.code for r in self._selected),
                 )
             except RecursionError as exc:  # positions walk the whole tree
                 error = f"cannot locate the findings: {parsing.recursion_reason(exc)}"
@@ -276,6 +307,12 @@ class FileAnalyzer:
         return self.drop_ignored(self.analyze_source(prepared, display))
 
 
+def _deps_valid(analyzer: FileAnalyzer, path: Path, deps: list[list[str]]) -> bool:
+    from trainlint.project import deps_valid
+
+    return deps_valid(analyzer.project, path, deps)
+
+
 # ---------------------------------------------------------------------- the run
 @dataclass
 class Job:
@@ -296,7 +333,7 @@ def run(
     """Analyze ``paths``; results are yielded in the order of ``paths``, as soon as known."""
     analyzer = FileAnalyzer(options)
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    run_key = options.fingerprint(analyzer.rule_modules) if cache is not None else ""
+    run_key = options.fingerprint(code_stamp=load_catalog().code_stamp) if cache is not None else ""
     jobs = options.jobs or available_cpus()
 
     def scan() -> Iterator[FileResult | Job]:
@@ -319,7 +356,7 @@ def run(
                 hit = entry and result_from_entry(
                     path, display, entry, options.codes, line_bound(path, raw)
                 )
-                if hit and hit.deps and not deps_valid(analyzer.project, path, hit.deps):
+                if hit and hit.deps and not _deps_valid(analyzer, path, hit.deps):
                     hit = None  # a summary it used has changed: analyze it again
                 if hit:
                     yield analyzer.drop_ignored(hit)

@@ -14,13 +14,14 @@ import pkgutil
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import libcst as cst
-
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    import libcst as cst
+
     from trainlint.model import TrainingModel
     from trainlint.suppressions import SuppressionReport
 
@@ -271,6 +272,14 @@ def _validate(rule: type[Rule], origin: str) -> None:
         raise RegistryError(
             f"{origin}: rule {rule.code}: fix_availability must be always, sometimes or never"
         )
+
+
+def entry_points(*, group: str) -> Iterable[EntryPoint]:
+    """The installed entry points of ``group`` (importlib.metadata is imported only here: it
+    costs more than the rest of a cached run's start-up)."""
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 def load_registry(extra: Iterable[object] = ()) -> dict[str, type[Rule]]:

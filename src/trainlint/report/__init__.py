@@ -107,17 +107,19 @@ class Reporter:
         pass
 
 
-def get_reporter(name: str) -> type[Reporter]:
-    from trainlint.report.github import GithubReporter
-    from trainlint.report.json_report import JsonReporter
-    from trainlint.report.junit import JunitReporter
-    from trainlint.report.sarif import SarifReporter
-    from trainlint.report.text import TextReporter
+#: format -> (module, class); a run imports only the reporter it uses.
+REPORTERS = {
+    "text": ("trainlint.report.text", "TextReporter"),
+    "json": ("trainlint.report.json_report", "JsonReporter"),
+    "sarif": ("trainlint.report.sarif", "SarifReporter"),
+    "github": ("trainlint.report.github", "GithubReporter"),
+    "junit": ("trainlint.report.junit", "JunitReporter"),
+}
 
-    return {
-        "text": TextReporter,
-        "json": JsonReporter,
-        "sarif": SarifReporter,
-        "github": GithubReporter,
-        "junit": JunitReporter,
-    }[name]
+
+def get_reporter(name: str) -> type[Reporter]:
+    import importlib
+
+    module, attribute = REPORTERS[name]
+    reporter: type[Reporter] = getattr(importlib.import_module(module), attribute)
+    return reporter

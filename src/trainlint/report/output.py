@@ -14,7 +14,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -104,6 +103,8 @@ def _replacing(output: Path, info: os.stat_result | None) -> Iterator[TextIO]:
     # The rename must replace the link's target, not the link itself.
     target = Path(os.path.realpath(output))
     try:
+        import tempfile  # only for -o: a report on stdout does not need it
+
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"{output}: cannot write the report: {_reason(exc)}") from None

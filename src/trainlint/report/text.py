@@ -6,6 +6,8 @@
       fix: add the call parentheses: optimizer.zero_grad()
 
 Colour only on a terminal, never when ``NO_COLOR`` is set (unless ``--color`` asks for it).
+Without colour the lines are written directly: rich (slow to import) is imported only to colour
+them, so a pre-commit run or a redirected report never pays for it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-
 from trainlint import sources
 from trainlint.report import Reporter, Summary, shown
 from trainlint.rule import Finding, Severity
+
+#: A piece of an output line: plain text, or (text, rich style) to colour it on a terminal.
+Piece = str | tuple[str, str]
 
 if TYPE_CHECKING:
     from trainlint.engine import FileResult
@@ -48,6 +49,35 @@ def color_wanted(stream: Any, requested: bool | None) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def cell_len(text: str) -> int:
+    """Terminal cells ``text`` takes (rich's measure; its tables are loaded only when the text
+    is not ASCII)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len as measured
+
+    return measured(text)
+
+
+def expand_tabs(line: str, tab_size: int = 8) -> str:
+    """Tabs to spaces at cell positions, as rich prints them (a message or fix may hold tabs)."""
+    if "\t" not in line:
+        return line
+    if line.isascii():
+        return line.expandtabs(tab_size)
+    out: list[str] = []
+    for row in line.split("\n"):
+        *tabbed, last = row.split("\t")
+        cells, parts = 0, []
+        for part in tabbed:
+            cells += cell_len(part) + 1  # the tab itself becomes one space ...
+            pad = -cells % tab_size  # ... then spaces up to the next tab stop
+            parts.append(part + " " * (1 + pad))
+            cells += pad
+        out.append("".join(parts) + last)
+    return "\n".join(out)
 
 
 def _shown(char: str) -> tuple[str, int]:
@@ -136,35 +166,45 @@ class TextReporter(Reporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.colored = color_wanted(self.stream, self.color)
-        self.console = Console(
-            file=self.stream,
-            force_terminal=self.colored,
-            no_color=not self.colored,
-            color_system="auto" if self.colored else None,
-            highlight=False,
-            emoji=False,  # a message mentioning `:fire:` must stay as written
-            soft_wrap=True,
-            width=None if self.colored else 10_000,
-        )
-        # rich exits 1 ("findings found") on a broken pipe; the CLI gives every format's
-        # broken pipe one exit status.
-        self.console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+        self.console: Any = None
+        self.snippet_width = PLAIN_SNIPPET_WIDTH
+        if self.colored:
+            from rich.console import Console
+
+            self.console = Console(
+                file=self.stream,
+                force_terminal=True,
+                highlight=False,
+                emoji=False,  # a message mentioning `:fire:` must stay as written
+                soft_wrap=True,
+            )
+            # rich exits 1 ("findings found") on a broken pipe; the CLI gives every format's
+            # broken pipe one exit status.
+            self.console.on_broken_pipe = _broken_pipe
+            self.snippet_width = max(self.console.width - 8, 40)
         self.discovery_errors = 0
-        self.snippet_width = (
-            max(self.console.width - 8, 40) if self.colored else PLAIN_SNIPPET_WIDTH
-        )
+
+    def _line(self, *pieces: Piece) -> None:
+        """Write one line (or several, when a piece holds line breaks)."""
+        if self.console is not None:
+            from rich.text import Text
+
+            self.console.print(Text.assemble(*pieces))
+            return
+        text = "".join(piece if isinstance(piece, str) else piece[0] for piece in pieces)
+        self.stream.write(expand_tabs(text) + "\n")
 
     def on_file(self, result: FileResult) -> None:
-        out = self.console.print
+        out = self._line
         path = shown(result.display)
         if result.error:
             # A notebook's joined-text line means nothing to its reader: the message names
             # the cell and the line in it.
             line = result.error_line if result.path.suffix != ".ipynb" else None
             where = f"{path}:{line}" if line else path
-            out(f"[bold]{escape(where)}[/]: [bold red]error[/]: {escape(shown(result.error))}")
+            out((where, "bold"), ": ", ("error", "bold red"), ": ", shown(result.error))
         for note in getattr(result, "notes", ()):
-            out(f"[bold]{escape(path)}[/]: [cyan]note[/]: {escape(shown(note))}")
+            out((path, "bold"), ": ", ("note", "cyan"), ": ", shown(note))
         if not result.findings:
             return
         source = source_of(result)
@@ -175,15 +215,20 @@ class TextReporter(Reporter):
     def _finding(
         self, finding: Finding, source: sources.SourceFile | None, lines: list[str]
     ) -> None:
-        out = self.console.print
+        out = self._line
         style = _STYLE[finding.severity]
         message = finding.message
         if source is not None and finding.line in source.cell_lines:
             # the position already names the cell; the message's suffix would repeat it
             message = message.removesuffix(f" ({source.display_line(finding.line)})")
         out(
-            f"[bold]{escape(shown(position(finding, source)))}:[/] [{style}]{finding.code}[/] "
-            f"[{style}]\\[{finding.severity.label}][/] {escape(shown(message))}"
+            (shown(position(finding, source)) + ":", "bold"),
+            " ",
+            (finding.code, style),
+            " ",
+            (f"[{finding.severity.label}]", style),
+            " ",
+            shown(message),
         )
         if 0 < finding.line <= len(lines):
             line = lines[finding.line - 1]
@@ -193,25 +238,24 @@ class TextReporter(Reporter):
             if source is not None and finding.line in source.cell_lines:
                 number = str(source.cell_lines[finding.line][1])
             gutter = f"{number:>4} | "
-            out(f"[dim]{escape(gutter)}[/]{escape(drawn.text)}")
+            out((gutter, "dim"), drawn.text)
             out(
-                f"[dim]{' ' * (len(gutter) - 2)}| [/]{' ' * drawn.marker_start}"
-                f"[{style}]{'^' * drawn.marker_width}[/]"
+                (" " * (len(gutter) - 2) + "| ", "dim"),
+                " " * drawn.marker_start,
+                ("^" * drawn.marker_width, style),
             )
         if self.show_fixes and finding.fix:
-            out(f"  [green]fix[/]: {escape(shown(finding.fix, newlines=True))}")
+            out("  ", ("fix", "green"), ": ", shown(finding.fix, newlines=True))
         out("")
 
     def on_discovery_error(self, path: str, reason: str) -> None:
         self.discovery_errors += 1
-        self.console.print(
-            f"[bold]{escape(shown(path))}[/]: [bold red]error[/]: {escape(shown(reason))}"
-        )
+        self._line((shown(path), "bold"), ": ", ("error", "bold red"), ": ", shown(reason))
 
     def finish(self, summary: Summary) -> None:
-        out = self.console.print
+        out = self._line
         for path, reason in summary.skipped_files:
-            out(f"[bold]{escape(shown(path))}[/]: [yellow]warning[/]: {escape(shown(reason))}")
+            out((shown(path), "bold"), ": ", ("warning", "yellow"), ": ", shown(reason))
         if self.quiet:
             return
         if self.statistics and summary.by_code:
@@ -227,11 +271,14 @@ class TextReporter(Reporter):
                 if summary.by_severity[s]
             )
             codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.by_code.items()))
-            out(f"[bold]Found {_counted(summary.findings, 'problem')}[/]: {severities} ({codes}).")
+            out(
+                (f"Found {_counted(summary.findings, 'problem')}", "bold"),
+                f": {severities} ({codes}).",
+            )
         elif summary.errors or self.discovery_errors:
-            out("[bold]No problems found in the files that could be analyzed.[/]")
+            out(("No problems found in the files that could be analyzed.", "bold"))
         else:
-            out("[bold green]All checks passed![/]")
+            out(("All checks passed!", "bold green"))
         details = [
             f"{summary.parsed} parsed",
             f"{summary.cached} cached",
@@ -247,4 +294,4 @@ class TextReporter(Reporter):
         )
         failed = len(summary.errors) + self.discovery_errors
         if failed:
-            out(f"[bold red]{_counted(failed, 'file')} could not be analyzed[/] (see above).")
+            out((f"{_counted(failed, 'file')} could not be analyzed", "bold red"), " (see above).")
