@@ -1,6 +1,7 @@
 """The fixture suite is the spec: every fixture file's findings are exactly its marked lines.
 
-A flagged line carries a trailing ``# expect: TL101`` (several codes: ``# expect: TL101, TL102``).
+A flagged line carries a trailing ``# expect: TL101`` (several codes: ``# expect: TL101, TL102``);
+in a notebook fixture (``.ipynb``) the marker sits on the line in its cell.
 Each fixture is checked with every rule enabled, so a fixture also proves that no other rule
 fires on it.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from trainlint.engine import FileAnalyzer, RunOptions
+from trainlint.notebooks import notebook_to_text
 from trainlint.rule import load_registry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -21,12 +23,19 @@ REGISTRY = load_registry()
 
 
 def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("TL*/*.py"))
+    return sorted([*FIXTURES.glob("TL*/*.py"), *FIXTURES.glob("TL*/*.ipynb")])
+
+
+def _lines(path: Path) -> list[str]:
+    """The analyzed text: for a notebook, its code cells joined (findings use those lines)."""
+    if path.suffix == ".ipynb":
+        return notebook_to_text(path.read_bytes())[0].splitlines()
+    return path.read_text("utf-8").splitlines()
 
 
 def expected(path: Path) -> list[tuple[int, str]]:
     found = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         match = EXPECT.search(line)
         if match:
             found.extend((number, c.strip()) for c in match.group("codes").split(","))
@@ -57,8 +66,8 @@ def test_every_rule_has_fixtures() -> None:
     for code, rule in REGISTRY.items():
         folder = FIXTURES / f"{code}_{rule.name.replace('-', '_')}"
         assert folder.is_dir(), f"{code} has no fixture folder {folder.name}"
-        bad = list(folder.glob("bad_*.py"))
-        good = list(folder.glob("good_*.py"))
+        bad = [*folder.glob("bad_*.py"), *folder.glob("bad_*.ipynb")]
+        good = [*folder.glob("good_*.py"), *folder.glob("good_*.ipynb")]
         assert bad and good, f"{code} needs bad_*.py and good_*.py fixtures"
         flagged = {c for p in bad for _, c in expected(p)}
         assert code in flagged, f"no bad fixture of {code} expects {code}"

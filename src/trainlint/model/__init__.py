@@ -27,7 +27,16 @@ Sub-packages, by concept:
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
-  is for (rules weigh findings by it).
+  is for (rules weigh findings by it);
+* :mod:`.frameworks` -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the
+  keras model an expression refers to (``Sequential([...])`` plus ``.add()`` calls, the
+  functional ``Model(inputs, outputs)``, a same-file ``keras.Model`` subclass, an
+  application), with its ``heads`` (the final layer of each output and what it holds:
+  logits, probabilities, unknown), ``layers``, ``training_layers()`` and pretrained
+  ``bases``; ``keras.compiles`` every ``compile()`` with its losses (kind, ``from_logits``,
+  output key) and metrics. Keras layers and models called on tensors are read through it by
+  the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
+  cell and compiled in another is one model.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.training import (
     Accumulation,
@@ -367,6 +377,11 @@ class TrainingModel:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
     ) -> TensorKind:
         return self.tensors.kind_of(expr, scope, before)
+
+    @cached_property
+    def keras(self) -> KerasModels:
+        """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
+        return KerasModels(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:

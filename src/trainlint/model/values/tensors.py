@@ -248,13 +248,13 @@ class TensorAnalysis:
                 return found
         if isinstance(call.func, cst.Call):
             # ``layers.Dense(1)(x)`` / ``nn.Linear(4, 1)(x)``: the layer built inline
-            return self._layer_output(call.func, scope) if index is None else UNKNOWN
+            return self._applied(call.func, call, scope, before) if index is None else UNKNOWN
         callee = model.callee(call, scope)
         if callee is not None and not (callee.short_name == "forward" and callee.cls):
             return self._returned(callee, index)
         value = model.value_of(call.func, scope)
         if value is not None and value.call is not None and index is None:
-            layer = self._layer_output(value.call, scope)
+            layer = self._applied(value.call, call, scope, before)
             if layer.activation is not Activation.UNKNOWN:
                 return layer
         if value is not None and value.kind in model.classes:
@@ -318,11 +318,27 @@ class TensorAnalysis:
         return next(iter(kinds))
 
     # ------------------------------------------------------------------ layers and models
+    def _applied(
+        self, constructor: cst.Call, call: cst.Call, scope: Scope, before: int | None
+    ) -> TensorKind:
+        """What ``call`` -- the object built by ``constructor`` applied to an input -- returns.
+
+        Keras layers and models are read by the keras structure (:mod:`..frameworks`); a
+        pass-through layer (``Dropout``, ``Flatten``) returns what its input holds."""
+        if is_under(self.model.imports.qualify(constructor.func), "tensorflow.keras", "keras"):
+            found = self.model.keras.output_kind(constructor, scope)
+            if found is None:
+                return self.kind_of(argument(call, 0, "inputs"), scope, before)
+            return found
+        return self._layer_output(constructor, scope)
+
     def _layer_output(self, constructor: cst.Call, scope: Scope) -> TensorKind:
         """What calling the object built by ``constructor`` returns."""
         model = self.model
         qualified = model.imports.qualify(constructor.func) or ""
         last = qualified.rsplit(".", 1)[-1]
+        if is_under(qualified, "tensorflow.keras", "keras"):
+            return model.keras.output_kind(constructor, scope) or UNKNOWN
         if not qualified:
             name = dotted(constructor.func)
             info = model.classes.get(name or "")
