@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import LossFamily, TrainingModel
+from trainlint.model.values.kinds import Activation, TensorKind
 from trainlint.model.values.losses import hand_written_bce
-from trainlint.model.values.tensors import Activation, TensorKind
 from trainlint.rule import Violation
 
 _FIXES = {

@@ -33,9 +33,7 @@ Sub-packages, by concept:
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
   ``deepspeed.initialize``, DDP), bound-method aliases (``aliases``: ``bound_method``),
   ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
-  ``is_known_module``), the tensor lattice (``tensors``), loss calls and their inputs
-  (``losses``);
-  the tensor lattice (``kinds``: logits,
+  ``is_known_module``); the tensor lattice (``kinds``: logits,
   probabilities, log-probabilities, ..., with producer, softmax axis, layer width and the kind
   an activation was applied to), its evaluation over expressions (``tensors``: bindings joined
   across ``if`` branches, tuple returns, same-file forwards), module structure (``layers``:
@@ -59,7 +57,16 @@ Sub-packages, by concept:
 * ``modes`` -- train/eval and grad mode at a point, through same-file callers, and eval
   switches a train step can be reached from without ``.train()`` (:mod:`.loops.modes`);
 * ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
-  (:mod:`.values.mode_layers`).
+  (:mod:`.values.mode_layers`);
+* :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the
+  keras model an expression refers to (``Sequential([...])`` plus ``.add()`` calls, the
+  functional ``Model(inputs, outputs)``, a same-file ``keras.Model`` subclass, an
+  application), with its ``heads`` (the final layer of each output and what it holds:
+  logits, probabilities, unknown), ``layers``, ``training_layers()`` and pretrained
+  ``bases``; ``keras.compiles`` every ``compile()`` with its losses (kind, ``from_logits``,
+  output key) and metrics. Keras layers and models called on tensors are read through it by
+  the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
+  cell and compiled in another is one model.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from libcst.metadata import CodeRange
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -419,6 +427,11 @@ class TrainingModel:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
     ) -> TensorKind:
         return self.tensors.kind_of(expr, scope, before)
+
+    @cached_property
+    def keras(self) -> KerasModels:
+        """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
+        return KerasModels(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.keras_layers import canonical_keras
 from trainlint.model.syntax.nodes import descendants, keyword, literal, positional
 from trainlint.model.values.roles import Role
 from trainlint.model.values.tensors import log_argument
@@ -63,6 +64,14 @@ _KERAS_CATEGORICAL = {
 }
 
 
+#: keras loss classes whose first positional parameter is ``from_logits``.
+_FROM_LOGITS_FIRST = {
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+}
+
+
 def _keras_family(name: str, from_logits: object) -> LossFamily | None:
     if name in _KERAS_BINARY:
         return (
@@ -81,7 +90,7 @@ def _keras_family(name: str, from_logits: object) -> LossFamily | None:
 
 def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
     call = site.node
-    qualified = site.qualified or ""
+    qualified = canonical_keras(site.qualified or "")  # ``tf.losses`` is ``tf.keras.losses``
     last = qualified.rsplit(".", 1)[-1]
     if qualified in _TORCH_FUNCTIONS:
         prediction = keyword(call, "input") or keyword(call, "inputs") or positional(call, 0)
@@ -100,15 +109,16 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
     constructor, options = _criterion_of(model, call, site.scope)
     if constructor is None:
         return None
-    kind = model.imports.qualify(constructor.func) or ""
+    kind = canonical_keras(model.imports.qualify(constructor.func) or "")
     kind_last = kind.rsplit(".", 1)[-1]
     if kind.startswith("torch.nn") and kind_last in _TORCH_CRITERIA:
         prediction = keyword(call, "input") or positional(call, 0)
         return LossCall(site, _TORCH_CRITERIA[kind_last], prediction, f"nn.{kind_last}")
     if kind.startswith("tensorflow.keras") and kind_last in _KERAS_BINARY | _KERAS_CATEGORICAL:
-        from_logits = (
-            literal(options.get("from_logits"), "?") if options.get("from_logits") else False
-        )
+        given = options.get("from_logits")
+        if given is None and kind_last in _FROM_LOGITS_FIRST:
+            given = positional(constructor, 0)  # ``SparseCategoricalCrossentropy(True)``
+        from_logits = literal(given, "?") if given is not None else False
         family = _keras_family(kind_last, from_logits)
         prediction = keyword(call, "y_pred") or positional(call, 1)
         if family is not None:

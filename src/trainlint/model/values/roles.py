@@ -168,6 +168,10 @@ def classify_constructor(qualified: str, call: cst.Call) -> Value | None:
         return Value(Role.OPTIMIZER, qualified, call, options)
     if is_under(qualified, "tensorflow.keras.losses") and last[:1].isupper():
         return Value(Role.CRITERION, qualified, call, options)
+    if is_under(qualified, "tensorflow.keras.layers", "tensorflow.keras.applications") and (
+        last[:1].isupper()
+    ):
+        return Value(Role.MODEL, qualified, call, options)  # a keras layer, like nn.Linear
     if qualified == "tensorflow.GradientTape":
         return Value(Role.TAPE, qualified, call, options)
     if is_under(

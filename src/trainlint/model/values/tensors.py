@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.branches import BranchMap
+from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
 from trainlint.model.values.callers import Callers
@@ -290,8 +291,17 @@ class TensorAnalysis:
         before: int | None,
         owner: Scope | None = None,
     ) -> TensorKind:
-        """``layer(x)`` where ``constructor`` (written in ``owner``) built the layer or model."""
+        """``layer(x)`` where ``constructor`` (written in ``owner``) built the layer or model.
+
+        Keras layers and models are read by the keras structure (:mod:`..frameworks`); a
+        pass-through keras layer (``Dropout``, ``Flatten``) returns what its input holds."""
         operand = positional(call, 0)
+        qualified = self.model.imports.qualify(constructor.func)
+        if is_under(qualified, "tensorflow.keras", "keras"):
+            keras = self.model.keras.output_kind(constructor, owner or scope)
+            if keras is not None:
+                return keras
+            return self.kind_of(operand or keyword(call, "inputs"), scope, before)
         given = self.kind_of(operand, scope, before)
         found = self.layers.output(constructor, owner or scope, given)
         if found.node is constructor and found.activation is not Activation.LOGITS:
