@@ -10,7 +10,7 @@ from trainlint.model.dataflow.batches import batching
 from trainlint.model.dataflow.graph import Holds
 from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.provenance import parameter_update
-from trainlint.model.syntax.nodes import dotted
+from trainlint.model.syntax.nodes import contains, dotted
 from trainlint.rule import Violation
 
 
@@ -205,7 +205,7 @@ class LossAccumulatedWithoutItem(Rule):
             )
         # only an accumulation written in the loop itself is edited: a helper's statement is
         # shared by every caller, and its callers may pass numbers
-        in_loop = not event.via and _contains(event.node, operand)
+        in_loop = not event.via and contains(event.node, operand)
         edits = (Edit(operand, converted),) if in_loop else ()
         return Violation(
             anchor,
@@ -252,17 +252,6 @@ def _item_text(model: TrainingModel, expr: cst.BaseExpression) -> str:
 def _fix(description: str, replacement: str, edits: tuple[Edit, ...]) -> Fix:
     applicability = Applicability.UNSAFE if edits else Applicability.DISPLAY
     return Fix(description, replacement, edits, applicability)
-
-
-def _contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
-    """Whether ``node`` is ``root`` or one of its descendants (by identity)."""
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        if current is node:
-            return True
-        stack.extend(current.children)
-    return False
 
 
 def _graph_arguments(model: TrainingModel, call: cst.Call, scope) -> list[cst.BaseExpression]:

@@ -88,33 +88,11 @@ class TrainLoaderNotShuffled(Rule):
                         _SET_EPOCH_FIX,
                     )
                 continue
-            if _remade(model, site):
+            if data.replaced_later(site):
                 continue
             violation = _unshuffled(model, site)
             if violation is not None:
                 yield violation
-
-
-#: Wrappers that hand back the same loader with its sampling kept: an unshuffled loader stays so.
-_KEEPS_SAMPLING = frozenset({"prepare", "prepare_data_loader", "setup_dataloaders"})
-
-
-def _remade(model: TrainingModel, site: LoaderSite) -> bool:
-    """Whether the loader is later replaced by what a call given it returns
-    (``model, opt, train_loader = privacy_engine.make_private(data_loader=train_loader)``
-    re-samples it by Poisson sampling): how that loader samples is not this call's."""
-    if site.target is None:
-        return False
-    for binding in site.scope.bindings.get(site.target, []):
-        value = binding.value
-        if binding.order <= site.order or not isinstance(value, cst.Call):
-            continue
-        method = value.func.attr.value if isinstance(value.func, cst.Attribute) else None
-        if method in _KEEPS_SAMPLING:
-            continue
-        if any(model.text_of(arg.value) == site.target for arg in value.args):
-            return True
-    return False
 
 
 def _only_evaluated(model: TrainingModel, site: LoaderSite) -> bool:

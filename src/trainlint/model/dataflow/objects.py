@@ -18,6 +18,7 @@ the model follows it like a function call (its events are inlined into the calle
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import CallSite, ClassInfo, LoopInfo, Scope
 
 
+def constructions(
+    model: TrainingModel, name: str, scope: Scope
+) -> Iterator[tuple[str | None, Scope]]:
+    """What the latest plain bindings of ``name`` call (``meter = AverageMeter()``,
+    ``self.meter = utils.AverageMeter("loss")``), with the scope each is written in."""
+    for binding in model.lookup(name, scope)[:3]:
+        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
+            continue
+        if isinstance(binding.value, cst.Call):
+            yield dotted(binding.value.func), binding.scope or scope
+
+
 def instance_class(
     model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope, external: bool = True
 ) -> ClassInfo | None:
@@ -37,14 +50,10 @@ def instance_class(
     name = dotted(expr)
     if not name or name == "self":
         return None
-    for binding in model.lookup(name, scope)[:3]:
-        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
-            continue
-        value = binding.value
-        if isinstance(value, cst.Call):
-            found = model.classes.get(dotted(value.func) or "")
-            if found is not None:
-                return found
+    for constructor, _ in constructions(model, name, scope):
+        found = model.classes.get(constructor or "")
+        if found is not None:
+            return found
     annotation = scope.annotations.get(name)
     if annotation and annotation.rsplit(".", 1)[-1] in model.classes:
         return model.classes.get(annotation.rsplit(".", 1)[-1])

@@ -26,7 +26,7 @@ import libcst as cst
 
 from trainlint.model.dataflow.batches import int_value, keyword_through_kwargs
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import descendants, dotted, literal, positional
+from trainlint.model.syntax.nodes import contains, dotted, literal, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -71,6 +71,10 @@ class LoaderSite:
     target: str | None  # the name it is bound to: ``train_loader``, ``self.loader``
     #: Every ``**kwargs`` of the call was resolved to a dict the file builds.
     kwargs_seen: bool
+
+
+#: Wrappers that hand back the same loader with its sampling kept: an unshuffled loader stays so.
+_KEEPS_SAMPLING = frozenset({"prepare", "prepare_data_loader", "setup_dataloaders"})
 
 
 class DataPipelines:
@@ -261,9 +265,27 @@ class DataPipelines:
             if self.model.callee(site.node, site.scope) is not scope:
                 continue
             for loop in self.model.loops:
-                if loop.scope is site.scope and _contains(loop.node.body, site.node):
+                if loop.scope is site.scope and contains(loop.node.body, site.node):
                     return True
             if self._called_in_loop(site.scope, depth + 1):
+                return True
+        return False
+
+    def replaced_later(self, site: LoaderSite) -> bool:
+        """Whether the loader is later replaced by what a call given it returns
+        (``model, opt, train_loader = privacy_engine.make_private(data_loader=train_loader)``
+        re-samples it by Poisson sampling): how that loader samples is not this call's.
+        Wrappers that keep the loader's sampling (``accelerator.prepare``) do not count."""
+        if site.target is None:
+            return False
+        for binding in site.scope.bindings.get(site.target, []):
+            value = binding.value
+            if binding.order <= site.order or not isinstance(value, cst.Call):
+                continue
+            method = value.func.attr.value if isinstance(value.func, cst.Attribute) else None
+            if method in _KEEPS_SAMPLING:
+                continue
+            if any(self.model.text_of(arg.value) == site.target for arg in value.args):
                 return True
         return False
 
@@ -287,10 +309,6 @@ class DataPipelines:
         if bindings and bindings[0].value is not None and not bindings[0].from_iteration:
             return self._made_by(bindings[0].value, bindings[0].scope or scope, depth + 1)
         return None
-
-
-def _contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
-    return any(child is node for child in descendants(root))
 
 
 def _iterated_name(expr: cst.BaseExpression | None) -> str | None:

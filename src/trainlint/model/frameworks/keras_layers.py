@@ -98,12 +98,8 @@ _STRING_ACTIVATIONS = {
 }
 #: ``activation=tf.nn.softmax`` and friends: the last component of the qualified callable.
 _CALLABLE_ACTIVATIONS = {
-    "softmax": (Activation.PROBABILITIES, "softmax"),
-    "sigmoid": (Activation.PROBABILITIES, "sigmoid"),
-    "log_softmax": (Activation.LOG_PROBABILITIES, "log_softmax"),
-    "relu": (Activation.NON_NEGATIVE, "relu"),
-    "tanh": (Activation.BOUNDED, "tanh"),
-    "linear": (Activation.LOGITS, "no activation"),
+    name: _STRING_ACTIVATIONS[name]
+    for name in ("softmax", "sigmoid", "log_softmax", "relu", "tanh", "linear")
 }
 _ACTIVATION_LAYERS = {
     "Softmax": (Activation.PROBABILITIES, "softmax"),

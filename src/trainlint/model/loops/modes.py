@@ -29,6 +29,7 @@ from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
 from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in, positional
 from trainlint.model.syntax.scopes import argument_for
+from trainlint.model.values.modules import MODULE_ONLY_METHODS
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -64,24 +65,7 @@ class UnrestoredSwitch:
 
 
 #: Module methods that do not run the module's forward.
-_NOT_FORWARD = frozenset(
-    {
-        "eval",
-        "train",
-        "parameters",
-        "named_parameters",
-        "to",
-        "cuda",
-        "cpu",
-        "zero_grad",
-        "state_dict",
-        "load_state_dict",
-        "modules",
-        "children",
-        "apply",
-        "requires_grad_",
-    }
-)
+_NOT_FORWARD = frozenset(MODULE_ONLY_METHODS | {"to", "cpu", "apply"})
 
 
 def _runs_module(func: str | None, name: str) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import libcst as cst
 
+from trainlint.model.dataflow.objects import constructions
 from trainlint.model.summaries.types import ClassSummary, Definition, FunctionSummary, Returned
 from trainlint.model.syntax.nodes import dotted
 
@@ -103,14 +104,10 @@ def instance_summary(
     name = dotted(expr)
     if not name or name == "self":
         return None
-    for binding in model.lookup(name, scope)[:3]:
-        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
-            continue
-        value = binding.value
-        if isinstance(value, cst.Call):
-            found = class_summary(model, dotted(value.func), binding.scope or scope)
-            if found is not None:
-                return found
+    for constructor, where in constructions(model, name, scope):
+        found = class_summary(model, constructor, where)
+        if found is not None:
+            return found
     annotation = scope.annotations.get(name)
     if annotation:
         return class_summary(model, annotation, scope)

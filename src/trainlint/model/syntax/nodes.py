@@ -137,6 +137,11 @@ def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
     return found
 
 
+def contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
+    """Whether ``node`` is ``root`` or one of its descendants (by identity)."""
+    return root is node or any(child is node for child in descendants(root))
+
+
 def descendants(
     node: cst.CSTNode, stop: tuple[type[cst.CSTNode], ...] = ()
 ) -> Iterator[cst.CSTNode]:
