@@ -14,17 +14,18 @@ class DegenerateOutputHead(Rule):
     """A one-unit output layer under a softmax, or scored by a categorical cross-entropy.
 
     ## What it does
-    Flags a linear layer with one output unit (`nn.Linear(h, 1)`, keras `Dense(1)`) whose
-    output goes through a softmax over its last axis (`F.softmax(x, dim=-1)`,
-    `nn.Softmax(dim=-1)` after it in an `nn.Sequential`, `Dense(1, activation="softmax")`),
-    or a softmax over dim 1 / no dim that then reaches a loss, or that feeds
-    `CrossEntropyLoss` / `F.cross_entropy` directly. TensorFlow: keras `Dense(1,
-    activation="softmax")` (also `activation=tf.nn.softmax`, or a `Softmax()`/`Activation("softmax")`
-    layer after a `Dense(1)`) in `Sequential` or functional models, TF 1's `tf.layers.dense(x, 1,
+    Flags a linear layer with one output unit (`nn.Linear(h, 1)`, keras `Dense(1)`) whose output
+    goes through a softmax over its last axis (`F.softmax(x, dim=-1)`, `nn.Softmax(dim=-1)`
+    after it in an `nn.Sequential`, `Dense(1, activation="softmax")`), or a softmax over dim 1 /
+    no dim that then reaches a loss, or that feeds `CrossEntropyLoss` / `F.cross_entropy`
+    directly. TensorFlow: keras `Dense(1, activation="softmax")` (also
+    `activation=tf.nn.softmax`, or a `Softmax()` / `Activation("softmax")` layer after a
+    `Dense(1)`) in `Sequential` or functional models, TF 1's `tf.layers.dense(x, 1,
     activation=tf.nn.softmax)`, and a one-unit output compiled with (or fed in a custom loop to)
     a categorical cross-entropy (`categorical_crossentropy`, `SparseCategoricalCrossentropy`,
     whatever its activation: keras rescales the output to sum to 1 over the last axis), or to
-    `tf.nn.softmax_cross_entropy_with_logits`. Silent on a softmax over another axis
+    `tf.nn.softmax_cross_entropy_with_logits`.
+    Silent on a softmax over another axis
     (attention pooling: `F.softmax(self.score(h), dim=1)` over the time steps).
 
     ## Why is this bad?
