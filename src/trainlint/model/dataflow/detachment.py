@@ -34,6 +34,26 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.calls import parameter_values, passed_for
+from trainlint.model.dataflow.cuts import (
+    APPENDS,
+    COMBINING_BUILTINS,
+    CUT_BUILTINS,
+    CUT_METHODS,
+    DEAD,
+    LIVE,
+    MAX_DEPTH,
+    NO_VALUE_BUILTINS,
+    OPAQUE,
+    PARAMETER,
+    PARAMETER_METHODS,
+    REBUILDING_TORCH,
+    TORCH_FACTORIES,
+    VARIABLE,
+    GraphTrace,
+    combine,
+    cut,
+    forced,
+)
 from trainlint.model.dataflow.facts import NUMBER_ATTRIBUTES, TUPLE_REDUCTIONS
 from trainlint.model.dataflow.provenance import forward_like
 from trainlint.model.loops.event_types import Event, EventKind
@@ -43,79 +63,6 @@ from trainlint.model.values.roles import Role
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Binding, Scope
-
-_CUT_METHODS = {"item", "tolist", "numpy", "detach", "argmax", "argmin"}
-_CUT_BUILTINS = {"float", "int", "round", "bool"}
-_COMBINING_BUILTINS = {"sum", "max", "min", "abs", "zip", "enumerate", "list", "tuple", "reversed"}
-_NO_VALUE_BUILTINS = {"len", "range", "str", "repr", "isinstance", "print"}
-_REBUILDING_TORCH = {
-    "torch.tensor", "torch.Tensor", "torch.FloatTensor", "torch.DoubleTensor",
-    "torch.cuda.FloatTensor", "torch.from_numpy", "torch.argmax", "torch.argmin",
-}  # fmt: skip
-_TORCH_FACTORIES = {
-    "zeros", "ones", "empty", "full", "randn", "rand", "randint", "randperm", "arange",
-    "linspace", "zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like",
-    "eye", "LongTensor", "ByteTensor", "BoolTensor", "IntTensor",
-}  # fmt: skip
-_VARIABLE = {"torch.autograd.Variable", "torch.autograd.variable.Variable"}
-_PARAMETER = {"torch.nn.Parameter", "torch.nn.parameter.Parameter"}
-_PARAMETER_METHODS = {"parameters", "named_parameters", "weight", "bias"}
-_APPENDS = {"append", "extend", "insert"}
-_MAX_DEPTH = 6
-
-
-@dataclass(frozen=True)
-class GraphTrace:
-    """What the paths into one expression carry."""
-
-    live: bool = False  # some path reaches a forward or a leaf that requires grad on purpose
-    opaque: bool = False  # some path runs through code trainlint cannot read
-    cuts: tuple[cst.CSTNode, ...] = ()  # where a value holding the model's graph was cut
-    forced: tuple[cst.CSTNode, ...] = ()  # requires_grad forced onto a cut value
-
-    @property
-    def detached(self) -> bool:
-        """Every path from the model output is cut (and there is one)."""
-        return not self.live and not self.opaque and bool(self.cuts or self.forced)
-
-    @property
-    def anchor(self) -> cst.CSTNode | None:
-        """The hack when there is one, else the first cut."""
-        if self.forced:
-            return self.forced[0]
-        return self.cuts[0] if self.cuts else None
-
-
-DEAD = GraphTrace()
-LIVE = GraphTrace(live=True)
-OPAQUE = GraphTrace(opaque=True)
-
-
-def combine(*traces: GraphTrace) -> GraphTrace:
-    return GraphTrace(
-        live=any(t.live for t in traces),
-        opaque=any(t.opaque for t in traces),
-        cuts=tuple(c for t in traces for c in t.cuts),
-        forced=tuple(f for t in traces for f in t.forced),
-    )
-
-
-def _cut(inner: GraphTrace, node: cst.CSTNode) -> GraphTrace:
-    """``inner`` taken out of the graph at ``node``: recorded as a cut when it was live."""
-    if inner.live:
-        return GraphTrace(cuts=(node,) + inner.cuts)
-    if inner.opaque:
-        return DEAD  # cut either way, but nothing says the model's graph was in it
-    return GraphTrace(cuts=inner.cuts, forced=inner.forced)
-
-
-def _forced(inner: GraphTrace, node: cst.CSTNode) -> GraphTrace:
-    """``requires_grad`` switched on at ``node`` for a value that carried ``inner``."""
-    if inner.live or inner.opaque:
-        return inner  # ``x.requires_grad_()`` on an input kept for saliency
-    if inner.cuts:
-        return GraphTrace(cuts=inner.cuts, forced=(node,) + inner.forced)
-    return LIVE  # a fresh leaf made to require grad: weights written by hand
 
 
 @dataclass(frozen=True)
@@ -173,7 +120,7 @@ class GraphCuts:
         frame: _Frame | None = None,
         depth: int = 0,
     ) -> GraphTrace:
-        if expr is None or depth > _MAX_DEPTH * 8:
+        if expr is None or depth > MAX_DEPTH * 8:
             return OPAQUE
         key = (id(expr), id(scope), before)
         if key in self._active:
@@ -205,7 +152,7 @@ class GraphCuts:
             return DEAD if isinstance(expr.operator, cst.Not) else again(expr.expression)
         if isinstance(expr, cst.Comparison):
             parts = [again(expr.left)] + [again(c.comparator) for c in expr.comparisons]
-            return _cut(combine(*parts), expr)
+            return cut(combine(*parts), expr)
         if isinstance(expr, cst.IfExp):
             return combine(again(expr.body), again(expr.orelse))
         if isinstance(expr, cst.Subscript):
@@ -224,7 +171,7 @@ class GraphCuts:
         called = method_call(value)
         reduction = called is not None and called[1] in TUPLE_REDUCTIONS
         if index == 1 and reduction and isinstance(value, cst.Call) and value.args:
-            return _cut(again(called[0]), expr)  # type: ignore[index]  # ``out.max(1)[1]``
+            return cut(again(called[0]), expr)  # type: ignore[index]  # ``out.max(1)[1]``
         return again(value)
 
     # ------------------------------------------------------------------ names
@@ -250,10 +197,10 @@ class GraphCuts:
         if isinstance(expr, cst.Attribute):
             if expr.attr.value == "data":  # a tensor's ``.data``; ``self.data`` may be a list
                 base = self.trace(expr.value, scope, before, frame, depth)
-                return OPAQUE if base.opaque and not base.live else _cut(base, expr)
+                return OPAQUE if base.opaque and not base.live else cut(base, expr)
             if expr.attr.value == "grad":
                 return DEAD
-            if expr.attr.value in _PARAMETER_METHODS:
+            if expr.attr.value in PARAMETER_METHODS:
                 return self.trace(expr.value, scope, before, frame, depth)
             base = self.trace(expr.value, scope, before, frame, depth)
             if dotted(expr.value) == "self" or (base.opaque and not base.live):
@@ -299,7 +246,7 @@ class GraphCuts:
         if isinstance(value, cst.List) and not value.elements:
             found = combine(found, self._appended(name, owner, frame, depth))
         if model.dataflow.grad_disabled(binding.statement):
-            return _cut(found, binding.statement)  # made under ``no_grad``
+            return cut(found, binding.statement)  # made under ``no_grad``
         return found
 
     def _appended(self, name: str, scope: Scope, frame, depth: int) -> GraphTrace:
@@ -307,7 +254,7 @@ class GraphCuts:
         traces = []
         for site in self.model.calls_in(scope):
             called = method_call(site.node)
-            if called is None or called[1] not in _APPENDS or dotted(called[0]) != name:
+            if called is None or called[1] not in APPENDS or dotted(called[0]) != name:
                 continue
             for arg in site.node.args:
                 traces.append(self.trace(arg.value, scope, site.order, frame, depth))
@@ -322,13 +269,13 @@ class GraphCuts:
         owner = binding.scope or scope
         for flag in owner.bindings.get(f"{name}.requires_grad", []):
             if binding.order < flag.order < upper and literal(flag.value, None) is True:
-                return _forced(found, flag.statement)
+                return forced(found, flag.statement)
         for site in self.model.calls_in(owner):
             called = method_call(site.node)
             if called is None or called[1] != "requires_grad_" or dotted(called[0]) != name:
                 continue
             if binding.order < site.order < upper and literal(positional(site.node, 0), True):
-                return _forced(found, site.node)
+                return forced(found, site.node)
         return found
 
     # ------------------------------------------------------------------ calls
@@ -342,22 +289,22 @@ class GraphCuts:
             return combine(*(again(a.value) for a in call.args))
 
         qualified = model.imports.qualify(call.func) or ""
-        forced = literal(keyword(call, "requires_grad"), None) is True
-        if qualified in _REBUILDING_TORCH:
-            rebuilt = _cut(again(positional(call, 0)), call)
-            return _forced(rebuilt, call) if forced else rebuilt
-        if qualified in _VARIABLE or (not qualified and dotted(call.func) == "Variable"):
+        wants_grad = literal(keyword(call, "requires_grad"), None) is True
+        if qualified in REBUILDING_TORCH:
+            rebuilt = cut(again(positional(call, 0)), call)
+            return forced(rebuilt, call) if wants_grad else rebuilt
+        if qualified in VARIABLE or (not qualified and dotted(call.func) == "Variable"):
             inner = again(positional(call, 0))
-            return _forced(inner, call) if forced else inner
-        if qualified in _PARAMETER:
+            return forced(inner, call) if wants_grad else inner
+        if qualified in PARAMETER:
             return LIVE
         root = qualified.partition(".")[0]
         if root == "torch":
-            if qualified.rsplit(".", 1)[-1] in _TORCH_FACTORIES:
-                return LIVE if forced else DEAD
+            if qualified.rsplit(".", 1)[-1] in TORCH_FACTORIES:
+                return LIVE if wants_grad else DEAD
             return arguments()  # ``torch.cat``, ``F.mse_loss``, distributions, ...
         if root in ("numpy", "math", "statistics"):
-            return _cut(arguments(), call)
+            return cut(arguments(), call)
         value = model.value_of(call.func, scope)
         role = value.role if value is not None else None
         if role in (Role.MODEL, Role.ENGINE) or model.is_known_module(call.func, scope):
@@ -371,14 +318,14 @@ class GraphCuts:
             return self._method(call, called[0], called[1], scope, before, frame, depth)
         if isinstance(call.func, cst.Name):
             builtin = call.func.value
-            if builtin in _CUT_BUILTINS and not model.imports.qualify(call.func):
-                return _cut(arguments(), call)
-            if builtin in _COMBINING_BUILTINS:
+            if builtin in CUT_BUILTINS and not model.imports.qualify(call.func):
+                return cut(arguments(), call)
+            if builtin in COMBINING_BUILTINS:
                 return arguments()
-            if builtin in _NO_VALUE_BUILTINS:
+            if builtin in NO_VALUE_BUILTINS:
                 return DEAD
         callee = model.callee(call, scope, external=False)
-        if callee is not None and depth < _MAX_DEPTH * 8:
+        if callee is not None and depth < MAX_DEPTH * 8:
             return self._returns(call, callee, scope, before, frame, depth)
         return OPAQUE
 
@@ -394,16 +341,16 @@ class GraphCuts:
         if model.role_of(receiver, scope) in (Role.MODEL, Role.ENGINE) or (
             module_method and dotted(receiver) == "self"
         ):
-            if forward_like(method) or method in _PARAMETER_METHODS:
+            if forward_like(method) or method in PARAMETER_METHODS:
                 return LIVE
             if module_method and callee is not None:  # ``model.pi(s)``: what it returns
                 return self._returns(call, callee, scope, before, frame, depth)
             return OPAQUE
-        if method in _CUT_METHODS:
-            return _cut(again(receiver), call)
+        if method in CUT_METHODS:
+            return cut(again(receiver), call)
         if method == "requires_grad_":
             inner = again(receiver)
-            return _forced(inner, call) if literal(positional(call, 0), True) else inner
+            return forced(inner, call) if literal(positional(call, 0), True) else inner
         if callee is not None:
             return OPAQUE  # a method of a same-file object: its state is not followed
         base = again(receiver)
@@ -421,7 +368,7 @@ class GraphCuts:
         for returned, order in zip(callee.returns, callee.return_orders, strict=False):
             traced = self.trace(returned, callee, order, inner, depth)
             if self.model.dataflow.grad_disabled(returned):
-                traced = _cut(traced, call)
+                traced = cut(traced, call)
             traces.append(traced)
         return combine(*traces)
 
