@@ -54,6 +54,10 @@ Sub-packages, by concept:
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
+  ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
+  on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
+  onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
+  (:mod:`.dataflow.detachment`);
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
@@ -84,6 +88,7 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.detachment import GraphCuts
 from trainlint.model.dataflow.discarded import DiscardedResult, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
@@ -535,6 +540,11 @@ class TrainingModel:
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def graph_cuts(self) -> GraphCuts:
+        """Whether backward targets still reach the model (see :mod:`.dataflow.detachment`)."""
+        return GraphCuts(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:
