@@ -20,6 +20,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input;
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
@@ -80,6 +84,11 @@ from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.dataflow.results import (
+    DiscardedResult,
+    discarded_result,
+    own_method_returns_nothing,
+)
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.creations import Creations
@@ -139,6 +148,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
+    "DiscardedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -409,6 +419,16 @@ class TrainingModel:
     def bound_method(self, call: cst.Call, scope: Scope) -> tuple[cst.BaseExpression, str] | None:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
+
+    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+        """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
+        return discarded_result(self, call, scope)
+
+    def own_method_returns_nothing(
+        self, receiver: cst.BaseExpression, scope: Scope, method: str
+    ) -> bool | None:
+        """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
+        return own_method_returns_nothing(self, receiver, scope, method)
 
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
