@@ -24,6 +24,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
   ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
@@ -89,9 +93,14 @@ import libcst as cst
 from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.detachment import GraphCuts
-from trainlint.model.dataflow.discarded import DiscardedResult, discarded_results
+from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.dataflow.results import (
+    DiscardedResult,
+    discarded_result,
+    own_method_returns_nothing,
+)
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.creations import Creations
@@ -152,6 +161,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
+    "DiscardedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -423,6 +433,16 @@ class TrainingModel:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
 
+    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+        """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
+        return discarded_result(self, call, scope)
+
+    def own_method_returns_nothing(
+        self, receiver: cst.BaseExpression, scope: Scope, method: str
+    ) -> bool | None:
+        """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
+        return own_method_returns_nothing(self, receiver, scope, method)
+
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
         return is_known_module(self, expr, scope)
@@ -433,7 +453,7 @@ class TrainingModel:
         return Evidence(self)
 
     @cached_property
-    def discarded_results(self) -> list[DiscardedResult]:
+    def discarded_results(self) -> list[OutOfPlaceDiscard]:
         """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
         return discarded_results(self)
 
