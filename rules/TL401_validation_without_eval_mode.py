@@ -24,8 +24,11 @@ class ValidationWithoutEvalMode(Rule):
     in training mode: a loop over a loader named like `val`/`valid`/`test`/`eval`/`dev`, a
     function named like `validate`/`evaluate`/`test`/`predict`, or model calls after the
     epoch's training loop, none of them running a backward. The mode is followed through
-    same-file helpers and callers: `model.eval()` (or `model.train(False)`) before the
-    region, in the function or in every same-file caller of it, counts.
+    helpers (same file or another module of the project) and same-file callers:
+    `model.eval()` (or `model.train(False)`) before the region, in the function or in every
+    same-file caller of it, counts, and so does a helper that switches a collection of models
+    by its argument (`self.set_model_mode("eval")`). A mode chosen at run time
+    (`set_mode(mode)` with a train and an eval branch) is not reported.
 
     An error when the model is known to hold Dropout or BatchNorm (a same-file class, a
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
@@ -78,7 +81,7 @@ class ValidationWithoutEvalMode(Rule):
                 continue
             first = forwards[0]
             state = modes.mode_before(region.scope, first.node, first.subject)
-            if state.mode is Mode.EVAL or _mc_dropout(model, region):
+            if state.mode in (Mode.EVAL, Mode.EITHER) or _mc_dropout(model, region):
                 continue
             value = model_value(model, forward_target(first.node), first.scope)
             layers = model.module_structure.of_value(value)

@@ -56,6 +56,13 @@ Sub-packages, by concept:
   NumPy random draws made in loader workers (``workers``);
 * ``modes`` -- train/eval and grad mode at a point, through same-file callers, and eval
   switches a train step can be reached from without ``.train()`` (:mod:`.loops.modes`);
+  ``Mode.EITHER`` when a train and an eval switch sit on two branches of one test;
+  :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
+  (``self._models[name].eval()``) that stand for every model; ``fold`` /
+  ``literal_arguments``: a helper's tests folded on a call's literal arguments
+  (``set_model_mode("eval")`` runs only its eval branch, ``m.train(mode == "train")``);
+* :mod:`.loops.caller_flags` -- ``parameter_flag(condition, scope)``: a test on a parameter
+  of the function (``if do_zero_grad:``), the caller's decision; ``runs_whenever_caller_allows``;
 * ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
   (:mod:`.values.mode_layers`);
 * :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the

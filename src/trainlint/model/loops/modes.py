@@ -27,6 +27,7 @@ import libcst as cst
 from trainlint.model.dataflow.calls import passed_for
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
+from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
 from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in, positional
 from trainlint.model.syntax.scopes import argument_for
 from trainlint.model.values.modules import MODULE_ONLY_METHODS
@@ -44,6 +45,9 @@ _GRAD_SWITCHES = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"}
 class Mode(enum.Enum):
     TRAIN = "train"
     EVAL = "eval"
+    #: A train and an eval switch on the two branches of one test (``set_mode(mode)``): the
+    #: mode is chosen at run time.
+    EITHER = "either"
     UNKNOWN = "unknown"
 
 
@@ -73,13 +77,6 @@ def _runs_module(func: str | None, name: str) -> bool:
     if func is None or not (func == name or func.startswith(name + ".")):
         return False
     return func.rsplit(".", 1)[-1] not in _NOT_FORWARD or func == name
-
-
-def same_model(a: str | None, b: str | None) -> bool:
-    """Whether two names can be the same model (``model`` / ``model.module`` / unknown)."""
-    if a is None or b is None or a == b:
-        return True
-    return a.startswith(b + ".") or b.startswith(a + ".")
 
 
 class ModeAnalysis:
@@ -133,9 +130,13 @@ class ModeAnalysis:
         """The mode of ``subject`` just before ``node`` runs, in ``scope``."""
         events = self.scope_events(scope)
         index = self.index_of(events, node)
-        for event in reversed(events[:index]):
+        target = events[index] if index < len(events) else None
+        earlier = events[:index]
+        for event in reversed(earlier):
             if event.kind in _SWITCHES and same_model(event.subject, subject):
                 mode = Mode.EVAL if event.kind is EventKind.EVAL_MODE else Mode.TRAIN
+                if chosen_at_run_time(event, earlier, target):
+                    mode = Mode.EITHER
                 return ModeAt(mode, event)
         if scope.is_module or depth >= 2:
             return ModeAt(Mode.UNKNOWN)
@@ -145,8 +146,11 @@ class ModeAnalysis:
         ]
         if found and all(f.mode is Mode.EVAL for f in found):
             return found[0]
-        trained = [f for f in found if f.mode is Mode.TRAIN]
-        return trained[0] if trained else ModeAt(Mode.UNKNOWN)
+        for mode in (Mode.TRAIN, Mode.EITHER):
+            chosen = [f for f in found if f.mode is mode]
+            if chosen:
+                return chosen[0]
+        return ModeAt(Mode.UNKNOWN)
 
     def _renamed(self, call: cst.Call, callee: Scope, subject: str | None) -> str | None:
         if subject is None:
