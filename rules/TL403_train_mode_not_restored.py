@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_before
 from trainlint.model import TrainingModel
-from trainlint.model.loops.modes import UnrestoredSwitch
+from trainlint.model.loops.restoring import UnrestoredSwitch
 from trainlint.rule import Violation
 
 
@@ -22,7 +22,10 @@ class TrainModeNotRestored(Rule):
     helper called on the way (`train_one_epoch()` starting with `model.train()`) counts, and
     so does restoring a saved mode (`model.train(was_training)`, `model.train(mode=saved)`,
     `if was_training: model.train()`). A `model.train()` that runs under a condition the
-    switch does not share does not.
+    switch does not share does not. Silent when the model is known to hold neither Dropout
+    nor BatchNorm (both modes compute the same thing), on a model made afresh each iteration
+    (`snapshot = copy.deepcopy(model)`), and on frozen parts the train step runs only under
+    `no_grad`.
 
     ## Why is this bad?
     After the first evaluation every later epoch trains in eval mode: Dropout is off, so the
@@ -66,7 +69,10 @@ class TrainModeNotRestored(Rule):
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         if not model.imports.imports("torch"):
             return
-        for item in model.modes.unrestored_switches():
+        restoring = model.restoring
+        for item in restoring.unrestored_switches():
+            if restoring.layers_switched(item).known_free:
+                continue  # no Dropout, no BatchNorm: both modes compute the same thing
             yield self._violation(model, item)
 
     def _violation(self, model: TrainingModel, item: UnrestoredSwitch) -> Violation:
