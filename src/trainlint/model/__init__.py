@@ -68,8 +68,17 @@ Sub-packages, by concept:
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
   ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
   NumPy random draws made in loader workers (``workers``);
-* ``modes`` -- train/eval and grad mode at a point, through same-file callers, and eval
-  switches a train step can be reached from without ``.train()`` (:mod:`.loops.modes`);
+* ``modes`` -- train/eval and grad mode at a point, through same-file callers
+  (:mod:`.loops.modes`); ``restoring`` -- eval switches a train step can be reached from
+  without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
+  (:mod:`.loops.restoring`);
+  ``Mode.EITHER`` when a train and an eval switch sit on two branches of one test;
+  :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
+  (``self._models[name].eval()``) that stand for every model; ``fold`` /
+  ``literal_arguments``: a helper's tests folded on a call's literal arguments
+  (``set_model_mode("eval")`` runs only its eval branch, ``m.train(mode == "train")``);
+* :mod:`.loops.caller_flags` -- ``parameter_flag(condition, scope)``: a test on a parameter
+  of the function (``if do_zero_grad:``), the caller's decision; ``runs_whenever_caller_allows``;
 * ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
   (:mod:`.values.mode_layers`);
 * :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the
@@ -107,6 +116,7 @@ from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
 from trainlint.model.loops.regions import EvalRegion, eval_regions
+from trainlint.model.loops.restoring import TrainModeRestoring
 from trainlint.model.loops.training import (
     Accumulation,
     TrainStep,
@@ -555,6 +565,12 @@ class TrainingModel:
     def modes(self) -> ModeAnalysis:
         """Train/eval and grad mode along functions and loops (see :mod:`.loops.modes`)."""
         return ModeAnalysis(self)
+
+    @cached_property
+    def restoring(self) -> TrainModeRestoring:
+        """Eval switches a train step is reached from again without ``.train()`` (see
+        :mod:`.loops.restoring`)."""
+        return TrainModeRestoring(self)
 
     @cached_property
     def module_structure(self) -> ModuleStructure:
