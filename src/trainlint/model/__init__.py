@@ -90,6 +90,14 @@ Sub-packages, by concept:
   output key) and metrics. Keras layers and models called on tensors are read through it by
   the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
   cell and compiled in another is one model.
+  ``keras_modes.of_callable(func, scope)`` -- the Dropout/BatchNorm (training-dependent
+  layers) a keras model or layer holds, and whether all of it could be read
+  (:mod:`.frameworks.keras_modes`);
+* ``tapes`` -- ``tf.GradientTape`` blocks (:mod:`.frameworks.tapes`): ``tapes.tapes`` (each
+  with its ``with`` blocks, ``persistent``, ``records(node)``), ``recorded_calls(tape)``,
+  ``recording(node)``, ``gradients`` (``tape.gradient`` calls with target and sources),
+  ``applied(gradient)`` (its result reaches ``apply_gradients``/``minimize``/a variable
+  update, also in a same-file caller), ``is_train_step_override(scope)``.
 """
 
 from __future__ import annotations
@@ -112,6 +120,8 @@ from trainlint.model.dataflow.results import (
 )
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
+from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -485,6 +495,16 @@ class TrainingModel:
     def keras(self) -> KerasModels:
         """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
         return KerasModels(self)
+
+    @cached_property
+    def keras_modes(self) -> KerasModes:
+        """Keras models and layers holding Dropout/BatchNorm (:mod:`.frameworks.keras_modes`)."""
+        return KerasModes(self)
+
+    @cached_property
+    def tapes(self) -> Tapes:
+        """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
+        return Tapes(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
