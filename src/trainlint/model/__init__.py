@@ -67,6 +67,11 @@ Sub-packages, by concept:
   output key) and metrics. Keras layers and models called on tensors are read through it by
   the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
   cell and compiled in another is one model.
+* ``tfdata`` -- ``tf.data`` pipelines (:mod:`.frameworks.tfdata`): ``stages`` (every dataset
+  method call of a tf.data pipeline, and the sources), ``pipeline(stage)`` (the stages before
+  it, through method chains and rebinding of one variable, across notebook cells; from a
+  tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
+from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -432,6 +438,11 @@ class TrainingModel:
     def keras(self) -> KerasModels:
         """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
         return KerasModels(self)
+
+    @cached_property
+    def tfdata(self) -> TfDataPipelines:
+        """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
+        return TfDataPipelines(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
