@@ -98,6 +98,11 @@ Sub-packages, by concept:
   ``recording(node)``, ``gradients`` (``tape.gradient`` calls with target and sources),
   ``applied(gradient)`` (its result reaches ``apply_gradients``/``minimize``/a variable
   update, also in a same-file caller), ``is_train_step_override(scope)``.
+* ``tfdata`` -- ``tf.data`` pipelines (:mod:`.frameworks.tfdata`): ``stages`` (every dataset
+  method call of a tf.data pipeline, and the sources), ``pipeline(stage)`` (the stages before
+  it, through method chains and rebinding of one variable, across notebook cells; from a
+  tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
 from trainlint.model.frameworks.tapes import Tapes
+from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -505,6 +511,11 @@ class TrainingModel:
     def tapes(self) -> Tapes:
         """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
         return Tapes(self)
+
+    @cached_property
+    def tfdata(self) -> TfDataPipelines:
+        """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
+        return TfDataPipelines(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
