@@ -24,6 +24,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
+  requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input;
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
@@ -124,6 +126,7 @@ from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
+from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
 from trainlint.positions import positions
@@ -429,6 +432,11 @@ class TrainingModel:
     def discarded_results(self) -> list[DiscardedResult]:
         """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
         return discarded_results(self)
+
+    @cached_property
+    def unregistered_attributes(self) -> list[UnregisteredAttribute]:
+        """Modules/grad tensors a torch module holds unregistered (see ``.submodules``)."""
+        return unregistered_attributes(self)
 
     @cached_property
     def values(self) -> ValueResolver:
