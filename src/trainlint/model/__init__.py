@@ -48,7 +48,8 @@ Sub-packages, by concept:
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
-  afresh (``creations``: optimizers built in loops, models re-made there);
+  afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -93,6 +94,7 @@ from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
 from trainlint.model.loops.regions import EvalRegion, eval_regions
+from trainlint.model.loops.stale_optimizers import StaleOptimizer, stale_optimizers
 from trainlint.model.loops.training import (
     Accumulation,
     TrainStep,
@@ -521,6 +523,11 @@ class TrainingModel:
     def creations(self) -> Creations:
         """Optimizers made in loops and what they train (see :mod:`.loops.creations`)."""
         return Creations(self)
+
+    @cached_property
+    def stale_optimizers(self) -> list[StaleOptimizer]:
+        """Optimizers whose model is replaced before they train (see ``.stale_optimizers``)."""
+        return stale_optimizers(self)
 
     @cached_property
     def data(self) -> DataPipelines:
