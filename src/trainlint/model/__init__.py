@@ -28,6 +28,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
+* ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
+  requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
   ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
@@ -52,7 +54,8 @@ Sub-packages, by concept:
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
-  afresh (``creations``: optimizers built in loops, models re-made there);
+  afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -133,6 +136,7 @@ from trainlint.model.loops.events import Condition, Event, EventKind, IterationB
 from trainlint.model.loops.modes import ModeAnalysis
 from trainlint.model.loops.regions import EvalRegion, eval_regions
 from trainlint.model.loops.restoring import TrainModeRestoring
+from trainlint.model.loops.stale_optimizers import StaleOptimizer, stale_optimizers
 from trainlint.model.loops.training import (
     Accumulation,
     TrainStep,
@@ -166,6 +170,7 @@ from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
+from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
 from trainlint.positions import positions
@@ -484,6 +489,11 @@ class TrainingModel:
         return discarded_results(self)
 
     @cached_property
+    def unregistered_attributes(self) -> list[UnregisteredAttribute]:
+        """Modules/grad tensors a torch module holds unregistered (see ``.submodules``)."""
+        return unregistered_attributes(self)
+
+    @cached_property
     def values(self) -> ValueResolver:
         return ValueResolver(self)
 
@@ -581,6 +591,11 @@ class TrainingModel:
     def creations(self) -> Creations:
         """Optimizers made in loops and what they train (see :mod:`.loops.creations`)."""
         return Creations(self)
+
+    @cached_property
+    def stale_optimizers(self) -> list[StaleOptimizer]:
+        """Optimizers whose model is replaced before they train (see ``.stale_optimizers``)."""
+        return stale_optimizers(self)
 
     @cached_property
     def data(self) -> DataPipelines:
