@@ -51,7 +51,9 @@ Sub-packages, by concept:
   ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
   on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
   onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
-  (:mod:`.dataflow.detachment`);
+  (:mod:`.dataflow.detachment`); ``retained_appends`` -- appends of graph tensors to a list
+  that outlives the iteration, in grad-enabled code, never back-propagated
+  (:mod:`.dataflow.retention`);
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
@@ -85,6 +87,7 @@ from libcst.metadata import CodeRange
 from trainlint.model.dataflow.detachment import GraphCuts
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.creations import Creations
@@ -522,6 +525,11 @@ class TrainingModel:
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def retained_appends(self) -> list[RetainedAppend]:
+        """Appends that keep a graph per iteration alive (see :mod:`.dataflow.retention`)."""
+        return retained_appends(self)
 
     @cached_property
     def graph_cuts(self) -> GraphCuts:
