@@ -48,7 +48,10 @@ Sub-packages, by concept:
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
-  afresh (``creations``: optimizers built in loops, models re-made there);
+  afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
+  into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
+  and is fed back with no ``.detach()`` in a loop that back-propagates;
+  ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -97,6 +100,12 @@ from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
+from trainlint.model.loops.carried import (
+    CarriedState,
+    RetainedBackward,
+    carried_states,
+    needless_retained_graphs,
+)
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -543,6 +552,16 @@ class TrainingModel:
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def carried_states(self) -> list[CarriedState]:
+        """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
+        return carried_states(self)
+
+    @cached_property
+    def needless_retained_graphs(self) -> list[RetainedBackward]:
+        """``retain_graph=True`` on the only backward of each iteration (:mod:`.loops.carried`)."""
+        return needless_retained_graphs(self)
 
     @cached_property
     def retained_appends(self) -> list[RetainedAppend]:
