@@ -56,6 +56,10 @@ Sub-packages, by concept:
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
   with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``);
+  afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
+  into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
+  and is fed back with no ``.detach()`` in a loop that back-propagates;
+  ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -64,7 +68,9 @@ Sub-packages, by concept:
   ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
   on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
   onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
-  (:mod:`.dataflow.detachment`);
+  (:mod:`.dataflow.detachment`); ``retained_appends`` -- appends of graph tensors to a list
+  that outlives the iteration, in grad-enabled code, never back-propagated
+  (:mod:`.dataflow.retention`);
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
@@ -126,11 +132,18 @@ from trainlint.model.dataflow.results import (
     discarded_result,
     own_method_returns_nothing,
 )
+from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.frameworks.tfdata import TfDataPipelines
+from trainlint.model.loops.carried import (
+    CarriedState,
+    RetainedBackward,
+    carried_states,
+    needless_retained_graphs,
+)
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -622,6 +635,21 @@ class TrainingModel:
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def carried_states(self) -> list[CarriedState]:
+        """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
+        return carried_states(self)
+
+    @cached_property
+    def needless_retained_graphs(self) -> list[RetainedBackward]:
+        """``retain_graph=True`` on the only backward of each iteration (:mod:`.loops.carried`)."""
+        return needless_retained_graphs(self)
+
+    @cached_property
+    def retained_appends(self) -> list[RetainedAppend]:
+        """Appends that keep a graph per iteration alive (see :mod:`.dataflow.retention`)."""
+        return retained_appends(self)
 
     @cached_property
     def graph_cuts(self) -> GraphCuts:
