@@ -24,6 +24,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
+* ``carried_totals`` -- running totals, meters and metric objects made before an epoch
+  loop, filled in its batch loop, read after it and never reset (:mod:`.dataflow.carryover`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input;
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
@@ -82,6 +84,7 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.dataflow.results import (
@@ -537,6 +540,11 @@ class TrainingModel:
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def carried_totals(self) -> list[CarriedTotal]:
+        """Totals carried from one epoch into the next (see :mod:`.dataflow.carryover`)."""
+        return carried_totals(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:
