@@ -20,20 +20,27 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
-* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+* ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
 * ``carried_totals`` -- running totals, meters and metric objects made before an epoch
   loop, filled in its batch loop, read after it and never reset (:mod:`.dataflow.carryover`);
+* ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
+  is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
+  (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
+  the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
-  ``loss_calls`` -- every loss call and which argument is its input;
+  ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
+  ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
+  ``logits=``/``predictions=``; ``LossCall.tensorflow`` tells TF losses from torch ones);
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
 
 Sub-packages, by concept:
 
 * :mod:`.syntax` -- libcst helpers (``nodes``), imports to qualified names (``names``), the one
-  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``);
+  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``),
+  notebook and ``# %%`` cells (``cells``: top-level statements, a cell's displayed last line);
 * :mod:`.values` -- what a value is: roles (``roles``) resolved from where a value was made
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
@@ -85,12 +92,13 @@ import libcst as cst
 from libcst.metadata import CodeRange
 
 from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
+from trainlint.model.dataflow.discarded import DiscardedResult, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.dataflow.results import (
-    DiscardedResult,
-    discarded_result,
+    UnusedResult,
     own_method_returns_nothing,
+    unused_result,
 )
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
@@ -125,6 +133,7 @@ from trainlint.model.syntax.scopes import (
 )
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
+from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
@@ -151,7 +160,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
-    "DiscardedResult",
+    "UnusedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -423,9 +432,9 @@ class TrainingModel:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
 
-    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+    def unused_result(self, call: cst.Call, scope: Scope) -> UnusedResult | None:
         """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
-        return discarded_result(self, call, scope)
+        return unused_result(self, call, scope)
 
     def own_method_returns_nothing(
         self, receiver: cst.BaseExpression, scope: Scope, method: str
@@ -436,6 +445,16 @@ class TrainingModel:
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
         return is_known_module(self, expr, scope)
+
+    @cached_property
+    def evidence(self) -> Evidence:
+        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        return Evidence(self)
+
+    @cached_property
+    def discarded_results(self) -> list[DiscardedResult]:
+        """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
+        return discarded_results(self)
 
     @cached_property
     def values(self) -> ValueResolver:
