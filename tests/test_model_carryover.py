@@ -138,3 +138,11 @@ class Meter:
     assert set(found) == {"m"} and found["m"].kind is TotalKind.METER
     assert not meters("        m = Meter()")
     assert not meters("        m.reset()")
+
+
+def test_a_total_over_a_global_step_count_is_a_running_mean_on_purpose() -> None:
+    assert not carried(
+        "    total = 0.0\n    step = 0",
+        "            total += loss.item()\n            step += 1",
+        "        print(total / step)",
+    )

@@ -119,6 +119,8 @@ def _totals(model: TrainingModel, epoch: LoopInfo, batch: LoopInfo) -> Iterator[
         report = _first_read(model, name, epoch, batch)
         if report is not None:
             companions = _carried_divisors(model, report, epoch, batch)
+            if companions is None:
+                continue  # ``total / global_step``: a running mean since the start, on purpose
             yield CarriedTotal(
                 name, TotalKind.TOTAL, epoch, batch, event.node, report, made, companions
             )
@@ -126,11 +128,14 @@ def _totals(model: TrainingModel, epoch: LoopInfo, batch: LoopInfo) -> Iterator[
 
 def _carried_divisors(
     model: TrainingModel, report: cst.CSTNode, epoch: LoopInfo, batch: LoopInfo
-) -> tuple[tuple[str, cst.CSTNode], ...]:
+) -> tuple[tuple[str, cst.CSTNode], ...] | None:
+    """The carried counters a division report divides by (``correct / total``); None when
+    one of them counts steps (``+= 1``): a total over a global step count is the running
+    mean since the start of training, which is what such code means to report."""
     if not (isinstance(report, cst.BinaryOperation) and isinstance(report.operator, cst.Divide)):
         return ()
     counted = {
-        e.subject
+        e.subject: e.operand
         for e in model.iteration(batch)
         if e.kind is EventKind.ACCUMULATE and not e.via and e.subject and _adds(e.node)
     }
@@ -139,6 +144,8 @@ def _carried_divisors(
         if isinstance(node, cst.Name) and node.value in counted:
             made = _made_before(model, node.value, epoch)
             if made is not None and not _restarted_in(model, node.value, epoch):
+                if literal(counted[node.value], None) == 1:
+                    return None
                 found.append((node.value, made))
     return tuple(found)
 
