@@ -146,3 +146,11 @@ def test_a_total_over_a_global_step_count_is_a_running_mean_on_purpose() -> None
         "            total += loss.item()\n            step += 1",
         "        print(total / step)",
     )
+
+
+def test_a_total_that_is_back_propagated_is_a_loss_not_a_report() -> None:
+    assert not carried(
+        "    total = 0.0",
+        "            total = total + criterion(model(x), y)",
+        "        total.backward()",
+    )

@@ -113,6 +113,8 @@ def _totals(model: TrainingModel, epoch: LoopInfo, batch: LoopInfo) -> Iterator[
         seen.add(name)
         if name in batch.scope.params or not _measures(model, event.operand, event.scope):
             continue
+        if model.dataflow.uses(name, batch.scope).backward:
+            continue  # a loss summed over batches on purpose and back-propagated (TL201's too)
         made = _made_before(model, name, epoch)
         if made is None or _restarted_in(model, name, epoch):
             continue
@@ -237,7 +239,12 @@ def _metric_objects(
     module-level metric, the module)."""
     names: set[str] = set()
     for current in (scope, model.module_scope):
-        names |= set(current.bindings)
+        for name, bindings in current.bindings.items():
+            if any(
+                isinstance(b.value, cst.Call) and _is_metric_constructor(model, b.value)
+                for b in bindings
+            ):
+                names.add(name)
     for name in sorted(names):
         if "." in name or name in scope.params:
             continue
