@@ -69,7 +69,8 @@ class MetricAccumulatorNotReset(Rule):
 
     The fix (unsafe: a total kept across epochs on purpose would change) starts the total
     afresh at the top of the epoch loop: `running_loss = 0.0` (the value it was made with),
-    `metric.reset()` for torchmetrics/torcheval, `metric.reset_state()` for keras.
+    `metric.reset()` for torchmetrics/torcheval, `metric.reset_state()` for keras, and a
+    meter's own `reset()` (or `clear()`) when its class has one.
     """
 
     code = "TL204"
@@ -99,7 +100,11 @@ def _violation(model: TrainingModel, carried: CarriedTotal) -> Violation:
     if carried.companions:
         names = ", ".join(f"`{n}`" for n, _ in carried.companions)
         message += f" (and {names}, which it is divided by, must be reset with it)"
-    resets = [_reset_code(model, carried.kind, carried.name, carried.made)]
+    if carried.kind is TotalKind.METER:
+        method = carried.reset_method
+        resets: list[str | None] = [f"{carried.name}.{method}()" if method else None]
+    else:
+        resets = [_reset_code(model, carried.kind, carried.name, carried.made)]
     resets += [_reset_code(model, TotalKind.TOTAL, n, made) for n, made in carried.companions]
     reset = "; ".join(r for r in resets if r) if all(resets) else None
     edits: tuple[TextEdit, ...] = ()
@@ -131,7 +136,7 @@ def _reset_code(model: TrainingModel, kind: TotalKind, name: str, made) -> str |
         qualified = model.imports.qualify(value.func) if isinstance(value, cst.Call) else None
         keras = "keras" in (qualified or "") or (qualified or "").startswith("tensorflow.")
         return f"{name}.reset_state()" if keras else f"{name}.reset()"
-    return None  # a meter: its own class says how it resets
+    return None  # a meter: its own class says how it resets (``reset_method``)
 
 
 def _first_statement(body: cst.BaseSuite) -> cst.BaseStatement | None:

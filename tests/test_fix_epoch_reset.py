@@ -81,3 +81,41 @@ def test_keras_metrics_reset_with_reset_state(tmp_path: Path) -> None:
     [finding] = _tl204(path)
     done = fix_text(source, [finding])
     assert "    for epoch in range(epochs):\n        loss_metric.reset_state()\n" in done.text
+
+
+def test_a_meter_is_reset_with_its_own_method(tmp_path: Path) -> None:
+    source = (
+        "class Meter:\n"
+        "    def __init__(self):\n"
+        "        self.reset()\n"
+        "\n"
+        "    def reset(self):\n"
+        "        self.sum, self.count = 0.0, 0\n"
+        "\n"
+        "    def update(self, val, n=1):\n"
+        "        self.sum += val * n\n"
+        "        self.count += n\n"
+        "        self.avg = self.sum / self.count\n"
+        "\n"
+        "\n"
+        "def train(model, loader, optimizer, criterion, epochs):\n"
+        "    losses = Meter()\n"
+        "    for epoch in range(epochs):\n"
+        "        for x, y in loader:\n"
+        "            optimizer.zero_grad()\n"
+        "            loss = criterion(model(x), y)\n"
+        "            loss.backward()\n"
+        "            optimizer.step()\n"
+        "            losses.update(loss.item(), x.size(0))\n"
+        "        print(epoch, losses.avg)\n"
+    )
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    [finding] = _tl204(path)
+    done = fix_text(source, [finding])
+    assert done.text == source.replace(
+        "    for epoch in range(epochs):\n",
+        "    for epoch in range(epochs):\n        losses.reset()\n",
+    )
+    path.write_text(done.text)
+    assert _tl204(path) == []

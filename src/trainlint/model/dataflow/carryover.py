@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.batches import batching
-from trainlint.model.dataflow.objects import meter_updates
+from trainlint.model.dataflow.objects import instance_class, meter_updates
 from trainlint.model.dataflow.reductions import is_size_like
 from trainlint.model.dataflow.uses import own_nodes
 from trainlint.model.loops.events import EventKind
@@ -70,6 +70,8 @@ class CarriedTotal:
     #: Counters the report divides by that are carried over too (``correct / total``): a
     #: reset must reset them with the total, or the ratio mixes epochs the other way.
     companions: tuple[tuple[str, cst.CSTNode], ...] = ()
+    #: A meter's own method that starts it afresh (``reset``), when its class has one.
+    reset_method: str | None = None
 
 
 _METRIC_LIBRARIES = (
@@ -84,6 +86,7 @@ _FUNCTIONAL = (".functional.", "torchmetrics.functional", "torcheval.metrics.fun
 _METRIC_UPDATES = {"update", "update_state", "forward"}
 _METRIC_READS = {"compute", "result"}
 _RESETS = {"reset", "reset_state", "reset_states", "clear", "zero_", "reset_parameters"}
+_RESET_METHODS = ("reset", "reset_state", "reset_states", "clear")
 _CONVERSIONS = {"item", "cpu", "detach", "numpy", "tolist", "float", "double", "sum", "mean"}
 
 
@@ -214,8 +217,14 @@ def _meters(model: TrainingModel, epoch: LoopInfo, batch: LoopInfo) -> Iterator[
         if made is None or _restarted_in(model, name, epoch, allowed={"update", *reads}):
             continue
         report = _first_attribute_read(model, name, reads, epoch, batch)
-        if report is not None:
-            yield CarriedTotal(name, TotalKind.METER, epoch, batch, update.call, report, made)
+        if report is None:
+            continue
+        receiver = update.call.func.value  # type: ignore[attr-defined]
+        cls = instance_class(model, receiver, batch.scope)
+        reset = next((m for m in _RESET_METHODS if cls and model.method(cls, m)), None)
+        yield CarriedTotal(
+            name, TotalKind.METER, epoch, batch, update.call, report, made, reset_method=reset
+        )
 
 
 # ---------------------------------------------------------------------- metric objects
