@@ -13,6 +13,7 @@ from trainlint.rule import TextEdit, Violation
 
 _WHAT = {
     TotalKind.TOTAL: "running total",
+    TotalKind.LIST: "list of batch values",
     TotalKind.METER: "meter",
     TotalKind.METRIC: "metric",
 }
@@ -28,6 +29,8 @@ class MetricAccumulatorNotReset(Rule):
 
     * `running_loss = 0.0` before the loop, `running_loss += loss.item()` (or a count of
       correct predictions) per batch;
+    * `losses = []` before the loop, `losses.append(loss.item())` per batch and the whole
+      list averaged per epoch (`np.mean(losses)`, `sum(losses) / len(losses)`);
     * a same-project meter (`losses = AverageMeter()`, also from `utils.py`) whose `update`
       sums its values, read through its average (`losses.avg`);
     * torchmetrics / torcheval metrics (`update`, calling it, then `compute()`) and keras
@@ -37,7 +40,8 @@ class MetricAccumulatorNotReset(Rule):
     Stays silent on counters of steps or samples (`global_step += 1`,
     `seen += x.size(0)`), on totals reset anywhere in the epoch loop (also inside a
     condition of the batch loop, as `if i % 100 == 99: ...; running_loss = 0.0`, or in a
-    same-file helper it calls), on meters and metrics re-created per epoch, reset, or handed
+    same-file helper it calls), on lists kept as a history (`losses[-1]`, a slice, a
+    plot), on meters and metrics re-created per epoch, reset, or handed
     to another call that may reset them, and on totals read only inside the batch loop.
 
     ## Why is this bad?
@@ -69,15 +73,15 @@ class MetricAccumulatorNotReset(Rule):
 
     The fix (unsafe: a total kept across epochs on purpose would change) starts the total
     afresh at the top of the epoch loop: `running_loss = 0.0` (the value it was made with),
-    `metric.reset()` for torchmetrics/torcheval, `metric.reset_state()` for keras, and a
-    meter's own `reset()` (or `clear()`) when its class has one.
+    `losses = []`, `metric.reset()` for torchmetrics/torcheval, `metric.reset_state()` for
+    keras, and a meter's own `reset()` (or `clear()`) when its class has one.
     """
 
     code = "TL204"
     name = "metric-accumulator-not-reset"
     severity = Severity.WARNING
     frameworks = ("torch", "tensorflow")
-    triggers = ("+", "update", "metrics")
+    triggers = ("+", "update", "metrics", "append")
     summary = "A per-epoch loss/metric total is filled in the batch loop and never reset."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE
@@ -131,6 +135,8 @@ def _reset_code(model: TrainingModel, kind: TotalKind, name: str, made) -> str |
         if value is not None and isinstance(literal(value, None), (int, float)):
             return f"{name} = {model.text_of(value)}"
         return None
+    if kind is TotalKind.LIST:
+        return f"{name} = []"
     if kind is TotalKind.METRIC:
         value = getattr(made, "value", None)
         qualified = model.imports.qualify(value.func) if isinstance(value, cst.Call) else None

@@ -7,6 +7,7 @@ from model_helpers import build
 from trainlint.model.dataflow.carryover import TotalKind
 
 LOOP = """
+import numpy as np
 import torch
 import torchmetrics
 
@@ -153,4 +154,23 @@ def test_a_total_that_is_back_propagated_is_a_loss_not_a_report() -> None:
         "    total = 0.0",
         "            total = total + criterion(model(x), y)",
         "        total.backward()",
+    )
+
+
+def test_a_list_averaged_whole_per_epoch_is_carried_a_history_is_not() -> None:
+    found = carried(
+        "    losses = []",
+        "            losses.append(loss.item())",
+        "        print(np.mean(losses))",
+    )
+    assert set(found) == {"losses"} and found["losses"].kind is TotalKind.LIST
+    assert not carried(
+        "    losses = []",
+        "            losses.append(loss.item())",
+        "        print(losses[-1], np.mean(losses[-10:]))",
+    )
+    assert not carried(
+        "    losses = []",
+        "            losses.append(loss.item())",
+        "        print(np.mean(losses))\n        losses.clear()",
     )

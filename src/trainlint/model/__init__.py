@@ -24,8 +24,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
-* ``carried_totals`` -- running totals, meters and metric objects made before an epoch
-  loop, filled in its batch loop, read after it and never reset (:mod:`.dataflow.carryover`);
+* ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
+  before an epoch loop, filled in its batch loop, read after it and never reset
+  (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
+  reports in ``.epochs``);
 * ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
