@@ -20,14 +20,18 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
+* ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
+  before an epoch loop, filled in its batch loop, read after it and never reset
+  (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
+  reports in ``.epochs``);
 * ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
-* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
-  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
-  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
-  (:mod:`.dataflow.results`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
@@ -39,7 +43,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 Sub-packages, by concept:
 
 * :mod:`.syntax` -- libcst helpers (``nodes``), imports to qualified names (``names``), the one
-  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``);
+  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``),
+  notebook and ``# %%`` cells (``cells``: top-level statements, a cell's displayed last line);
 * :mod:`.values` -- what a value is: roles (``roles``) resolved from where a value was made
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
@@ -123,14 +128,15 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
 from trainlint.model.dataflow.detachment import GraphCuts
 from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.dataflow.results import (
-    DiscardedResult,
-    discarded_result,
+    UnusedResult,
     own_method_returns_nothing,
+    unused_result,
 )
 from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
@@ -205,7 +211,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
-    "DiscardedResult",
+    "UnusedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -477,9 +483,9 @@ class TrainingModel:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
 
-    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+    def unused_result(self, call: cst.Call, scope: Scope) -> UnusedResult | None:
         """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
-        return discarded_result(self, call, scope)
+        return unused_result(self, call, scope)
 
     def own_method_returns_nothing(
         self, receiver: cst.BaseExpression, scope: Scope, method: str
@@ -655,6 +661,9 @@ class TrainingModel:
     def graph_cuts(self) -> GraphCuts:
         """Whether backward targets still reach the model (see :mod:`.dataflow.detachment`)."""
         return GraphCuts(self)
+    def carried_totals(self) -> list[CarriedTotal]:
+        """Totals carried from one epoch into the next (see :mod:`.dataflow.carryover`)."""
+        return carried_totals(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:

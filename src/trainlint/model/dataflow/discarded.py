@@ -11,12 +11,12 @@ the top level of a cell is displayed, not discarded, so those are left alone.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.syntax.cells import at_cell_top_level, runs_in_cells
 from trainlint.model.syntax.nodes import method_call
 from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
 from trainlint.model.values.roles import Role
@@ -24,8 +24,6 @@ from trainlint.model.values.roles import Role
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Scope
-
-_CELL_MARKER = re.compile(r"^# %%", re.M)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +38,7 @@ class OutOfPlaceDiscard:
 
 def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
-    cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
+    cells = runs_in_cells(model)
     for statement, scope in model.expression_statements:
         method = method_call(statement.value)
         if method is None:
@@ -48,7 +46,7 @@ def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
         receiver, name = method
         call = statement.value
         assert isinstance(call, cst.Call)
-        if cells and scope.is_module and _top_level(model, statement):
+        if cells and scope.is_module and at_cell_top_level(model, statement):
             continue  # a cell's value is displayed
         before = model.dataflow.order(statement)
         if name in OUT_OF_PLACE_METHODS and _tensor_not_module(model, receiver, scope, before):
@@ -67,8 +65,3 @@ def _tensor_not_module(
     # ``model.to(device)`` moves the module in place (``is_known_module`` would count the
     # ``x.cuda()`` being judged as evidence of a module)
     return value is None or value.role is not Role.MODEL
-
-
-def _top_level(model: TrainingModel, statement: cst.Expr) -> bool:
-    line = model.dataflow.parent(statement)
-    return line is not None and isinstance(model.dataflow.parent(line), cst.Module)
