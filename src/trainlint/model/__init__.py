@@ -74,7 +74,12 @@ Sub-packages, by concept:
   with its ``with`` blocks, ``persistent``, ``records(node)``), ``recorded_calls(tape)``,
   ``recording(node)``, ``gradients`` (``tape.gradient`` calls with target and sources),
   ``applied(gradient)`` (its result reaches ``apply_gradients``/``minimize``/a variable
-  update, also in a same-file caller), ``is_train_step_override(scope)``.
+  update, also in a same-file caller), ``kept_across_iterations(tape)`` (a persistent tape
+  made in a loop and never deleted there), ``is_train_step_override(scope)``;
+  ``tape_paths.outside_target(gradient)`` -- a target computed outside the tape's blocks;
+  ``tape_paths.cut_on_path(gradient)`` -- the ``.numpy()``/NumPy/``float()``/
+  ``tf.stop_gradient`` every path from the target passes through
+  (:mod:`.frameworks.tape_paths`).
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
@@ -452,6 +458,11 @@ class TrainingModel:
     def tapes(self) -> Tapes:
         """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
         return Tapes(self)
+
+    @cached_property
+    def tape_paths(self) -> TapePaths:
+        """Gradient targets computed outside their tape or cut from it (``.tape_paths``)."""
+        return TapePaths(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
