@@ -85,7 +85,13 @@ Sub-packages, by concept:
   ``tape_paths.outside_target(gradient)`` -- a target computed outside the tape's blocks;
   ``tape_paths.cut_on_path(gradient)`` -- the ``.numpy()``/NumPy/``float()``/
   ``tf.stop_gradient`` every path from the target passes through
-  (:mod:`.frameworks.tape_paths`).
+  (:mod:`.frameworks.tape_paths`);
+* ``distribution`` -- ``tf.distribute`` (:mod:`.frameworks.distribute`): ``runs`` (each
+  ``strategy.run(fn, ...)`` with the step function it runs and whether the strategy has
+  several replicas), ``scopes`` (``with strategy.scope():`` blocks), ``strategy_kind(expr,
+  scope)``; ``replica_losses.per_replica_mean(target, scope, before)`` -- a
+  ``tf.reduce_mean`` or default-reduction keras loss on a loss's definition chain that
+  averages over one replica's batch (:mod:`.frameworks.replica_losses`).
 """
 
 from __future__ import annotations
@@ -101,8 +107,10 @@ from trainlint.model.dataflow.discarded import DiscardedResult, discarded_result
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.frameworks.distribute import Distribution
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.replica_losses import ReplicaLosses
 from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.loops.creations import Creations
@@ -481,6 +489,16 @@ class TrainingModel:
     def tape_paths(self) -> TapePaths:
         """Gradient targets computed outside their tape or cut from it (``.tape_paths``)."""
         return TapePaths(self)
+
+    @cached_property
+    def distribution(self) -> Distribution:
+        """``tf.distribute`` strategies and their replica steps (``.frameworks.distribute``)."""
+        return Distribution(self)
+
+    @cached_property
+    def replica_losses(self) -> ReplicaLosses:
+        """Per-replica means on a replica step's loss (``.frameworks.replica_losses``)."""
+        return ReplicaLosses(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
