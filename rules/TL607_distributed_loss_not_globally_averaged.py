@@ -33,7 +33,9 @@ class DistributedLossNotGloballyAveraged(Rule):
     Stays silent on `tf.nn.compute_average_loss(...)`, on losses built with
     `reduction=NONE`/`SUM` and scaled by the code, on a loss divided by something that is
     not a literal (`/ strategy.num_replicas_in_sync`, `/ GLOBAL_BATCH_SIZE`), on means over
-    one axis of each example (`axis=-1`), on `OneDeviceStrategy`, and on `fit()`.
+    one axis of each example (`axis=-1`), on steps that average the gradients themselves
+    (`ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)`), on `OneDeviceStrategy`, and on
+    `fit()`.
 
     ## Why is this bad?
     Each replica computes the mean over its own slice of the batch, and `apply_gradients`
@@ -84,6 +86,8 @@ class DistributedLossNotGloballyAveraged(Rule):
 
     def _step(self, model: TrainingModel, run: ReplicaRun) -> Iterator[Violation]:
         tapes = model.tapes
+        if model.distribution.averages_gradients(run.step):
+            return
         for gradient in tapes.gradients:
             if gradient.tape.scope is not run.step or gradient.target is None:
                 continue

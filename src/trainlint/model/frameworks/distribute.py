@@ -76,6 +76,17 @@ class Distribution:
                 found.append(ReplicaRun(site.node, receiver, step, kind))
         return found
 
+    def averages_gradients(self, step: Scope) -> bool:
+        """Whether ``step`` all-reduces something with ``ReduceOp.MEAN`` itself (gradients
+        averaged by hand: the loss may stay a per-replica mean)."""
+        for site in self.model.calls_in(step):
+            method = method_call(site.node)
+            if method is None or method[1] not in ("all_reduce", "batch_reduce_to", "reduce"):
+                continue
+            if any((dotted(a.value) or "").endswith("ReduceOp.MEAN") for a in site.node.args):
+                return True
+        return False
+
     @cached_property
     def scopes(self) -> list[tuple[cst.With, cst.BaseExpression]]:
         """``with strategy.scope():`` blocks and the strategy each opens."""

@@ -25,6 +25,7 @@ value), a second positional argument (``model(x, True)``), or ``**kwargs``.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -56,7 +57,7 @@ from trainlint.model.values.types import ClassKind
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.frameworks.keras_models import KerasModel
-    from trainlint.model.syntax.scopes import ClassInfo, Scope
+    from trainlint.model.syntax.scopes import CallSite, ClassInfo, Scope
 
 _KERAS_CLASSES = (ClassKind.KERAS_MODEL, ClassKind.KERAS_LAYER)
 #: Applications built without BatchNormalization.
@@ -92,7 +93,7 @@ class KerasModes:
         return held
 
     def _of_callable(
-        self, func: cst.BaseExpression, scope: Scope, before: int | None
+        self, func: cst.BaseExpression, scope: Scope, before: int | None, depth: int = 0
     ) -> HeldLayers | None:
         model = self.model
         if isinstance(func, cst.Name) and func.value == "self" and scope.cls is not None:
@@ -102,6 +103,8 @@ class KerasModes:
         found = model.keras.model_of(func, scope, before)
         if found is not None:
             return self.of_keras_model(found)
+        if isinstance(func, cst.Name) and func.value in scope.params and depth < 3:
+            return self._of_parameter(func.value, scope, depth)
         name = dotted(func) or ""
         cls = scope.cls
         if name.startswith("self.") and name.count(".") == 1 and cls is not None:
@@ -120,7 +123,31 @@ class KerasModes:
             return self.of_class(local)
         return None
 
-    @property
+    def _of_parameter(self, name: str, scope: Scope, depth: int) -> HeldLayers | None:
+        """A model passed in (``def train_one_step(model, x)``): what every same-file call of
+        the function passes for it; None unless each passes a keras model or layer."""
+        result: HeldLayers | None = None
+        for site in self._callers.get(id(scope.node), []):
+            given = argument_for(site.node, scope, name)
+            if given is None:
+                return None
+            held = self._of_callable(given, site.scope, site.statement_order, depth + 1)
+            if held is None:
+                return None
+            result = held if result is None else result | held
+        return result
+
+    @cached_property
+    def _callers(self) -> dict[int, list[CallSite]]:
+        """Same-file call sites by the function they call."""
+        found: dict[int, list[CallSite]] = {}
+        for site in self.model.calls:
+            callee = self.model.callee(site.node, site.scope, external=False)
+            if callee is not None:
+                found.setdefault(id(callee.node), []).append(site)
+        return found
+
+    @cached_property
     def file_builds_mode_layers(self) -> bool:
         """Whether any training-dependent layer is built, or any ``call()`` branches on
         ``training``, anywhere in the file."""
