@@ -41,7 +41,11 @@ from trainlint.model.frameworks.keras_held import (
     holding,
     parameter_default,
 )
-from trainlint.model.frameworks.keras_layers import is_training_dependent, keras_name
+from trainlint.model.frameworks.keras_layers import (
+    canonical_keras,
+    is_training_dependent,
+    keras_name,
+)
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import (
     descendants,
@@ -121,7 +125,19 @@ class KerasModes:
         local = model.classes.get(value.kind)
         if local is not None and model.class_kind(local) in _KERAS_CLASSES:
             return self.of_class(local)
-        return None
+        return self._of_project_instance(func, scope)
+
+    def _of_project_instance(self, func: cst.BaseExpression, scope: Scope) -> HeldLayers | None:
+        """An instance of a keras model class of another module of the project, read from
+        its summary (the layer constructors named in the class); None when it names none
+        (its layers may be other classes whose ``call`` decides for itself)."""
+        summary = self.model.instance_summary(func, scope)
+        if summary is None or not summary.is_module:
+            return None
+        if not any(canonical_keras(base).startswith("tensorflow.keras") for base in summary.bases):
+            return None
+        found = ("Dropout",) * summary.has_dropout + ("BatchNormalization",) * summary.has_batchnorm
+        return HeldLayers(found) if found else None
 
     def _of_parameter(self, name: str, scope: Scope, depth: int) -> HeldLayers | None:
         """A model passed in (``def train_one_step(model, x)``): what every same-file call of
