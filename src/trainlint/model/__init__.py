@@ -117,6 +117,18 @@ Sub-packages, by concept:
   it, through method chains and rebinding of one variable, across notebook cells; from a
   tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
   to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
+  update, also in a same-file caller), ``kept_across_iterations(tape)`` (a persistent tape
+  made in a loop and never deleted there), ``is_train_step_override(scope)``;
+  ``tape_paths.outside_target(gradient)`` -- a target computed outside the tape's blocks;
+  ``tape_paths.cut_on_path(gradient)`` -- the ``.numpy()``/NumPy/``float()``/
+  ``tf.stop_gradient`` every path from the target passes through
+  (:mod:`.frameworks.tape_paths`);
+* ``distribution`` -- ``tf.distribute`` (:mod:`.frameworks.distribute`): ``runs`` (each
+  ``strategy.run(fn, ...)`` with the step function it runs and whether the strategy has
+  several replicas), ``scopes`` (``with strategy.scope():`` blocks), ``strategy_kind(expr,
+  scope)``; ``replica_losses.per_replica_mean(target, scope, before)`` -- a
+  ``tf.reduce_mean`` or default-reduction keras loss on a loss's definition chain that
+  averages over one replica's batch (:mod:`.frameworks.replica_losses`).
 """
 
 from __future__ import annotations
@@ -140,8 +152,11 @@ from trainlint.model.dataflow.results import (
 )
 from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.frameworks.distribute import Distribution
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.replica_losses import ReplicaLosses
+from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.carried import (
@@ -545,6 +560,19 @@ class TrainingModel:
     def tfdata(self) -> TfDataPipelines:
         """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
         return TfDataPipelines(self)
+    def tape_paths(self) -> TapePaths:
+        """Gradient targets computed outside their tape or cut from it (``.tape_paths``)."""
+        return TapePaths(self)
+
+    @cached_property
+    def distribution(self) -> Distribution:
+        """``tf.distribute`` strategies and their replica steps (``.frameworks.distribute``)."""
+        return Distribution(self)
+
+    @cached_property
+    def replica_losses(self) -> ReplicaLosses:
+        """Per-replica means on a replica step's loss (``.frameworks.replica_losses``)."""
+        return ReplicaLosses(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
