@@ -77,7 +77,14 @@ Sub-packages, by concept:
   method call of a tf.data pipeline, and the sources), ``pipeline(stage)`` (the stages before
   it, through method chains and rebinding of one variable, across notebook cells; from a
   tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
-  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder),
+  ``random_draw(map_stage)`` (the random call a map function makes, :mod:`.tfdata_random`),
+  ``frozen_by_cache(cache)`` (the random map or shuffle a ``cache()`` replays);
+* ``trainable_changes`` -- ``X.trainable = v`` assignments (``changes``, with the object they
+  concern, also through ``for layer in base.layers``) and the ``stale`` ones: after the
+  latest ``compile()`` of a model that ``fit()``/``train_on_batch()`` trains, changing its
+  weights' status, with no compile of another model after them (the GAN idiom)
+  (:mod:`.frameworks.keras_trainable`).
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
+from trainlint.model.frameworks.keras_trainable import TrainableChanges
 from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
@@ -456,6 +464,11 @@ class TrainingModel:
     def keras(self) -> KerasModels:
         """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
         return KerasModels(self)
+
+    @cached_property
+    def trainable_changes(self) -> TrainableChanges:
+        """``X.trainable = ...`` and the ones no later compile() makes visit fit()."""
+        return TrainableChanges(self)
 
     @cached_property
     def tfdata(self) -> TfDataPipelines:
