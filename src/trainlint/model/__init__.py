@@ -129,6 +129,14 @@ Sub-packages, by concept:
   scope)``; ``replica_losses.per_replica_mean(target, scope, before)`` -- a
   ``tf.reduce_mean`` or default-reduction keras loss on a loss's definition chain that
   averages over one replica's batch (:mod:`.frameworks.replica_losses`).
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder),
+  ``random_draw(map_stage)`` (the random call a map function makes, :mod:`.tfdata_random`),
+  ``frozen_by_cache(cache)`` (the random map or shuffle a ``cache()`` replays);
+* ``trainable_changes`` -- ``X.trainable = v`` assignments (``changes``, with the object they
+  concern, also through ``for layer in base.layers``) and the ``stale`` ones: after the
+  latest ``compile()`` of a model that ``fit()``/``train_on_batch()`` trains, changing its
+  weights' status, with no compile of another model after them (the GAN idiom)
+  (:mod:`.frameworks.keras_trainable`).
 """
 
 from __future__ import annotations
@@ -155,6 +163,7 @@ from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.distribute import Distribution
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.keras_trainable import TrainableChanges
 from trainlint.model.frameworks.replica_losses import ReplicaLosses
 from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
@@ -555,6 +564,9 @@ class TrainingModel:
     def tapes(self) -> Tapes:
         """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
         return Tapes(self)
+    def trainable_changes(self) -> TrainableChanges:
+        """``X.trainable = ...`` and the ones no later compile() makes visit fit()."""
+        return TrainableChanges(self)
 
     @cached_property
     def tfdata(self) -> TfDataPipelines:
