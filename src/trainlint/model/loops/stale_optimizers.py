@@ -56,7 +56,9 @@ def stale_optimizers(model: TrainingModel) -> list[StaleOptimizer]:
         target = creation.target
         if target is None:
             continue
-        for owner in dict.fromkeys(creation.owners):
+        # ``Adam(model.head.parameters())`` goes stale when ``model`` itself is rebound too
+        owners = [p for o in creation.owners for p in _prefixes(o)]
+        for owner in dict.fromkeys(owners):
             stale = _stale(model, creation, target, owner)
             if stale is not None:
                 found.append(stale)
@@ -164,10 +166,11 @@ def _stepping_loop(
             continue
         if model.creations.inside(binding.statement, loop):
             continue
-        steps = [
-            e for e in model.iteration(loop) if e.kind is EventKind.STEP and e.subject == target
-        ]
-        if steps and _mentions(loop.node, owner):
+        events = model.iteration(loop)
+        if not any(e.kind is EventKind.STEP and e.subject == target for e in events):
+            continue
+        forwards = any(e.kind is EventKind.FORWARD and e.subject == owner for e in events)
+        if forwards or _mentions(loop.node, owner):  # also a forward in a helper it calls
             return loop
     return None
 
@@ -186,6 +189,13 @@ def _rebuilt(model: TrainingModel, scope: Scope, target: str, binding: Binding, 
         if method is not None and method[1] == "add_param_group" and dotted(method[0]) == target:
             return True
     return False
+
+
+def _prefixes(name: str) -> list[str]:
+    """``model.head`` -> ``model.head``, ``model`` (``self`` alone is not one)."""
+    parts = name.split(".")
+    found = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [f for f in found if f != "self"]
 
 
 def _mentions(node: cst.CSTNode, name: str) -> bool:

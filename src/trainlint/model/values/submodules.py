@@ -75,6 +75,8 @@ class UnregisteredAttribute:
     binding: Binding  # the assignment (its statement is the anchor)
     container: str  # "list", "tuple", "set", "dict" or "tensor"
     example: cst.BaseExpression  # one element (for messages), or the tensor factory call
+    #: The elements are ``nn.Parameter``s (``ParameterList``/``ParameterDict`` register them).
+    parameters: bool = False
 
 
 def unregistered_attributes(model: TrainingModel) -> list[UnregisteredAttribute]:
@@ -87,10 +89,17 @@ def unregistered_attributes(model: TrainingModel) -> list[UnregisteredAttribute]
                 continue
             if _registered_by_name(model, info, attribute):
                 continue
+            if _wrapped_elsewhere(model, info, f"self.{attribute}", None):
+                continue
             for binding in bindings:
                 hidden = _hidden(model, info, attribute, binding)
                 if hidden is not None:
-                    found.append(UnregisteredAttribute(info, attribute, binding, *hidden))
+                    container, example, parameters = hidden
+                    found.append(
+                        UnregisteredAttribute(
+                            info, attribute, binding, container, example, parameters
+                        )
+                    )
                     break
     return found
 
@@ -149,7 +158,7 @@ def _registering(model: TrainingModel, binding: Binding) -> bool:
 
 def _hidden(
     model: TrainingModel, info: ClassInfo, attribute: str, binding: Binding
-) -> tuple[str, cst.BaseExpression] | None:
+) -> tuple[str, cst.BaseExpression, bool] | None:
     value, scope = binding.value, binding.scope
     if value is None or scope is None or binding.augmented or binding.unpack_index is not None:
         return None
@@ -159,11 +168,11 @@ def _hidden(
     if tensor is not None:
         if _given_to_optimizer(model, attribute):
             return None
-        return "tensor", tensor
+        return "tensor", tensor, False
     local = None
     if isinstance(value, cst.Name):
         local, value = value.value, _single_local_value(model, value.value, scope)
-        if value is None:
+        if value is None or _wrapped_elsewhere(model, info, local, scope):
             return None
     container = _container_of(value)
     if container is None:
@@ -175,10 +184,28 @@ def _hidden(
     made = [e for e in elements if _makes_module(model, e, scope)]
     if not made or all(_stateless(model, e, scope) for e in made):
         return None
-    example = made[0]
-    if isinstance(example, cst.Name):
-        example = _single_local_value(model, example.value, scope) or example
-    return container, example
+    resolved = [_resolved(model, e, scope) for e in made]
+    parameters = all(_is_parameter(model, e) for e in resolved)
+    return container, resolved[0], parameters
+
+
+def _wrapped_elsewhere(
+    model: TrainingModel, info: ClassInfo, name: str, scope: Scope | None
+) -> bool:
+    """``self.body = nn.Sequential(*self.blocks)``: the elements are registered through
+    another attribute (``name`` in ``scope``, or anywhere in the class for ``self.x``)."""
+    for site in model.calls:
+        if (site.scope is not scope) if scope is not None else (site.scope.cls is not info):
+            continue
+        qualified = site.qualified or ""
+        if not is_under(qualified, "torch.nn") or qualified.rsplit(".", 1)[-1] not in (
+            REGISTERING_WRAPPERS
+        ):
+            continue
+        for arg in site.node.args:
+            if any(dotted(n) == name for n in (arg.value, *descendants(arg.value))):
+                return True
+    return False
 
 
 def _grad_tensor(model: TrainingModel, value: cst.BaseExpression) -> cst.Call | None:
@@ -304,6 +331,17 @@ def _makes_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) 
         return False
     summary = class_summary(model, dotted(expr.func), scope)
     return summary is not None and summary.is_module
+
+
+def _resolved(model: TrainingModel, expr: cst.BaseExpression, scope: Scope):
+    if isinstance(expr, cst.Name):
+        return _single_local_value(model, expr.value, scope) or expr
+    return expr
+
+
+def _is_parameter(model: TrainingModel, expr: cst.BaseExpression) -> bool:
+    qualified = model.imports.qualify(expr.func) if isinstance(expr, cst.Call) else None
+    return qualified in ("torch.nn.Parameter", "torch.nn.parameter.Parameter")
 
 
 def _stateless(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:
