@@ -27,7 +27,9 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
-  ``loss_calls`` -- every loss call and which argument is its input;
+  ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
+  ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
+  ``logits=``/``predictions=``; ``LossCall.tensorflow`` tells TF losses from torch ones);
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
 
 Sub-packages, by concept:
