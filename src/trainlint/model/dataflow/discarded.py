@@ -48,6 +48,8 @@ def discarded_results(model: TrainingModel) -> list[DiscardedResult]:
         receiver, name = method
         call = statement.value
         assert isinstance(call, cst.Call)
+        if name == "type" and not call.args:
+            continue  # ``x.type()`` returns the type's name: no tensor thrown away
         if cells and scope.is_module and _top_level(model, statement):
             continue  # a cell's value is displayed
         before = model.dataflow.order(statement)
