@@ -23,12 +23,16 @@ class SubmodulesNotRegistered(Rule):
     (`nn.Linear(...)`, instances of `nn.Module` subclasses of the file or the project), and
     `self.x = torch.<factory>(..., requires_grad=True)`, when nothing registers them later.
 
+    A list of `nn.Parameter`s is flagged too (the fix is `nn.ParameterList`).
+
     Stays silent on flax/mlx `nn` (not torch), on an attribute re-bound to
     `nn.ModuleList`/`nn.ModuleDict`/`nn.Sequential`/`nn.Parameter` anywhere in the class, on
-    classes that register by hand (`add_module`, `register_parameter`, `register_buffer`,
-    `setattr(self, ...)`), on lists of configs, classes or other attributes
-    (`[self.conv1, self.conv2]` are registered already), on lists of parameter-free layers only
-    (`[nn.ReLU(), nn.Tanh()]`), and on a tensor an optimizer is given explicitly.
+    elements registered through another attribute (`self.body = nn.Sequential(*self.blocks)`),
+    on classes that register by hand (`add_module`, `setattr(self, ...)`, or
+    `register_parameter`/`register_buffer` of that attribute), on lists of configs, classes
+    or other attributes (`[self.conv1, self.conv2]` are registered already), on passed-in
+    objects kept out on purpose (`self.teacher = [teacher]`), on lists of parameter-free
+    layers only (`[nn.ReLU(), nn.Tanh()]`), and on a tensor an optimizer is given explicitly.
 
     ## Why is this bad?
     `nn.Module` registers only modules and `nn.Parameter`s assigned directly to attributes.

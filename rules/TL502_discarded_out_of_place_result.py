@@ -22,9 +22,10 @@ class DiscardedOutOfPlaceResult(Rule):
     (`shuffle`, `batch`, `map`, `repeat`, `prefetch`, `cache`, `filter`) on a value known to
     be a dataset. A value is known to be a tensor from what made it: a torch function
     (`torch.zeros`, `torch.cat`, `F.relu`), a torch module's or a torch loss's output, a tensor
-    method or arithmetic on a tensor, a parameter annotated `torch.Tensor`, an element of
-    `model.parameters()`, a batch of a `DataLoader` with the default `collate_fn`; never its
-    name alone.
+    method or arithmetic on a tensor, an attribute assigned one (`self.mask`), a parameter
+    annotated `torch.Tensor` or used as only a tensor can be (`x.unsqueeze(1)`, passed to a
+    torch function or module), an element of `model.parameters()`, a batch of a `DataLoader`
+    with the default `collate_fn`; never its name alone.
 
     Stays silent on modules (`model.to(device)` and `model.cuda()` move a module in place),
     on in-place methods (`add_`, `clamp_`, `zero_`), on results used by a chained call

@@ -26,7 +26,7 @@ import libcst as cst
 from trainlint.model.loops.event_types import EventKind
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import descendants, dotted, method_call
+from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
 from trainlint.model.values.roles import Role, classify_constructor
 from trainlint.model.values.types import ClassKind
 from trainlint.model.values.wrappers import RECEIVER_METHODS, wrapped_slot
@@ -130,12 +130,28 @@ def new_module(
         if summary is not None:
             return value if summary.is_module else None
     callee = model.callee(value, scope, external=False)
-    if callee is None or not callee.returns or callee is scope:
+    if callee is None:
+        return _built_elsewhere(model, value, scope, owner)
+    if not callee.returns or callee is scope:
         return None
     for returned in callee.returns:
         if new_module(model, returned, callee, owner, depth + 1) is None:
             return None
     return value  # a same-file factory: every return makes a new module
+
+
+def _built_elsewhere(
+    model: TrainingModel, call: cst.Call, scope: Scope, owner: str
+) -> cst.Call | None:
+    """``build_model(cfg)`` of another project module, returning a model, and not handed the
+    old one (a helper given ``model`` may return it re-wrapped)."""
+    returned = model.returned_summary(call, scope)
+    if returned is None or returned.role != Role.MODEL.value:
+        return None
+    root = owner.split(".", 1)[0]
+    if any(root in names_in(arg.value) for arg in call.args):
+        return None
+    return call
 
 
 def _not_a_model(name: str) -> bool:
