@@ -30,8 +30,9 @@ class DiscardedOutOfPlaceResult(Rule):
     Stays silent on modules (`model.to(device)` and `model.cuda()` move a module in place),
     on in-place methods (`add_`, `clamp_`, `zero_`), on results used by a chained call
     (`x.view(-1).copy_(y)`), on batches of custom collate functions and other libraries'
-    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), and on the
-    top-level statements of notebook cells (a cell displays its last value).
+    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), on a `.cpu()`
+    in a function that reads a clock (benchmarks copy to the host to wait for the GPU), and
+    on the top-level statements of notebook cells (a cell displays its last value).
 
     ## Why is this bad?
     These methods return a new tensor (or dataset) and leave the original unchanged:
