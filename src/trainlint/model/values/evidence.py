@@ -62,10 +62,11 @@ _TORCH_TENSOR_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 #: Methods only tensors have among common objects (not ``size()`` or ``detach()``: a replay
-#: buffer or a state object of the project may define those, with a ``to()`` in place).
+#: buffer or a state object of the project may define those, with a ``to()`` in place; not
+#: ``requires_grad_()``: modules have it too).
 _TENSOR_ONLY_METHODS = {
     "dim", "numel", "unsqueeze", "permute", "contiguous", "masked_fill", "type_as",
-    "new_zeros", "new_ones", "new_full", "new_tensor", "requires_grad_",
+    "new_zeros", "new_ones", "new_full", "new_tensor",
 }  # fmt: skip
 #: Attributes of a tensor that are tensors.
 _TENSOR_ATTRIBUTES = {"data", "T", "mT", "real", "imag"}
