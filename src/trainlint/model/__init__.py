@@ -639,6 +639,18 @@ class TrainingModel:
         """The call sites written directly in ``scope`` (not in functions nested in it)."""
         return self._calls_by_scope.get(id(scope.node), [])
 
+    def calls_in_class(self, info: ClassInfo) -> list[CallSite]:
+        """The call sites written in the methods of ``info``."""
+        return self._calls_by_class.get(id(info.node), [])
+
+    @cached_property
+    def _calls_by_class(self) -> dict[int, list[CallSite]]:
+        found: dict[int, list[CallSite]] = {}
+        for site in self.calls:
+            if site.scope.cls is not None:
+                found.setdefault(id(site.scope.cls.node), []).append(site)
+        return found
+
     @cached_property
     def _calls_by_scope(self) -> dict[int, list[CallSite]]:
         found: dict[int, list[CallSite]] = {}
