@@ -68,7 +68,11 @@ Sub-packages, by concept:
   ``bases``; ``keras.compiles`` every ``compile()`` with its losses (kind, ``from_logits``,
   output key) and metrics. Keras layers and models called on tensors are read through it by
   the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
-  cell and compiled in another is one model.
+  cell and compiled in another is one model. ``keras_layers.dense_output(imports, call)`` is
+  what a keras ``Dense`` or TF 1's ``tf.layers.dense``/``fully_connected`` outputs (activation,
+  literal width); ``keras_calls.keras_call_method(model, scope)`` the keras ``call()`` a scope
+  is in, ``keras_calls.training_guarded(model, site, method)`` whether a call there runs only
+  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it).
 """
 
 from __future__ import annotations
