@@ -50,7 +50,8 @@ Sub-packages, by concept:
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
-* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
+* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (and
+  ``runs_graph_train_op``: a TF 1 ``sess.run`` of a ``minimize`` op): what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
