@@ -177,3 +177,17 @@ def test_degenerate_keras_and_tf1_heads() -> None:
         ("layers.Dense(1)", "SparseCategoricalCrossentropy"),
         ('layers.Dense(1, activation="sigmoid")', '"categorical_crossentropy"'),
     ]
+
+
+def test_keras_stacks_read_callable_activations_and_activation_layers() -> None:
+    model = build(
+        """
+        import tensorflow as tf
+        from tensorflow import keras
+
+        stacked = keras.Sequential([keras.layers.Dense(1), keras.layers.Activation(tf.nn.softmax)])
+        wide = keras.Sequential([keras.layers.Dense(4), keras.layers.Activation(tf.nn.softmax)])
+        """
+    )
+    found = [(model.text_of(h.layer.node), h.softmax is not None) for h in degenerate_heads(model)]
+    assert found == [("keras.layers.Dense(1)", True)]
