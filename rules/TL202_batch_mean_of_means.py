@@ -51,7 +51,8 @@ class BatchMeanOfMeans(Rule):
     function under `tf.reduce_mean`, a keras `test_on_batch`/`train_on_batch` result (each
     slot), or a TF 1 fetch (`sess.run(accuracy, feed_dict=...)`, `_, c = sess.run([train_op,
     cost], ...)`, `accuracy.eval(feed_dict=...)`), over a `tf.data` dataset batched without
-    `drop_remainder=True` or slices `range(0, len(x), batch_size)`; finalized by a counter,
+    `drop_remainder=True` (also one a same-file caller passes to an evaluation helper) or
+    slices `range(0, len(x), batch_size)`; finalized by a counter,
     `np.mean(list)` or `tf.reduce_mean(list)`. A loop that runs a graph's training op
     (`sess.run(train_op)` with `train_op = opt.minimize(loss)`) is a train step (info). TF 1's
     `mnist.train.next_batch(batch_size)` always returns full batches: silent.
