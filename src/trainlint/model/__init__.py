@@ -20,6 +20,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
+  is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
+  (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
+  the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
   ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
   ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
@@ -85,6 +89,7 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.discarded import DiscardedResult, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.frameworks.data import DataPipelines
@@ -120,6 +125,7 @@ from trainlint.model.syntax.scopes import (
 )
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
+from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
@@ -420,6 +426,16 @@ class TrainingModel:
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
         return is_known_module(self, expr, scope)
+
+    @cached_property
+    def evidence(self) -> Evidence:
+        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        return Evidence(self)
+
+    @cached_property
+    def discarded_results(self) -> list[DiscardedResult]:
+        """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
+        return discarded_results(self)
 
     @cached_property
     def values(self) -> ValueResolver:
