@@ -191,3 +191,24 @@ def test_keras_stacks_read_callable_activations_and_activation_layers() -> None:
     )
     found = [(model.text_of(h.layer.node), h.softmax is not None) for h in degenerate_heads(model)]
     assert found == [("keras.layers.Dense(1)", True)]
+
+
+def test_tf_activations_by_keyword_keep_their_operand() -> None:
+    from libcst import Name
+
+    model = build(
+        """
+        import tensorflow as tf
+
+        layer = tf.layers.dense(x, 1)
+        probs = tf.nn.softmax(logits=layer)
+        gate = tf.sigmoid(x=layer)
+        """
+    )
+    where = scope(model, "<module>")
+    for name, producer in (("probs", "softmax"), ("gate", "sigmoid")):
+        kind = model.tensor_kind(Name(name), where)
+        assert kind.producer == producer
+        assert kind.source is not None and kind.source.width == 1
+    assert model.tensor_kind(Name("probs"), where).axis == -1  # TF's default axis
+    assert [h.softmax is not None for h in degenerate_heads(model)] == [True]

@@ -326,7 +326,9 @@ class TensorAnalysis:
             if qualified in names or name in methods:
                 label = producer or name or qualified.rsplit(".", 1)[-1]
                 axis = axis_of(call, 1 if qualified else 0) if "softmax" in label else None
-                operand = receiver if name else (keyword(call, "input") or positional(call, 0))
+                if axis is None and "softmax" in label and is_under(qualified, "tensorflow"):
+                    axis = -1  # TF and keras softmaxes default to the last axis
+                operand = receiver if name else _activation_operand(call)
                 source = self.kind_of(operand, scope, before)
                 kind = TensorKind(activation, label, axis, call, applied=call, operand=operand)
                 return kind.with_source(source)
@@ -386,6 +388,16 @@ def _literal_index(expr: cst.Subscript) -> int | None:
         return None
     value = literal(expr.slice[0].slice.value, None)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _activation_operand(call: cst.Call) -> cst.BaseExpression | None:
+    """What a library activation is applied to: torch's ``input=``, TF's ``logits=``
+    (``tf.nn.softmax(logits=z)``) or ``x=``, else the first argument."""
+    for name in ("input", "logits", "x", "features"):
+        found = keyword(call, name)
+        if found is not None:
+            return found
+    return positional(call, 0)
 
 
 def log_argument(model: TrainingModel, call: cst.Call) -> cst.BaseExpression | None:
