@@ -318,7 +318,7 @@ def _of_call(
             return Reduction.UNKNOWN
         if name in _KERAS_BATCH_METHODS and model.imports.imports("tensorflow.keras"):
             return Reduction.MEAN  # the batch's mean loss (and metrics, slot by slot)
-        if name == "eval" and call.args and index is None:
+        if name == "eval" and index is None:
             return flow.reduction(receiver, scope, before)  # TF1 ``accuracy.eval(feed_dict)
         if name in ("mean", "sum") and not call.args:
             inner = flow.reduction(receiver, scope, before)
