@@ -27,7 +27,7 @@ from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
 from trainlint.model.values.callers import Callers
-from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind, join
+from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind, join, log_argument
 from trainlint.model.values.layers import LayerAnalysis, axis_of
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.branches import Branch
     from trainlint.model.syntax.scopes import Binding, ClassInfo, Scope
 
-__all__ = ["Activation", "TensorKind", "TensorAnalysis", "log_argument"]
+__all__ = ["Activation", "TensorKind", "TensorAnalysis"]
 
 #: Library activations: qualified names, the tensor method spelling, and what they make.
 _ACTIVATIONS = (
@@ -340,7 +340,7 @@ class TensorAnalysis:
                 clamped = receiver if name else positional(call, 0)
                 kind = kind.with_source(self.kind_of(clamped, scope, before))
             return kind
-        logged = log_argument(self.model, call)
+        logged = log_argument(self.model.imports, call)
         if logged is not None:
             inner = self.kind_of(logged, scope, before)
             if inner.is_squashed:
@@ -398,29 +398,6 @@ def _activation_operand(call: cst.Call) -> cst.BaseExpression | None:
         if found is not None:
             return found
     return positional(call, 0)
-
-
-def log_argument(model: TrainingModel, call: cst.Call) -> cst.BaseExpression | None:
-    """``p`` for ``torch.log(p)``, ``np.log(p)``, ``K.log(p)``, ``tf.math.log(p)``, ``p.log()``."""
-    qualified = model.imports.qualify(call.func) or ""
-    if qualified in _LOGS:
-        return positional(call, 0)
-    method = method_call(call)
-    if method is not None and method[1] == "log" and not qualified and not call.args:
-        return method[0]
-    return None
-
-
-_LOGS = {
-    "torch.log",
-    "numpy.log",
-    "math.log",
-    "tensorflow.math.log",
-    "tensorflow.log",
-    "tensorflow.keras.backend.log",
-    "tensorflow.keras.ops.log",
-    "jax.numpy.log",
-}
 
 
 def remote_returned(function: FunctionSummary, index: int | None) -> TensorKind | None:
