@@ -212,3 +212,23 @@ def test_tf_activations_by_keyword_keep_their_operand() -> None:
         assert kind.source is not None and kind.source.width == 1
     assert model.tensor_kind(Name("probs"), where).axis == -1  # TF's default axis
     assert [h.softmax is not None for h in degenerate_heads(model)] == [True]
+
+
+def test_tf_and_keras_ops_logs_of_softmax_fuse() -> None:
+    from trainlint.model.values.activations import fused_log_softmax, logs_of_probabilities
+
+    model = build(
+        """
+        import tensorflow as tf
+        import keras
+
+        a = tf.log(tf.nn.softmax(z))
+        b = keras.ops.log(keras.ops.softmax(z, axis=-1))
+        c = tf.math.log(tf.sigmoid(z))
+        """
+    )
+    fused = []
+    for found in logs_of_probabilities(model):
+        edit = fused_log_softmax(model, found)
+        fused.append(model.text_of(edit.replacement) if edit is not None else None)  # type: ignore[arg-type]
+    assert fused == ["tf.nn.log_softmax(z)", "keras.ops.log_softmax(z, axis=-1)", None]

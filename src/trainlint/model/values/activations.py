@@ -234,6 +234,7 @@ _LOG_SOFTMAX_SIBLINGS = {
     "torch.nn.functional.softmax",
     "tensorflow.nn.softmax",
     "tensorflow.math.softmax",
+    "tensorflow.keras.ops.softmax",
 }
 
 
