@@ -63,7 +63,7 @@ class DiscardedOutOfPlaceResult(Rule):
     code = "TL502"
     name = "discarded-out-of-place-result"
     severity = Severity.ERROR
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"
