@@ -50,7 +50,8 @@ Sub-packages, by concept:
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
   into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
-  and is fed back with no ``.detach()`` in a loop that back-propagates;
+  and is fed back with no ``.detach()`` in a loop that back-propagates; ``carried_attributes``
+  -- the same through a module's ``self.hidden``, never reset in the loop;
   ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
@@ -101,8 +102,10 @@ from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.loops.carried import (
+    CarriedAttribute,
     CarriedState,
     RetainedBackward,
+    carried_attributes,
     carried_states,
     needless_retained_graphs,
 )
@@ -557,6 +560,12 @@ class TrainingModel:
     def carried_states(self) -> list[CarriedState]:
         """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
         return carried_states(self)
+
+    @cached_property
+    def carried_attributes(self) -> list[CarriedAttribute]:
+        """Modules keeping ``self.hidden`` across calls in a back-propagating loop, never
+        reset there (see :mod:`.loops.carried`)."""
+        return carried_attributes(self)
 
     @cached_property
     def needless_retained_graphs(self) -> list[RetainedBackward]:
