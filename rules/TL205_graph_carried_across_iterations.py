@@ -89,12 +89,19 @@ def _carried(model: TrainingModel, state: CarriedState) -> Violation:
     name = state.name
     made = code(state.binding.statement).strip()
     loop_line = model.line_of(state.loop.node)
+    retained = [e for e in model.iteration(state.loop) if "retain_graph" in model.text_of(e.node)]
+    hidden_by = (
+        f"; `{_short(model.text_of(retained[0].node))}` only hides the error: every backward "
+        f"then runs through the whole history since the first iteration"
+        if retained
+        else ""
+    )
     message = (
         f"`{_short(code(state.read))}` is fed `{name}`, which the previous iteration of the loop "
         f"at line {loop_line} got from `{_short(made)}` ({model.where(state.binding.statement)}) "
         f"still attached to the autograd graph: the next backward reaches into the previous "
         f"iteration's graph (an error once it is freed, or with `retain_graph=True` a graph that "
-        f"grows with every step)"
+        f"grows with every step){hidden_by}"
     )
     return Violation(
         state.read,
@@ -102,7 +109,7 @@ def _carried(model: TrainingModel, state: CarriedState) -> Violation:
         Fix(
             f"detach the state at the top of each iteration (truncated backpropagation): "
             f"`{name} = {name}.detach()`, or for a tuple of states "
-            f"`{name} = tuple(s.detach() for s in {name})`"
+            f"`{name} = tuple(s.detach() for s in {name})`; then drop any `retain_graph=True`"
         ),
     )
 

@@ -280,7 +280,13 @@ def _resets(model, loop, calls, instance: str, attribute: str, cls) -> bool:
 def needless_retained_graphs(model: TrainingModel) -> list[RetainedBackward]:
     found: list[RetainedBackward] = []
     seen: set[int] = set()
+    # a loop that carries a state into the next iteration does back-propagate through the
+    # retained graph again: the carried state is the finding there, not the retain_graph
+    carrying = {id(c.loop.node) for c in model.carried_states}
+    carrying |= {id(c.loop.node) for c in model.carried_attributes}
     for loop in model.loops:
+        if id(loop.node) in carrying:
+            continue
         events = model.iteration(loop)
         gradients = [e for e in events if e.kind in (EventKind.BACKWARD, EventKind.GRAD)]
         if len(gradients) != 1:
