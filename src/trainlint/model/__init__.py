@@ -63,6 +63,10 @@ Sub-packages, by concept:
   with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``),
   graphs carried into the next iteration (``carried``: ``carried_states`` -- a hidden state
   a model returns and is fed back with no ``.detach()`` in a loop that back-propagates;
+  afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
+  into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
+  and is fed back with no ``.detach()`` in a loop that back-propagates; ``carried_attributes``
+  -- the same through a module's ``self.hidden``, never reset in the loop;
   ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
@@ -171,8 +175,10 @@ from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.carried import (
+    CarriedAttribute,
     CarriedState,
     RetainedBackward,
+    carried_attributes,
     carried_states,
     needless_retained_graphs,
 )
@@ -704,6 +710,12 @@ class TrainingModel:
     def carried_states(self) -> list[CarriedState]:
         """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
         return carried_states(self)
+
+    @cached_property
+    def carried_attributes(self) -> list[CarriedAttribute]:
+        """Modules keeping ``self.hidden`` across calls in a back-propagating loop, never
+        reset there (see :mod:`.loops.carried`)."""
+        return carried_attributes(self)
 
     @cached_property
     def needless_retained_graphs(self) -> list[RetainedBackward]:
