@@ -80,7 +80,7 @@ class MetricAccumulatorNotReset(Rule):
     code = "TL204"
     name = "metric-accumulator-not-reset"
     severity = Severity.WARNING
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = ("+", "update", "metrics", "append")
     summary = "A per-epoch loss/metric total is filled in the batch loop and never reset."
     fix_availability = "sometimes"
