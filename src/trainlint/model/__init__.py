@@ -24,6 +24,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
+  ``matched_to_own_keys(state, receiver, scope)`` -- a state dict filtered to the receiver's
+  own ``state_dict()`` keys (:mod:`.values.state_dicts`);
 * ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
   before an epoch loop, filled in its batch loop, read after it and never reset
   (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
@@ -221,6 +223,7 @@ from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
+from trainlint.model.values.state_dicts import matched_to_own_keys
 from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
@@ -524,6 +527,12 @@ class TrainingModel:
     ) -> bool | None:
         """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
         return own_method_returns_nothing(self, receiver, scope, method)
+
+    def matched_to_own_keys(
+        self, state: cst.BaseExpression | None, receiver: cst.BaseExpression, scope: Scope
+    ) -> bool:
+        """Whether ``state`` keeps only keys of ``receiver``'s own ``state_dict()``."""
+        return matched_to_own_keys(self, state, receiver, scope)
 
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
