@@ -306,3 +306,8 @@ one = tfds.load("mnist", split="train")
     assert not model.evidence.is_dataset(cst.parse_expression("splits"), at, 10**9)
     assert model.evidence.is_dataset(cst.parse_expression("train"), at, 10**9)
     assert model.evidence.is_dataset(cst.parse_expression("one"), at, 10**9)
+
+
+def test_spark_and_dask_files_are_not_tf_data_for_unknown_origins() -> None:
+    spark = build(TF + "\nimport pyspark\ndef f(rdd):\n    return rdd.map(g).cache()\n")
+    assert spark.tfdata.stages == []

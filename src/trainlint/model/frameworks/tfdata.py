@@ -37,7 +37,17 @@ if TYPE_CHECKING:
 
 #: Libraries whose objects also have ``map``/``batch``/``shuffle``/``cache`` methods: in a file
 #: using one, a pipeline of unknown origin is not taken for tf.data.
-_OTHER_PIPELINES = ("torch", "torchdata", "datasets", "webdataset", "ray", "paddle", "mindspore")
+_OTHER_PIPELINES = (
+    "torch",
+    "torchdata",
+    "datasets",
+    "webdataset",
+    "ray",
+    "paddle",
+    "mindspore",
+    "pyspark",
+    "dask",
+)
 __all__ = ["Pipeline", "Stage", "StageKind", "TfDataPipelines"]
 
 
