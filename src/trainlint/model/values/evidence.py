@@ -4,7 +4,8 @@ Tensor evidence, followed through the latest binding before the use: a torch fun
 makes a tensor (``torch.zeros``, ``torch.cat``, ``F.relu``, ``torch.FloatTensor(...)``), a
 tensor method applied to a tensor (``x.float()``, ``x[0]``, ``x.data``, arithmetic), the
 output of a known torch module (see :mod:`.modules`) or of a torch loss, a same-file function
-whose every return is a tensor, a parameter annotated ``torch.Tensor``, an element of
+whose every return is a tensor (or one of another project module whose summary says it returns
+logits, probabilities or a reduced loss), a parameter annotated ``torch.Tensor``, an element of
 ``X.parameters()``, and a batch of a ``torch.utils.data.DataLoader`` that keeps the default
 ``collate_fn`` (default collation makes tensors; a custom one may build objects whose ``.to()``
 works in place, like PyG's ``Batch`` or HF's ``BatchEncoding``).
@@ -164,8 +165,10 @@ class Evidence:
     def _tensor_call(self, call: cst.Call, scope: Scope, before: int | None, depth: int) -> bool:
         model = self.model
         qualified = model.imports.qualify(call.func)
+        if qualified and (_torch_makes_tensor(qualified) or _project_tensor(model, call, scope)):
+            return True
         if qualified:
-            return _torch_makes_tensor(qualified)
+            return False
         method = method_call(call)
         if method is not None:
             receiver, name = method
@@ -308,6 +311,15 @@ def _torch_makes_tensor(qualified: str) -> bool:
     return head in ("torch", "torch.special", "torch.linalg", "torch.fft") and (
         last in _TORCH_TENSOR_FUNCTIONS
     )
+
+
+def _project_tensor(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """A function of another project module whose summary says it returns logits,
+    probabilities... or a reduced loss: a tensor."""
+    returned = model.returned_summary(call, scope)
+    if returned is None or returned.role is not None:
+        return False
+    return returned.activation != "unknown" or returned.reduction != "unknown"
 
 
 def _annotated_tensor(annotation: str) -> bool:
