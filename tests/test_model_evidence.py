@@ -8,6 +8,7 @@ import libcst as cst
 from model_helpers import build, scope
 
 from trainlint.model import TrainingModel
+from trainlint.project import ProjectIndex
 
 SOURCE = """
 import torch
@@ -101,3 +102,18 @@ def test_notebook_cells_display_their_top_level_values() -> None:
     assert _discarded(DISCARDS, "notebook.ipynb") == []
     inside = DISCARDS + "for step in range(2):\n    x.float()\n"
     assert _discarded(inside, "notebook.ipynb") == ["x.float()"]
+
+
+def test_tensors_returned_by_another_project_module(tmp_path: Path) -> None:
+    (tmp_path / "losses.py").write_text(
+        "import torch.nn.functional as F\n\n\n"
+        "def probs(x):\n    return F.softmax(x, dim=-1)\n\n\n"
+        "def config():\n    return {'lr': 1}\n"
+    )
+    train = tmp_path / "train.py"
+    train.write_text("from losses import config, probs\n\np = probs(1)\nc = config()\n")
+    text = train.read_text()
+    model = TrainingModel(cst.parse_module(text), train, text, ProjectIndex().view(train))
+    where = model.module_scope
+    assert model.evidence.is_tensor(cst.parse_expression("p"), where, 10**9)
+    assert not model.evidence.is_tensor(cst.parse_expression("c"), where, 10**9)
