@@ -31,7 +31,7 @@ _CLOCKS = {"time.time", "time.perf_counter", "time.monotonic", "timeit.default_t
 
 
 @dataclass(frozen=True, eq=False)
-class DiscardedResult:
+class OutOfPlaceDiscard:
     statement: cst.Expr
     call: cst.Call
     receiver: cst.BaseExpression
@@ -40,7 +40,7 @@ class DiscardedResult:
     dataset: bool  # a ``tf.data`` dataset's method (else a tensor's)
 
 
-def discarded_results(model: TrainingModel) -> list[DiscardedResult]:
+def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
     cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
     for statement, scope in model.expression_statements:
@@ -58,9 +58,9 @@ def discarded_results(model: TrainingModel) -> list[DiscardedResult]:
             continue  # ``out.cpu()`` between two clock reads waits for the GPU on purpose
         before = model.dataflow.order(statement)
         if name in OUT_OF_PLACE_METHODS and _tensor_not_module(model, receiver, scope, before):
-            found.append(DiscardedResult(statement, call, receiver, name, scope, False))
+            found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, False))
         elif name in DATASET_METHODS and model.evidence.is_dataset(receiver, scope, before):
-            found.append(DiscardedResult(statement, call, receiver, name, scope, True))
+            found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, True))
     return found
 
 
