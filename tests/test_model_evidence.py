@@ -68,11 +68,14 @@ def test_no_tensor_evidence_from_names_or_unknown_producers() -> None:
         assert not _is_tensor(model, unknown), unknown
 
 
-def test_dataset_evidence() -> None:
-    model = _model()
-    where = scope(model, "f")
-    assert model.evidence.is_dataset(cst.parse_expression("ds"), where, 10**9)
-    assert not model.evidence.is_dataset(cst.parse_expression("plain"), where, 10**9)
+def test_tf_data_discards_need_a_known_source() -> None:
+    source = (
+        "import tensorflow as tf\n\n"
+        "ds = tf.data.Dataset.from_tensor_slices([1, 2])\n"
+        "ds.shuffle(2)\n\n\n"
+        "def f(stream):\n    stream.batch(8)\n"
+    )
+    assert _discarded(source) == ["ds.shuffle(2)"]
 
 
 DISCARDS = """

@@ -20,10 +20,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
-* ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
-  is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
-  (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
-  the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
+  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
+  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
+  method returns (:mod:`.dataflow.discarded`);
 * ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
@@ -480,7 +480,7 @@ class TrainingModel:
 
     @cached_property
     def evidence(self) -> Evidence:
-        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        """``is_tensor(expr, scope, before)``: known, not named (see ``.values.evidence``)."""
         return Evidence(self)
 
     @cached_property

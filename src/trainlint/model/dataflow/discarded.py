@@ -2,12 +2,13 @@
 nothing (``x.to(device)`` on a tensor, ``ds.shuffle(1000)`` on a ``tf.data`` dataset).
 
 Only the outermost call of the statement counts: in ``x.view(-1).copy_(y)`` the view is used
-by the in-place copy. The receiver must be KNOWN to be a tensor or a dataset (see
-:mod:`..values.evidence`); a module's ``to``/``cuda``/``float``/``half`` move it in place, and
-so do objects of other libraries (PyG's ``Batch``, HF's ``BatchEncoding``), so a receiver known
-or named to be a module never counts. A ``.cpu()`` in a function that reads a clock is a
-deliberate wait for the GPU (benchmarks time it that way). In a notebook (or a ``# %%`` cell
-script) a statement at the top level of a cell is displayed, not discarded: left alone.
+by the in-place copy. The receiver must be KNOWN to be a tensor (see :mod:`..values.evidence`)
+or a ``tf.data`` pipeline from a known source (see :mod:`..frameworks.tfdata`). A module's
+``to``/``cuda``/``float``/``half`` move it in place, and so do objects of other libraries
+(PyG's ``Batch``, HF's ``BatchEncoding``), so a receiver known or named to be a module never
+counts. A ``.cpu()`` in a function that reads a clock is a deliberate wait for the GPU
+(benchmarks time it that way). In a notebook (or a ``# %%`` cell script) a statement at the
+top level of a cell is displayed, not discarded: left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.nodes import method_call
-from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
+from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import Scope
 
 _CELL_MARKER = re.compile(r"^# %%", re.M)
+#: ``tf.data.Dataset`` methods that return a new dataset.
+DATASET_METHODS = frozenset({"shuffle", "batch", "map", "repeat", "prefetch", "cache", "filter"})
 _CLOCKS = {"time.time", "time.perf_counter", "time.monotonic", "timeit.default_timer"}
 
 
@@ -43,6 +46,7 @@ class OutOfPlaceDiscard:
 def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
     cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
+    datasets: set[int] | None = None  # calls of tf.data pipelines from a known source
     for statement, scope in model.expression_statements:
         method = method_call(statement.value)
         if method is None:
@@ -59,7 +63,11 @@ def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
         before = model.dataflow.order(statement)
         if name in OUT_OF_PLACE_METHODS and _tensor_not_module(model, receiver, scope, before):
             found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, False))
-        elif name in DATASET_METHODS and model.evidence.is_dataset(receiver, scope, before):
+        elif name in DATASET_METHODS:
+            if datasets is None:
+                datasets = _tf_data_calls(model)
+            if id(call) not in datasets:
+                continue
             found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, True))
     return found
 
@@ -73,6 +81,13 @@ def _tensor_not_module(
     # ``model.to(device)`` moves the module in place (``is_known_module`` would count the
     # ``x.cuda()`` being judged as evidence of a module)
     return value is None or value.role is not Role.MODEL
+
+
+def _tf_data_calls(model: TrainingModel) -> set[int]:
+    """The dataset method calls of ``tf.data`` pipelines that start at a known source
+    (``Dataset.from_tensor_slices``, ``tfds.load``...: see :mod:`..frameworks.tfdata`)."""
+    pipelines = model.tfdata
+    return {id(s.call) for s in pipelines.stages if pipelines.pipeline(s).from_source}
 
 
 def _reads_clock(model: TrainingModel, scope: Scope) -> bool:
