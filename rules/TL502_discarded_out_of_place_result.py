@@ -6,9 +6,9 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.dataflow.discarded import OutOfPlaceDiscard
+from trainlint.model.dataflow.discarded import DATASET_METHODS, OutOfPlaceDiscard
 from trainlint.model.syntax.nodes import dotted
-from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
+from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.rule import Violation
 
 

@@ -34,6 +34,14 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
+  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
+  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
+  method returns (:mod:`.dataflow.discarded`);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
@@ -540,7 +548,7 @@ class TrainingModel:
 
     @cached_property
     def evidence(self) -> Evidence:
-        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        """``is_tensor(expr, scope, before)``: known, not named (see ``.values.evidence``)."""
         return Evidence(self)
 
     @cached_property

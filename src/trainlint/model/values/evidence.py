@@ -1,10 +1,11 @@
-"""Whether a value is KNOWN to be a torch tensor or a ``tf.data`` dataset (never by its name).
+"""Whether a value is KNOWN to be a torch tensor (never by its name).
 
 Tensor evidence, followed through the latest binding before the use: a torch function that
 makes a tensor (``torch.zeros``, ``torch.cat``, ``F.relu``, ``torch.FloatTensor(...)``), a
 tensor method applied to a tensor (``x.float()``, ``x[0]``, ``x.data``, arithmetic), the
 output of a known torch module (see :mod:`.modules`) or of a torch loss, a same-file function
-whose every return is a tensor, a parameter annotated ``torch.Tensor``, an element of
+whose every return is a tensor (or one of another project module whose summary says it returns
+logits, probabilities or a reduced loss), a parameter annotated ``torch.Tensor``, an element of
 ``X.parameters()``, and a batch of a ``torch.utils.data.DataLoader`` that keeps the default
 ``collate_fn`` (default collation makes tensors; a custom one may build objects whose ``.to()``
 works in place, like PyG's ``Batch`` or HF's ``BatchEncoding``).
@@ -81,7 +82,7 @@ _MAX_DEPTH = 8
 
 
 class Evidence:
-    """``is_tensor`` / ``is_dataset`` for the expressions of one file (memoized)."""
+    """``is_tensor`` for the expressions of one file (memoized)."""
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
@@ -148,8 +149,10 @@ class Evidence:
     def _tensor_call(self, call: cst.Call, scope: Scope, before: int | None, depth: int) -> bool:
         model = self.model
         qualified = model.imports.qualify(call.func)
+        if qualified and (_torch_makes_tensor(qualified) or _project_tensor(model, call, scope)):
+            return True
         if qualified:
-            return _torch_makes_tensor(qualified)
+            return False
         method = method_call(call)
         if method is not None:
             receiver, name = method
@@ -272,6 +275,15 @@ def _torch_makes_tensor(qualified: str) -> bool:
     return head in ("torch", "torch.special", "torch.linalg", "torch.fft") and (
         last in _TORCH_TENSOR_FUNCTIONS
     )
+
+
+def _project_tensor(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """A function of another project module whose summary says it returns logits,
+    probabilities... or a reduced loss: a tensor."""
+    returned = model.returned_summary(call, scope)
+    if returned is None or returned.role is not None:
+        return False
+    return returned.activation != "unknown" or returned.reduction != "unknown"
 
 
 def _annotated_tensor(annotation: str) -> bool:
