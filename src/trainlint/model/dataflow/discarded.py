@@ -13,12 +13,12 @@ top level of a cell is displayed, not discarded: left alone.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.syntax.cells import at_cell_top_level, runs_in_cells
 from trainlint.model.syntax.nodes import method_call
 from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.model.values.roles import Role
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Scope
 
-_CELL_MARKER = re.compile(r"^# %%", re.M)
 #: ``tf.data.Dataset`` methods that return a new dataset.
 DATASET_METHODS = frozenset({"shuffle", "batch", "map", "repeat", "prefetch", "cache", "filter"})
 _CLOCKS = {"time.time", "time.perf_counter", "time.monotonic", "timeit.default_timer"}
@@ -45,7 +44,7 @@ class OutOfPlaceDiscard:
 
 def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
-    cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
+    cells = runs_in_cells(model)
     datasets: set[int] | None = None  # calls of tf.data pipelines from a known source
     for statement, scope in model.expression_statements:
         method = method_call(statement.value)
@@ -56,7 +55,7 @@ def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
         assert isinstance(call, cst.Call)
         if name == "type" and not call.args:
             continue  # ``x.type()`` returns the type's name: no tensor thrown away
-        if cells and scope.is_module and _top_level(model, statement):
+        if cells and scope.is_module and at_cell_top_level(model, statement):
             continue  # a cell's value is displayed
         if name == "cpu" and _reads_clock(model, scope):
             continue  # ``out.cpu()`` between two clock reads waits for the GPU on purpose
@@ -92,8 +91,3 @@ def _tf_data_calls(model: TrainingModel) -> set[int]:
 
 def _reads_clock(model: TrainingModel, scope: Scope) -> bool:
     return any(site.qualified in _CLOCKS for site in model.calls_in(scope))
-
-
-def _top_level(model: TrainingModel, statement: cst.Expr) -> bool:
-    line = model.dataflow.parent(statement)
-    return line is not None and isinstance(model.dataflow.parent(line), cst.Module)
