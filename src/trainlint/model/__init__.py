@@ -20,16 +20,6 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
-<<<<<<< HEAD
-* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
-  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
-  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
-  method returns (:mod:`.dataflow.discarded`);
-* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
-  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
-  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
-  (:mod:`.dataflow.results`);
-=======
 * ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
@@ -38,11 +28,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   before an epoch loop, filled in its batch loop, read after it and never reset
   (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
   reports in ``.epochs``);
-* ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
-  is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
-  (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
-  the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
->>>>>>> main
+* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
+  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
+  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
+  method returns (:mod:`.dataflow.discarded`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
