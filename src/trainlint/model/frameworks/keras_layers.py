@@ -232,9 +232,11 @@ def units_of(constructor: cst.Call) -> object:
 
 def is_training_dependent(imports: ImportTable, constructor: cst.Call) -> bool:
     qualified = keras_name(imports, constructor.func)
+    if not is_under(qualified, "tensorflow.keras.layers"):
+        return False  # ``keras.initializers.RandomNormal`` is no layer
     last = qualified.rsplit(".", 1)[-1]
     # random augmentation layers (RandomFlip, RandomRotation...) only act when training
-    return bool(qualified) and (last in _TRAINING_LAYERS or last.startswith("Random"))
+    return last in _TRAINING_LAYERS or last.startswith("Random")
 
 
 def is_application(qualified: str) -> bool:
