@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.loops.stale_optimizers import StaleOptimizer
@@ -15,9 +17,12 @@ class OptimizerBoundToStaleModel(Rule):
     Flags a rebinding of `model` to a new module object after `opt = X(model.parameters())`
     and before the loop that steps `opt` and uses `model`: a constructor (`torch.nn`, an
     `nn.Module` subclass of the file or the project, `timm.create_model`, `torchvision`),
-    `torch.load`, `copy.deepcopy`, `from_pretrained`, `load_from_checkpoint`, or a same-file
-    factory returning one of these. In a trainer class, a rebinding of `self.model` later in
-    `__init__` counts when another method steps `self.optimizer`.
+    `torch.load`, `copy.deepcopy`, `from_pretrained`, `load_from_checkpoint`, a same-file
+    factory returning one of these, or a factory of another project module that returns a
+    model and is not handed the old one. An optimizer over part of the model
+    (`Adam(model.head.parameters())`) goes stale when `model` is rebound. The loop may reach
+    the optimizer and the model through a helper it calls. In a trainer class, a rebinding of
+    `self.model` later in `__init__` counts when another method steps `self.optimizer`.
 
     Stays silent on what keeps the same parameters: `.to()`, `.cuda()`, DDP/FSDP wrappers,
     `torch.compile`, `accelerator.prepare`, `amp.initialize`, `convert_sync_batchnorm`, and
@@ -68,11 +73,17 @@ def _message(model: TrainingModel, found: StaleOptimizer) -> str:
     if len(made) > 50 or "\n" in made:
         made = made.split("(", 1)[0] + "(...)"
     target = found.creation.target
+    trainer = found.trainer
+    if isinstance(trainer, cst.Call):
+        name = model.text_of(trainer.func)
+        where = f"`{name}(...)` at {model.where(trainer)}"
+    else:
+        where = f"the loop at {model.where(trainer)}"
     return (
         f"`{found.owner}` is rebound to a new module (`{made}`) after `{target}` was built from "
-        f"its parameters at {model.where(found.creation.call)}; the loop at "
-        f"{model.where(found.loop.node)} steps `{target}`, which still updates the old "
-        f"module's parameters, so the new `{found.owner}` never trains"
+        f"its parameters at {model.where(found.creation.call)}; {where} steps `{target}`, "
+        f"which still updates the old module's parameters, so the new `{found.owner}` never "
+        "trains"
     )
 
 

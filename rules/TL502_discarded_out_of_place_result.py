@@ -6,9 +6,9 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.dataflow.discarded import OutOfPlaceDiscard
+from trainlint.model.dataflow.discarded import DATASET_METHODS, OutOfPlaceDiscard
 from trainlint.model.syntax.nodes import dotted
-from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
+from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.rule import Violation
 
 
@@ -22,15 +22,17 @@ class DiscardedOutOfPlaceResult(Rule):
     (`shuffle`, `batch`, `map`, `repeat`, `prefetch`, `cache`, `filter`) on a value known to
     be a dataset. A value is known to be a tensor from what made it: a torch function
     (`torch.zeros`, `torch.cat`, `F.relu`), a torch module's or a torch loss's output, a tensor
-    method or arithmetic on a tensor, a parameter annotated `torch.Tensor`, an element of
-    `model.parameters()`, a batch of a `DataLoader` with the default `collate_fn`; never its
-    name alone.
+    method or arithmetic on a tensor, an attribute assigned one (`self.mask`), a parameter
+    annotated `torch.Tensor` or used as only a tensor can be (`x.unsqueeze(1)`, passed to a
+    torch function or module), an element of `model.parameters()`, a batch of a `DataLoader`
+    with the default `collate_fn`; never its name alone.
 
     Stays silent on modules (`model.to(device)` and `model.cuda()` move a module in place),
     on in-place methods (`add_`, `clamp_`, `zero_`), on results used by a chained call
     (`x.view(-1).copy_(y)`), on batches of custom collate functions and other libraries'
-    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), and on the
-    top-level statements of notebook cells (a cell displays its last value).
+    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), on a `.cpu()`
+    in a function that reads a clock (benchmarks copy to the host to wait for the GPU), and
+    on the top-level statements of notebook cells (a cell displays its last value).
 
     ## Why is this bad?
     These methods return a new tensor (or dataset) and leave the original unchanged:
@@ -61,7 +63,7 @@ class DiscardedOutOfPlaceResult(Rule):
     code = "TL502"
     name = "discarded-out-of-place-result"
     severity = Severity.ERROR
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"

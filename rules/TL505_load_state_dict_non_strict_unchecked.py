@@ -7,7 +7,7 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.edits import append_lines
-from trainlint.model import DiscardedResult, Role, TrainingModel
+from trainlint.model import Role, TrainingModel, UnusedResult
 from trainlint.model.syntax.nodes import argument, literal
 from trainlint.model.syntax.scopes import Scope
 from trainlint.rule import TextEdit, Violation
@@ -30,7 +30,10 @@ class LoadStateDictNonStrictUnchecked(Rule):
     assigned to `_` (a deliberate discard), on a notebook cell's last line (Jupyter displays
     the result under the cell), when `strict` is not literally `False`, on objects whose
     `load_state_dict` takes no `strict` (optimizers, schedulers, grad scalers), and on
-    instances of classes that override `load_state_dict` with a method that returns nothing.
+    instances of classes that override `load_state_dict` with a method that returns nothing,
+    and on state dicts filtered to the module's own keys first
+    (`{k: v for k, v in ckpt.items() if k in model.state_dict()}`): a partial load whose
+    keys the code matched itself.
 
     ## Why is this bad?
     With `strict=False`, `load_state_dict` no longer raises when the checkpoint's keys do
@@ -78,14 +81,17 @@ class LoadStateDictNonStrictUnchecked(Rule):
                 continue
             if model.own_method_returns_nothing(receiver, site.scope, "load_state_dict"):
                 continue  # a wrapper's override: there is no result to capture
-            discarded = model.discarded_result(call, site.scope)
+            state = argument(call, 0, "state_dict")
+            if model.matched_to_own_keys(state, receiver, site.scope):
+                continue  # filtered to the module's keys: a partial load done on purpose
+            discarded = model.unused_result(call, site.scope)
             if discarded is None:
                 continue
             yield _violation(model, call, site.scope, discarded)
 
 
 def _violation(
-    model: TrainingModel, call: cst.Call, scope: Scope, discarded: DiscardedResult
+    model: TrainingModel, call: cst.Call, scope: Scope, discarded: UnusedResult
 ) -> Violation:
     shown = f"{model.text_of(call.func)}(..., strict=False)"
     if discarded.unread:
@@ -112,7 +118,7 @@ def _violation(
     )
 
 
-def _check_names(model: TrainingModel, discarded: DiscardedResult) -> tuple[str, str]:
+def _check_names(model: TrainingModel, discarded: UnusedResult) -> tuple[str, str]:
     """The two names the check reads: the unread ones, or new names no code of the file uses."""
     unread = discarded.unread
     if len(unread) == 2:
@@ -130,7 +136,7 @@ def _check_names(model: TrainingModel, discarded: DiscardedResult) -> tuple[str,
 def _edits(
     model: TrainingModel,
     call: cst.Call,
-    discarded: DiscardedResult,
+    discarded: UnusedResult,
     missing: str,
     unexpected: str,
 ) -> tuple[Edit | TextEdit, ...]:

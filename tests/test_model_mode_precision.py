@@ -251,3 +251,71 @@ def test_collective_restore_in_the_other_branch_counts() -> None:
     ]
     assert kinds == [EventKind.TRAIN_MODE, EventKind.EVAL_MODE]
     assert model.restoring.unrestored_switches() == []
+
+
+FROZEN = """
+import torch
+import torch.nn as nn
+
+
+def probe(backbone, head, loader, opt):
+    for p in backbone.parameters():
+        p.requires_grad = False
+    for epoch in range(3):
+        backbone.eval()
+        for x, y in loader:
+            opt.zero_grad()
+            head(backbone(x)).sum().backward()
+            opt.step()
+
+
+def partial(model, loader, opt):
+    model.requires_grad_(False)
+    model.top.requires_grad_(True)
+    model.train()
+    for epoch in range(3):
+        for x, y in loader:
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+        model.eval()
+"""
+
+
+def test_frozen_parameters_mean_eval_mode_on_purpose() -> None:
+    model = build(FROZEN)
+    found = [item.switch.scope.name for item in model.restoring.unrestored_switches()]
+    assert found == ["partial"]  # ``backbone`` is frozen; ``model.top`` still trains
+
+
+TWO_NETWORKS = """
+import torch
+import torch.nn as nn
+
+
+def fit(gen: nn.Module, critic: nn.Module, teacher: nn.Module, loader):
+    g_opt = torch.optim.Adam(gen.parameters())
+    c_opt = torch.optim.Adam(critic.parameters())
+    gen.train()
+    critic.train()
+    for epoch in range(3):
+        for real in loader:
+            c_opt.zero_grad()
+            (critic(real).mean() + teacher(real).mean()).backward()
+            c_opt.step()
+            g_opt.zero_grad()
+            (-critic(gen(real)).mean()).backward()
+            g_opt.step()
+        gen.eval()
+        teacher.eval()
+"""
+
+
+def test_every_network_the_train_step_optimizes_is_followed() -> None:
+    model = build(TWO_NETWORKS)
+    found = [
+        (item.subject, model.text_of(item.switch.node))
+        for item in model.restoring.unrestored_switches()
+    ]
+    # ``gen`` is stepped by ``g_opt``; ``teacher`` is in no optimizer: kept in eval on purpose
+    assert found == [("gen", "gen.eval()")]

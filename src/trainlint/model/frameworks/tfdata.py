@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.tfdata_random import RandomMaps
 from trainlint.model.frameworks.tfdata_stages import Stage, StageKind, new_stage
 from trainlint.model.syntax.branches import BranchMap
 from trainlint.model.syntax.nodes import dotted, method_call
@@ -36,7 +37,17 @@ if TYPE_CHECKING:
 
 #: Libraries whose objects also have ``map``/``batch``/``shuffle``/``cache`` methods: in a file
 #: using one, a pipeline of unknown origin is not taken for tf.data.
-_OTHER_PIPELINES = ("torch", "torchdata", "datasets", "webdataset", "ray", "paddle", "mindspore")
+_OTHER_PIPELINES = (
+    "torch",
+    "torchdata",
+    "datasets",
+    "webdataset",
+    "ray",
+    "paddle",
+    "mindspore",
+    "pyspark",
+    "dask",
+)
 __all__ = ["Pipeline", "Stage", "StageKind", "TfDataPipelines"]
 
 
@@ -80,6 +91,12 @@ class TfDataPipelines:
         """The pipeline up to and including ``stage``."""
         return self._of(stage.call, stage.scope, stage.order, 0)
 
+    def pipeline_of(
+        self, expr: cst.BaseExpression, scope: Scope, before: int | None = None
+    ) -> Pipeline:
+        """The pipeline an expression holds (``from_source``: known to be a tf.data dataset)."""
+        return self._of(expr, scope, before, 0)
+
     def downstream(self, stage: Stage) -> list[Stage]:
         """The stages applied to what ``stage`` returns, directly or through a name."""
         return self._consumers.get(id(stage.call), [])
@@ -122,6 +139,32 @@ class TfDataPipelines:
         stages = self.pipeline(last).before(last)
         start = next((i for i, s in enumerate(stages) if s is first), len(stages))
         return any(s.is_(StageKind.BATCH) for s in stages[start + 1 :])
+
+    def random_draw(self, stage: Stage) -> cst.Call | None:
+        """For a map stage, the random call its function makes (see :mod:`.tfdata_random`)."""
+        if not stage.is_(StageKind.MAP):
+            return None
+        return self._random.draw_in(stage.function, stage.scope, stage.order)
+
+    def frozen_by_cache(self, cache: Stage) -> tuple[Stage, cst.Call | None] | None:
+        """What a ``cache()`` freezes for every later epoch: the first map before it that
+        draws at random (with its random call), else a reshuffling shuffle before it when no
+        shuffle comes after the cache."""
+        earlier = self.pipeline(cache).before(cache)
+        if earlier and earlier[-1].method == "take":
+            return None  # ``take(1).cache().repeat()``: a fixed sample on purpose
+        for stage in earlier:
+            draw = self.random_draw(stage)
+            if draw is not None:
+                return stage, draw
+        shuffles = [s for s in earlier if _element_shuffle(s)]
+        if not shuffles or any(_element_shuffle(s) for s in self.later(cache)):
+            return None
+        return shuffles[-1], None
+
+    @cached_property
+    def _random(self) -> RandomMaps:
+        return RandomMaps(self.model)
 
     def is_tf_data(self, pipeline: Pipeline) -> bool:
         if pipeline.from_source:
@@ -167,7 +210,8 @@ class TfDataPipelines:
             order = before if before is not None else 0
             stage = self._stage(expr, scope, order)
             if stage is not None and stage.is_(StageKind.SOURCE):
-                return Pipeline((stage,), True)
+                # ``tfds.load("mnist")`` is a dict of splits: a dataset once indexed
+                return Pipeline((stage,), not stage.is_container)
             if stage is not None:
                 receiver = method_call(expr)[0]  # type: ignore[index]
                 upstream = self._of(receiver, scope, before, depth + 1)
@@ -175,24 +219,45 @@ class TfDataPipelines:
             return self._returned(expr, scope, depth)
         if isinstance(expr, cst.Subscript):  # ``tfds.load("mnist")["train"]``
             inner = self._of(expr.value, scope, before, depth + 1)
-            return inner if _only_source(inner) else _EMPTY
+            return _split_of(inner)
         name = dotted(expr)
         if name is None:
             return _EMPTY
         binding = self._binding(name, scope, before)
-        if binding is None or binding.augmented or binding.from_iteration:
+        if binding is None:
+            return self._passed(name, scope, depth)
+        if binding.augmented or binding.from_iteration:
             return _EMPTY
         owner = binding.scope or scope
+        value = binding.value
+        if binding.unpack_index is not None and isinstance(value, (cst.Tuple, cst.List)):
+            # ``train, test = ds["train"], ds["test"]``: the element at that index
+            elements = value.elements
+            if binding.unpack_index >= len(elements):
+                return _EMPTY
+            element = elements[binding.unpack_index].value
+            return self._of(element, owner, binding.order, depth + 1)
         unpacked = binding.unpacked_from if binding.value is None else binding.value
         if unpacked is not None and (binding.unpack_index is not None or binding.nested_path):
             # ``train, test = tfds.load(..., split=[...])``, ``(train, test), info = ...``
             found = self._of(unpacked, owner, binding.order, depth + 1)
-            return found if _only_source(found) else _EMPTY
+            return _split_of(found)
         if binding.value is None:
             return _EMPTY
         if dotted(binding.value) == name:
             return _EMPTY
         return self._of(binding.value, owner, binding.order, depth + 1)
+
+    def _passed(self, name: str, scope: Scope, depth: int) -> Pipeline:
+        """A parameter: the pipeline its one same-file caller passes (several callers: the
+        origin is unknown, as for a function nobody in the file calls)."""
+        if name not in scope.params:
+            return _EMPTY
+        passed = self.model.tensors.callers.arguments(name, scope)
+        if len(passed) != 1:
+            return _EMPTY
+        argument, caller, order = passed[0]
+        return self._of(argument, caller, order, depth + 1)
 
     def _returned(self, call: cst.Call, scope: Scope, depth: int) -> Pipeline:
         """What a same-file function returns (the first return that is a pipeline)."""
@@ -231,5 +296,8 @@ def _element_shuffle(stage: Stage) -> bool:
     return stage.is_(StageKind.SHUFFLE) and stage.reshuffles and stage.buffer_size != 1
 
 
-def _only_source(pipeline: Pipeline) -> bool:
-    return len(pipeline.stages) == 1 and pipeline.from_source
+def _split_of(container: Pipeline) -> Pipeline:
+    """One split of what a source returned (``tfds.load(...)["train"]``, unpacked splits)."""
+    if len(container.stages) == 1 and container.stages[0].is_(StageKind.SOURCE):
+        return Pipeline(container.stages, True)
+    return _EMPTY

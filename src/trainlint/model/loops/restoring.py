@@ -4,7 +4,9 @@ For a train step, :meth:`TrainModeRestoring.unrestored_switches` walks each loop
 one iteration after the other: an eval switch from which the next pass through the train step
 can be reached with no ``.train()`` (one that runs whenever the switch ran, or whenever the
 train step runs, or one restoring a saved ``model.training``) leaves the model training in eval
-mode. A model made afresh in each iteration (``snapshot = copy.deepcopy(model)``) is another
+mode. Every model the train step runs is followed (a GAN's generator as well as its critic);
+one that no optimizer the step steps holds is kept in eval on purpose (a distillation
+teacher). A model made afresh in each iteration (``snapshot = copy.deepcopy(model)``) is another
 object the next time round; parts the train step runs only under ``no_grad`` are frozen on
 purpose.
 """
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.loops.event_types import Event, EventKind
+from trainlint.model.loops.gradients import parameter_sources, same_object
 from trainlint.model.loops.mode_switches import same_model
 from trainlint.model.loops.modes import forward_target, model_value
-from trainlint.model.syntax.nodes import contains, descendants, dotted, names_in
+from trainlint.model.syntax.nodes import contains, descendants, dotted, literal, names_in
 from trainlint.model.values.mode_layers import UNKNOWN as UNKNOWN_LAYERS
 from trainlint.model.values.mode_layers import ModeLayers
 from trainlint.model.values.modules import MODULE_ONLY_METHODS
@@ -83,10 +86,13 @@ class TrainModeRestoring:
         return found if found is not None else UNKNOWN_LAYERS
 
     def _frozen(self, step: TrainStep, name: str | None) -> bool:
-        """Whether the train step runs ``name`` only with gradients disabled: a frozen feature
-        extractor kept in eval mode on purpose (a linear probe trains only the head)."""
+        """Whether the train step runs ``name`` only with gradients disabled, or its parameters
+        are frozen (``requires_grad = False``): a feature extractor kept in eval mode on
+        purpose (a linear probe trains only the head)."""
         if name is None:
             return False
+        if _parameters_frozen(self.model, name):
+            return True
         runs = [
             node
             for node in descendants(step.loop.node)
@@ -123,12 +129,27 @@ class TrainModeRestoring:
             ]
         if not inside:
             return []
-        target = inside[0]
-        subject = events[target].subject if events[target].kind is EventKind.FORWARD else None
+        first = inside[0]
+        primary = events[first].subject if events[first].kind is EventKind.FORWARD else None
+        #: every other model the train step runs, at its first forward (a GAN's critic)
+        others: dict[str, int] = {}
+        for i in inside:
+            name = events[i].subject
+            if events[i].kind is EventKind.FORWARD and name and not same_model(name, primary):
+                others.setdefault(name, i)
         found = []
         for index, event in enumerate(events):
-            if event.kind is not EventKind.EVAL_MODE or not same_model(event.subject, subject):
+            if event.kind is not EventKind.EVAL_MODE:
                 continue
+            target, subject, secondary = first, primary, False
+            if not same_model(event.subject, primary):
+                matching = [i for name, i in others.items() if same_model(event.subject, name)]
+                if not event.subject or not matching:
+                    continue
+                target, subject, secondary = matching[0], events[matching[0]].subject, True
+            trained = self._trained_by_step(step, loop, event.subject or subject)
+            if trained is False or (secondary and trained is not True):
+                continue  # a model no stepped optimizer holds is kept in eval on purpose
             if self._restored(events, index, target, event):
                 continue
             if self._made_each_iteration(event, loop):
@@ -137,6 +158,27 @@ class TrainModeRestoring:
                 UnrestoredSwitch(event, self._anchor(event, step, loop), step, loop, subject)
             )
         return found
+
+    def _trained_by_step(self, step: TrainStep, loop: LoopInfo, name: str | None) -> bool | None:
+        """Whether an optimizer the train step steps holds (some of) ``name``'s parameters
+        (None: cannot tell; the names are compared only where the step's loop is the walked
+        loop's function, so that both spell them alike)."""
+        if name is None or loop.scope is not step.loop.scope:
+            return None
+        answers: list[bool | None] = []
+        for event in step.events:
+            if event.kind is not EventKind.STEP or not event.subject:
+                continue
+            sources = parameter_sources(self.model, event.subject, step.loop.scope)
+            if sources is None:
+                return None
+            for source in sources:
+                if same_model(name, source):
+                    return True
+                answers.append(same_object(self.model, name, source, step.loop.scope))
+        if any(answers):
+            return True
+        return False if answers and all(a is False for a in answers) else None
 
     def _restored(self, events: list[Event], start: int, target: int, switch: Event) -> bool:
         """A ``.train()`` on the model on the way from ``start`` to ``target`` (wrapping around
@@ -222,3 +264,46 @@ def _runs_whenever(event: Event, switch: Event) -> bool:
         any(c.test is d.test and c.negated == d.negated for d in switch.conditions)
         for c in event.conditions
     )
+
+
+def _parameters_frozen(model: TrainingModel, name: str) -> bool:
+    """``name.requires_grad_(False)`` or ``for p in name.parameters(): p.requires_grad = False``
+    somewhere in the file, and nothing that turns gradients of ``name`` (or a part) back on."""
+    frozen = False
+    for node in descendants(model.module):
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            if node.func.attr.value != "requires_grad_":
+                continue
+            target = _frozen_target(model, node.func.value)
+            flag = literal(node.args[0].value, None) if node.args else True
+        elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+            attribute = node.targets[0].target
+            if not isinstance(attribute, cst.Attribute) or attribute.attr.value != "requires_grad":
+                continue
+            target = _frozen_target(model, attribute.value)
+            flag = literal(node.value, None)
+        else:
+            continue
+        if target is None or not same_model(target, name):
+            continue
+        if flag is not False:
+            return False  # some part of it trains
+        frozen = True
+    return frozen
+
+
+def _frozen_target(model: TrainingModel, expr: cst.BaseExpression) -> str | None:
+    """The module whose gradients a ``requires_grad`` change concerns: ``backbone`` itself, or
+    the module whose ``parameters()`` the loop variable ``p`` walks."""
+    name = dotted(expr)
+    if name is None:
+        return None
+    for loop in model.loops:
+        target = loop.node.target if isinstance(loop.node, cst.For) else None
+        if dotted(target) != name:
+            continue
+        func = loop.iter_expr.func if isinstance(loop.iter_expr, cst.Call) else None
+        if isinstance(func, cst.Attribute) and func.attr.value == "parameters":
+            return dotted(func.value)
+        return None
+    return name
