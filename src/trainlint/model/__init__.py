@@ -75,14 +75,11 @@ Sub-packages, by concept:
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
-  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``),
-  graphs carried into the next iteration (``carried``: ``carried_states`` -- a hidden state
-  a model returns and is fed back with no ``.detach()`` in a loop that back-propagates;
-  afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
-  into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
-  and is fed back with no ``.detach()`` in a loop that back-propagates; ``carried_attributes``
-  -- the same through a module's ``self.hidden``, never reset in the loop;
-  ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``), graphs
+  carried into the next iteration (``carried``: ``carried_states`` -- a hidden state a model
+  returns and is fed back with no ``.detach()`` in a loop that back-propagates;
+  ``carried_attributes`` -- the same through a module's ``self.hidden``, never reset in the
+  loop; ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
