@@ -6,7 +6,7 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.dataflow.discarded import DiscardedResult
+from trainlint.model.dataflow.discarded import OutOfPlaceDiscard
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
 from trainlint.rule import Violation
@@ -72,7 +72,7 @@ class DiscardedOutOfPlaceResult(Rule):
             yield Violation(found.statement, _message(model, found), _fix(model, found))
 
 
-def _message(model: TrainingModel, found: DiscardedResult) -> str:
+def _message(model: TrainingModel, found: OutOfPlaceDiscard) -> str:
     receiver = model.text_of(found.receiver)
     call = model.text_of(found.call)
     if len(call) > 60 or "\n" in call:
@@ -97,7 +97,7 @@ def _has_in_place(method: str) -> bool:
     }  # fmt: skip
 
 
-def _fix(model: TrainingModel, found: DiscardedResult) -> Fix:
+def _fix(model: TrainingModel, found: OutOfPlaceDiscard) -> Fix:
     target = dotted(found.receiver)
     if target is None or not isinstance(found.receiver, (cst.Name, cst.Attribute)):
         return Fix("assign the result (or use the in-place `_` method where there is one)")

@@ -29,7 +29,7 @@ _CELL_MARKER = re.compile(r"^# %%", re.M)
 
 
 @dataclass(frozen=True, eq=False)
-class DiscardedResult:
+class OutOfPlaceDiscard:
     statement: cst.Expr
     call: cst.Call
     receiver: cst.BaseExpression
@@ -38,7 +38,7 @@ class DiscardedResult:
     dataset: bool  # a ``tf.data`` dataset's method (else a tensor's)
 
 
-def discarded_results(model: TrainingModel) -> list[DiscardedResult]:
+def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
     cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
     for statement, scope in model.expression_statements:
@@ -52,9 +52,9 @@ def discarded_results(model: TrainingModel) -> list[DiscardedResult]:
             continue  # a cell's value is displayed
         before = model.dataflow.order(statement)
         if name in OUT_OF_PLACE_METHODS and _tensor_not_module(model, receiver, scope, before):
-            found.append(DiscardedResult(statement, call, receiver, name, scope, False))
+            found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, False))
         elif name in DATASET_METHODS and model.evidence.is_dataset(receiver, scope, before):
-            found.append(DiscardedResult(statement, call, receiver, name, scope, True))
+            found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, True))
     return found
 
 
