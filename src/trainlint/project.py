@@ -78,6 +78,8 @@ class _Module:
     digest: str  # content hash
     text: str | None
     definitions: dict[str, Definition | None] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its summary
+    kinds: dict[str, str | None] = field(default_factory=dict)  # name -> :meth:`kind`
     tree: ast.Module | None = None
 
 
@@ -186,7 +188,16 @@ class ProjectIndex:
             return None
         if kind_only:
             return f"kind:{self.kind(path, name)}"
-        return digest(self.definition(path, name))
+        return self.digest(path, name)
+
+    def digest(self, path: Path, name: str) -> str:
+        """The digest of :meth:`definition` (hashed once per run: every importer records it)."""
+        module = self.module(path)
+        if module is None:
+            return digest(None)
+        if name not in module.digests:
+            module.digests[name] = digest(self.definition(path, name))
+        return module.digests[name]
 
     def tree(self, module: _Module) -> ast.Module | None:
         if module.tree is None and module.text is not None:
@@ -199,7 +210,14 @@ class ProjectIndex:
     def kind(self, path: Path, name: str) -> str | None:
         """``class``, ``function``, ``import`` (a re-export) or None, from ``ast`` alone."""
         module = self.module(path)
-        tree = self.tree(module) if module is not None else None
+        if module is None:
+            return None
+        if name not in module.kinds:
+            module.kinds[name] = self._kind(module, name)
+        return module.kinds[name]
+
+    def _kind(self, module: _Module, name: str) -> str | None:
+        tree = self.tree(module)
         if tree is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
             return None
         found = None
@@ -396,16 +414,16 @@ class ProjectView:
                     self._record_kind(path, rest[0], kind)
                     return None
             found = self.index.definition(path, rest[0])
-            self._record(path, rest[0], found)
+            self._record(path, rest[0])
             if not isinstance(found, Reexport):
                 return (found, rest[1:]) if found is not None else None
             target = found.target + "".join(f".{p}" for p in rest[1:])
             importer = path
         return None
 
-    def _record(self, path: Path, name: str, found: Definition | None) -> None:
+    def _record(self, path: Path, name: str) -> None:
         relative = os.path.relpath(path, self.importer.parent)
-        self.used[(relative, name)] = digest(found)
+        self.used[(relative, name)] = self.index.digest(path, name)
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
         self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
