@@ -7,11 +7,11 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
+from trainlint.model.loops.caller_flags import runs_whenever_caller_allows
 from trainlint.model.loops.gradients import (
     clearing_events,
     clears,
     may_clear_unseen,
-    runs_whenever,
     same_object,
     torch_steps,
 )
@@ -30,6 +30,8 @@ class MissingZeroGrad(Rule):
     checked on its own, so a GAN that clears the discriminator but forgets the generator is
     caught.
 
+    Clearing under a flag the caller passes (`if do_zero_grad: optimizer.zero_grad()` where
+    `do_zero_grad` is a parameter of the loop's function: the caller decides) counts.
     Clearing in a same-file helper called from the loop, closure steps (`opt.step(closure)`),
     DeepSpeed engines, Lightning and HF `Trainer` code, and gradient-accumulation windows
     (see TL104/TL105) are understood and left alone. In an accumulation loop it reports
@@ -98,7 +100,7 @@ class MissingZeroGrad(Rule):
             # Only an optimizer cleared nowhere around the loop is this rule's business.
             if candidates or _cleared_in_enclosing_loops(model, train, optimizer):
                 return True
-        elif all(any(runs_whenever(c, step) for c in candidates) for step in steps):
+        elif all(any(runs_whenever_caller_allows(c, step) for c in candidates) for step in steps):
             return True
         return may_clear_unseen(model, train.loop, train.events, optimizer)
 

@@ -37,9 +37,12 @@ class LogitsIntoProbabilityLoss(Rule):
     Flags a binary cross-entropy written out by hand (`y*log(p) + (1-y)*log(1-p)`, in any
     arrangement, with torch, tf.math, the keras backend or numpy), `nn.BCELoss`,
     `F.binary_cross_entropy` or keras `binary_crossentropy` with `from_logits=False`, and
-    `NLLLoss`/`F.nll_loss`, when the prediction provably holds values that are not
+    `NLLLoss`/`F.nll_loss`, TF 1's `tf.losses.log_loss`, the keras backend's
+    `binary_crossentropy`, when the prediction provably holds values that are not
     probabilities: the output of a `Linear`/`Dense` layer (directly, or as the last layer of a
-    same-file model or `Sequential`) or an unbounded tensor factory such as `torch.randn`,
+    same-file model or `Sequential`), TF 1's `tf.layers.dense` with no activation, a matrix
+    product (`tf.matmul(x, W) + b`, `tf.nn.bias_add`), or an unbounded tensor factory such as
+    `torch.randn` / `tf.random.normal`,
     with no sigmoid, softmax or clamp on the way. A prediction whose producer cannot be
     resolved is never flagged.
 
@@ -67,7 +70,15 @@ class LogitsIntoProbabilityLoss(Rule):
     name = "logits-into-probability-loss"
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
-    triggers = ("log(", "BCELoss", "binary_cross", "BinaryCross", "NLLLoss", "nll_loss")
+    triggers = (
+        "log(",
+        "BCELoss",
+        "binary_cross",
+        "BinaryCross",
+        "NLLLoss",
+        "nll_loss",
+        "log_loss",
+    )
     summary = "A loss that expects probabilities (BCE, NLL) is fed logits or unbounded values."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -12,11 +12,19 @@ class SoftmaxIntoCrossEntropy(Rule):
     """Probabilities from a softmax fed to `CrossEntropyLoss` (or to `NLLLoss`).
 
     ## What it does
-    Flags `nn.CrossEntropyLoss`/`F.cross_entropy` whose **input** holds softmax probabilities:
-    from `F.softmax`, `torch.softmax`, `.softmax()`, an `nn.Softmax` layer applied to it or
-    ending the `nn.Sequential` (also an auxiliary head), or a model whose `forward` returns a
-    softmax (also one element of the tuple it returns). Also flags a softmax (not
-    `log_softmax`) fed to `NLLLoss`/`F.nll_loss`. Silent on a softmax on the target
+    Flags `nn.CrossEntropyLoss`/`F.cross_entropy` whose **input** holds softmax probabilities: from
+    `F.softmax`, `torch.softmax`, `.softmax()`, an `nn.Softmax` layer applied to it or ending
+    the `nn.Sequential` (also an auxiliary head), or a model whose `forward` returns a softmax
+    (also one element of the tuple it returns). Also flags a softmax (not `log_softmax`) fed to
+    `NLLLoss`/`F.nll_loss`. TensorFlow: the `logits=` of
+    `tf.nn.softmax_cross_entropy_with_logits` (also `_v2`),
+    `tf.nn.sparse_softmax_cross_entropy_with_logits` and TF 1's
+    `tf.losses.softmax_cross_entropy` / `sparse_softmax_cross_entropy` (also through
+    `tf.compat.v1`), fed by `tf.nn.softmax`, `tf.keras.activations.softmax`,
+    `keras.ops.softmax`, `tf.layers.dense(..., activation=tf.nn.softmax)`, a keras model or
+    layer ending in a softmax, or a keras `Model.call` returning one (graph code and
+    `GradientTape` loops alike; keras losses built with `from_logits=True` are TL601's).
+    Silent on a softmax on the target
     (distillation), on probabilities used only for metrics or predictions, on `(logits,
     probs)` returns whose logits reach the loss, and on a softmax applied only in some
     branches (`if not self.training:`).

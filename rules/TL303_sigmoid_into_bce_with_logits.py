@@ -16,6 +16,11 @@ class SigmoidIntoBceWithLogits(Rule):
     `sigmoid_focal_loss` whose **input** holds probabilities: from `torch.sigmoid`,
     `.sigmoid()`, an `nn.Sigmoid` layer (applied, or ending an `nn.Sequential`), a model
     whose `forward` returns a sigmoid (also one element of a returned tuple), or a softmax.
+    TensorFlow: the `logits=` of `tf.nn.sigmoid_cross_entropy_with_logits`,
+    `tf.nn.weighted_cross_entropy_with_logits` and TF 1's `tf.losses.sigmoid_cross_entropy`, fed
+    by `tf.sigmoid`/`tf.nn.sigmoid`/`tf.math.sigmoid`, a keras `Dense(1, activation="sigmoid")`
+    or `Activation("sigmoid")` output, or a TF 1 discriminator function returning a sigmoid
+    (keras losses built with `from_logits=True` are TL601's).
     Silent on a sigmoid used only for metrics or thresholds, and on one applied only in some
     branches.
 
@@ -43,7 +48,13 @@ class SigmoidIntoBceWithLogits(Rule):
     name = "sigmoid-into-bce-with-logits"
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
-    triggers = ("BCEWithLogits", "binary_cross_entropy_with_logits", "sigmoid_focal_loss")
+    triggers = (
+        "BCEWithLogits",
+        "binary_cross_entropy_with_logits",
+        "sigmoid_focal_loss",
+        "sigmoid_cross_entropy",
+        "weighted_cross_entropy",
+    )
     summary = "Sigmoid probabilities are fed to a loss that applies the sigmoid itself."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

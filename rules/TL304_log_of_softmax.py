@@ -12,9 +12,12 @@ class LogOfSoftmax(Rule):
     """`log` of a softmax or a sigmoid, instead of `log_softmax` / `logsigmoid`.
 
     ## What it does
-    Flags `torch.log`, `tf.math.log`, the keras backend's `log` (also `np.log`, `.log()`)
-    applied to the output of a softmax or a sigmoid, directly or through variables, layers
-    and same-file functions. With a clamp or an added epsilon in between
+    Flags `torch.log`, `tf.math.log` (TF 1's `tf.log`), the keras backend's `log`, keras 3's
+    `keras.ops.log` (also `np.log`, `.log()`) applied to the output of a softmax or a sigmoid
+    (torch, `tf.nn`, `tf.math`, keras activations, backend and ops, keras layers and models
+    ending in one), directly or through variables, layers and same-file functions: the TF 1
+    tutorial cross-entropy `-tf.reduce_sum(y_ * tf.log(tf.nn.softmax(...)))` among them.
+    With a clamp or an added epsilon in between
     (`torch.log(p.clamp(min=1e-8))`, `torch.log(p + 1e-8)`) it is reported as info only.
 
     ## Why is this bad?

@@ -14,11 +14,18 @@ class DegenerateOutputHead(Rule):
     """A one-unit output layer under a softmax, or scored by a categorical cross-entropy.
 
     ## What it does
-    Flags a linear layer with one output unit (`nn.Linear(h, 1)`, keras `Dense(1)`) whose
-    output goes through a softmax over its last axis (`F.softmax(x, dim=-1)`,
-    `nn.Softmax(dim=-1)` after it in an `nn.Sequential`, `Dense(1, activation="softmax")`),
-    or a softmax over dim 1 / no dim that then reaches a loss, or that feeds
-    `CrossEntropyLoss` / `F.cross_entropy` directly. Silent on a softmax over another axis
+    Flags a linear layer with one output unit (`nn.Linear(h, 1)`, keras `Dense(1)`) whose output
+    goes through a softmax over its last axis (`F.softmax(x, dim=-1)`, `nn.Softmax(dim=-1)`
+    after it in an `nn.Sequential`, `Dense(1, activation="softmax")`), or a softmax over dim 1 /
+    no dim that then reaches a loss, or that feeds `CrossEntropyLoss` / `F.cross_entropy`
+    directly. TensorFlow: keras `Dense(1, activation="softmax")` (also
+    `activation=tf.nn.softmax`, or a `Softmax()` / `Activation("softmax")` layer after a
+    `Dense(1)`) in `Sequential` or functional models, TF 1's `tf.layers.dense(x, 1,
+    activation=tf.nn.softmax)`, and a one-unit output compiled with (or fed in a custom loop to)
+    a categorical cross-entropy (`categorical_crossentropy`, `SparseCategoricalCrossentropy`,
+    whatever its activation: keras rescales the output to sum to 1 over the last axis), or to
+    `tf.nn.softmax_cross_entropy_with_logits`.
+    Silent on a softmax over another axis
     (attention pooling: `F.softmax(self.score(h), dim=1)` over the time steps).
 
     ## Why is this bad?
@@ -43,7 +50,7 @@ class DegenerateOutputHead(Rule):
     name = "degenerate-output-head"
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
-    triggers = ("Linear", "Dense")
+    triggers = ("Linear", "Dense", "dense", "fully_connected")
     summary = "A one-unit output under a softmax or a cross-entropy: always 1 (or 0)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
@@ -66,7 +73,7 @@ class DegenerateOutputHead(Rule):
                 )
             else:
                 message = (
-                    f"`{name}`{where} has one output unit and feeds {head.loss.label}: "  # type: ignore[union-attr]
+                    f"`{name}`{where} has one output unit and feeds {head.loss_label}: "
                     "cross-entropy over a single class is always 0, so nothing is learned"
                 )
             yield Violation(

@@ -47,6 +47,8 @@ class ActivationBeforeLogitsLoss(Rule):
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         for found in logit_loss_inputs(model):
             loss, kind = found.loss, found.kind
+            if loss.tensorflow:
+                continue  # a torch rule (RULES.md): TF's logits losses are not its contract
             clipped = None
             if kind.activation is Activation.NON_NEGATIVE and loss.family is not LossFamily.NLL:
                 clipped = kind

@@ -8,8 +8,10 @@ import libcst as cst
 from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_after, insert_before
 from trainlint.model import TrainingModel
+from trainlint.model.loops.event_types import Event
 from trainlint.model.loops.modes import Mode, forward_target, model_value, torch_forwards
 from trainlint.model.loops.regions import EvalRegion, RegionKind
+from trainlint.model.syntax.nodes import contains
 from trainlint.rule import Violation
 
 #: Evaluation that keeps dropout on on purpose (Monte Carlo dropout, uncertainty estimates).
@@ -24,15 +26,19 @@ class ValidationWithoutEvalMode(Rule):
     in training mode: a loop over a loader named like `val`/`valid`/`test`/`eval`/`dev`, a
     function named like `validate`/`evaluate`/`test`/`predict`, or model calls after the
     epoch's training loop, none of them running a backward. The mode is followed through
-    same-file helpers and callers: `model.eval()` (or `model.train(False)`) before the
-    region, in the function or in every same-file caller of it, counts.
+    helpers (same file or another module of the project) and same-file callers:
+    `model.eval()` (or `model.train(False)`) before the region, in the function or in every
+    same-file caller of it, counts, and so does a helper that switches a collection of models
+    by its argument (`self.set_model_mode("eval")`). A mode chosen at run time
+    (`set_mode(mode)` with a train and an eval branch) is not reported.
 
     An error when the model is known to hold Dropout or BatchNorm (a same-file class, a
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
     what it holds cannot be read; silent when it is known to hold neither (both modes compute
     the same thing). Also silent on Lightning `validation_step`/`test_step`, HF Trainer,
     keras and flax models, methods of the `nn.Module` itself, unit tests, and Monte Carlo
-    dropout that keeps training mode on purpose.
+    dropout that keeps training mode on purpose, and `model.train()` written in the region
+    before forwards under `no_grad` (BatchNorm statistics recomputed, as SWA's `bn_update`).
 
     ## Why is this bad?
     In training mode Dropout keeps zeroing activations and BatchNorm normalizes with the
@@ -78,7 +84,9 @@ class ValidationWithoutEvalMode(Rule):
                 continue
             first = forwards[0]
             state = modes.mode_before(region.scope, first.node, first.subject)
-            if state.mode is Mode.EVAL or _mc_dropout(model, region):
+            if state.mode in (Mode.EVAL, Mode.EITHER) or _mc_dropout(model, region):
+                continue
+            if modes.recalibrates(region, first, state):
                 continue
             value = model_value(model, forward_target(first.node), first.scope)
             layers = model.module_structure.of_value(value)
@@ -110,7 +118,7 @@ class ValidationWithoutEvalMode(Rule):
         return Violation(
             first.node,
             message,
-            _fix(model, region, first.subject),
+            _fix(model, region, first.subject, state.switch),
             Severity.ERROR if layers else None,
         )
 
@@ -120,7 +128,9 @@ def _mc_dropout(model: TrainingModel, region: EvalRegion) -> bool:
     return any(_MC_DROPOUT.search(text) for text in texts)
 
 
-def _fix(model: TrainingModel, region: EvalRegion, subject: str | None) -> Fix:
+def _fix(
+    model: TrainingModel, region: EvalRegion, subject: str | None, switch: Event | None
+) -> Fix:
     description = "call `model.eval()` before evaluating and `model.train()` after it"
     if not subject or not subject.replace(".", "").replace("_", "").isalnum():
         return Fix(description)
@@ -131,8 +141,16 @@ def _fix(model: TrainingModel, region: EvalRegion, subject: str | None) -> Fix:
         statements = list(getattr(body, "body", ()))
         if statements and _is_docstring(statements[0]) and len(statements) > 1:
             statements = statements[1:]
-        before = insert_before(model, statements[0], f"{subject}.eval()") if statements else None
-        edits = [before] if before is not None else []
+        # after the function's own switch to train mode (``self.set_mode()``), if it has one
+        anchor = (switch.via[0] if switch.via else switch.node) if switch is not None else None
+        switching = [s for s in statements if anchor is not None and contains(s, anchor)]
+        if switching and any(contains(switching[0], e.node) for e in region.forwards):
+            edit = None  # the switch and the model call share a block: no line fits between
+        elif switching:
+            edit = insert_after(model, switching[0], f"{subject}.eval()")
+        else:
+            edit = insert_before(model, statements[0], f"{subject}.eval()") if statements else None
+        edits = [edit] if edit is not None else []
     else:
         before = insert_before(model, region.node, f"{subject}.eval()")
         after = insert_after(model, region.last, f"{subject}.train()")

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_before
 from trainlint.model import TrainingModel
-from trainlint.model.loops.modes import UnrestoredSwitch
+from trainlint.model.loops.restoring import UnrestoredSwitch
 from trainlint.rule import Violation
 
 
@@ -13,14 +13,19 @@ class TrainModeNotRestored(Rule):
     """The model is switched to eval mode and never switched back before training resumes.
 
     ## What it does
-    Flags an eval switch (`model.eval()`, `model.train(False)`, or a call of a same-file
-    helper that makes one) reachable in a training loop, from which the next pass through the
-    train step (the loop that runs backward and the optimizer step) can be reached without
-    `model.train()` on the same model. Loop iterations are followed one after the other:
-    `model.train()` at the top of the epoch, inside the train step, or in a helper called on
-    the way (`train_one_epoch()` starting with `model.train()`) counts, and so does restoring
-    a saved mode (`model.train(was_training)`, `if was_training: model.train()`). A
-    `model.train()` that runs under a condition the switch does not share does not.
+    Flags an eval switch (`model.eval()`, `model.train(False)`, or a call of a helper, same
+    file or another module of the project, that makes one: `set_mode("eval")` over a dict
+    of models counts for each of them) reachable in a training loop, from which the next
+    pass through the train step (the loop that runs backward and the optimizer step) can be
+    reached without `model.train()` on the same model. Loop iterations are followed one
+    after the other: `model.train()` at the top of the epoch, inside the train step, or in a
+    helper called on the way (`train_one_epoch()` starting with `model.train()`) counts, and
+    so does restoring a saved mode (`model.train(was_training)`, `model.train(mode=saved)`,
+    `if was_training: model.train()`). A `model.train()` that runs under a condition the
+    switch does not share does not. Silent when the model is known to hold neither Dropout
+    nor BatchNorm (both modes compute the same thing), on a model made afresh each iteration
+    (`snapshot = copy.deepcopy(model)`), and on frozen parts the train step runs only under
+    `no_grad`.
 
     ## Why is this bad?
     After the first evaluation every later epoch trains in eval mode: Dropout is off, so the
@@ -64,7 +69,10 @@ class TrainModeNotRestored(Rule):
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         if not model.imports.imports("torch"):
             return
-        for item in model.modes.unrestored_switches():
+        restoring = model.restoring
+        for item in restoring.unrestored_switches():
+            if restoring.layers_switched(item).known_free:
+                continue  # no Dropout, no BatchNorm: both modes compute the same thing
             yield self._violation(model, item)
 
     def _violation(self, model: TrainingModel, item: UnrestoredSwitch) -> Violation:
@@ -73,11 +81,13 @@ class TrainModeNotRestored(Rule):
         train_line = model.line_of(item.step.loop.node)
         if item.anchor is item.switch.node:
             what = f"`{switch}` switches `{name}` to eval mode"
-        else:
+        elif model.line_of(item.switch.node):
             what = (
                 f"`{model.text_of(item.anchor)}` switches `{name}` to eval mode (`{switch}`, "
                 f"line {model.line_of(item.switch.node)})"
             )
+        else:  # the helper is another module's (a summary's stub has no lines here)
+            what = f"`{model.text_of(item.anchor)}` switches `{name}` to eval mode (in its module)"
         message = (
             f"{what} and nothing switches it back: the train step at line {train_line} is "
             f"reached again with no `{name}.train()` on the way, so every later epoch trains "

@@ -125,3 +125,20 @@ def wrap_in_block(
         if text_lines[line - 1].strip():
             edits.append(TextEdit(Span(line, 1, line, 1), unit))
     return tuple(edits)
+
+
+def append_lines(model: TrainingModel, statement: cst.CSTNode, lines: list[str]) -> TextEdit | None:
+    """New lines just below ``statement``, at its indentation (``lines`` indented relative to
+    it: a block header and its body), inserted at the end of the statement's own last line so
+    the edit stays inside it (in a notebook, inside its cell). None when the statement does
+    not start its line."""
+    found = model.positions.get(statement)
+    if found is None:
+        return None
+    indent = _indent_of(model, found.start.line)
+    text_lines = model.text.splitlines()
+    if len(indent) != found.start.column or found.end.line > len(text_lines):
+        return None
+    end = len(text_lines[found.end.line - 1]) + 1
+    code = "".join(f"\n{indent}{line}" for line in lines)
+    return TextEdit(Span(found.end.line, end, found.end.line, end), code)

@@ -20,8 +20,20 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
+  is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
+  (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
+  the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
+* ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
+  requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
-  ``loss_calls`` -- every loss call and which argument is its input;
+  ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
+  ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
+  ``logits=``/``predictions=``; ``LossCall.tensorflow`` tells TF losses from torch ones);
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
 
 Sub-packages, by concept:
@@ -42,20 +54,34 @@ Sub-packages, by concept:
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
-  afresh (``creations``: optimizers built in loops, models re-made there);
+  afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
   instances of same-file classes and meters (``objects``), loss definition chains
   (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
+  ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
+  on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
+  onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
+  (:mod:`.dataflow.detachment`);
 * :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
   ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
   NumPy random draws made in loader workers (``workers``);
-* ``modes`` -- train/eval and grad mode at a point, through same-file callers, and eval
-  switches a train step can be reached from without ``.train()`` (:mod:`.loops.modes`);
+* ``modes`` -- train/eval and grad mode at a point, through same-file callers
+  (:mod:`.loops.modes`); ``restoring`` -- eval switches a train step can be reached from
+  without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
+  (:mod:`.loops.restoring`);
+  ``Mode.EITHER`` when a train and an eval switch sit on two branches of one test;
+  :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
+  (``self._models[name].eval()``) that stand for every model; ``fold`` /
+  ``literal_arguments``: a helper's tests folded on a call's literal arguments
+  (``set_model_mode("eval")`` runs only its eval branch, ``m.train(mode == "train")``);
+* :mod:`.loops.caller_flags` -- ``parameter_flag(condition, scope)``: a test on a parameter
+  of the function (``if do_zero_grad:``), the caller's decision; ``runs_whenever_caller_allows``;
 * ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
   (:mod:`.values.mode_layers`);
 * :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the
@@ -67,6 +93,19 @@ Sub-packages, by concept:
   output key) and metrics. Keras layers and models called on tensors are read through it by
   the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
   cell and compiled in another is one model.
+  ``keras_modes.of_callable(func, scope)`` -- the Dropout/BatchNorm (training-dependent
+  layers) a keras model or layer holds, and whether all of it could be read
+  (:mod:`.frameworks.keras_modes`);
+* ``tapes`` -- ``tf.GradientTape`` blocks (:mod:`.frameworks.tapes`): ``tapes.tapes`` (each
+  with its ``with`` blocks, ``persistent``, ``records(node)``), ``recorded_calls(tape)``,
+  ``recording(node)``, ``gradients`` (``tape.gradient`` calls with target and sources),
+  ``applied(gradient)`` (its result reaches ``apply_gradients``/``minimize``/a variable
+  update, also in a same-file caller), ``is_train_step_override(scope)``.
+* ``tfdata`` -- ``tf.data`` pipelines (:mod:`.frameworks.tfdata`): ``stages`` (every dataset
+  method call of a tf.data pipeline, and the sources), ``pipeline(stage)`` (the stages before
+  it, through method chains and rebinding of one variable, across notebook cells; from a
+  tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
 """
 
 from __future__ import annotations
@@ -78,14 +117,26 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.detachment import GraphCuts
+from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
+from trainlint.model.dataflow.results import (
+    DiscardedResult,
+    discarded_result,
+    own_method_returns_nothing,
+)
 from trainlint.model.frameworks.data import DataPipelines
 from trainlint.model.frameworks.keras_models import KerasModels
+from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.tapes import Tapes
+from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
 from trainlint.model.loops.regions import EvalRegion, eval_regions
+from trainlint.model.loops.restoring import TrainModeRestoring
+from trainlint.model.loops.stale_optimizers import StaleOptimizer, stale_optimizers
 from trainlint.model.loops.training import (
     Accumulation,
     TrainStep,
@@ -113,11 +164,13 @@ from trainlint.model.syntax.scopes import (
 )
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
+from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
+from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
 from trainlint.positions import positions
@@ -139,6 +192,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
+    "DiscardedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -410,9 +464,34 @@ class TrainingModel:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
 
+    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+        """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
+        return discarded_result(self, call, scope)
+
+    def own_method_returns_nothing(
+        self, receiver: cst.BaseExpression, scope: Scope, method: str
+    ) -> bool | None:
+        """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
+        return own_method_returns_nothing(self, receiver, scope, method)
+
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
         return is_known_module(self, expr, scope)
+
+    @cached_property
+    def evidence(self) -> Evidence:
+        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        return Evidence(self)
+
+    @cached_property
+    def discarded_results(self) -> list[OutOfPlaceDiscard]:
+        """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
+        return discarded_results(self)
+
+    @cached_property
+    def unregistered_attributes(self) -> list[UnregisteredAttribute]:
+        """Modules/grad tensors a torch module holds unregistered (see ``.submodules``)."""
+        return unregistered_attributes(self)
 
     @cached_property
     def values(self) -> ValueResolver:
@@ -432,6 +511,21 @@ class TrainingModel:
     def keras(self) -> KerasModels:
         """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
         return KerasModels(self)
+
+    @cached_property
+    def keras_modes(self) -> KerasModes:
+        """Keras models and layers holding Dropout/BatchNorm (:mod:`.frameworks.keras_modes`)."""
+        return KerasModes(self)
+
+    @cached_property
+    def tapes(self) -> Tapes:
+        """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
+        return Tapes(self)
+
+    @cached_property
+    def tfdata(self) -> TfDataPipelines:
+        """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
+        return TfDataPipelines(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
@@ -499,6 +593,11 @@ class TrainingModel:
         return Creations(self)
 
     @cached_property
+    def stale_optimizers(self) -> list[StaleOptimizer]:
+        """Optimizers whose model is replaced before they train (see ``.stale_optimizers``)."""
+        return stale_optimizers(self)
+
+    @cached_property
     def data(self) -> DataPipelines:
         """Dataset classes, DataLoader calls and what they read (see :mod:`.frameworks.data`)."""
         return DataPipelines(self)
@@ -514,9 +613,20 @@ class TrainingModel:
         return ModeAnalysis(self)
 
     @cached_property
+    def restoring(self) -> TrainModeRestoring:
+        """Eval switches a train step is reached from again without ``.train()`` (see
+        :mod:`.loops.restoring`)."""
+        return TrainModeRestoring(self)
+
+    @cached_property
     def module_structure(self) -> ModuleStructure:
         """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
         return ModuleStructure(self)
+
+    @cached_property
+    def graph_cuts(self) -> GraphCuts:
+        """Whether backward targets still reach the model (see :mod:`.dataflow.detachment`)."""
+        return GraphCuts(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:

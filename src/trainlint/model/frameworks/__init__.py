@@ -8,5 +8,8 @@ models, ``compile()``, tf.data chains, tapes.
 * :mod:`.keras_models` -- models built with ``Sequential``/``.add()``, the functional API or a
   ``keras.Model`` subclass: their layers and the head (final layer, activation) of each output;
 * :mod:`.keras_compile` -- ``compile()``'s losses (string, class, function; ``from_logits``)
-  and metrics, per output.
+  and metrics, per output;
+* :mod:`.tfdata`, :mod:`.tfdata_stages` -- ``tf.data`` pipelines: the stages (map, batch,
+  shuffle, cache, ...) each dataset went through, through chains and rebinding, from its
+  source.
 """

@@ -12,6 +12,7 @@ it passes its input through unchanged for the question "logits or probabilities"
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 
 import libcst as cst
 
@@ -150,8 +151,9 @@ def activated_output(imports: ImportTable, constructor: cst.Call, last: str) -> 
     """What an ``ACTIVATED`` layer outputs: its activation applied to a linear map."""
     if last in _ACTIVATION_LAYERS:
         kind, producer = _ACTIVATION_LAYERS[last]
-        axis = literal(argument(constructor, 0, "axis"), "?") if last == "Softmax" else None
-        return TensorKind(kind, producer, -1 if axis is None else axis, node=constructor)
+        given = argument(constructor, 0, "axis") if last == "Softmax" else None
+        axis = -1 if given is None else literal(given, "?")
+        return TensorKind(kind, producer, axis, node=constructor)
     if last == "Activation":
         given = argument(constructor, 0, "activation")
         if given is None:
@@ -163,7 +165,64 @@ def activated_output(imports: ImportTable, constructor: cst.Call, last: str) -> 
         if position is not None
         else keyword(constructor, "activation")
     )
-    return activation_kind(imports, given, constructor)
+    found = activation_kind(imports, given, constructor)
+    return _with_units(found, units_of(constructor) if last == "Dense" else None, constructor)
+
+
+def _with_units(
+    kind: TensorKind, units: object, node: cst.CSTNode, producer: str = "Dense"
+) -> TensorKind:
+    """A dense layer's output with its literal width: on the logits, or on the linear map an
+    activation was applied to (so "a softmax over one unit" can be told)."""
+    if not isinstance(units, int) or isinstance(units, bool):
+        units = None
+    if kind.activation is Activation.LOGITS:
+        return replace(kind, width=units, producer=kind.producer if units is None else producer)
+    if kind.activation is Activation.UNKNOWN or units is None:
+        return kind
+    return replace(kind, source=TensorKind(Activation.LOGITS, producer, node=node, width=units))
+
+
+#: TF 1's functional dense layers: ``tf.layers.dense(inputs, units, activation=None)`` (no
+#: activation by default) and contrib's ``fully_connected(inputs, num_outputs,
+#: activation_fn=tf.nn.relu)`` (ReLU by default): units and activation by keyword and position.
+_FUNCTIONAL_DENSE = {
+    "tensorflow.layers.dense": ("units", "activation", False),
+    "tensorflow.contrib.layers.fully_connected": ("num_outputs", "activation_fn", True),
+    "tensorflow.contrib.slim.fully_connected": ("num_outputs", "activation_fn", True),
+}
+
+
+def functional_dense_output(imports: ImportTable, call: cst.Call) -> TensorKind | None:
+    """What ``tf.layers.dense(x, k, activation=...)`` returns; None for other calls."""
+    entry = _FUNCTIONAL_DENSE.get(imports.qualify(call.func) or "")
+    if entry is None:
+        return None
+    units_keyword, activation_keyword, relu_default = entry
+    given = argument(call, 2, activation_keyword)
+    if given is None and relu_default:
+        found = TensorKind(Activation.NON_NEGATIVE, "relu", node=call)
+    else:
+        found = activation_kind(imports, given, call)
+    producer = (imports.qualify(call.func) or "").replace("tensorflow.", "tf.", 1)
+    units = literal(argument(call, 1, units_keyword), "?")
+    if found.activation is Activation.LOGITS:
+        found = replace(found, producer=producer)
+    return _with_units(found, units, call, producer)
+
+
+def dense_output(imports: ImportTable, call: cst.Call) -> TensorKind | None:
+    """What a keras ``Dense`` built by ``call`` outputs, or TF 1's ``tf.layers.dense`` call
+    returns; None for any other call."""
+    if keras_name(imports, call.func).rsplit(".", 1)[-1] == "Dense":
+        return activated_output(imports, call, "Dense")
+    return functional_dense_output(imports, call)
+
+
+def is_activation_layer(imports: ImportTable, constructor: cst.Call) -> bool:
+    """A layer that only applies an activation (``Softmax()``, ``Activation("sigmoid")``)."""
+    last = keras_name(imports, constructor.func).rsplit(".", 1)[-1]
+    return last in ("Activation", *_ACTIVATION_LAYERS)
 
 
 def units_of(constructor: cst.Call) -> object:
@@ -173,9 +232,11 @@ def units_of(constructor: cst.Call) -> object:
 
 def is_training_dependent(imports: ImportTable, constructor: cst.Call) -> bool:
     qualified = keras_name(imports, constructor.func)
+    if not is_under(qualified, "tensorflow.keras.layers"):
+        return False  # ``keras.initializers.RandomNormal`` is no layer
     last = qualified.rsplit(".", 1)[-1]
     # random augmentation layers (RandomFlip, RandomRotation...) only act when training
-    return bool(qualified) and (last in _TRAINING_LAYERS or last.startswith("Random"))
+    return last in _TRAINING_LAYERS or last.startswith("Random")
 
 
 def is_application(qualified: str) -> bool:

@@ -38,6 +38,7 @@ from trainlint.model.frameworks.keras_layers import (
     layer_name,
     units_of,
 )
+from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import argument, descendants, dotted, method_call
 from trainlint.model.values.kinds import Activation, TensorKind
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import Binding, ClassInfo, Scope
 
 UNKNOWN = TensorKind(Activation.UNKNOWN)
+
 _MODEL_CLASSES = {"tensorflow.keras.Model", "tensorflow.keras.models.Model"}
 _SEQUENTIAL = {"tensorflow.keras.Sequential", "tensorflow.keras.models.Sequential"}
 _LOADERS = {
@@ -82,6 +84,13 @@ class KerasModel:
     cls: ClassInfo | None = None
     binding: Binding | None = None
     notes: list[str] = field(default_factory=list)
+    #: What the model is made of besides keras built-in layers, for whoever needs to read it
+    #: (see :mod:`.keras_modes`): constructors of other layers (same-file layer classes,
+    #: builder calls) and, in functional models, calls of helpers that apply layers
+    #: (``x = conv_block(x, 64)``).
+    parts: tuple[cst.Call, ...] = ()
+    #: Some layer could not be told at all (a ``Sequential`` entry that is not a call).
+    opaque: bool = False
 
     @property
     def head(self) -> Head | None:
@@ -225,15 +234,18 @@ class KerasModels:
         for entry in entries:
             layer = self._layer_constructor(entry, scope)
             if layer is None:
+                found.opaque = True
                 continue
             layers.append(layer)
             nested = self._nested(layer, scope)
             if nested is not None:
                 layers += nested.layers
                 bases += nested.bases
+                found.opaque |= nested.opaque
             elif is_pretrained_base(self.model.imports, layer):
                 bases.append(layer)
         found.layers, found.bases = tuple(layers), tuple(bases)
+        found.parts = tuple(c for c in layers if not keras_name(self.model.imports, c.func))
         found.heads = (self._last_of(entries, scope),) if entries else ()
         return found
 
@@ -305,13 +317,16 @@ class KerasModels:
             else:
                 named = [(None, outputs)]
         layers: list[cst.Call] = []
+        parts: list[cst.Call] = []
         heads = []
         for key, expr in named:
-            layer = self._producing_layer(expr, scope, order, layers)
+            layer = self._producing_layer(expr, scope, order, layers, parts)
             kind = self.model.tensor_kind(expr, scope, order)
             name = key or (layer_name(layer) if layer is not None else None)
             heads.append(Head(kind, layer, name))
         found.heads, found.layers = tuple(heads), tuple(layers)
+        found.parts = tuple(parts)
+        found.opaque = not named
         found.bases = tuple(c for c in layers if is_pretrained_base(self.model.imports, c))
         return found
 
@@ -332,9 +347,11 @@ class KerasModels:
         scope: Scope,
         before: int | None,
         seen: list[cst.Call],
+        parts: list[cst.Call] | None = None,
     ) -> cst.Call | None:
         """The layer whose call made ``expr``; every layer met on the way back is added to
-        ``seen`` (the functional graph, walked from the output towards the inputs)."""
+        ``seen`` (the functional graph, walked from the output towards the inputs), to
+        ``parts`` every other layer constructor, and every call that is not an op."""
         first: cst.Call | None = None
         frontier: list[tuple[cst.BaseExpression, int | None]] = [(expr, before)]
         visited: set[int] = set()
@@ -364,10 +381,17 @@ class KerasModels:
                 kind, _ = layer_kind(self.model.imports, layer)
                 if first is None and kind is not LayerKind.PASS_THROUGH:
                     first = layer
+            elif parts is not None and (layer is not None or not self._is_op(current)):
+                parts.append(layer if layer is not None else current)
             inputs = [a.value for a in current.args]
             for value in reversed(inputs):
                 frontier.append((value, order))
         return first
+
+    def _is_op(self, call: cst.Call) -> bool:
+        """A TensorFlow/NumPy op or a tensor method (``tf.concat``, ``x.reshape``): no layers."""
+        qualified = self.model.imports.qualify(call.func) or ""
+        return is_under(qualified, "tensorflow", "numpy") or method_call(call) is not None
 
     def _subclassed(self, call: cst.Call, scope: Scope, info: ClassInfo) -> KerasModel:
         layers = []

@@ -59,6 +59,9 @@ class Event:
     managed: bool = False  # accelerator/fabric/engine call that handles scaling itself
     #: The method the call runs, also through an alias (``update = opt.step; update()``).
     method: str | None = None
+    #: A mode switch on an element of a collection of models (``self._models[name].eval()``):
+    #: it switches every model (see :mod:`.mode_switches`).
+    collective: bool = False
 
     @property
     def guarded(self) -> bool:

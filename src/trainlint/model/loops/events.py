@@ -22,12 +22,18 @@ from trainlint.model.loops.event_types import (
     context_of,
     function_context,
 )
+from trainlint.model.loops.mode_switches import (
+    MODE_SWITCHES,
+    collective_receiver,
+    fold_switch,
+    literal_arguments,
+    mode_switch,
+)
 from trainlint.model.syntax.nodes import (
     child_nodes,
+    descendants,
     dotted,
     ends_in_jump,
-    keyword,
-    literal,
     method_call,
     positional,
 )
@@ -59,6 +65,7 @@ class IterationBuilder:
         #: While a helper is inlined: (id(callee scope), parameter) -> (argument, caller scope),
         #: so that ``def clear(o): o.zero_grad()`` called as ``clear(adam)`` knows ``o``'s role.
         self._arguments: dict[tuple[int, str], tuple[cst.BaseExpression, Scope]] = {}
+        self._written_in: dict[int, frozenset[int]] = {}
 
     # ------------------------------------------------------------------ entry points
     def loop_events(self, loop: LoopInfo) -> list[Event]:
@@ -210,17 +217,15 @@ class IterationBuilder:
         return make
 
     def _expression(self, expression, scope, conditions, loops, contexts, via, stack):
-        make = self._maker(scope, conditions, loops, contexts, via)
-        for call in _calls_post_order(expression):
-            event = self._classify(call, scope, make)
+        for call, branch in _calls_post_order(expression):
+            under = conditions + branch
+            event = self._classify(call, scope, self._maker(scope, under, loops, contexts, via))
             if event is not None:
                 yield event
                 continue
             callee = self.model.callee(call, scope)
             if callee is not None and callee not in stack and len(stack) < self.max_depth:
-                yield from self._inline(
-                    call, callee, scope, conditions, loops, contexts, via, stack
-                )
+                yield from self._inline(call, callee, scope, under, loops, contexts, via, stack)
 
     def _inline(self, call, callee, scope, conditions, loops, contexts, via, stack):
         renames = self.model.argument_renames(call, callee)
@@ -230,9 +235,15 @@ class IterationBuilder:
         body = callee.node.body.body if isinstance(callee.node, cst.FunctionDef) else ()
         inner_contexts = contexts | function_context(self.model, callee)
         bound = [(id(callee), p) for p in self._bind_arguments(call, callee, scope)]
+        literals = literal_arguments(call, callee)
         for event in self._block(
             body, callee, conditions, loops, inner_contexts, via + (call,), stack + (callee,)
         ):
+            if event.kind in MODE_SWITCHES and literals:
+                folded = fold_switch(event, self._own_tests(callee), literals)
+                if folded is None:
+                    continue  # the branch this call's arguments never take
+                event = folded
             subject = event.subject
             if subject is not None:
                 root, dot, rest = subject.partition(".")
@@ -241,6 +252,14 @@ class IterationBuilder:
             yield replace(event, subject=subject)
         for key in bound:
             self._arguments.pop(key, None)
+
+    def _own_tests(self, callee: Scope) -> frozenset[int]:
+        """The nodes written in ``callee``'s body: the tests a call's literals can fold (a
+        deeper helper's tests are on its own parameters)."""
+        key = id(callee.node)
+        if key not in self._written_in:
+            self._written_in[key] = frozenset(id(n) for n in descendants(callee.node))
+        return self._written_in[key]
 
     def _bind_arguments(self, call: cst.Call, callee: Scope, scope: Scope) -> list[str]:
         params = list(callee.params)
@@ -346,12 +365,10 @@ class IterationBuilder:
         if name in ("clip_grad_norm_", "clip_grad_value_"):
             managed = role in (Role.ACCELERATOR, Role.ENGINE) or subject == "fabric"
             return make(EventKind.CLIP, call, subject=subject, managed=managed)
-        if name == "eval" and role is Role.MODEL:
-            return make(EventKind.EVAL_MODE, call, subject=subject)
-        if name == "train" and role is Role.MODEL:
-            mode = literal(argument_or_none(call), True)
-            kind = EventKind.EVAL_MODE if mode is False else EventKind.TRAIN_MODE
-            return make(kind, call, subject=subject)
+        if name in ("eval", "train"):
+            collective = role in (None, Role.MODEL) and collective_receiver(receiver, scope)
+            if role is Role.MODEL or collective:
+                return mode_switch(call, name, None if collective else subject, make)
         if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
             return make(EventKind.STEP, call, subject=subject)
         if name == "gradient" and role is Role.TAPE:
@@ -368,28 +385,29 @@ class IterationBuilder:
         return None
 
 
-def argument_or_none(call: cst.Call) -> cst.BaseExpression | None:
-    found = positional(call, 0)
-    return found if found is not None else keyword(call, "mode")
-
-
 def _other_operand(name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
     if isinstance(value, cst.BinaryOperation):
         return value.right if dotted(value.left) == name else value.left
     return None
 
 
-def _calls_post_order(node: cst.CSTNode) -> list[cst.Call]:
-    """Calls in evaluation order (inner before outer), not entering lambdas or comprehensions."""
-    found: list[cst.Call] = []
+def _calls_post_order(node: cst.CSTNode) -> list[tuple[cst.Call, tuple[Condition, ...]]]:
+    """Calls in evaluation order (inner before outer), not entering lambdas or comprehensions,
+    each with the tests of the conditional expressions (``a() if c else b()``) it runs under."""
+    found: list[tuple[cst.Call, tuple[Condition, ...]]] = []
 
-    def visit(current: cst.CSTNode) -> None:
+    def visit(current: cst.CSTNode, conditions: tuple[Condition, ...]) -> None:
         if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
             return
+        if isinstance(current, cst.IfExp):
+            visit(current.test, conditions)
+            visit(current.body, conditions + (Condition(current.test),))
+            visit(current.orelse, conditions + (Condition(current.test, negated=True),))
+            return
         for child in child_nodes(current):
-            visit(child)
+            visit(child, conditions)
         if isinstance(current, cst.Call):
-            found.append(current)
+            found.append((current, conditions))
 
-    visit(node)
+    visit(node, ())
     return found

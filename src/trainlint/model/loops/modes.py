@@ -5,15 +5,17 @@ A model's mode at a point is set by the last ``.eval()`` / ``.train(False)`` /
 function itself switches nothing, the answer comes from its same-file callers, at each call
 (parameters renamed to the caller's arguments), two levels up. A ``model.train(was_training)``
 or ``if was_training: model.train()`` restores a saved mode and counts as switching back.
+With no switch and no caller, a method of a plain class that its constructor puts in eval
+mode (``self._model.eval()`` in ``__init__``, no method switching it back) runs it in eval
+mode. A train and an eval switch on two branches of one test leave the mode
+:attr:`Mode.EITHER` (chosen at run time); ``model.train()`` written in an evaluation before
+forwards under ``no_grad`` recomputes BatchNorm statistics on purpose (:meth:`recalibrates`).
 
 Grad mode: ``torch.no_grad()`` / ``inference_mode()`` / ``set_grad_enabled(False)`` as a
 context or decorator around the point, a ``torch.set_grad_enabled(False)`` statement before
 it, or any of these around every same-file call of the function.
 
-For a train step, :meth:`ModeAnalysis.unrestored_switches` walks each loop that runs it, one
-iteration after the other: an eval switch from which the next pass through the train step can
-be reached with no ``.train()`` (one that runs whenever the switch ran) leaves the model
-training in eval mode.
+Whether a train step is reached again in eval mode is :mod:`.restoring`'s question.
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ import libcst as cst
 from trainlint.model.dataflow.calls import passed_for
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
-from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in, positional
+from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
+from trainlint.model.syntax.nodes import (
+    contains,
+    dotted,
+    literal,
+    positional,
+)
 from trainlint.model.syntax.scopes import argument_for
-from trainlint.model.values.modules import MODULE_ONLY_METHODS
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.loops.training import TrainStep
-    from trainlint.model.syntax.scopes import LoopInfo, Scope
+    from trainlint.model.loops.regions import EvalRegion
+    from trainlint.model.syntax.scopes import Scope
     from trainlint.model.values.roles import Value
 
 _SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
@@ -44,6 +51,9 @@ _GRAD_SWITCHES = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"}
 class Mode(enum.Enum):
     TRAIN = "train"
     EVAL = "eval"
+    #: A train and an eval switch on the two branches of one test (``set_mode(mode)``): the
+    #: mode is chosen at run time.
+    EITHER = "either"
     UNKNOWN = "unknown"
 
 
@@ -51,35 +61,6 @@ class Mode(enum.Enum):
 class ModeAt:
     mode: Mode
     switch: Event | None = None  # the switch that set it, when one was found
-
-
-@dataclass(frozen=True)
-class UnrestoredSwitch:
-    """An eval switch that the next train step can be reached from without ``.train()``."""
-
-    switch: Event
-    anchor: cst.CSTNode  # the switch, or the call (in the loop's code) of the helper making it
-    step: TrainStep
-    loop: LoopInfo  # the loop whose iterations were walked
-    subject: str | None  # the model, as the train step's loop names it
-
-
-#: Module methods that do not run the module's forward.
-_NOT_FORWARD = frozenset(MODULE_ONLY_METHODS | {"to", "cpu", "apply"})
-
-
-def _runs_module(func: str | None, name: str) -> bool:
-    """``model(x)`` / ``model.encoder(x)``: a call that runs (part of) ``name``'s forward."""
-    if func is None or not (func == name or func.startswith(name + ".")):
-        return False
-    return func.rsplit(".", 1)[-1] not in _NOT_FORWARD or func == name
-
-
-def same_model(a: str | None, b: str | None) -> bool:
-    """Whether two names can be the same model (``model`` / ``model.module`` / unknown)."""
-    if a is None or b is None or a == b:
-        return True
-    return a.startswith(b + ".") or b.startswith(a + ".")
 
 
 class ModeAnalysis:
@@ -133,9 +114,13 @@ class ModeAnalysis:
         """The mode of ``subject`` just before ``node`` runs, in ``scope``."""
         events = self.scope_events(scope)
         index = self.index_of(events, node)
-        for event in reversed(events[:index]):
+        target = events[index] if index < len(events) else None
+        earlier = events[:index]
+        for event in reversed(earlier):
             if event.kind in _SWITCHES and same_model(event.subject, subject):
                 mode = Mode.EVAL if event.kind is EventKind.EVAL_MODE else Mode.TRAIN
+                if chosen_at_run_time(event, earlier, target):
+                    mode = Mode.EITHER
                 return ModeAt(mode, event)
         if scope.is_module or depth >= 2:
             return ModeAt(Mode.UNKNOWN)
@@ -145,8 +130,46 @@ class ModeAnalysis:
         ]
         if found and all(f.mode is Mode.EVAL for f in found):
             return found[0]
-        trained = [f for f in found if f.mode is Mode.TRAIN]
-        return trained[0] if trained else ModeAt(Mode.UNKNOWN)
+        for mode in (Mode.TRAIN, Mode.EITHER):
+            chosen = [f for f in found if f.mode is mode]
+            if chosen:
+                return chosen[0]
+        return self._held_in_eval(scope, subject) or ModeAt(Mode.UNKNOWN)
+
+    def _held_in_eval(self, scope: Scope, subject: str | None) -> ModeAt | None:
+        """``self._model.eval()`` in the constructor of a plain class whose methods never
+        switch it back: a wrapper that keeps its model in eval mode for its whole life."""
+        cls = scope.cls
+        if cls is None or not subject or not subject.startswith("self.") or scope.node is None:
+            return None
+        init = cls.methods.get("__init__")
+        if init is None or init is scope or self.model.is_module_class(cls):
+            return None
+        switches = [
+            e
+            for e in self.scope_events(init)
+            if e.kind in _SWITCHES and e.subject is not None and same_model(e.subject, subject)
+        ]
+        if not switches or switches[-1].kind is not EventKind.EVAL_MODE:
+            return None
+        for method in cls.methods.values():
+            if any(
+                e.kind is EventKind.TRAIN_MODE and same_model(e.subject, subject)
+                for e in self.scope_events(method)
+            ):
+                return None
+        return ModeAt(Mode.EVAL, switches[-1])
+
+    def recalibrates(self, region: EvalRegion, forward: Event, state: ModeAt) -> bool:
+        """``model.train()`` written in the region itself, then forwards with gradients off:
+        BatchNorm statistics recomputed on purpose (SWA's ``bn_update``, AdaBN), not an
+        evaluation left in training mode."""
+        switch = state.switch
+        if state.mode is not Mode.TRAIN or switch is None or switch.via:
+            return False  # a helper's switch (``set_mode()``) is not a deliberate one
+        if not any(contains(s, switch.node) for s in region.statements(self.model)):
+            return False
+        return self.grad_disabled(region.scope, forward, region.node)
 
     def _renamed(self, call: cst.Call, callee: Scope, subject: str | None) -> str | None:
         if subject is None:
@@ -195,138 +218,6 @@ class ModeAnalysis:
             or self._callers_disable(caller, depth + 1)
             for call, caller in callers
         )
-
-    # ------------------------------------------------------------------ restoring train mode
-    def unrestored_switches(self) -> list[UnrestoredSwitch]:
-        found: list[UnrestoredSwitch] = []
-        seen: set[int] = set()
-        for step in self.model.train_steps:
-            for loop in self._loops_running(step):
-                for item in self._walk(step, loop):
-                    if self._frozen(step, item.subject or item.switch.subject):
-                        continue
-                    if id(item.anchor) not in seen:
-                        seen.add(id(item.anchor))
-                        found.append(item)
-        return found
-
-    def _frozen(self, step: TrainStep, name: str | None) -> bool:
-        """Whether the train step runs ``name`` only with gradients disabled: a frozen feature
-        extractor kept in eval mode on purpose (a linear probe trains only the head)."""
-        if name is None:
-            return False
-        runs = [
-            node
-            for node in descendants(step.loop.node)
-            if isinstance(node, cst.Call) and _runs_module(dotted(node.func), name)
-        ]
-        return bool(runs) and all(self.model.dataflow.grad_disabled(n) for n in runs)
-
-    def _loops_running(self, step: TrainStep) -> list[LoopInfo]:
-        """The train step's loop and every loop whose iteration runs it (an enclosing epoch
-        loop, or a caller's loop around a helper that holds it)."""
-        loops = [step.loop]
-        for loop in self.model.loops:
-            if loop is step.loop:
-                continue
-            events = self.model.iteration(loop)
-            if any(step.loop in e.loops for e in events):
-                loops.append(loop)
-        return loops
-
-    def _walk(self, step: TrainStep, loop: LoopInfo) -> list[UnrestoredSwitch]:
-        events = self.model.iteration(loop)
-        inside = [
-            i
-            for i, e in enumerate(events)
-            if (loop is step.loop or step.loop in e.loops)
-            and e.kind is EventKind.FORWARD
-            and "no_grad" not in e.contexts
-        ]
-        if not inside:
-            inside = [
-                i
-                for i, e in enumerate(events)
-                if (loop is step.loop or step.loop in e.loops) and e.kind is EventKind.BACKWARD
-            ]
-        if not inside:
-            return []
-        target = inside[0]
-        subject = events[target].subject if events[target].kind is EventKind.FORWARD else None
-        found = []
-        for index, event in enumerate(events):
-            if event.kind is not EventKind.EVAL_MODE or not same_model(event.subject, subject):
-                continue
-            if self._restored(events, index, target, event):
-                continue
-            found.append(
-                UnrestoredSwitch(event, self._anchor(event, step, loop), step, loop, subject)
-            )
-        return found
-
-    def _restored(self, events: list[Event], start: int, target: int, switch: Event) -> bool:
-        """A ``.train()`` on the model on the way from ``start`` to ``target`` (wrapping around
-        to the next iteration), running whenever the switch ran."""
-        if any(_other_branch(event, switch) for event in events):
-            return True  # ``if phase == "train": model.train() else: model.eval()``
-        count = len(events)
-        index = (start + 1) % count
-        while index != target:
-            event = events[index]
-            if (
-                event.kind is EventKind.TRAIN_MODE
-                and same_model(event.subject, switch.subject)
-                and (_runs_whenever(event, switch) or self._restores_saved(event))
-            ):
-                return True
-            index = (index + 1) % count
-            if index == (start + 1) % count:
-                break
-        return False
-
-    def _restores_saved(self, event: Event) -> bool:
-        """``if was_training: model.train()`` (a saved ``model.training`` tested)."""
-        for condition in event.conditions:
-            for name in names_in(condition.test):
-                if name.endswith(".training"):
-                    return True
-                for binding in event.scope.bindings.get(name, []):
-                    value = binding.value
-                    if value is not None and (dotted(value) or "").endswith(".training"):
-                        return True
-        return False
-
-    def _anchor(self, switch: Event, step: TrainStep, loop: LoopInfo) -> cst.CSTNode:
-        """The switch itself when written in the loop's or the train step's function, else the
-        call there of the helper that makes it."""
-        scopes = (id(loop.scope), id(step.loop.scope))
-        if id(switch.scope) in scopes:
-            return switch.node
-        sites = self.model.dataflow.call_sites()
-        for call in reversed(switch.via):
-            site = sites.get(id(call))
-            if site is not None and id(site[0]) in scopes:
-                return call
-        return switch.via[0] if switch.via else switch.node
-
-
-def _other_branch(event: Event, switch: Event) -> bool:
-    """``event`` is a ``.train()`` on the other branch of an ``if`` that switches to eval."""
-    if event.kind is not EventKind.TRAIN_MODE or not same_model(event.subject, switch.subject):
-        return False
-    return any(
-        c.test is d.test and c.negated != d.negated
-        for c in event.conditions
-        for d in switch.conditions
-    )
-
-
-def _runs_whenever(event: Event, switch: Event) -> bool:
-    """Every condition of ``event`` also guards ``switch``."""
-    return all(
-        any(c.test is d.test and c.negated == d.negated for d in switch.conditions)
-        for c in event.conditions
-    )
 
 
 def forward_target(call: cst.CSTNode) -> cst.BaseExpression | None:

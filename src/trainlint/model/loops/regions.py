@@ -108,6 +108,17 @@ class EvalRegion:
             last.body[-1], (cst.Return, cst.Break, cst.Continue, cst.Raise)
         )
 
+    def statements(self, model: TrainingModel) -> list[cst.CSTNode]:
+        """The code the region is made of: its loop or function, or the statements from
+        the first after the training loop to the block's last."""
+        if self.end is None:
+            return [self.node]
+        block = model.dataflow.parent(self.node)
+        body = list(getattr(block, "body", ()))
+        if self.node not in body or self.end not in body:
+            return [self.node]
+        return body[body.index(self.node) : body.index(self.end) + 1]
+
     @property
     def forwards(self) -> list[Event]:
         return [e for e in self.events if e.kind is EventKind.FORWARD]
@@ -234,24 +245,53 @@ def _test_case(model: TrainingModel, scope: Scope) -> bool:
 
 def _smoke_check(model: TrainingModel, scope: Scope, events: tuple[Event, ...]) -> bool:
     """``def test(): net = ResNet18(); print(net(torch.randn(1, 3, 32, 32)).size())`` beside a
-    model's definition: a freshly built, untrained model run once to check shapes, with no
-    loop over data and no weights loaded; its mode and gradients do not matter."""
-    if any(loop.scope is scope for loop in model.loops):
+    model's definition: a freshly built, untrained model run to check shapes, with no loop
+    over data (``for c in range(n)`` steps a decoder) and no weights loaded; also a function
+    the script calls only before it trains, on the models it has just built. Their mode and
+    gradients do not matter."""
+    if any(loop.scope is scope and not _counts_steps(loop) for loop in model.loops):
         return False
     forwards = [e for e in events if e.kind is EventKind.FORWARD]
     if not forwards or any(e.via for e in forwards):
         return False
+    before_training = _called_only_before_training(model, scope)
     for event in forwards:
         subject = event.subject
         if not subject or "." in subject:
             return False
         made = [b for b in scope.bindings.get(subject, []) if isinstance(b.value, cst.Call)]
+        if not made and before_training and subject not in scope.bindings:
+            made = [
+                b
+                for b in model.module_scope.bindings.get(subject, [])
+                if isinstance(b.value, cst.Call)
+            ]
         if not made:
             return False
     loads = ("load_state_dict", "load", "from_pretrained", "load_checkpoint")
     return not any(
         site.scope is scope and (method_call(site.node) or (None, ""))[1] in loads
         for site in model.calls
+    )
+
+
+def _counts_steps(loop: LoopInfo) -> bool:
+    """``for c in range(len(target)):``: a loop over positions, not over a dataset."""
+    iterable = loop.iter_expr
+    return isinstance(iterable, cst.Call) and dotted(iterable.func) == "range"
+
+
+def _called_only_before_training(model: TrainingModel, scope: Scope) -> bool:
+    """Every same-file call of ``scope`` is top-level script code that runs before the
+    script's first train step."""
+    callers = model.modes.callers(scope)
+    starts = [s.loop.order for s in model.train_steps if s.loop.scope.is_module]
+    if not callers or not starts:
+        return False
+    orders = {id(site.node): site.order for site in model.calls}
+    return all(
+        caller.is_module and orders.get(id(call), max(starts)) < min(starts)
+        for call, caller in callers
     )
 
 

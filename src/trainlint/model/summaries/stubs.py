@@ -51,7 +51,9 @@ _IMPLIED = {
     "engine_step": "engine",
     "scaler_update": "scaler",
 }
-_NEEDS_SUBJECT = set(_IMPLIED) | {"accumulate", "append", "unscale"}
+_NEEDS_SUBJECT = (set(_IMPLIED) - {"eval_mode", "train_mode"}) | {"accumulate", "append", "unscale"}
+#: The receiver of a collective mode switch (every model of a collection: ``mode_switches``).
+_COLLECTION = "__models__[__name__]"
 
 
 def _statement(effect: Effect) -> str | None:
@@ -87,9 +89,10 @@ def _statement(effect: Effect) -> str | None:
     if kind == "scaler_update":
         return f"{subject}.update()"
     if kind == "eval_mode":
-        return f"{subject}.eval()"
+        return f"{subject or _COLLECTION}.eval()"
     if kind == "train_mode":
-        return f"{subject}.train()"
+        flag = effect.operand or ""  # ``model.train(was_training)``: a saved mode restored
+        return f"{subject or _COLLECTION}.train({flag})"
     if kind == "forward":
         return f"{subject}()"
     return None

@@ -64,6 +64,20 @@ class BranchMap:
         """The conditional statements enclosing ``statement``, outermost first."""
         return self._around.get(id(statement), ())
 
+    def in_other_arm(self, statement: cst.CSTNode, use: int) -> bool:
+        """Whether ``statement`` and the statement of order ``use`` sit in different arms of
+        one ``if`` (``if a: ds = ds.batch(8)`` / ``else: ds.shuffle(8)``): never both run."""
+        order = self._order_of(statement)
+        if order is None:
+            return False
+        for branch in self.branches_around(statement):
+            if not branch.contains(use):
+                continue
+            body_end = self._largest(branch.node.body)
+            if (order <= body_end) != (use <= body_end):
+                return True
+        return False
+
     def outermost_not_containing(self, statement: cst.CSTNode, use: int | None) -> Branch | None:
         """The outermost branch around ``statement`` that does not also hold the statement of
         order ``use`` (None for a use after the whole function); None when there is none."""

@@ -11,6 +11,9 @@ _CANONICAL_PREFIXES = (
     ("tensorflow.python.keras", "tensorflow.keras"),
     ("tf_keras", "tensorflow.keras"),
     ("keras", "tensorflow.keras"),
+    # TF 1 code run on TF 2 (``import tensorflow.compat.v1 as tf``): the same API
+    ("tensorflow.compat.v1", "tensorflow"),
+    ("tensorflow.compat.v2", "tensorflow"),
     ("pytorch_lightning", "lightning.pytorch"),
     # old names of ``transformers``: same optimizers and schedulers, same ``from_pretrained``
     ("pytorch_transformers", "transformers"),

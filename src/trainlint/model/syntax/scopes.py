@@ -27,6 +27,11 @@ class Binding:
     from_iteration: bool = False
     #: The function (or module) the binding is written in.
     scope: Scope | None = None
+    #: A name in a nested target (``(train, test), info = tfds.load(...)``): the index path
+    #: into the right-hand side. ``value`` stays None for it (most analyses cannot tell what
+    #: part of a value it holds); ``unpacked_from`` is that right-hand side.
+    nested_path: tuple[int, ...] = ()
+    unpacked_from: cst.BaseExpression | None = None
 
 
 @dataclass(eq=False)
@@ -119,6 +124,26 @@ def _handler(node_type: type, prefix: str) -> Callable[..., object] | None:
     if key not in _HANDLERS:
         _HANDLERS[key] = getattr(ScopeBuilder, prefix + node_type.__name__, None)
     return _HANDLERS[key]
+
+
+def _nested_names(target: cst.BaseExpression) -> list[tuple[str, tuple[int, ...]]]:
+    """Names bound inside nested tuple targets, with their index path: ``(a, b), c`` ->
+    ``a`` at (0, 0), ``b`` at (0, 1)."""
+    found: list[tuple[str, tuple[int, ...]]] = []
+
+    def walk(node: cst.BaseExpression, path: tuple[int, ...]) -> None:
+        for index, element in enumerate(node.elements):  # type: ignore[attr-defined]
+            value = element.value
+            if isinstance(value, (cst.Tuple, cst.List)):
+                walk(value, (*path, index))
+            elif len(path) > 0:
+                name = dotted(value)
+                if name:
+                    found.append((name, (*path, index)))
+
+    if isinstance(target, (cst.Tuple, cst.List)):
+        walk(target, ())
+    return found
 
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
@@ -269,6 +294,10 @@ class ScopeBuilder:
         for target in node.targets:
             for name, index in _target_names(target.target):
                 self._bind(Binding(name, node.value, node, self._order, unpack_index=index))
+            for name, path in _nested_names(target.target):
+                nested = Binding(name, None, node, self._order, nested_path=path)
+                nested.unpacked_from = node.value
+                self._bind(nested)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         self._remember(node)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.keras_compile import LossKind
+from trainlint.model.frameworks.keras_layers import dense_output
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import descendants, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
@@ -264,6 +266,13 @@ class DegenerateHead:
     layer: TensorKind  # the one-unit linear layer (``node`` None when in another module)
     loss: LossCall | None  # the loss that shows it, when that is how it was found
     softmax: TensorKind | None  # the softmax over it, if any
+    #: How the code names the loss that shows it (also a ``compile()`` loss, with no call).
+    loss_label: str = ""
+
+
+#: keras losses that normalize over the last axis: with one unit they see a single class
+#: (on probabilities keras rescales the output to sum to 1 first, so even a sigmoid is 1).
+_CATEGORICAL = (LossFamily.CROSS_ENTROPY, LossFamily.CATEGORICAL_ON_PROBABILITIES)
 
 
 def degenerate_heads(model: TrainingModel) -> Iterator[DegenerateHead]:
@@ -272,14 +281,47 @@ def degenerate_heads(model: TrainingModel) -> Iterator[DegenerateHead]:
         source = kind.source
         if kind.producer == "softmax" and kind.axis == -1 and _one_unit(source):
             yield DegenerateHead(source, None, kind)  # type: ignore[arg-type]
+    yield from _dense_softmax_heads(model)
     for loss in model.loss_calls:
         if loss.prediction is None:
             continue
         kind = model.tensor_kind(loss.prediction, loss.site.scope, loss.site.statement_order)
         if kind.producer == "softmax" and kind.axis in (-1, 1, None) and _one_unit(kind.source):
-            yield DegenerateHead(kind.source, loss, kind)  # type: ignore[arg-type]
+            yield DegenerateHead(kind.source, loss, kind, loss.label)  # type: ignore[arg-type]
         elif loss.family is LossFamily.CROSS_ENTROPY and not loss.keras and _one_unit(kind):
-            yield DegenerateHead(kind, loss, None)
+            yield DegenerateHead(kind, loss, None, loss.label)
+        elif loss.keras and loss.family in _CATEGORICAL and _one_unit(_linear_map(kind)):
+            yield DegenerateHead(_linear_map(kind), loss, None, loss.label)  # type: ignore[arg-type]
+    yield from _compiled_heads(model)
+
+
+def _dense_softmax_heads(model: TrainingModel) -> Iterator[DegenerateHead]:
+    """keras ``Dense(1, activation="softmax")`` and TF 1's ``tf.layers.dense(x, 1,
+    activation=tf.nn.softmax)``, wherever they are built (the activation is over the units)."""
+    for site in model.calls:
+        kind = dense_output(model.imports, site.node)
+        if kind is not None and kind.producer == "softmax" and _one_unit(kind.source):
+            yield DegenerateHead(kind.source, None, kind)  # type: ignore[arg-type]
+
+
+def _compiled_heads(model: TrainingModel) -> Iterator[DegenerateHead]:
+    """A one-unit output compiled with a categorical cross-entropy."""
+    for compiled in model.keras.compiles:
+        heads = compiled.model.heads if compiled.model is not None else ()
+        for loss in compiled.losses:
+            if loss.kind not in (LossKind.CATEGORICAL, LossKind.SPARSE):
+                continue
+            for head in heads:
+                if loss.key is not None and loss.key != head.name:
+                    continue
+                layer = _linear_map(head.kind)
+                if _one_unit(layer):
+                    yield DegenerateHead(layer, None, None, loss.label)  # type: ignore[arg-type]
+
+
+def _linear_map(kind: TensorKind) -> TensorKind | None:
+    """The linear layer's output under ``kind`` (itself, or what its activation was applied to)."""
+    return kind if kind.activation is Activation.LOGITS else kind.source
 
 
 def _one_unit(kind: TensorKind | None) -> bool:

@@ -139,6 +139,7 @@ SIGMOID = {
     "tensorflow.nn.sigmoid",
     "tensorflow.keras.activations.sigmoid",
     "tensorflow.keras.backend.sigmoid",
+    "tensorflow.keras.ops.sigmoid",
     "scipy.special.expit",
 }
 SOFTMAX = {
@@ -149,6 +150,7 @@ SOFTMAX = {
     "tensorflow.math.softmax",
     "tensorflow.keras.activations.softmax",
     "tensorflow.keras.backend.softmax",
+    "tensorflow.keras.ops.softmax",
     "scipy.special.softmax",
 }
 LOG_SOFTMAX = {
@@ -159,6 +161,9 @@ LOG_SOFTMAX = {
     "tensorflow.nn.log_softmax",
     "tensorflow.math.log_softmax",
     "tensorflow.math.log_sigmoid",
+    "tensorflow.keras.activations.log_softmax",
+    "tensorflow.keras.ops.log_softmax",
+    "tensorflow.keras.ops.log_sigmoid",
 }
 NON_NEGATIVE = {
     "torch.relu",
@@ -167,7 +172,10 @@ NON_NEGATIVE = {
     "torch.nn.functional.softplus",
     "torch.abs",
     "tensorflow.nn.relu",
+    "tensorflow.nn.relu6",
+    "tensorflow.nn.softplus",
     "tensorflow.keras.activations.relu",
+    "tensorflow.keras.ops.relu",
 }
 UNBOUNDED_FACTORIES = {
     "torch.randn",
@@ -189,6 +197,7 @@ BOUNDED = {
     "numpy.random.rand",
     "numpy.random.uniform",
     "tensorflow.keras.backend.clip",
+    "tensorflow.keras.ops.clip",
 }
 #: Clamps (as opposed to bounded random factories): their first argument is what they bound.
 CLAMPS = {
@@ -197,14 +206,28 @@ CLAMPS = {
     "tensorflow.clip_by_value",
     "numpy.clip",
     "tensorflow.keras.backend.clip",
+    "tensorflow.keras.ops.clip",
 }
-MATRIX_PRODUCTS = {"tensorflow.matmul", "tensorflow.linalg.matmul", "torch.matmul", "torch.mm"}
+MATRIX_PRODUCTS = {
+    "tensorflow.matmul",
+    "tensorflow.linalg.matmul",
+    "tensorflow.nn.xw_plus_b",
+    "tensorflow.keras.backend.dot",
+    "tensorflow.keras.ops.matmul",
+    "torch.matmul",
+    "torch.mm",
+}
+#: ``tf.add(a, b)`` / ``tf.nn.bias_add(value, bias)``: logits shifted by a bias stay logits.
+BIAS_ADDS = {"tensorflow.add", "tensorflow.math.add", "tensorflow.nn.bias_add"}
 #: Functions that keep what a tensor holds (their first argument's values, reshaped or masked).
 SHAPE_FUNCTIONS = {
     "torch.squeeze",
     "torch.flatten",
     "torch.reshape",
     "tensorflow.squeeze",
+    "tensorflow.reshape",
+    "tensorflow.identity",
+    "tensorflow.nn.dropout",
     "torch.nn.functional.dropout",
 }
 #: Methods that keep what a tensor holds (shape, dtype and device changes).

@@ -142,6 +142,8 @@ class LayerAnalysis:
         if last in ACTIVATION_LAYERS:
             producer = _PRODUCERS.get(last, last.lower())
             axis = axis_of(constructor, 0) if "Softmax" in last and last != "Softmax2d" else None
+            if axis is None and producer == "softmax" and is_under(qualified, "tensorflow.keras"):
+                axis = -1  # keras's ``Softmax(axis=-1)``; torch's ``nn.Softmax()`` has no default
             kind = TensorKind(ACTIVATION_LAYERS[last], producer, axis, node=constructor)
             return kind.with_source(given)
         if last in PASS_THROUGH_LAYERS:
@@ -150,7 +152,8 @@ class LayerAnalysis:
             activation = literal(positional(constructor, 0), "?")
             if activation in ("sigmoid", "softmax", "relu", "linear"):
                 kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
-                return TensorKind(kind, producer, node=constructor).with_source(given)
+                axis = -1 if producer == "softmax" else None  # keras acts on the last axis
+                return TensorKind(kind, producer, axis, node=constructor).with_source(given)
             return UNKNOWN
         if last == "Sequential":
             return self.stack(stack_layers(constructor), scope)

@@ -39,6 +39,8 @@ class LossCall:
     label: str  # how the code names the loss, for messages: "nn.BCELoss", "F.nll_loss", ...
     #: torch: (input, target); keras: (y_true, y_pred).
     keras: bool = False
+    #: A TensorFlow loss (keras or ``tf.nn``/TF1 ``tf.losses``), not a torch one.
+    tensorflow: bool = False
 
 
 _TORCH_CRITERIA = {
@@ -54,6 +56,29 @@ _TORCH_FUNCTIONS = {
     "torch.nn.functional.nll_loss": LossFamily.NLL,
     "torchvision.ops.sigmoid_focal_loss": LossFamily.BCE_WITH_LOGITS,
     "torchvision.ops.focal_loss.sigmoid_focal_loss": LossFamily.BCE_WITH_LOGITS,
+}
+#: ``tf.nn`` losses on logits and TF1's ``tf.losses`` (``tf.compat.v1.losses``; these names
+#: exist only there, ``tf.losses`` of TF 2 is keras's and has none of them): the family, and
+#: the keyword and position of the prediction. ``tf.nn``'s keep ``labels`` first (TF 1 puts a
+#: ``_sentinel`` before it, so its calls are keyword-only).
+_TF_FUNCTIONS = {
+    "tensorflow.nn.softmax_cross_entropy_with_logits": (LossFamily.CROSS_ENTROPY, "logits", 1),
+    "tensorflow.nn.softmax_cross_entropy_with_logits_v2": (
+        LossFamily.CROSS_ENTROPY,
+        "logits",
+        1,
+    ),
+    "tensorflow.nn.sparse_softmax_cross_entropy_with_logits": (
+        LossFamily.CROSS_ENTROPY,
+        "logits",
+        1,
+    ),
+    "tensorflow.nn.sigmoid_cross_entropy_with_logits": (LossFamily.BCE_WITH_LOGITS, "logits", 1),
+    "tensorflow.nn.weighted_cross_entropy_with_logits": (LossFamily.BCE_WITH_LOGITS, "logits", 1),
+    "tensorflow.losses.softmax_cross_entropy": (LossFamily.CROSS_ENTROPY, "logits", 1),
+    "tensorflow.losses.sparse_softmax_cross_entropy": (LossFamily.CROSS_ENTROPY, "logits", 1),
+    "tensorflow.losses.sigmoid_cross_entropy": (LossFamily.BCE_WITH_LOGITS, "logits", 1),
+    "tensorflow.losses.log_loss": (LossFamily.BINARY_CROSS_ENTROPY, "predictions", 1),
 }
 _KERAS_BINARY = {"binary_crossentropy", "BinaryCrossentropy", "BinaryFocalCrossentropy"}
 _KERAS_CATEGORICAL = {
@@ -90,6 +115,12 @@ def _keras_family(name: str, from_logits: object) -> LossFamily | None:
 
 def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
     call = site.node
+    tensorflow = _TF_FUNCTIONS.get(site.qualified or "")
+    if tensorflow is not None:
+        family, name, position = tensorflow
+        prediction = keyword(call, name) or positional(call, position)
+        label = (site.qualified or "").replace("tensorflow.", "tf.", 1)
+        return LossCall(site, family, prediction, label, tensorflow=True)
     qualified = canonical_keras(site.qualified or "")  # ``tf.losses`` is ``tf.keras.losses``
     last = qualified.rsplit(".", 1)[-1]
     if qualified in _TORCH_FUNCTIONS:
@@ -104,7 +135,7 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
             family = _keras_family(last, from_logits)
             prediction = keyword(call, "y_pred") or keyword(call, "output") or positional(call, 1)
             if family is not None:
-                return LossCall(site, family, prediction, last, keras=True)
+                return LossCall(site, family, prediction, last, keras=True, tensorflow=True)
         return None
     constructor, options = _criterion_of(model, call, site.scope)
     if constructor is None:
@@ -122,7 +153,7 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
         family = _keras_family(kind_last, from_logits)
         prediction = keyword(call, "y_pred") or positional(call, 1)
         if family is not None:
-            return LossCall(site, family, prediction, kind_last, keras=True)
+            return LossCall(site, family, prediction, kind_last, keras=True, tensorflow=True)
     return None
 
 

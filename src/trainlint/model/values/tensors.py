@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.keras_layers import (
+    functional_dense_output,
+    is_activation_layer,
+)
 from trainlint.model.syntax.branches import BranchMap
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
@@ -299,9 +303,13 @@ class TensorAnalysis:
         qualified = self.model.imports.qualify(constructor.func)
         if is_under(qualified, "tensorflow.keras", "keras"):
             keras = self.model.keras.output_kind(constructor, owner or scope)
-            if keras is not None:
-                return keras
-            return self.kind_of(operand or keyword(call, "inputs"), scope, before)
+            if keras is None:
+                return self.kind_of(operand or keyword(call, "inputs"), scope, before)
+            if is_activation_layer(self.model.imports, constructor) and keras.source is None:
+                # ``layers.Softmax()(h)``: an activation of what ``h`` holds, applied here
+                given = self.kind_of(operand or keyword(call, "inputs"), scope, before)
+                return replace(keras.with_source(given), applied=call, operand=operand)
+            return keras
         given = self.kind_of(operand, scope, before)
         found = self.layers.output(constructor, owner or scope, given)
         if found.node is constructor and found.activation is not Activation.LOGITS:
@@ -340,6 +348,13 @@ class TensorAnalysis:
             return TensorKind(Activation.LOGITS, "F.linear", node=call)
         if qualified in k.MATRIX_PRODUCTS:
             return TensorKind(Activation.LOGITS, "a matrix product", node=call)
+        if qualified in k.BIAS_ADDS:  # ``tf.add(tf.matmul(x, W), b)``: shifted logits
+            operands = (positional(call, 0), positional(call, 1))
+            found = [self.kind_of(o, scope, before) for o in operands if o is not None]
+            return next((f for f in found if f.activation is Activation.LOGITS), UNKNOWN)
+        dense = functional_dense_output(self.model.imports, call)
+        if dense is not None:
+            return replace(dense, applied=call) if dense.source is not None else dense
         if qualified in k.SHAPE_FUNCTIONS:
             return self.kind_of(positional(call, 0), scope, before)
         if name in k.SHAPE_METHODS:
@@ -391,6 +406,7 @@ _LOGS = {
     "tensorflow.math.log",
     "tensorflow.log",
     "tensorflow.keras.backend.log",
+    "tensorflow.keras.ops.log",
     "jax.numpy.log",
 }
 

@@ -64,8 +64,12 @@ _PLAIN_BASES = {
 }
 _PROTOCOLS = {"typing.Protocol", "typing_extensions.Protocol", "Protocol"}
 _DATACLASS_DECORATORS = {"dataclasses.dataclass", "attr.s", "attr.define", "attrs.define"}
-#: Libraries whose classes are never torch modules (pydantic's ``BaseModel``, flax's ``Module``).
-_FOREIGN = ("pydantic", "flax", "jax", "sklearn", "haiku", "equinox", "mxnet", "paddle", "gym")
+#: Libraries whose classes are never torch modules (pydantic's ``BaseModel``, flax's and mlx's
+#: ``Module``).
+_FOREIGN = (
+    "pydantic", "flax", "jax", "sklearn", "haiku", "equinox", "mxnet", "paddle", "gym", "mlx",
+    "tinygrad",
+)  # fmt: skip
 _TORCH_NON_MODULES = ("torch.nn.Parameter", "torch.nn.parameter", "torch.nn.functional")
 
 

@@ -1,0 +1,110 @@
+"""What a keras callable holds that depends on ``training``, and the syntax it is read from.
+
+:class:`HeldLayers` is the answer of :mod:`.keras_modes`; the functions here read single
+calls, classes and functions (a call passing the mode, a layer built with ``dropout=``, the
+attributes a class calls like layers, a ``call()`` branching on ``training``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal
+
+if TYPE_CHECKING:
+    from trainlint.model.syntax.scopes import ClassInfo, Scope
+
+_DROPOUT_ARGUMENTS = ("dropout", "recurrent_dropout", "attention_dropout")
+
+
+@dataclass(frozen=True)
+class HeldLayers:
+    """The training-dependent layers found in a keras callable (``Dropout``,
+    ``BatchNormalization``...), whether everything in it could be read (``complete``), and,
+    when not, whether what was not read lies outside this file (``external``: a loaded
+    model, another library's layer, a model passed in) or is same-file code."""
+
+    layers: tuple[str, ...] = ()
+    complete: bool = True
+    external: bool = False
+
+    @property
+    def has_any(self) -> bool:
+        return bool(self.layers)
+
+    @property
+    def known_free(self) -> bool:
+        return self.complete and not self.layers
+
+    def __or__(self, other: HeldLayers) -> HeldLayers:
+        layers = tuple(dict.fromkeys(self.layers + other.layers))
+        return HeldLayers(layers, self.complete and other.complete, self.external or other.external)
+
+
+NONE = HeldLayers()
+LOCAL_UNKNOWN = HeldLayers(complete=False)
+EXTERNAL = HeldLayers(complete=False, external=True)
+
+
+def holding(layer: str) -> HeldLayers:
+    return HeldLayers((layer,))
+
+
+def passes_training(call: cst.Call) -> bool:
+    """Whether a model call says which mode to run in."""
+    if keyword(call, "training") is not None or any(a.star == "**" for a in call.args):
+        return True
+    positional = [a for a in call.args if a.keyword is None]
+    return len(positional) >= 2 or any(a.star == "*" for a in positional)
+
+
+def parameter_default(scope: Scope, name: str) -> cst.BaseExpression | None:
+    node = scope.node
+    if not isinstance(node, cst.FunctionDef):
+        return None
+    params = node.params
+    for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+        if param.name.value == name:
+            return param.default
+    return None
+
+
+def has_dropout_argument(call: cst.Call) -> bool:
+    for name in _DROPOUT_ARGUMENTS:
+        given = keyword(call, name)
+        if given is not None and literal(given, None) not in (0, 0.0):
+            return True
+    return False
+
+
+def called_attributes(info: ClassInfo) -> set[str]:
+    """Attributes the class calls like layers: ``self.encoder(x)``."""
+    found: set[str] = set()
+    for method in info.methods.values():
+        for node in descendants(method.node):
+            if isinstance(node, cst.Call):
+                name = dotted(node.func) or ""
+                if name.startswith("self.") and name.count(".") == 1:
+                    found.add(name[len("self.") :])
+    return found
+
+
+def branches_on_training(info: ClassInfo) -> bool:
+    """A ``call(self, x, training=...)`` that tests ``training`` itself (not only passes it)."""
+    method = info.methods.get("call")
+    if method is None or "training" not in method.params:
+        return False
+    for node in descendants(method.node):
+        if isinstance(node, (cst.If, cst.IfExp, cst.While)) and "training" in _names(node.test):
+            return True
+    return False
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    found = {n.value for n in descendants(node) if isinstance(n, cst.Name)}
+    if isinstance(node, cst.Name):
+        found.add(node.value)
+    return found

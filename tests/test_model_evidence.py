@@ -1,0 +1,101 @@
+"""Tensor and tf.data evidence (``model.evidence``) and discarded out-of-place results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+from model_helpers import build, scope
+
+from trainlint.model import TrainingModel
+
+SOURCE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tensorflow as tf
+from torch.utils.data import DataLoader
+
+
+def helper() -> torch.Tensor:
+    return torch.zeros(3)
+
+
+def f(dataset, anything, annotated: torch.Tensor, used):
+    made = torch.randn(2, 3)
+    moved = made.to("cuda")
+    summed = made + 1
+    layer = nn.Linear(3, 3)
+    out = layer(made)
+    returned = helper()
+    state = used.size(0)
+    for p in layer.parameters():
+        clipped = p.data
+    loader = DataLoader(dataset, batch_size=4)
+    for i, (xb, yb) in enumerate(loader):
+        pass
+    custom = DataLoader(dataset, batch_size=4, collate_fn=list)
+    for batch in custom:
+        pass
+    ds = tf.data.Dataset.from_tensor_slices([1, 2]).map(abs)
+    plain = [1, 2]
+    return anything
+"""
+
+
+def _model() -> TrainingModel:
+    return build(SOURCE)
+
+
+def _is_tensor(model: TrainingModel, text: str) -> bool:
+    where = scope(model, "f")
+    return model.evidence.is_tensor(cst.parse_expression(text), where, 10**9)
+
+
+def test_tensor_evidence_from_what_made_the_value() -> None:
+    model = _model()
+    for known in ("made", "moved", "summed", "out", "returned", "clipped", "annotated", "xb"):
+        assert _is_tensor(model, known), known
+    assert _is_tensor(model, "used")  # ``used.size(0)``: only a tensor has a callable size
+
+
+def test_no_tensor_evidence_from_names_or_unknown_producers() -> None:
+    model = _model()
+    for unknown in ("anything", "layer", "plain", "batch", "i", "dataset", "ds"):
+        assert not _is_tensor(model, unknown), unknown
+
+
+def test_dataset_evidence() -> None:
+    model = _model()
+    where = scope(model, "f")
+    assert model.evidence.is_dataset(cst.parse_expression("ds"), where, 10**9)
+    assert not model.evidence.is_dataset(cst.parse_expression("plain"), where, 10**9)
+
+
+DISCARDS = """
+import torch
+import torch.nn as nn
+
+net = nn.Linear(2, 2)
+x = torch.ones(2)
+net.to("cuda")
+x.to("cuda")
+x.add_(1)
+x.view(-1).copy_(x)
+x.float()
+"""
+
+
+def _discarded(source: str, path: str = "<string>") -> list[str]:
+    model = TrainingModel.from_source(source, Path(path))
+    return [model.text_of(d.statement) for d in model.discarded_results]
+
+
+def test_discarded_results_only_for_tensors_and_outermost_out_of_place_calls() -> None:
+    assert _discarded(DISCARDS) == ['x.to("cuda")', "x.float()"]
+
+
+def test_notebook_cells_display_their_top_level_values() -> None:
+    assert _discarded(DISCARDS, "notebook.ipynb") == []
+    inside = DISCARDS + "for step in range(2):\n    x.float()\n"
+    assert _discarded(inside, "notebook.ipynb") == ["x.float()"]

@@ -1,0 +1,65 @@
+"""Unregistered submodules and grad tensors of torch modules (``model.unregistered_attributes``)."""
+
+from __future__ import annotations
+
+from model_helpers import build
+
+from trainlint.model import ClassKind
+
+SOURCE = """
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, teacher):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.listed = [nn.Linear(2, 2)]
+        self.filled = []
+        self.filled.append(nn.Conv2d(1, 1, 1))
+        self.refs = [self.fc]
+        self.hidden = [teacher]
+        self.acts = [nn.ReLU(), nn.Tanh()]
+        self.sizes = [1, 2]
+        self.weight = torch.randn(2, requires_grad=True)
+        self.plain = torch.randn(2)
+        self.wrapped = [nn.Linear(2, 2)]
+        self.wrapped = nn.ModuleList(self.wrapped)
+        self.named = torch.zeros(2, requires_grad=True)
+        self.register_parameter("named_p", nn.Parameter(self.named))
+
+
+class NotAModule:
+    def __init__(self):
+        self.members = [nn.Linear(2, 2)]
+"""
+
+
+def test_unregistered_attributes_of_torch_modules() -> None:
+    model = build(SOURCE)
+    found = {(f.attribute, f.container) for f in model.unregistered_attributes}
+    assert found == {("listed", "list"), ("filled", "list"), ("weight", "tensor")}
+
+
+def test_registering_by_hand_silences_the_class() -> None:
+    model = build(SOURCE.replace('self.register_parameter("named_p"', 'self.add_module("m"'))
+    assert not [f for f in model.unregistered_attributes if f.owner.name == "Net"]
+
+
+def test_mlx_and_flax_modules_are_not_torch_modules() -> None:
+    model = build(
+        """
+        import mlx.nn as mnn
+        import flax.linen as fnn
+
+        class A(mnn.Module):
+            pass
+
+        class B(fnn.Module):
+            pass
+        """
+    )
+    assert model.class_kind(model.classes["A"]) is ClassKind.LIBRARY
+    assert model.class_kind(model.classes["B"]) is ClassKind.LIBRARY
+    assert not model.is_module_class(model.classes["A"])

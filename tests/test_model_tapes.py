@@ -1,0 +1,95 @@
+"""GradientTape blocks: what they record, their gradient calls, whether those are applied."""
+
+from __future__ import annotations
+
+from model_helpers import build
+
+from trainlint.model import TrainingModel
+
+IMPORTS = """
+import tensorflow as tf
+"""
+
+
+def gradient_lines(model: TrainingModel) -> dict[int, bool]:
+    return {model.line_of(g.call): model.tapes.applied(g) for g in model.tapes.gradients}
+
+
+def test_tapes_from_with_items_and_reentered_bindings() -> None:
+    model = build(
+        IMPORTS
+        + """
+with tf.GradientTape() as g1, tf.GradientTape(persistent=True) as g2:
+    y = f(x)
+tape = tf.GradientTape(persistent=flag)
+with tape:
+    z = f(x)
+with tape:
+    w = f(z)
+"""
+    )
+    tapes = model.tapes.tapes
+    assert [t.name for t in tapes] == ["g1", "g2", "tape"]
+    assert [t.persistent for t in tapes] == [False, True, None]
+    assert len(tapes[2].blocks) == 2
+    z, w = model.module_scope.bindings["z"][0], model.module_scope.bindings["w"][0]
+    assert tapes[2].records(z.statement) and tapes[2].records(w.statement)
+    y = model.module_scope.bindings["y"][0]
+    assert model.tapes.recording(y.statement) == tapes[:2]
+
+
+def test_gradients_applied_through_rebindings_and_zip() -> None:
+    model = build(
+        IMPORTS
+        + """
+def step(x):
+    with tf.GradientTape() as tape:
+        loss = f(x)
+    grads = tape.gradient(loss, model.trainable_variables)
+    grads, _ = tf.clip_by_global_norm(grads, 1.0)
+    pairs = zip(grads, model.trainable_variables)
+    optimizer.apply_gradients(pairs)
+
+def saliency(image):
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        score = f(image)
+    return tf.abs(tape.gradient(score, image))
+"""
+    )
+    assert list(gradient_lines(model).values()) == [True, False]
+
+
+def test_gradients_returned_to_a_caller_or_assigned_by_hand() -> None:
+    model = build(
+        IMPORTS
+        + """
+def grads_of(x):
+    with tf.GradientTape() as tape:
+        loss = f(x)
+    return tape.gradient(loss, weights)
+
+for x in batches:
+    for w, g in zip(weights, grads_of(x)):
+        w.assign_sub(0.1 * g)
+"""
+    )
+    assert list(gradient_lines(model).values()) == [True]
+
+
+def test_train_step_override_of_a_keras_model() -> None:
+    model = build(
+        IMPORTS
+        + """
+class Net(tf.keras.Model):
+    def train_step(self, data):
+        return {}
+
+class Plain:
+    def train_step(self, data):
+        return {}
+"""
+    )
+    net, plain = model.classes["Net"], model.classes["Plain"]
+    assert model.tapes.is_train_step_override(net.methods["train_step"])
+    assert not model.tapes.is_train_step_override(plain.methods["train_step"])

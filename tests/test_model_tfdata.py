@@ -1,0 +1,154 @@
+"""tf.data pipelines: stages through chains and rebinding, sources, batching, randomness."""
+
+from __future__ import annotations
+
+from model_helpers import build
+
+from trainlint.model import TrainingModel
+from trainlint.model.frameworks.tfdata import Stage, StageKind
+
+TF = "import tensorflow as tf\nimport tensorflow_datasets as tfds"
+
+
+def stage_at(model: TrainingModel, method: str, line: int) -> Stage:
+    for stage in model.tfdata.stages:
+        if stage.method == method and model.line_of(stage.anchor) == line:
+            return stage
+    raise AssertionError(f"no {method} stage on line {line}")
+
+
+def methods(model: TrainingModel, stage: Stage) -> list[str]:
+    return [s.method for s in model.tfdata.pipeline(stage).stages]
+
+
+def test_chain_and_rebinding_join_into_one_pipeline() -> None:
+    model = build(
+        TF
+        + """
+ds = tf.data.Dataset.from_tensor_slices((x, y))
+ds = ds.map(f).batch(32)
+ds = ds.prefetch(1)
+out = ds.shuffle(100)
+"""
+    )
+    shuffle = stage_at(model, "shuffle", 6)
+    assert methods(model, shuffle) == ["from_tensor_slices", "map", "batch", "prefetch", "shuffle"]
+    assert model.tfdata.pipeline(shuffle).from_source
+    assert model.tfdata.open_batch(shuffle) is stage_at(model, "batch", 4)
+    assert [s.method for s in model.tfdata.downstream(stage_at(model, "map", 4))] == ["batch"]
+
+
+def test_a_binding_in_the_other_arm_of_an_if_is_skipped() -> None:
+    model = build(
+        TF
+        + """
+ds = tf.data.TFRecordDataset(files)
+if evaluating:
+    ds = ds.batch(64)
+else:
+    ds = ds.shuffle(2048)
+ds = ds.cache()
+"""
+    )
+    shuffle = stage_at(model, "shuffle", 7)
+    assert methods(model, shuffle) == ["TFRecordDataset", "shuffle"]
+    assert model.tfdata.open_batch(shuffle) is None
+    # after the if: the latest binding (the else arm) is the one read
+    assert methods(model, stage_at(model, "cache", 8))[-2:] == ["shuffle", "cache"]
+
+
+def test_tfds_splits_unpacked_nested_and_by_key_are_sources() -> None:
+    model = build(
+        TF
+        + """
+(train, test), info = tfds.load("mnist", split=["train", "test"], with_info=True)
+both = tfds.load("mnist")
+t = both["train"].batch(8)
+a = train.batch(8)
+batched = tfds.load("mnist", split="train", batch_size=16).shuffle(4)
+"""
+    )
+    assert methods(model, stage_at(model, "batch", 5)) == ["load", "batch"]
+    assert methods(model, stage_at(model, "batch", 6)) == ["load", "batch"]
+    shuffle = stage_at(model, "shuffle", 7)
+    batch = model.tfdata.open_batch(shuffle)
+    assert batch is not None and batch.is_(StageKind.SOURCE)
+    assert batch.label == "tfds.load(batch_size=...)"
+
+
+def test_same_file_function_returns_continue_the_pipeline() -> None:
+    model = build(
+        TF
+        + """
+def make(files):
+    ds = tf.data.Dataset.list_files(files)
+    return ds.batch(4)
+
+train = make("a/*").shuffle(10)
+"""
+    )
+    assert methods(model, stage_at(model, "shuffle", 7)) == ["list_files", "batch", "shuffle"]
+
+
+def test_a_notebook_is_one_module() -> None:
+    model = build(
+        TF
+        + """
+ds = tf.data.Dataset.range(10)
+# cell 2
+ds = ds.batch(2)
+# cell 3
+ds = ds.shuffle(5)
+"""
+    )
+    assert methods(model, stage_at(model, "shuffle", 7)) == ["range", "batch", "shuffle"]
+
+
+def test_element_shuffle_before_batch_and_block_shuffles_have_no_open_batch() -> None:
+    model = build(
+        TF
+        + """
+a = tf.data.Dataset.range(10).shuffle(10).batch(2).shuffle(3)
+b = tf.data.Dataset.range(10).batch(2).shuffle(3).unbatch()
+c = tf.data.Dataset.range(10).batch(2).unbatch().shuffle(3)
+d = tf.data.Dataset.range(10).batch(2).shuffle(3, reshuffle_each_iteration=False)
+"""
+    )
+    assert model.tfdata.open_batch(stage_at(model, "shuffle", 3)) is None
+    assert model.tfdata.open_batch(stage_at(model, "shuffle", 4)) is None
+    assert model.tfdata.open_batch(stage_at(model, "shuffle", 5)) is None
+    assert model.tfdata.open_batch(stage_at(model, "shuffle", 6)) is not None
+
+
+def test_unknown_origin_counts_only_in_a_tensorflow_file_without_other_pipelines() -> None:
+    in_tf = build(TF + "\ndef f(ds):\n    return ds.batch(2).shuffle(3)\n")
+    assert sorted(s.method for s in in_tf.tfdata.stages) == ["batch", "shuffle"]
+    assert not any(in_tf.tfdata.pipeline(s).from_source for s in in_tf.tfdata.stages)
+    plain = build("def f(ds):\n    return ds.batch(2).shuffle(3)\n")
+    assert plain.tfdata.stages == []
+    mixed = build(TF + "\nimport datasets\ndef f(ds):\n    return ds.batch(2).shuffle(3)\n")
+    assert mixed.tfdata.stages == []
+
+
+def test_experimental_apply_stands_for_its_stages() -> None:
+    model = build(
+        TF
+        + """
+ds = tf.data.Dataset.range(10)
+ds = ds.apply(tf.data.experimental.map_and_batch(parse, batch_size=4))
+ds = ds.apply(tf.data.experimental.unbatch())
+"""
+    )
+    applied = stage_at(model, "apply", 4)
+    assert applied.kinds == (StageKind.MAP, StageKind.BATCH)
+    assert model.text_of(applied.function) == "parse"
+    assert stage_at(model, "apply", 5).kinds == (StageKind.UNBATCH,)
+
+
+def test_nested_unpacking_binds_each_name_without_a_value() -> None:
+    model = build("(a, (b, c)), d = f()\n")
+    bindings = model.module_scope.bindings
+    assert bindings["a"][0].nested_path == (0, 0) and bindings["a"][0].value is None
+    assert bindings["c"][0].nested_path == (0, 1, 1)
+    assert model.text_of(bindings["b"][0].unpacked_from) == "f()"
+    assert bindings["d"][0].unpack_index == 1 and bindings["d"][0].value is not None
