@@ -85,16 +85,20 @@ def main() -> int:
     ratios = [100.0 * (b - a) / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
     files = len(reports["on"].get("files", [])) or reports["on"].get("summary", {}).get("files")
     print(f"\nfiles: {files if files else '?'} ({', '.join(map(str, args.directories))})")
-    print(f"median cpu: off {off:.2f} s, on {on:.2f} s; wall off "
-          f"{statistics.median(wall['off']):.2f} s, on {statistics.median(wall['on']):.2f} s")
+    print(
+        f"median cpu: off {off:.2f} s, on {on:.2f} s; wall off "
+        f"{statistics.median(wall['off']):.2f} s, on {statistics.median(wall['on']):.2f} s"
+    )
     print(f"per-round overhead: {', '.join(f'{r:+.1f} %' for r in ratios)}")
     verdict = "met" if overhead <= TARGET_PERCENT else "not met"
     print(f"[{verdict}] summaries cost {overhead:+.1f} % cpu (target ≤ +{TARGET_PERCENT:.0f} %)")
 
     only_on = sorted(set(findings(reports["on"])) - set(findings(reports["off"])))
     only_off = sorted(set(findings(reports["off"])) - set(findings(reports["on"])))
-    print(f"findings: off {len(findings(reports['off']))}, on {len(findings(reports['on']))}; "
-          f"only with summaries {len(only_on)}, only without {len(only_off)}")
+    print(
+        f"findings: off {len(findings(reports['off']))}, on {len(findings(reports['on']))}; "
+        f"only with summaries {len(only_on)}, only without {len(only_off)}"
+    )
     for path, line_no, code, _ in only_on:
         print(f"  + {path}:{line_no} {code}")
     for path, line_no, code, _ in only_off:

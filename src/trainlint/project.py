@@ -26,13 +26,14 @@ import ast
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from trainlint import sources
 from trainlint.cache import Cache, code_fingerprint, fingerprint
 from trainlint.model.summaries.types import (
+    ClassSummary,
     Definition,
     Reexport,
     digest,
@@ -399,8 +400,10 @@ class ProjectView:
         found = self._lookups[key]
         return (found[0], list(found[1])) if found is not None else None
 
-    def _lookup(self, target: str, classes_only: bool) -> tuple[Definition, list[str]] | None:
-        importer = self.importer
+    def _lookup(
+        self, target: str, classes_only: bool, importer: Path | None = None, depth: int = 0
+    ) -> tuple[Definition, list[str]] | None:
+        importer = importer or self.importer
         for _ in range(_MAX_HOPS):
             resolved = self.index.resolve(importer, target)
             if resolved is None:
@@ -415,11 +418,26 @@ class ProjectView:
                     return None
             found = self.index.definition(path, rest[0])
             self._record(path, rest[0])
+            if isinstance(found, ClassSummary):
+                found = self._through_project_bases(found, path, depth)
             if not isinstance(found, Reexport):
                 return (found, rest[1:]) if found is not None else None
             target = found.target + "".join(f".{p}" for p in rest[1:])
             importer = path
         return None
+
+    def _through_project_bases(self, cls: ClassSummary, path: Path, depth: int) -> ClassSummary:
+        """``cls`` as its bases in other project modules make it: ``class Head(BaseNet)`` with
+        ``BaseNet(nn.Module)`` in ``base.py`` is a module too (a summary reads only its own
+        module, so its importer resolves the rest, recording what it read)."""
+        if cls.is_module or depth >= _MAX_HOPS:
+            return cls
+        for base in cls.bases:
+            found = self._lookup(base, True, path, depth + 1) if "." in base else None
+            base_summary = found[0] if found is not None and not found[1] else None
+            if isinstance(base_summary, ClassSummary) and base_summary.is_module:
+                return replace(cls, is_module=True)
+        return cls
 
     def _record(self, path: Path, name: str) -> None:
         relative = os.path.relpath(path, self.importer.parent)
