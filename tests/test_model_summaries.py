@@ -312,3 +312,40 @@ def test_stub_trees_shared_between_files(tmp_path: Path) -> None:
         stubs.append(stub)
     assert stubs[0].node is stubs[1].node  # one tree
     assert stubs[0] is not stubs[1]  # each model's own scope
+
+
+def test_method_inherited_from_base_in_another_module(tmp_path: Path) -> None:
+    """``self.train_step(...)`` that a base class of another module defines is followed as the
+    base's method (its stub): the loop's iteration sees its backward and step."""
+    (tmp_path / "pyproject.toml").write_text("")
+    write(
+        tmp_path,
+        {
+            "trainers.py": """
+                class BaseTrainer:
+                    def train_step(self, inputs, targets):
+                        loss = self.criterion(self.model(inputs), targets)
+                        loss.backward()
+                        self.optimizer.step()
+                """,
+        },
+    )
+    source = textwrap.dedent(
+        """
+        from trainers import BaseTrainer
+
+        class Trainer(BaseTrainer):
+            def fit(self, loader):
+                for inputs, targets in loader:
+                    self.train_step(inputs, targets)
+        """
+    )
+    path = tmp_path / "train.py"
+    model = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    info = model.classes["Trainer"]
+    stub = model.method(info, "train_step")
+    assert stub is not None and model.stubs.function_summary(stub) is not None
+    (loop,) = [loop for loop in model.loops if not loop.external]
+    kinds = [event.kind.value for event in model.iteration(loop)]
+    assert "backward" in kinds and "step" in kinds
+    assert TrainingModel.from_source(source, path).method(info, "train_step") is None

@@ -410,7 +410,10 @@ class ProjectView:
                 return None
             path, rest = resolved
             if not rest:
-                return None  # a module itself: its attributes are asked for by name
+                resolved = self._bound_by_package(importer, target)
+                if resolved is None:
+                    return None  # a module itself: its attributes are asked for by name
+                path, rest = resolved
             if classes_only and len(rest) == 1:
                 kind = self.index.kind(path, rest[0])
                 if kind not in ("class", "import"):
@@ -425,6 +428,20 @@ class ProjectView:
             target = found.target + "".join(f".{p}" for p in rest[1:])
             importer = path
         return None
+
+    def _bound_by_package(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
+        """``from pkg import HookedTransformer`` where ``pkg/HookedTransformer.py`` is a module
+        and ``pkg/__init__.py`` rebinds the name (``from .HookedTransformer import
+        HookedTransformer``): Python binds the package's attribute, the class."""
+        package, dot, name = target.rpartition(".")
+        if not dot or not package.strip("."):
+            return None
+        found = self.index.resolve(importer, package)
+        if found is None or found[1] or found[0].name != "__init__.py":
+            return None
+        if self.index.kind(found[0], name) is None:
+            return None
+        return found[0], [name]
 
     def _through_project_bases(self, cls: ClassSummary, path: Path, depth: int) -> ClassSummary:
         """``cls`` as its bases in other project modules make it: ``class Head(BaseNet)`` with
