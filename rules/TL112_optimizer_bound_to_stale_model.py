@@ -15,9 +15,12 @@ class OptimizerBoundToStaleModel(Rule):
     Flags a rebinding of `model` to a new module object after `opt = X(model.parameters())`
     and before the loop that steps `opt` and uses `model`: a constructor (`torch.nn`, an
     `nn.Module` subclass of the file or the project, `timm.create_model`, `torchvision`),
-    `torch.load`, `copy.deepcopy`, `from_pretrained`, `load_from_checkpoint`, or a same-file
-    factory returning one of these. In a trainer class, a rebinding of `self.model` later in
-    `__init__` counts when another method steps `self.optimizer`.
+    `torch.load`, `copy.deepcopy`, `from_pretrained`, `load_from_checkpoint`, a same-file
+    factory returning one of these, or a factory of another project module that returns a
+    model and is not handed the old one. An optimizer over part of the model
+    (`Adam(model.head.parameters())`) goes stale when `model` is rebound. The loop may reach
+    the optimizer and the model through a helper it calls. In a trainer class, a rebinding of
+    `self.model` later in `__init__` counts when another method steps `self.optimizer`.
 
     Stays silent on what keeps the same parameters: `.to()`, `.cuda()`, DDP/FSDP wrappers,
     `torch.compile`, `accelerator.prepare`, `amp.initialize`, `convert_sync_batchnorm`, and

@@ -47,6 +47,16 @@ class BatchMeanOfMeans(Rule):
     number of calls is flagged where `losses.avg` is read after the loop;
     `losses.update(loss.item(), images.size(0))` weighs by samples and is fine.
 
+    TensorFlow: the per-batch value may be a `tf.reduce_mean`, a keras loss object or
+    function under `tf.reduce_mean`, a keras `test_on_batch`/`train_on_batch` result (each
+    slot), or a TF 1 fetch (`sess.run(accuracy, feed_dict=...)`, `_, c = sess.run([train_op,
+    cost], ...)`, `accuracy.eval(feed_dict=...)`), over a `tf.data` dataset batched without
+    `drop_remainder=True` (also one a same-file caller passes to an evaluation helper) or
+    slices `range(0, len(x), batch_size)`; finalized by a counter,
+    `np.mean(list)` or `tf.reduce_mean(list)`. A loop that runs a graph's training op
+    (`sess.run(train_op)` with `train_op = opt.minimize(loss)`) is a train step (info). TF 1's
+    `mnist.train.next_batch(batch_size)` always returns full batches: silent.
+
     Confidence: a warning in evaluation code (a loop that does not back-propagate and runs
     under `no_grad`, after `model.eval()`, in a function such as `validate`, or over a loader
     such as `val_loader`), where the number picks checkpoints, and when the loader is

@@ -22,6 +22,17 @@ _KERAS_FIX = (
     "tell the loss it receives logits",
     "keras.losses.BinaryCrossentropy(from_logits=True)",
 )
+_TF_FIX = (
+    "use the logits version of the loss",
+    "tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)",
+)
+
+
+def _builtin(model: TrainingModel, logits: str) -> str:
+    """The stable built-in loss, in the file's framework (TF when it imports no torch)."""
+    if model.imports.imports("tensorflow") and not model.imports.imports("torch"):
+        return f"tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits={logits})"
+    return f"F.binary_cross_entropy_with_logits({logits}, target)"
 
 
 def _describe(kind: TensorKind, missing: str = "sigmoid") -> str:
@@ -95,7 +106,12 @@ class LogitsIntoProbabilityLoss(Rule):
                 if loss.family is LossFamily.BINARY_CROSS_ENTROPY
                 else ("log-probabilities")
             )
-            description, replacement = _KERAS_FIX if loss.keras else _FIXES[loss.family]
+            if loss.keras:
+                description, replacement = _KERAS_FIX
+            elif loss.tensorflow:
+                description, replacement = _TF_FIX  # TF 1's ``tf.losses.log_loss``
+            else:
+                description, replacement = _FIXES[loss.family]
             missing = "log_softmax" if loss.family is LossFamily.NLL else "sigmoid"
             yield Violation(
                 loss.site.node,
@@ -112,8 +128,5 @@ class LogitsIntoProbabilityLoss(Rule):
                 f"hand-written binary cross-entropy takes log({code(bce.prediction)}), but "
                 f"`{code(bce.prediction)}` holds {_describe(kind)}: "
                 "log of it is NaN or meaningless",
-                Fix(
-                    "use the built-in loss on the logits",
-                    f"F.binary_cross_entropy_with_logits({code(bce.prediction)}, target)",
-                ),
+                Fix("use the built-in loss on the logits", _builtin(model, code(bce.prediction))),
             )

@@ -76,11 +76,16 @@ class DegenerateOutputHead(Rule):
                     f"`{name}`{where} has one output unit and feeds {head.loss_label}: "
                     "cross-entropy over a single class is always 0, so nothing is learned"
                 )
+            binary = (
+                '`activation="sigmoid"` with `binary_crossentropy`'
+                if layer.producer.startswith(("Dense", "tf."))
+                else "BCEWithLogitsLoss"
+            )
             yield Violation(
                 anchor,
                 message,
                 Fix(
                     "for two classes use one unit with a sigmoid and binary cross-entropy "
-                    "(BCEWithLogitsLoss); otherwise give the layer one unit per class"
+                    f"({binary}); otherwise give the layer one unit per class"
                 ),
             )

@@ -24,8 +24,8 @@ class TrainModeNotRestored(Rule):
     `if was_training: model.train()`). A `model.train()` that runs under a condition the
     switch does not share does not. Silent when the model is known to hold neither Dropout
     nor BatchNorm (both modes compute the same thing), on a model made afresh each iteration
-    (`snapshot = copy.deepcopy(model)`), and on frozen parts the train step runs only under
-    `no_grad`.
+    (`snapshot = copy.deepcopy(model)`), and on frozen parts: run only under `no_grad`, or
+    with their parameters frozen (`requires_grad_(False)`, `p.requires_grad = False`).
 
     ## Why is this bad?
     After the first evaluation every later epoch trains in eval mode: Dropout is off, so the

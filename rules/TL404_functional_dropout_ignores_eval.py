@@ -6,8 +6,9 @@ import libcst as cst
 
 from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.model import TrainingModel
+from trainlint.model.frameworks.keras_calls import keras_call_method, training_guarded
 from trainlint.model.syntax.nodes import keyword, positional
-from trainlint.model.syntax.scopes import Scope
+from trainlint.model.syntax.scopes import CallSite, Scope
 from trainlint.rule import Span, TextEdit, Violation
 
 #: Functional dropouts and the default of their ``training`` argument.
@@ -19,10 +20,17 @@ _DROPOUTS = {
     "torch.nn.functional.alpha_dropout": False,
     "torch.nn.functional.feature_alpha_dropout": False,
 }
+#: TensorFlow's functional dropouts: they always drop (no ``training`` argument at all).
+_TF_DROPOUTS = {
+    "tensorflow.nn.dropout",
+    "tensorflow.nn.experimental.stateless_dropout",
+    "tensorflow.keras.backend.dropout",
+}
 
 
 class FunctionalDropoutIgnoresEval(Rule):
-    """`F.dropout` in a module's method without `training=self.training`.
+    """`F.dropout` in a module's method without `training=self.training`; `tf.nn.dropout` in
+    a keras `call()` with no training guard.
 
     ## What it does
     Flags `F.dropout`, `F.dropout1d/2d/3d`, `F.alpha_dropout` and `F.feature_alpha_dropout`
@@ -31,6 +39,13 @@ class FunctionalDropoutIgnoresEval(Rule):
 
     Silent on an explicit `training=` of any value (`training=True` is Monte Carlo dropout on
     purpose), calls that pass `**kwargs`, and functional code outside modules.
+
+    TensorFlow: `tf.nn.dropout` (also `tf.compat.v1.nn.dropout`, the keras backend's `dropout`)
+    called in the `call()` of a keras `Layer`/`Model` subclass with no training guard: no `if
+    training:` / `... if training else x` around it, no earlier `if not training: return x`, no
+    `tf.cond(training, ...)` / `K.in_train_phase(...)` choosing it, and no rate computed from
+    the flag. Silent on keras `Dropout` layers (they follow `training`), on TF 1 graph code
+    outside `call()` (`keep_prob` fed per run), and on Monte Carlo dropout layers (`MCDropout`).
 
     ## Why is this bad?
     The functional form does not know about `model.eval()`: `F.dropout` defaults to
@@ -61,15 +76,23 @@ class FunctionalDropoutIgnoresEval(Rule):
     code = "TL404"
     name = "functional-dropout-ignores-eval"
     severity = Severity.ERROR
-    frameworks = ("torch",)
+    frameworks = ("torch", "tf")
     triggers = ("dropout",)
-    summary = "`F.dropout` in a module without `training=self.training` ignores `.eval()`."
-    fix_availability = "always"
+    summary = (
+        "`F.dropout` without `training=self.training` (or an unguarded `tf.nn.dropout` in a "
+        "keras `call`) ignores eval mode."
+    )
+    fix_availability = "sometimes"
     fix_applicability = Applicability.SAFE
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
         for site in model.calls:
             qualified = site.qualified or ""
+            if qualified in _TF_DROPOUTS:
+                found = _unguarded_tf_dropout(model, site)
+                if found is not None:
+                    yield found
+                continue
             if qualified not in _DROPOUTS:
                 continue
             call = site.node
@@ -81,6 +104,32 @@ class FunctionalDropoutIgnoresEval(Rule):
             if owner is None:
                 continue
             yield _violation(model, call, owner, _DROPOUTS[qualified])
+
+
+def _unguarded_tf_dropout(model: TrainingModel, site: CallSite) -> Violation | None:
+    method = keras_call_method(model, site.scope)
+    if method is None or method.cls is None or training_guarded(model, site, method):
+        return None
+    name = method.cls.name
+    if name.startswith("MC") or "montecarlo" in name.lower() or "bayes" in name.lower():
+        return None  # Monte Carlo dropout: dropping at inference is the point
+    shown = model.text_of(site.node)
+    if "\n" in shown:
+        shown = f"{model.text_of(site.node.func)}(...)"
+    where = f"`{shown}` in `{name}.call`"
+    if "training" in method.params:
+        what = f"{where} ignores `training`: `tf.nn.dropout` has no inference mode"
+    else:
+        what = f"{where} always drops: `call` takes no `training` flag and `tf.nn.dropout` has none"
+    return Violation(
+        site.node,
+        f"{what}, so it keeps dropping at evaluation and inference (`predict`, `evaluate`) and "
+        "every prediction is noisy",
+        Fix(
+            "drop only while training (`if training: x = tf.nn.dropout(x, rate)`) or use a "
+            "`keras.layers.Dropout` layer, which follows `training`"
+        ),
+    )
 
 
 def _module_self(model: TrainingModel, scope: Scope) -> str | None:

@@ -23,12 +23,16 @@ class SubmodulesNotRegistered(Rule):
     (`nn.Linear(...)`, instances of `nn.Module` subclasses of the file or the project), and
     `self.x = torch.<factory>(..., requires_grad=True)`, when nothing registers them later.
 
+    A list of `nn.Parameter`s is flagged too (the fix is `nn.ParameterList`).
+
     Stays silent on flax/mlx `nn` (not torch), on an attribute re-bound to
     `nn.ModuleList`/`nn.ModuleDict`/`nn.Sequential`/`nn.Parameter` anywhere in the class, on
-    classes that register by hand (`add_module`, `register_parameter`, `register_buffer`,
-    `setattr(self, ...)`), on lists of configs, classes or other attributes
-    (`[self.conv1, self.conv2]` are registered already), on lists of parameter-free layers only
-    (`[nn.ReLU(), nn.Tanh()]`), and on a tensor an optimizer is given explicitly.
+    elements registered through another attribute (`self.body = nn.Sequential(*self.blocks)`),
+    on classes that register by hand (`add_module`, `setattr(self, ...)`, or
+    `register_parameter`/`register_buffer` of that attribute), on lists of configs, classes
+    or other attributes (`[self.conv1, self.conv2]` are registered already), on passed-in
+    objects kept out on purpose (`self.teacher = [teacher]`), on lists of parameter-free
+    layers only (`[nn.ReLU(), nn.Tanh()]`), and on a tensor an optimizer is given explicitly.
 
     ## Why is this bad?
     `nn.Module` registers only modules and `nn.Parameter`s assigned directly to attributes.
@@ -84,6 +88,11 @@ def _message(model: TrainingModel, found: UnregisteredAttribute) -> str:
             f"{where} is a plain tensor with `requires_grad=True` (`{example}`), not an "
             "`nn.Parameter`: `parameters()`, `.to()` and `state_dict()` never see it"
         )
+    if found.parameters:
+        return (
+            f"{where} is a Python {found.container} of parameters (`{example}`): `nn.Module` "
+            "does not register them, so `parameters()`, `.to()` and `state_dict()` miss them"
+        )
     return (
         f"{where} is a Python {found.container} of modules (`{example}`): `nn.Module` does not "
         "register them, so `parameters()`, `.to()`, `.eval()` and `state_dict()` miss them"
@@ -92,6 +101,8 @@ def _message(model: TrainingModel, found: UnregisteredAttribute) -> str:
 
 def _fix(model: TrainingModel, found: UnregisteredAttribute) -> Fix:
     wrapper = "Parameter" if found.container == "tensor" else _WRAPPER[found.container]
+    if found.parameters:
+        wrapper = wrapper.replace("Module", "Parameter")
     prefix = _torch_nn(model)
     advice = f"wrap it in `nn.{wrapper}`"
     statement = found.binding.statement
@@ -99,10 +110,15 @@ def _fix(model: TrainingModel, found: UnregisteredAttribute) -> Fix:
     if prefix is None or value is None or not _editable(found, value):
         return Fix(advice)
     text = model.text_of(value)
-    if isinstance(value, (cst.Tuple, cst.Set)):
-        text = "[" + text.strip("(){}") + "]"
+    if isinstance(value, (cst.Tuple, cst.Set)):  # ``ModuleList`` takes a list
+        text = "[" + ", ".join(model.text_of(e.value) for e in value.elements) + "]"
     replacement = f"{prefix}.{wrapper}({text})"
-    return Fix(advice, replacement, (Edit(value, replacement),), Applicability.UNSAFE)
+    edit = Edit(value, replacement)
+    if isinstance(value, cst.Tuple) and isinstance(statement, cst.Assign):
+        # a tuple's parentheses lie outside its node: rewrite the whole assignment
+        targets = "".join(f"{model.text_of(t.target)} = " for t in statement.targets)
+        edit = Edit(statement, targets + replacement)
+    return Fix(advice, replacement, (edit,), Applicability.UNSAFE)
 
 
 def _editable(found: UnregisteredAttribute, value: cst.BaseExpression) -> bool:

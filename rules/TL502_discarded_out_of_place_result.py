@@ -22,15 +22,17 @@ class DiscardedOutOfPlaceResult(Rule):
     (`shuffle`, `batch`, `map`, `repeat`, `prefetch`, `cache`, `filter`) on a value known to
     be a dataset. A value is known to be a tensor from what made it: a torch function
     (`torch.zeros`, `torch.cat`, `F.relu`), a torch module's or a torch loss's output, a tensor
-    method or arithmetic on a tensor, a parameter annotated `torch.Tensor`, an element of
-    `model.parameters()`, a batch of a `DataLoader` with the default `collate_fn`; never its
-    name alone.
+    method or arithmetic on a tensor, an attribute assigned one (`self.mask`), a parameter
+    annotated `torch.Tensor` or used as only a tensor can be (`x.unsqueeze(1)`, passed to a
+    torch function or module), an element of `model.parameters()`, a batch of a `DataLoader`
+    with the default `collate_fn`; never its name alone.
 
     Stays silent on modules (`model.to(device)` and `model.cuda()` move a module in place),
     on in-place methods (`add_`, `clamp_`, `zero_`), on results used by a chained call
     (`x.view(-1).copy_(y)`), on batches of custom collate functions and other libraries'
-    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), and on the
-    top-level statements of notebook cells (a cell displays its last value).
+    loaders (PyG's `Batch.to()` and HF's `BatchEncoding.to()` work in place), on a `.cpu()`
+    in a function that reads a clock (benchmarks copy to the host to wait for the GPU), and
+    on the top-level statements of notebook cells (a cell displays its last value).
 
     ## Why is this bad?
     These methods return a new tensor (or dataset) and leave the original unchanged:

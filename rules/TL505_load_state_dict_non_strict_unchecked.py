@@ -7,7 +7,7 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.edits import append_lines
-from trainlint.model import DiscardedResult, Role, TrainingModel
+from trainlint.model import Role, TrainingModel, UnusedResult
 from trainlint.model.syntax.nodes import argument, literal
 from trainlint.model.syntax.scopes import Scope
 from trainlint.rule import TextEdit, Violation
@@ -78,14 +78,14 @@ class LoadStateDictNonStrictUnchecked(Rule):
                 continue
             if model.own_method_returns_nothing(receiver, site.scope, "load_state_dict"):
                 continue  # a wrapper's override: there is no result to capture
-            discarded = model.discarded_result(call, site.scope)
+            discarded = model.unused_result(call, site.scope)
             if discarded is None:
                 continue
             yield _violation(model, call, site.scope, discarded)
 
 
 def _violation(
-    model: TrainingModel, call: cst.Call, scope: Scope, discarded: DiscardedResult
+    model: TrainingModel, call: cst.Call, scope: Scope, discarded: UnusedResult
 ) -> Violation:
     shown = f"{model.text_of(call.func)}(..., strict=False)"
     if discarded.unread:
@@ -112,7 +112,7 @@ def _violation(
     )
 
 
-def _check_names(model: TrainingModel, discarded: DiscardedResult) -> tuple[str, str]:
+def _check_names(model: TrainingModel, discarded: UnusedResult) -> tuple[str, str]:
     """The two names the check reads: the unread ones, or new names no code of the file uses."""
     unread = discarded.unread
     if len(unread) == 2:
@@ -130,7 +130,7 @@ def _check_names(model: TrainingModel, discarded: DiscardedResult) -> tuple[str,
 def _edits(
     model: TrainingModel,
     call: cst.Call,
-    discarded: DiscardedResult,
+    discarded: UnusedResult,
     missing: str,
     unexpected: str,
 ) -> tuple[Edit | TextEdit, ...]:

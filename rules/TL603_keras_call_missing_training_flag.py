@@ -37,7 +37,8 @@ class KerasCallMissingTrainingFlag(Rule):
     recorded there that passes no `training` argument. It is an error when the model is
     known to hold Dropout, BatchNormalization, noise or random augmentation layers, or
     layers built with `dropout=` (read from `Sequential`/functional models, same-file
-    `keras.Model`/`Layer` subclasses and applications), a warning when what it holds
+    `keras.Model`/`Layer` subclasses, models passed to same-file functions and constructors,
+    model classes of other project modules, and applications), a warning when what it holds
     cannot all be read (built by code in another file, or passed in). Each model is reported
     once per tape, at its first call.
 

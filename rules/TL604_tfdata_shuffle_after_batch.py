@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.tfdata import Stage, StageKind
-from trainlint.model.syntax.nodes import method_call
+from trainlint.model.frameworks.tfdata_stages import swapped
 from trainlint.rule import Violation
 
 _FIX = Fix(
@@ -17,24 +15,10 @@ _FIX = Fix(
 
 
 def _swapped(shuffle: Stage, batch: Stage) -> Edit | None:
-    """``X.batch(n).shuffle(k)`` -> ``X.shuffle(k).batch(n)``, for a chain written so."""
-    func = shuffle.call.func
-    batch_func = batch.call.func
-    if not isinstance(func, cst.Attribute) or func.value is not batch.call:
-        return None
-    if not isinstance(batch_func, cst.Attribute) or method_call(batch.call) is None:
-        return None
     if batch.method not in ("batch", "padded_batch") or shuffle.method != "shuffle":
         return None
-    shuffled = shuffle.call.with_changes(
-        func=func.with_changes(value=batch_func.value), lpar=(), rpar=()
-    )
-    replacement = batch.call.with_changes(
-        func=batch_func.with_changes(value=shuffled),
-        lpar=shuffle.call.lpar,
-        rpar=shuffle.call.rpar,
-    )
-    return Edit(shuffle.call, replacement)
+    replacement = swapped(shuffle, batch)
+    return Edit(shuffle.call, replacement) if replacement is not None else None
 
 
 class TfdataShuffleAfterBatch(Rule):

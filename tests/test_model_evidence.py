@@ -21,14 +21,15 @@ def helper() -> torch.Tensor:
     return torch.zeros(3)
 
 
-def f(dataset, anything, annotated: torch.Tensor, used):
+def f(dataset, anything, annotated: torch.Tensor, used, buffer):
     made = torch.randn(2, 3)
     moved = made.to("cuda")
     summed = made + 1
     layer = nn.Linear(3, 3)
     out = layer(made)
     returned = helper()
-    state = used.size(0)
+    state = used.unsqueeze(0)
+    filled = buffer.size()
     for p in layer.parameters():
         clipped = p.data
     loader = DataLoader(dataset, batch_size=4)
@@ -56,12 +57,13 @@ def test_tensor_evidence_from_what_made_the_value() -> None:
     model = _model()
     for known in ("made", "moved", "summed", "out", "returned", "clipped", "annotated", "xb"):
         assert _is_tensor(model, known), known
-    assert _is_tensor(model, "used")  # ``used.size(0)``: only a tensor has a callable size
+    assert _is_tensor(model, "used")  # ``used.unsqueeze(0)``: only tensors have it
 
 
 def test_no_tensor_evidence_from_names_or_unknown_producers() -> None:
     model = _model()
-    for unknown in ("anything", "layer", "plain", "batch", "i", "dataset", "ds"):
+    # ``buffer.size()``: a replay buffer of the project may have a ``size()`` too
+    for unknown in ("anything", "layer", "plain", "batch", "i", "dataset", "ds", "buffer"):
         assert not _is_tensor(model, unknown), unknown
 
 

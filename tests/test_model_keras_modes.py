@@ -116,3 +116,37 @@ def test_a_call_passes_the_mode() -> None:
     assert passes_training(call("model(x, **options)"))
     assert not passes_training(call("model(x)"))
     assert not passes_training(call("model(inputs=x)"))
+
+
+def test_models_passed_to_functions_and_unread_same_file_code() -> None:
+    model = build(
+        IMPORTS
+        + """
+def step(net, x):
+    return net(x)
+
+def other(net, x):
+    return net(x)
+
+step(keras.Sequential([layers.Dense(4), layers.Dropout(0.5)]), 1)
+other(keras.Sequential([layers.Dense(4)]), 1)
+other(unknown_model, 1)
+"""
+    )
+    functions = model.module_scope.functions
+    passed = model.keras_modes.of_callable(cst.Name("net"), functions["step"])
+    assert passed is not None and passed.layers == ("Dropout",)
+    assert model.keras_modes.of_callable(cst.Name("net"), functions["other"]) is None
+
+
+def test_unread_same_file_code_holds_nothing_when_the_file_builds_no_mode_layer() -> None:
+    model = build(
+        IMPORTS
+        + """
+blocks = [make_block(i) for i in range(3)]
+inputs = keras.Input((8,))
+net = keras.Model(inputs, blocks[0](inputs))
+"""
+    )
+    found = held(model, "net")
+    assert found is not None and found.known_free

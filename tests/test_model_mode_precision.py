@@ -251,3 +251,38 @@ def test_collective_restore_in_the_other_branch_counts() -> None:
     ]
     assert kinds == [EventKind.TRAIN_MODE, EventKind.EVAL_MODE]
     assert model.restoring.unrestored_switches() == []
+
+
+FROZEN = """
+import torch
+import torch.nn as nn
+
+
+def probe(backbone, head, loader, opt):
+    for p in backbone.parameters():
+        p.requires_grad = False
+    for epoch in range(3):
+        backbone.eval()
+        for x, y in loader:
+            opt.zero_grad()
+            head(backbone(x)).sum().backward()
+            opt.step()
+
+
+def partial(model, loader, opt):
+    model.requires_grad_(False)
+    model.top.requires_grad_(True)
+    model.train()
+    for epoch in range(3):
+        for x, y in loader:
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+        model.eval()
+"""
+
+
+def test_frozen_parameters_mean_eval_mode_on_purpose() -> None:
+    model = build(FROZEN)
+    found = [item.switch.scope.name for item in model.restoring.unrestored_switches()]
+    assert found == ["partial"]  # ``backbone`` is frozen; ``model.top`` still trains

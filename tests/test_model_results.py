@@ -1,4 +1,4 @@
-"""Discarded results (``model.discarded_result``) and overrides returning nothing."""
+"""Discarded results (``model.unused_result``) and overrides returning nothing."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _call(model: TrainingModel, text: str):
 def _discarded(source: str, call: str):
     model = build(source)
     site = _call(model, call)
-    return model.discarded_result(site.node, site.scope)
+    return model.unused_result(site.node, site.scope)
 
 
 def test_a_call_that_is_its_own_statement_is_discarded() -> None:
@@ -73,14 +73,14 @@ def test_a_notebook_cell_last_line_is_displayed() -> None:
     text = "m.load(1)\n\nm.load(2)\nx = 1\n\nm.load(3)\n# shown\n"
     model = TrainingModel(cst.parse_module(text), Path("nb.ipynb"), text)
     results = {
-        call: model.discarded_result(_call(model, call).node, model.module_scope)
+        call: model.unused_result(_call(model, call).node, model.module_scope)
         for call in ("m.load(1)", "m.load(2)", "m.load(3)")
     }
     assert results["m.load(1)"] is None  # followed by the blank line between cells
     assert results["m.load(2)"] is not None
     assert results["m.load(3)"] is None  # only comments before the cell ends
     script = TrainingModel(cst.parse_module(text), Path("run.py"), text)
-    assert script.discarded_result(_call(script, "m.load(1)").node, script.module_scope)
+    assert script.unused_result(_call(script, "m.load(1)").node, script.module_scope)
 
 
 def test_overrides_that_return_nothing() -> None:
@@ -125,3 +125,11 @@ def test_overrides_that_return_nothing() -> None:
     assert answers["other"] is None
     assert answers["self.inner"] is None
     assert answers["self"] is False  # ``Loud.reload`` calls its own override, which returns
+
+
+def test_a_cell_script_cell_ends_before_its_marker() -> None:
+    text = "import torch\n# %%\nm.load(1)\n# %%\nm.load(2)\nprint(1)\n"
+    model = TrainingModel(cst.parse_module(text), Path("run.py"), text)
+    scope = model.module_scope
+    assert model.unused_result(_call(model, "m.load(1)").node, scope) is None
+    assert model.unused_result(_call(model, "m.load(2)").node, scope) is not None

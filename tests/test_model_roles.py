@@ -139,3 +139,27 @@ def test_framework_managed_classes() -> None:
     assert model.is_framework_managed(scope(model, "AutoModule.training_step"))
     assert not model.is_framework_managed(scope(model, "ManualModule.training_step"))
     assert model.is_framework_managed(scope(model, "MyTrainer.compute_loss"))
+
+
+def test_a_function_sees_the_globals_bound_before_the_module_first_calls_it() -> None:
+    model = build(
+        """
+import torch
+criterion = torch.nn.CrossEntropyLoss()
+criterion = torch.nn.MSELoss()
+
+def step(x):
+    return criterion(x)
+
+step(1)
+criterion = torch.nn.BCELoss()
+
+def never_called(x):
+    return criterion(x)
+"""
+    )
+    functions = model.module_scope.functions
+    called = model.value_of(expr("criterion"), functions["step"])
+    uncalled = model.value_of(expr("criterion"), functions["never_called"])
+    assert called is not None and called.short_kind == "MSELoss"
+    assert uncalled is not None and uncalled.short_kind == "BCELoss"

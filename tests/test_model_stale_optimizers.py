@@ -83,3 +83,27 @@ def test_rebuilt_optimizer_is_not_stale() -> None:
         "    model = Net().cuda()\n    opt = torch.optim.SGD(model.parameters(), lr=0.1)\n",
     )
     assert build(source).stale_optimizers == []
+
+
+def test_part_of_the_model_and_helper_loops() -> None:
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        net = nn.Sequential(nn.Linear(2, 2))
+        opt = torch.optim.SGD(net.head.parameters(), lr=0.1)
+
+        def epoch(loader):
+            for x in loader:
+                opt.zero_grad()
+                net(x).sum().backward()
+                opt.step()
+
+        net = torch.load("net.pt")
+        for _ in range(3):
+            epoch(None)
+        """
+    )
+    found = model.stale_optimizers
+    assert [(f.owner, model.text_of(f.made_by)) for f in found] == [("net", 'torch.load("net.pt")')]

@@ -63,3 +63,21 @@ def test_mlx_and_flax_modules_are_not_torch_modules() -> None:
     assert model.class_kind(model.classes["A"]) is ClassKind.LIBRARY
     assert model.class_kind(model.classes["B"]) is ClassKind.LIBRARY
     assert not model.is_module_class(model.classes["A"])
+
+
+def test_elements_registered_through_another_attribute_and_parameter_lists() -> None:
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = [nn.Linear(2, 2) for _ in range(2)]
+                self.body = nn.Sequential(*self.blocks)
+                self.scales = [nn.Parameter(torch.ones(1)) for _ in range(2)]
+        """
+    )
+    found = model.unregistered_attributes
+    assert [(f.attribute, f.parameters) for f in found] == [("scales", True)]

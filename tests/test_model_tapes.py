@@ -93,3 +93,77 @@ class Plain:
     net, plain = model.classes["Net"], model.classes["Plain"]
     assert model.tapes.is_train_step_override(net.methods["train_step"])
     assert not model.tapes.is_train_step_override(plain.methods["train_step"])
+
+
+def test_targets_computed_outside_the_tape() -> None:
+    model = build(
+        IMPORTS
+        + """
+def step(x):
+    with tf.GradientTape() as tape:
+        per_example = f(x)
+        out = g(x)
+    mean = tf.reduce_mean(per_example)
+    first = tape.gradient(mean, w)
+    loss, aux = out
+    second = tape.gradient(loss, w)
+    third = tape.gradient(tf.reduce_sum(per_example), w)
+"""
+    )
+    paths = model.tape_paths
+    outside = [paths.outside_target(g) for g in model.tapes.gradients]
+    assert [o is not None for o in outside] == [True, False, True]
+    assert outside[0].binding is not None and outside[0].binding.target == "mean"
+    assert outside[2].binding is None
+
+
+def test_cuts_on_every_path_versus_one_operand() -> None:
+    model = build(
+        IMPORTS
+        + """
+import numpy as np
+net = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+teacher = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+
+def step(x):
+    with tf.GradientTape() as tape:
+        cut = np.square(net(x))
+        loss = tf.reduce_mean(cut)
+    a = tape.gradient(loss, net.trainable_variables)
+    with tf.GradientTape() as tape:
+        soft = tf.stop_gradient(teacher(x))
+        loss = tf.reduce_mean(tf.square(net(x) - soft)) * np.float32(0.5)
+    b = tape.gradient(loss, net.trainable_variables)
+    with tf.GradientTape() as tape:
+        loss = float(tf.reduce_mean(net(x)))
+    c = tape.gradient(loss, net.trainable_variables)
+"""
+    )
+    cuts = [model.tape_paths.cut_on_path(g) for g in model.tapes.gradients]
+    assert cuts[1] is None
+    assert cuts[0] is not None and cuts[0].how.startswith("NumPy")
+    assert cuts[2] is not None and cuts[2].how == "`float()`"
+
+
+def test_persistent_tapes_kept_across_iterations() -> None:
+    model = build(
+        IMPORTS
+        + """
+for x in xs:
+    with tf.GradientTape(persistent=True) as kept:
+        y = f(x)
+    kept.gradient(y, w)
+for x in xs:
+    with tf.GradientTape(persistent=True) as released:
+        y = f(x)
+    released.gradient(y, w)
+    del released
+
+def once(x):
+    with tf.GradientTape(persistent=True) as local:
+        y = f(x)
+    return local.gradient(y, w)
+"""
+    )
+    kept = [t.name for t in model.tapes.tapes if model.tapes.kept_across_iterations(t)]
+    assert kept == ["kept"]

@@ -177,3 +177,58 @@ def test_degenerate_keras_and_tf1_heads() -> None:
         ("layers.Dense(1)", "SparseCategoricalCrossentropy"),
         ('layers.Dense(1, activation="sigmoid")', '"categorical_crossentropy"'),
     ]
+
+
+def test_keras_stacks_read_callable_activations_and_activation_layers() -> None:
+    model = build(
+        """
+        import tensorflow as tf
+        from tensorflow import keras
+
+        stacked = keras.Sequential([keras.layers.Dense(1), keras.layers.Activation(tf.nn.softmax)])
+        wide = keras.Sequential([keras.layers.Dense(4), keras.layers.Activation(tf.nn.softmax)])
+        """
+    )
+    found = [(model.text_of(h.layer.node), h.softmax is not None) for h in degenerate_heads(model)]
+    assert found == [("keras.layers.Dense(1)", True)]
+
+
+def test_tf_activations_by_keyword_keep_their_operand() -> None:
+    from libcst import Name
+
+    model = build(
+        """
+        import tensorflow as tf
+
+        layer = tf.layers.dense(x, 1)
+        probs = tf.nn.softmax(logits=layer)
+        gate = tf.sigmoid(x=layer)
+        """
+    )
+    where = scope(model, "<module>")
+    for name, producer in (("probs", "softmax"), ("gate", "sigmoid")):
+        kind = model.tensor_kind(Name(name), where)
+        assert kind.producer == producer
+        assert kind.source is not None and kind.source.width == 1
+    assert model.tensor_kind(Name("probs"), where).axis == -1  # TF's default axis
+    assert [h.softmax is not None for h in degenerate_heads(model)] == [True]
+
+
+def test_tf_and_keras_ops_logs_of_softmax_fuse() -> None:
+    from trainlint.model.values.activations import fused_log_softmax, logs_of_probabilities
+
+    model = build(
+        """
+        import tensorflow as tf
+        import keras
+
+        a = tf.log(tf.nn.softmax(z))
+        b = keras.ops.log(keras.ops.softmax(z, axis=-1))
+        c = tf.math.log(tf.sigmoid(z))
+        """
+    )
+    fused = []
+    for found in logs_of_probabilities(model):
+        edit = fused_log_softmax(model, found)
+        fused.append(model.text_of(edit.replacement) if edit is not None else None)  # type: ignore[arg-type]
+    assert fused == ["tf.nn.log_softmax(z)", "keras.ops.log_softmax(z, axis=-1)", None]

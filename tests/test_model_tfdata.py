@@ -152,3 +152,124 @@ def test_nested_unpacking_binds_each_name_without_a_value() -> None:
     assert bindings["c"][0].nested_path == (0, 1, 1)
     assert model.text_of(bindings["b"][0].unpacked_from) == "f()"
     assert bindings["d"][0].unpack_index == 1 and bindings["d"][0].value is not None
+
+
+def draw_of(model: TrainingModel, line: int) -> str | None:
+    draw = model.tfdata.random_draw(stage_at(model, "map", line))
+    return model.text_of(draw.func) if draw is not None else None
+
+
+def test_map_functions_that_draw_directly_through_helpers_and_layers() -> None:
+    model = build(
+        TF
+        + """
+from tensorflow.keras import layers
+aug = tf.keras.Sequential([layers.RandomFlip(), layers.RandomZoom(0.1)])
+flip = layers.RandomFlip()
+def crop(x):
+    return tf.image.random_crop(x, [8, 8, 3])
+def pre(x, y):
+    return crop(x), y
+ds = tf.data.Dataset.range(4)
+a = ds.map(pre)
+b = ds.map(lambda x, y: (aug(x, training=True), y))
+c = ds.map(lambda x, y: (flip(x, training=False), y))
+d = ds.map(lambda x: tf.image.stateless_random_flip_left_right(x, seed=(1, 2)))
+e = ds.map(lambda x: x + tf.random.normal([3]))
+f = ds.map(lambda x: layers.RandomRotation(0.2)(x))
+"""
+    )
+    assert draw_of(model, 11) == "tf.image.random_crop"
+    assert draw_of(model, 12) == "aug"
+    assert draw_of(model, 13) is None
+    assert draw_of(model, 14) is None
+    assert draw_of(model, 15) == "tf.random.normal"
+    assert draw_of(model, 16) == "layers.RandomRotation(0.2)"
+
+
+def test_python_randomness_counts_only_inside_py_function() -> None:
+    model = build(
+        TF
+        + """
+import numpy as np
+def py_noise(x):
+    return x + np.random.normal()
+def traced(x):
+    return x * np.random.uniform()
+ds = tf.data.Dataset.range(4)
+a = ds.map(lambda x: tf.py_function(py_noise, [x], tf.float32))
+b = ds.map(traced)
+"""
+    )
+    assert draw_of(model, 9) == "np.random.normal"
+    assert draw_of(model, 10) is None
+
+
+def test_known_flags_rule_out_the_augmenting_arm() -> None:
+    model = build(
+        TF
+        + """
+import functools
+class T:
+    def __init__(self, train):
+        self.train = train
+    def __call__(self, x):
+        if self.train:
+            x = tf.image.random_flip_up_down(x)
+        return x
+def pre(x, training=False):
+    if not training:
+        return x
+    return tf.image.random_hue(x, 0.1)
+ds = tf.data.Dataset.range(4)
+a = ds.map(T(train=False))
+b = ds.map(T(True))
+c = ds.map(pre)
+d = ds.map(functools.partial(pre, training=True))
+e = ds.map(lambda x: pre(x, training=False))
+"""
+    )
+    assert draw_of(model, 16) is None
+    assert draw_of(model, 17) == "tf.image.random_flip_up_down"
+    assert draw_of(model, 18) is None
+    assert draw_of(model, 19) == "tf.image.random_hue"
+    assert draw_of(model, 20) is None
+
+
+def test_cache_freezes_a_random_map_or_a_shuffle_not_followed_by_one() -> None:
+    model = build(
+        TF
+        + """
+def aug(x):
+    return tf.image.random_flip_left_right(x)
+ds = tf.data.Dataset.range(8)
+a = ds.map(aug).cache()
+b = ds.shuffle(8).cache()
+c = ds.shuffle(8).cache().shuffle(8)
+d = ds.map(aug).take(1).cache()
+e = ds.cache().map(aug)
+"""
+    )
+    tfdata = model.tfdata
+    frozen = tfdata.frozen_by_cache(stage_at(model, "cache", 6))
+    assert frozen is not None and frozen[0].method == "map" and frozen[1] is not None
+    frozen = tfdata.frozen_by_cache(stage_at(model, "cache", 7))
+    assert frozen is not None and frozen[0].method == "shuffle" and frozen[1] is None
+    assert tfdata.frozen_by_cache(stage_at(model, "cache", 8)) is None
+    assert tfdata.frozen_by_cache(stage_at(model, "cache", 9)) is None
+    assert tfdata.frozen_by_cache(stage_at(model, "cache", 10)) is None
+
+
+def test_a_parameter_continues_the_pipeline_of_its_one_caller() -> None:
+    model = build(
+        TF
+        + """
+def finish(ds):
+    return ds.shuffle(100)
+raw = tf.data.Dataset.range(10).cache()
+out = finish(raw)
+"""
+    )
+    cache = stage_at(model, "cache", 5)
+    assert [s.method for s in model.tfdata.later(cache)] == ["shuffle"]
+    assert methods(model, stage_at(model, "shuffle", 4)) == ["range", "cache", "shuffle"]

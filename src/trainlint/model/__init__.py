@@ -20,14 +20,18 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
   (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+* ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
+* ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
+  before an epoch loop, filled in its batch loop, read after it and never reset
+  (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
+  reports in ``.epochs``);
 * ``evidence.is_tensor(expr, scope, before)`` / ``evidence.is_dataset(...)`` -- whether a value
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
-* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
-  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
-  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
-  (:mod:`.dataflow.results`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
@@ -39,7 +43,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 Sub-packages, by concept:
 
 * :mod:`.syntax` -- libcst helpers (``nodes``), imports to qualified names (``names``), the one
-  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``);
+  visitor pass that records scopes, classes, bindings, calls and loops (``scopes``),
+  notebook and ``# %%`` cells (``cells``: top-level statements, a cell's displayed last line);
 * :mod:`.values` -- what a value is: roles (``roles``) resolved from where a value was made
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
@@ -55,7 +60,10 @@ Sub-packages, by concept:
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
-  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``);
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``),
+  graphs carried into the next iteration (``carried``: ``carried_states`` -- a hidden state
+  a model returns and is fed back with no ``.detach()`` in a loop that back-propagates;
+  ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -64,8 +72,11 @@ Sub-packages, by concept:
   ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
   on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
   onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
-  (:mod:`.dataflow.detachment`);
-* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)``: what a loop
+  (:mod:`.dataflow.detachment`); ``retained_appends`` -- appends of graph tensors to a list
+  that outlives the iteration, in grad-enabled code, never back-propagated
+  (:mod:`.dataflow.retention`);
+* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (and
+  ``runs_graph_train_op``: a TF 1 ``sess.run`` of a ``minimize`` op): what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
@@ -74,8 +85,8 @@ Sub-packages, by concept:
 * ``modes`` -- train/eval and grad mode at a point, through same-file callers
   (:mod:`.loops.modes`); ``restoring`` -- eval switches a train step can be reached from
   without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
-  (:mod:`.loops.restoring`);
-  ``Mode.EITHER`` when a train and an eval switch sit on two branches of one test;
+  (:mod:`.loops.restoring`); ``Mode.EITHER`` when a train and an eval switch sit on two
+  branches of one test;
   :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
   (``self._models[name].eval()``) that stand for every model; ``fold`` /
   ``literal_arguments``: a helper's tests folded on a call's literal arguments
@@ -84,15 +95,19 @@ Sub-packages, by concept:
   of the function (``if do_zero_grad:``), the caller's decision; ``runs_whenever_caller_allows``;
 * ``module_structure`` -- which models hold Dropout/BatchNorm or read ``self.training``
   (:mod:`.values.mode_layers`);
-* :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is the
-  keras model an expression refers to (``Sequential([...])`` plus ``.add()`` calls, the
+* :mod:`.frameworks` (keras) -- TensorFlow / keras structure. ``keras.model_of(expr, scope)`` is
+  the keras model an expression refers to (``Sequential([...])`` plus ``.add()`` calls, the
   functional ``Model(inputs, outputs)``, a same-file ``keras.Model`` subclass, an
   application), with its ``heads`` (the final layer of each output and what it holds:
   logits, probabilities, unknown), ``layers``, ``training_layers()`` and pretrained
   ``bases``; ``keras.compiles`` every ``compile()`` with its losses (kind, ``from_logits``,
   output key) and metrics. Keras layers and models called on tensors are read through it by
   the tensor analysis (``tensor_kind``). A notebook is one module, so a model built in one
-  cell and compiled in another is one model.
+  cell and compiled in another is one model. ``keras_layers.dense_output(imports, call)`` is
+  what a keras ``Dense`` or TF 1's ``tf.layers.dense``/``fully_connected`` outputs (activation,
+  literal width); ``keras_calls.keras_call_method(model, scope)`` the keras ``call()`` a scope
+  is in, ``keras_calls.training_guarded(model, site, method)`` whether a call there runs only
+  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it);
   ``keras_modes.of_callable(func, scope)`` -- the Dropout/BatchNorm (training-dependent
   layers) a keras model or layer holds, and whether all of it could be read
   (:mod:`.frameworks.keras_modes`);
@@ -100,12 +115,30 @@ Sub-packages, by concept:
   with its ``with`` blocks, ``persistent``, ``records(node)``), ``recorded_calls(tape)``,
   ``recording(node)``, ``gradients`` (``tape.gradient`` calls with target and sources),
   ``applied(gradient)`` (its result reaches ``apply_gradients``/``minimize``/a variable
-  update, also in a same-file caller), ``is_train_step_override(scope)``.
+  update, also in a same-file caller), ``kept_across_iterations(tape)`` (a persistent tape
+  made in a loop and never deleted there), ``is_train_step_override(scope)``;
+  ``tape_paths.outside_target(gradient)`` -- a target computed outside the tape's blocks;
+  ``tape_paths.cut_on_path(gradient)`` -- the ``.numpy()``/NumPy/``float()``/
+  ``tf.stop_gradient`` every path from the target passes through
+  (:mod:`.frameworks.tape_paths`);
+* ``distribution`` -- ``tf.distribute`` (:mod:`.frameworks.distribute`): ``runs`` (each
+  ``strategy.run(fn, ...)`` with the step function it runs and whether the strategy has
+  several replicas), ``scopes`` (``with strategy.scope():`` blocks), ``strategy_kind(expr,
+  scope)``; ``replica_losses.per_replica_mean(target, scope, before)`` -- a
+  ``tf.reduce_mean`` or default-reduction keras loss on a loss's definition chain that
+  averages over one replica's batch (:mod:`.frameworks.replica_losses`);
 * ``tfdata`` -- ``tf.data`` pipelines (:mod:`.frameworks.tfdata`): ``stages`` (every dataset
   method call of a tf.data pipeline, and the sources), ``pipeline(stage)`` (the stages before
   it, through method chains and rebinding of one variable, across notebook cells; from a
   tf.data/TFDS/keras source or an unknown origin), ``downstream``/``later`` (what is applied
-  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder).
+  to a stage's result), ``open_batch(stage)`` (the batch a shuffle would reorder),
+  ``random_draw(map_stage)`` (the random call a map function makes, :mod:`.tfdata_random`),
+  ``frozen_by_cache(cache)`` (the random map or shuffle a ``cache()`` replays);
+* ``trainable_changes`` -- ``X.trainable = v`` assignments (``changes``, with the object they
+  concern, also through ``for layer in base.layers``) and the ``stale`` ones: after the
+  latest ``compile()`` of a model that ``fit()``/``train_on_batch()`` trains, changing its
+  weights' status, with no compile of another model after them (the GAN idiom)
+  (:mod:`.frameworks.keras_trainable`).
 """
 
 from __future__ import annotations
@@ -117,20 +150,32 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
 from trainlint.model.dataflow.detachment import GraphCuts
 from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
 from trainlint.model.dataflow.graph import Dataflow
 from trainlint.model.dataflow.objects import method_of_instance
 from trainlint.model.dataflow.results import (
-    DiscardedResult,
-    discarded_result,
+    UnusedResult,
     own_method_returns_nothing,
+    unused_result,
 )
+from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.frameworks.data import DataPipelines
+from trainlint.model.frameworks.distribute import Distribution
 from trainlint.model.frameworks.keras_models import KerasModels
 from trainlint.model.frameworks.keras_modes import KerasModes
+from trainlint.model.frameworks.keras_trainable import TrainableChanges
+from trainlint.model.frameworks.replica_losses import ReplicaLosses
+from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.frameworks.tfdata import TfDataPipelines
+from trainlint.model.loops.carried import (
+    CarriedState,
+    RetainedBackward,
+    carried_states,
+    needless_retained_graphs,
+)
 from trainlint.model.loops.creations import Creations
 from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
@@ -193,7 +238,7 @@ __all__ = [
     "ClassInfo",
     "ClassKind",
     "Condition",
-    "DiscardedResult",
+    "UnusedResult",
     "Event",
     "EventKind",
     "LoopInfo",
@@ -476,9 +521,9 @@ class TrainingModel:
         """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
         return bound_method(self, call, scope)
 
-    def discarded_result(self, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+    def unused_result(self, call: cst.Call, scope: Scope) -> UnusedResult | None:
         """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
-        return discarded_result(self, call, scope)
+        return unused_result(self, call, scope)
 
     def own_method_returns_nothing(
         self, receiver: cst.BaseExpression, scope: Scope, method: str
@@ -535,9 +580,29 @@ class TrainingModel:
         return Tapes(self)
 
     @cached_property
+    def trainable_changes(self) -> TrainableChanges:
+        """``X.trainable = ...`` and the ones no later compile() makes visit fit()."""
+        return TrainableChanges(self)
+
+    @cached_property
     def tfdata(self) -> TfDataPipelines:
         """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
         return TfDataPipelines(self)
+
+    @cached_property
+    def tape_paths(self) -> TapePaths:
+        """Gradient targets computed outside their tape or cut from it (``.tape_paths``)."""
+        return TapePaths(self)
+
+    @cached_property
+    def distribution(self) -> Distribution:
+        """``tf.distribute`` strategies and their replica steps (``.frameworks.distribute``)."""
+        return Distribution(self)
+
+    @cached_property
+    def replica_losses(self) -> ReplicaLosses:
+        """Per-replica means on a replica step's loss (``.frameworks.replica_losses``)."""
+        return ReplicaLosses(self)
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
@@ -592,6 +657,18 @@ class TrainingModel:
         """The call sites written directly in ``scope`` (not in functions nested in it)."""
         return self._calls_by_scope.get(id(scope.node), [])
 
+    def calls_in_class(self, info: ClassInfo) -> list[CallSite]:
+        """The call sites written in the methods of ``info``."""
+        return self._calls_by_class.get(id(info.node), [])
+
+    @cached_property
+    def _calls_by_class(self) -> dict[int, list[CallSite]]:
+        found: dict[int, list[CallSite]] = {}
+        for site in self.calls:
+            if site.scope.cls is not None:
+                found.setdefault(id(site.scope.cls.node), []).append(site)
+        return found
+
     @cached_property
     def _calls_by_scope(self) -> dict[int, list[CallSite]]:
         found: dict[int, list[CallSite]] = {}
@@ -636,9 +713,29 @@ class TrainingModel:
         return ModuleStructure(self)
 
     @cached_property
+    def carried_states(self) -> list[CarriedState]:
+        """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
+        return carried_states(self)
+
+    @cached_property
+    def needless_retained_graphs(self) -> list[RetainedBackward]:
+        """``retain_graph=True`` on the only backward of each iteration (:mod:`.loops.carried`)."""
+        return needless_retained_graphs(self)
+
+    @cached_property
+    def retained_appends(self) -> list[RetainedAppend]:
+        """Appends that keep a graph per iteration alive (see :mod:`.dataflow.retention`)."""
+        return retained_appends(self)
+
+    @cached_property
     def graph_cuts(self) -> GraphCuts:
         """Whether backward targets still reach the model (see :mod:`.dataflow.detachment`)."""
         return GraphCuts(self)
+
+    @cached_property
+    def carried_totals(self) -> list[CarriedTotal]:
+        """Totals carried from one epoch into the next (see :mod:`.dataflow.carryover`)."""
+        return carried_totals(self)
 
     @cached_property
     def dataflow(self) -> Dataflow:

@@ -3,7 +3,8 @@
 :func:`batching` reads a loop's iterable: a torch ``DataLoader`` (``batch_size``,
 ``drop_last``, its dataset and that dataset's size when literal; a loader passed in as a
 parameter is resolved through same-file callers), a ``tf.data`` pipeline (``.batch(n,
-drop_remainder=...)``, ``.repeat()`` before batching), or slicing by ``range(0, N, step)``.
+drop_remainder=...)``, ``.repeat()`` before batching; a parameter, through same-file callers
+too), or slicing by ``range(0, N, step)``.
 It says whether every batch has the same size -- ``drop_last``, or sizes statically known to
 divide evenly -- or the last one can be smaller. :func:`rows_of` reads literal sizes
 (``torch.randn(100, 4)``, ``TensorDataset(...)``, ``np.zeros((50, 3))``).
@@ -336,9 +337,25 @@ def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:
     return found
 
 
-def _tf_batching(flow, source, counter, start, scope) -> Batching | None:
-    """A ``tf.data`` chain: ``Dataset.from_tensor_slices(...)...batch(n)``."""
+def _tf_batching(flow, source, counter, start, scope, depth: int = 0) -> Batching | None:
+    """A ``tf.data`` chain: ``Dataset.from_tensor_slices(...)...batch(n)``; a parameter is the
+    chain every same-file caller passes (they must agree on whether batches are full)."""
     model = flow.model
+    name = dotted(source)
+    if name and name in scope.params and flow.binding_before(name, scope, None) is None:
+        if depth > 3:
+            return None
+        passed = [
+            _tf_batching(flow, argument, counter, start, caller, depth + 1)
+            for argument, caller in flow.arguments_for(name, scope)
+        ]
+        if not passed or any(p is None for p in passed) or len({p.full for p in passed}) != 1:
+            return None
+        found = passed[0]
+        return Batching(
+            found.kind, source, name, found.dataset, found.batch_size, found.samples,
+            counter, start, found.full, found.why,
+        )  # fmt: skip
     operations: list[cst.Call] = []
     current: cst.BaseExpression | None = source
     before: int | None = None

@@ -5,18 +5,19 @@ Only the outermost call of the statement counts: in ``x.view(-1).copy_(y)`` the 
 by the in-place copy. The receiver must be KNOWN to be a tensor or a dataset (see
 :mod:`..values.evidence`); a module's ``to``/``cuda``/``float``/``half`` move it in place, and
 so do objects of other libraries (PyG's ``Batch``, HF's ``BatchEncoding``), so a receiver known
-or named to be a module never counts. In a notebook (or a ``# %%`` cell script) a statement at
-the top level of a cell is displayed, not discarded, so those are left alone.
+or named to be a module never counts. A ``.cpu()`` in a function that reads a clock is a
+deliberate wait for the GPU (benchmarks time it that way). In a notebook (or a ``# %%`` cell
+script) a statement at the top level of a cell is displayed, not discarded: left alone.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.syntax.cells import at_cell_top_level, runs_in_cells
 from trainlint.model.syntax.nodes import method_call
 from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
 from trainlint.model.values.roles import Role
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Scope
 
-_CELL_MARKER = re.compile(r"^# %%", re.M)
+_CLOCKS = {"time.time", "time.perf_counter", "time.monotonic", "timeit.default_timer"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +41,7 @@ class OutOfPlaceDiscard:
 
 def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
     found = []
-    cells = model.path.suffix == ".ipynb" or bool(_CELL_MARKER.search(model.text))
+    cells = runs_in_cells(model)
     for statement, scope in model.expression_statements:
         method = method_call(statement.value)
         if method is None:
@@ -48,8 +49,12 @@ def discarded_results(model: TrainingModel) -> list[OutOfPlaceDiscard]:
         receiver, name = method
         call = statement.value
         assert isinstance(call, cst.Call)
-        if cells and scope.is_module and _top_level(model, statement):
+        if name == "type" and not call.args:
+            continue  # ``x.type()`` returns the type's name: no tensor thrown away
+        if cells and scope.is_module and at_cell_top_level(model, statement):
             continue  # a cell's value is displayed
+        if name == "cpu" and _reads_clock(model, scope):
+            continue  # ``out.cpu()`` between two clock reads waits for the GPU on purpose
         before = model.dataflow.order(statement)
         if name in OUT_OF_PLACE_METHODS and _tensor_not_module(model, receiver, scope, before):
             found.append(OutOfPlaceDiscard(statement, call, receiver, name, scope, False))
@@ -69,6 +74,5 @@ def _tensor_not_module(
     return value is None or value.role is not Role.MODEL
 
 
-def _top_level(model: TrainingModel, statement: cst.Expr) -> bool:
-    line = model.dataflow.parent(statement)
-    return line is not None and isinstance(model.dataflow.parent(line), cst.Module)
+def _reads_clock(model: TrainingModel, scope: Scope) -> bool:
+    return any(site.qualified in _CLOCKS for site in model.calls_in(scope))

@@ -179,6 +179,11 @@ def _same(reductions: list[Reduction]) -> Reduction:
     return Reduction.UNKNOWN
 
 
+#: keras ``Model`` methods returning the batch's mean loss (and mean metrics when compiled
+#: with some: ``loss, accuracy = model.test_on_batch(x, y)``).
+_KERAS_BATCH_METHODS = ("train_on_batch", "test_on_batch")
+
+
 def _is_constant(expr: cst.BaseExpression) -> bool:
     return isinstance(literal(expr, None), (int, float)) and not isinstance(
         literal(expr, None), bool
@@ -305,7 +310,16 @@ def _of_call(
         if name in _KEEPING_METHODS:
             return flow.reduction(receiver, scope, before)
         if name == "run" and first is not None:  # TF1 ``sess.run(accuracy, feed_dict=...)``
-            return flow.reduction(first, scope, before)
+            if index is None:
+                return flow.reduction(first, scope, before)
+            if isinstance(first, (cst.List, cst.Tuple)) and index < len(first.elements):
+                # ``_, c = sess.run([train_op, cost], ...)``: the fetch in that slot
+                return flow.reduction(first.elements[index].value, scope, before)
+            return Reduction.UNKNOWN
+        if name in _KERAS_BATCH_METHODS and model.imports.imports("tensorflow.keras"):
+            return Reduction.MEAN  # the batch's mean loss (and metrics, slot by slot)
+        if name == "eval" and index is None:
+            return flow.reduction(receiver, scope, before)  # TF1 ``accuracy.eval(feed_dict)
         if name in ("mean", "sum") and not call.args:
             inner = flow.reduction(receiver, scope, before)
             if inner in (Reduction.MEAN, Reduction.SUM):

@@ -1,6 +1,6 @@
 """Whether the value a call returns is looked at: discarded results and what a method returns.
 
-* :func:`discarded_result` -- how a call's result is thrown away: the call is a statement of
+* :func:`unused_result` -- how a call's result is thrown away: the call is a statement of
   its own (``model.load_state_dict(sd, strict=False)``), or is bound to names nothing reads
   (``msg = model.load_state_dict(...)`` and ``msg`` never used). ``_`` is a deliberate
   discard and does not count; nor does a notebook cell's last expression, which Jupyter
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.objects import instance_class
+from trainlint.model.syntax.cells import may_end_cell
 from trainlint.model.syntax.nodes import descendants, dotted
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class DiscardedResult:
+class UnusedResult:
     """How a call's result is lost: the statement that holds the call and, when the result
     is bound to names nobody reads, those names."""
 
@@ -34,22 +35,22 @@ class DiscardedResult:
     unread: tuple[str, ...] = ()  # empty: the call is an expression statement
 
 
-def discarded_result(model: TrainingModel, call: cst.Call, scope: Scope) -> DiscardedResult | None:
+def unused_result(model: TrainingModel, call: cst.Call, scope: Scope) -> UnusedResult | None:
     """How the result of ``call`` is discarded, or None when something may read it."""
     parent = model.dataflow.parent(call)
     if isinstance(parent, cst.Expr) and parent.value is call:
         line = model.dataflow.parent(parent)
         statement = _alone(line)
-        if statement is not None and _displayed_by_notebook(model, statement):
+        if statement is not None and may_end_cell(model, statement):
             return None
-        return DiscardedResult(statement)
+        return UnusedResult(statement)
     if isinstance(parent, cst.Assign) and parent.value is call and len(parent.targets) == 1:
         names = _plain_names(parent.targets[0].target)
         if not names or scope.is_module or any(n == "_" for n in names):
             return None  # module-level names may be imported elsewhere; ``_``: deliberate
         if any(_read_in(scope, name) for name in names):
             return None
-        return DiscardedResult(_alone(model.dataflow.parent(parent)), tuple(names))
+        return UnusedResult(_alone(model.dataflow.parent(parent)), tuple(names))
     return None
 
 
@@ -131,24 +132,3 @@ def _bound_name_ids(target: cst.BaseExpression) -> set[int]:
             found |= _bound_name_ids(element.value)
         return found
     return set()
-
-
-def _displayed_by_notebook(model: TrainingModel, statement: cst.SimpleStatementLine) -> bool:
-    """Whether ``statement`` may be a notebook cell's last line, which Jupyter displays: a
-    module-level statement of a notebook followed by a blank line (cells are joined with one
-    between them), comments aside, or by the end of the text."""
-    if model.path.suffix != ".ipynb" or not isinstance(
-        model.dataflow.parent(statement), cst.Module
-    ):
-        return False
-    found = model.positions.get(statement)
-    if found is None:
-        return False
-    lines = model.text.splitlines()
-    for line in lines[found.end.line :]:
-        stripped = line.strip()
-        if not stripped:
-            return True
-        if not stripped.startswith("#"):
-            return False
-    return True

@@ -11,5 +11,7 @@ models, ``compile()``, tf.data chains, tapes.
   and metrics, per output;
 * :mod:`.tfdata`, :mod:`.tfdata_stages` -- ``tf.data`` pipelines: the stages (map, batch,
   shuffle, cache, ...) each dataset went through, through chains and rebinding, from its
-  source.
+  source; which map functions draw at random (:mod:`.tfdata_random`);
+* :mod:`.keras_trainable` -- ``trainable`` changes made after ``compile()`` that a later
+  ``fit()`` does not see.
 """

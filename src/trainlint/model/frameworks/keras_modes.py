@@ -25,6 +25,7 @@ value), a second positional argument (``model(x, True)``), or ``**kwargs``.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -40,7 +41,11 @@ from trainlint.model.frameworks.keras_held import (
     holding,
     parameter_default,
 )
-from trainlint.model.frameworks.keras_layers import is_training_dependent, keras_name
+from trainlint.model.frameworks.keras_layers import (
+    canonical_keras,
+    is_training_dependent,
+    keras_name,
+)
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import (
     descendants,
@@ -56,7 +61,7 @@ from trainlint.model.values.types import ClassKind
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.frameworks.keras_models import KerasModel
-    from trainlint.model.syntax.scopes import ClassInfo, Scope
+    from trainlint.model.syntax.scopes import CallSite, ClassInfo, Scope
 
 _KERAS_CLASSES = (ClassKind.KERAS_MODEL, ClassKind.KERAS_LAYER)
 #: Applications built without BatchNormalization.
@@ -92,7 +97,7 @@ class KerasModes:
         return held
 
     def _of_callable(
-        self, func: cst.BaseExpression, scope: Scope, before: int | None
+        self, func: cst.BaseExpression, scope: Scope, before: int | None, depth: int = 0
     ) -> HeldLayers | None:
         model = self.model
         if isinstance(func, cst.Name) and func.value == "self" and scope.cls is not None:
@@ -102,6 +107,8 @@ class KerasModes:
         found = model.keras.model_of(func, scope, before)
         if found is not None:
             return self.of_keras_model(found)
+        if isinstance(func, cst.Name) and func.value in scope.params and depth < 3:
+            return self._of_parameter(func.value, scope, depth)
         name = dotted(func) or ""
         cls = scope.cls
         if name.startswith("self.") and name.count(".") == 1 and cls is not None:
@@ -118,9 +125,45 @@ class KerasModes:
         local = model.classes.get(value.kind)
         if local is not None and model.class_kind(local) in _KERAS_CLASSES:
             return self.of_class(local)
-        return None
+        return self._of_project_instance(func, scope)
 
-    @property
+    def _of_project_instance(self, func: cst.BaseExpression, scope: Scope) -> HeldLayers | None:
+        """An instance of a keras model class of another module of the project, read from
+        its summary (the layer constructors named in the class); None when it names none
+        (its layers may be other classes whose ``call`` decides for itself)."""
+        summary = self.model.instance_summary(func, scope)
+        if summary is None or not summary.is_module:
+            return None
+        if not any(canonical_keras(base).startswith("tensorflow.keras") for base in summary.bases):
+            return None
+        found = ("Dropout",) * summary.has_dropout + ("BatchNormalization",) * summary.has_batchnorm
+        return HeldLayers(found) if found else None
+
+    def _of_parameter(self, name: str, scope: Scope, depth: int) -> HeldLayers | None:
+        """A model passed in (``def train_one_step(model, x)``): what every same-file call of
+        the function passes for it; None unless each passes a keras model or layer."""
+        result: HeldLayers | None = None
+        for site in self._callers.get(id(scope.node), []):
+            given = argument_for(site.node, scope, name)
+            if given is None:
+                return None
+            held = self._of_callable(given, site.scope, site.statement_order, depth + 1)
+            if held is None:
+                return None
+            result = held if result is None else result | held
+        return result
+
+    @cached_property
+    def _callers(self) -> dict[int, list[CallSite]]:
+        """Same-file call sites by the function they call."""
+        found: dict[int, list[CallSite]] = {}
+        for site in self.model.calls:
+            callee = self.model.callee(site.node, site.scope, external=False)
+            if callee is not None:
+                found.setdefault(id(callee.node), []).append(site)
+        return found
+
+    @cached_property
     def file_builds_mode_layers(self) -> bool:
         """Whether any training-dependent layer is built, or any ``call()`` branches on
         ``training``, anywhere in the file."""

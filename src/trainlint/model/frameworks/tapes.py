@@ -33,7 +33,7 @@ from trainlint.model.values.types import ClassKind
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.syntax.scopes import CallSite, Scope
+    from trainlint.model.syntax.scopes import CallSite, LoopInfo, Scope
 
 _TAPE = "tensorflow.GradientTape"
 _NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
@@ -187,6 +187,29 @@ class Tapes:
                 return True
         return False
 
+    def kept_across_iterations(self, tape: Tape) -> LoopInfo | None:
+        """The innermost same-function loop that makes a ``persistent=True`` tape on every
+        iteration and never releases it there (``del tape`` or ``tape = None``): each tape
+        keeps its recorded graph alive into the next iteration."""
+        if tape.persistent is not True or tape.name is None:
+            return None
+        loops = [
+            loop
+            for loop in self.model.loops
+            if loop.scope is tape.scope and _inside(tape.constructor, loop.node.body)
+        ]
+        if not loops:
+            return None
+        loop = max(loops, key=lambda candidate: candidate.depth)
+        for node in descendants(loop.node.body, stop=_NESTED):
+            if isinstance(node, cst.Del) and tape.name in names_in(node.target):
+                return None
+            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name):
+                released = node.value.value == "None"
+                if released and any(dotted(t.target) == tape.name for t in node.targets):
+                    return None
+        return loop
+
     def is_train_step_override(self, scope: Scope) -> bool:
         """``train_step`` of a keras model subclass: ``fit()`` runs its tape every batch."""
         cls = scope.cls
@@ -244,6 +267,10 @@ class Tapes:
 
 def _holds(value: cst.BaseExpression, call: cst.Call) -> bool:
     return value is call or any(child is call for child in descendants(value, stop=_NESTED))
+
+
+def _inside(node: cst.CSTNode, root: cst.CSTNode) -> bool:
+    return any(child is node for child in descendants(root, stop=_NESTED))
 
 
 def statements_of_block(node: cst.With) -> list[cst.CSTNode]:

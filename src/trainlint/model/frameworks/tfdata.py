@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.tfdata_random import RandomMaps
 from trainlint.model.frameworks.tfdata_stages import Stage, StageKind, new_stage
 from trainlint.model.syntax.branches import BranchMap
 from trainlint.model.syntax.nodes import dotted, method_call
@@ -123,6 +124,32 @@ class TfDataPipelines:
         start = next((i for i, s in enumerate(stages) if s is first), len(stages))
         return any(s.is_(StageKind.BATCH) for s in stages[start + 1 :])
 
+    def random_draw(self, stage: Stage) -> cst.Call | None:
+        """For a map stage, the random call its function makes (see :mod:`.tfdata_random`)."""
+        if not stage.is_(StageKind.MAP):
+            return None
+        return self._random.draw_in(stage.function, stage.scope, stage.order)
+
+    def frozen_by_cache(self, cache: Stage) -> tuple[Stage, cst.Call | None] | None:
+        """What a ``cache()`` freezes for every later epoch: the first map before it that
+        draws at random (with its random call), else a reshuffling shuffle before it when no
+        shuffle comes after the cache."""
+        earlier = self.pipeline(cache).before(cache)
+        if earlier and earlier[-1].method == "take":
+            return None  # ``take(1).cache().repeat()``: a fixed sample on purpose
+        for stage in earlier:
+            draw = self.random_draw(stage)
+            if draw is not None:
+                return stage, draw
+        shuffles = [s for s in earlier if _element_shuffle(s)]
+        if not shuffles or any(_element_shuffle(s) for s in self.later(cache)):
+            return None
+        return shuffles[-1], None
+
+    @cached_property
+    def _random(self) -> RandomMaps:
+        return RandomMaps(self.model)
+
     def is_tf_data(self, pipeline: Pipeline) -> bool:
         if pipeline.from_source:
             return True
@@ -180,7 +207,9 @@ class TfDataPipelines:
         if name is None:
             return _EMPTY
         binding = self._binding(name, scope, before)
-        if binding is None or binding.augmented or binding.from_iteration:
+        if binding is None:
+            return self._passed(name, scope, depth)
+        if binding.augmented or binding.from_iteration:
             return _EMPTY
         owner = binding.scope or scope
         unpacked = binding.unpacked_from if binding.value is None else binding.value
@@ -193,6 +222,17 @@ class TfDataPipelines:
         if dotted(binding.value) == name:
             return _EMPTY
         return self._of(binding.value, owner, binding.order, depth + 1)
+
+    def _passed(self, name: str, scope: Scope, depth: int) -> Pipeline:
+        """A parameter: the pipeline its one same-file caller passes (several callers: the
+        origin is unknown, as for a function nobody in the file calls)."""
+        if name not in scope.params:
+            return _EMPTY
+        passed = self.model.tensors.callers.arguments(name, scope)
+        if len(passed) != 1:
+            return _EMPTY
+        argument, caller, order = passed[0]
+        return self._of(argument, caller, order, depth + 1)
 
     def _returned(self, call: cst.Call, scope: Scope, depth: int) -> Pipeline:
         """What a same-file function returns (the first return that is a pipeline)."""

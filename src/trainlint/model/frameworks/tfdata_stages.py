@@ -157,6 +157,26 @@ class Stage:
         return literal(argument(call, 0, "buffer_size"), "?")
 
 
+def swapped(later: Stage, earlier: Stage) -> cst.Call | None:
+    """``X.earlier(a).later(b)`` rewritten as ``X.later(b).earlier(a)`` (the fix that moves a
+    stage up the chain), for a chain written so; None otherwise."""
+    func, earlier_func = later.call.func, earlier.call.func
+    if not isinstance(func, cst.Attribute) or func.value is not earlier.call:
+        return None
+    if not isinstance(earlier_func, cst.Attribute) or later.is_(StageKind.SOURCE):
+        return None
+    if earlier.is_(StageKind.SOURCE):
+        return None
+    moved = later.call.with_changes(
+        func=func.with_changes(value=earlier_func.value), lpar=(), rpar=()
+    )
+    return earlier.call.with_changes(
+        func=earlier_func.with_changes(value=moved),
+        lpar=later.call.lpar,
+        rpar=later.call.rpar,
+    )
+
+
 def new_stage(model: TrainingModel, call: cst.Call, scope: Scope, order: int) -> Stage | None:
     """The stage ``call`` is: a dataset method, a dataset source, or None."""
     method = method_call(call)

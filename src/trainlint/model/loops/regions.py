@@ -1,6 +1,7 @@
 """Evaluation regions vs train steps: what a loop is *for*.
 
-A loop whose iteration back-propagates (directly or in a same-file helper) trains; a loop that
+A loop whose iteration back-propagates (directly or in a same-file helper), or that runs a TF 1
+graph's training op (``sess.run([train_op, loss])``: ``runs_graph_train_op``), trains; a loop that
 does not, and runs with gradients disabled, after ``model.eval()``, in a function named like an
 evaluation (``validate``, ``evaluate``, ``test_epoch``), or over a loader named so
 (``val_loader``), evaluates. Rules weigh findings by it: a mean of batch means in evaluation
@@ -19,7 +20,7 @@ import libcst as cst
 
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
-from trainlint.model.syntax.nodes import dotted, method_call
+from trainlint.model.syntax.nodes import calls_in, dotted, keyword, method_call, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -37,8 +38,41 @@ _TRAINING = {EventKind.BACKWARD, EventKind.STEP, EventKind.ENGINE_STEP}
 
 
 def trains(model: TrainingModel, loop: LoopInfo) -> bool:
-    """Whether an iteration of ``loop`` back-propagates or steps an optimizer."""
-    return any(event.kind in _TRAINING for event in model.iteration(loop))
+    """Whether an iteration of ``loop`` back-propagates or steps an optimizer (also a TF 1
+    ``sess.run`` of a training op: see :func:`runs_graph_train_op`)."""
+    return any(event.kind in _TRAINING for event in model.iteration(loop)) or runs_graph_train_op(
+        model, loop
+    )
+
+
+_GRAPH_STEPS = ("minimize", "apply_gradients")
+
+
+def runs_graph_train_op(model: TrainingModel, loop: LoopInfo) -> bool:
+    """``sess.run([train_op, loss], feed_dict=...)`` in ``loop`` where ``train_op`` is an
+    ``optimizer.minimize(...)`` / ``apply_gradients(...)`` op built in the graph (TF 1): the
+    loop trains, though the step was written outside it. Not a train-step event (no backward
+    and no step call are in the loop, and the torch rules reading events must not see one)."""
+    for call in calls_in(loop.node):
+        method = method_call(call)
+        fetches = positional(call, 0) or keyword(call, "fetches")
+        if method is None or method[1] != "run" or fetches is None:
+            continue
+        if isinstance(fetches, (cst.List, cst.Tuple)):
+            candidates = [e.value for e in fetches.elements]
+        else:
+            candidates = [fetches]
+        if any(_is_graph_step(model, f, loop) for f in candidates):
+            return True
+    return False
+
+
+def _is_graph_step(model: TrainingModel, fetch: cst.BaseExpression, loop: LoopInfo) -> bool:
+    if isinstance(fetch, (cst.Name, cst.Attribute)):
+        bindings = model.lookup(dotted(fetch) or "", loop.scope)
+        fetch = bindings[0].value if bindings and bindings[0].value is not None else fetch
+    method = method_call(fetch)
+    return method is not None and method[1] in _GRAPH_STEPS
 
 
 def evaluates(model: TrainingModel, loop: LoopInfo) -> bool:

@@ -26,7 +26,7 @@ import libcst as cst
 from trainlint.model.loops.event_types import EventKind
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import descendants, dotted, method_call
+from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
 from trainlint.model.values.roles import Role, classify_constructor
 from trainlint.model.values.types import ClassKind
 from trainlint.model.values.wrappers import RECEIVER_METHODS, wrapped_slot
@@ -56,7 +56,9 @@ def stale_optimizers(model: TrainingModel) -> list[StaleOptimizer]:
         target = creation.target
         if target is None:
             continue
-        for owner in dict.fromkeys(creation.owners):
+        # ``Adam(model.head.parameters())`` goes stale when ``model`` itself is rebound too
+        owners = [p for o in creation.owners for p in _prefixes(o)]
+        for owner in dict.fromkeys(owners):
             stale = _stale(model, creation, target, owner)
             if stale is not None:
                 found.append(stale)
@@ -128,12 +130,28 @@ def new_module(
         if summary is not None:
             return value if summary.is_module else None
     callee = model.callee(value, scope, external=False)
-    if callee is None or not callee.returns or callee is scope:
+    if callee is None:
+        return _built_elsewhere(model, value, scope, owner)
+    if not callee.returns or callee is scope:
         return None
     for returned in callee.returns:
         if new_module(model, returned, callee, owner, depth + 1) is None:
             return None
     return value  # a same-file factory: every return makes a new module
+
+
+def _built_elsewhere(
+    model: TrainingModel, call: cst.Call, scope: Scope, owner: str
+) -> cst.Call | None:
+    """``build_model(cfg)`` of another project module, returning a model, and not handed the
+    old one (a helper given ``model`` may return it re-wrapped)."""
+    returned = model.returned_summary(call, scope)
+    if returned is None or returned.role != Role.MODEL.value:
+        return None
+    root = owner.split(".", 1)[0]
+    if any(root in names_in(arg.value) for arg in call.args):
+        return None
+    return call
 
 
 def _not_a_model(name: str) -> bool:
@@ -164,10 +182,11 @@ def _stepping_loop(
             continue
         if model.creations.inside(binding.statement, loop):
             continue
-        steps = [
-            e for e in model.iteration(loop) if e.kind is EventKind.STEP and e.subject == target
-        ]
-        if steps and _mentions(loop.node, owner):
+        events = model.iteration(loop)
+        if not any(e.kind is EventKind.STEP and e.subject == target for e in events):
+            continue
+        forwards = any(e.kind is EventKind.FORWARD and e.subject == owner for e in events)
+        if forwards or _mentions(loop.node, owner):  # also a forward in a helper it calls
             return loop
     return None
 
@@ -186,6 +205,13 @@ def _rebuilt(model: TrainingModel, scope: Scope, target: str, binding: Binding, 
         if method is not None and method[1] == "add_param_group" and dotted(method[0]) == target:
             return True
     return False
+
+
+def _prefixes(name: str) -> list[str]:
+    """``model.head`` -> ``model.head``, ``model`` (``self`` alone is not one)."""
+    parts = name.split(".")
+    found = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [f for f in found if f != "self"]
 
 
 def _mentions(node: cst.CSTNode, name: str) -> bool:

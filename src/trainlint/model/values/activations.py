@@ -28,10 +28,9 @@ from trainlint.model.frameworks.keras_layers import dense_output
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import descendants, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
-from trainlint.model.values.kinds import Activation, TensorKind
+from trainlint.model.values.kinds import Activation, TensorKind, log_argument
 from trainlint.model.values.layers import stack_layers
 from trainlint.model.values.losses import LossCall, LossFamily
-from trainlint.model.values.tensors import log_argument
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -219,7 +218,7 @@ class LogOfProbabilities:
 
 def logs_of_probabilities(model: TrainingModel) -> Iterator[LogOfProbabilities]:
     for site in model.calls:
-        argument = log_argument(model, site.node)
+        argument = log_argument(model.imports, site.node)
         if argument is None:
             continue
         kind = model.tensor_kind(argument, site.scope, site.statement_order)
@@ -235,6 +234,7 @@ _LOG_SOFTMAX_SIBLINGS = {
     "torch.nn.functional.softmax",
     "tensorflow.nn.softmax",
     "tensorflow.math.softmax",
+    "tensorflow.keras.ops.softmax",
 }
 
 
@@ -248,7 +248,7 @@ def fused_log_softmax(model: TrainingModel, found: LogOfProbabilities) -> Edit |
         return None
     if found.kind.node is not softmax or not isinstance(softmax.func, cst.Attribute):
         return None  # a layer object (``self.softmax(x)``) or a bare imported name
-    if log_argument(model, found.call) is not softmax:
+    if log_argument(model.imports, found.call) is not softmax:
         return None
     qualified = model.imports.qualify(softmax.func)
     if qualified and qualified not in _LOG_SOFTMAX_SIBLINGS:

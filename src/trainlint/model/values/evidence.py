@@ -61,10 +61,12 @@ _TORCH_TENSOR_FUNCTIONS = frozenset(
         "roll", "flip", "argmax", "argmin", "sign", "index_select", "narrow", "repeat_interleave",
     }
 )  # fmt: skip
-#: Methods no common non-tensor object has (numpy's ``size`` is not callable, PIL's a tuple).
+#: Methods only tensors have among common objects (not ``size()`` or ``detach()``: a replay
+#: buffer or a state object of the project may define those, with a ``to()`` in place; not
+#: ``requires_grad_()``: modules have it too).
 _TENSOR_ONLY_METHODS = {
-    "size", "dim", "numel", "unsqueeze", "permute", "contiguous", "masked_fill", "type_as",
-    "new_zeros", "new_ones", "new_full", "new_tensor", "requires_grad_", "detach",
+    "dim", "numel", "unsqueeze", "permute", "contiguous", "masked_fill", "type_as",
+    "new_zeros", "new_ones", "new_full", "new_tensor",
 }  # fmt: skip
 #: Attributes of a tensor that are tensors.
 _TENSOR_ATTRIBUTES = {"data", "T", "mT", "real", "imag"}
@@ -197,9 +199,9 @@ class Evidence:
         )
 
     def _used_as_tensor(self, name: str, scope: Scope) -> bool:
-        """A parameter the function uses as only a tensor can be used: ``x.size(0)``,
-        ``x.unsqueeze(1)``, passed to a torch function (``torch.cat``, ``F.relu``) or to a
-        known torch module (``self.rnn(x)``)."""
+        """A parameter the function uses as only a tensor can be used: ``x.unsqueeze(1)``,
+        passed to a torch function (``torch.cat``, ``F.relu``) or to a known torch module
+        (``self.rnn(x)``)."""
         model = self.model
         for site in model.calls_in(scope):
             call = site.node

@@ -21,6 +21,9 @@ from typing import Any
 
 import libcst as cst
 
+from trainlint.model.syntax.names import ImportTable
+from trainlint.model.syntax.nodes import method_call, positional
+
 
 class Activation(enum.Enum):
     LOGITS = "logits"  # a linear map's output: any real number
@@ -260,3 +263,25 @@ SHAPE_METHODS = {
     "clone",
     "detach",
 }
+#: Natural logarithms (``log_argument`` reads what they are applied to).
+LOGS = {
+    "torch.log",
+    "numpy.log",
+    "math.log",
+    "tensorflow.math.log",
+    "tensorflow.log",
+    "tensorflow.keras.backend.log",
+    "tensorflow.keras.ops.log",
+    "jax.numpy.log",
+}
+
+
+def log_argument(imports: ImportTable, call: cst.Call) -> cst.BaseExpression | None:
+    """``p`` for ``torch.log(p)``, ``np.log(p)``, ``K.log(p)``, ``tf.math.log(p)``, ``p.log()``."""
+    qualified = imports.qualify(call.func) or ""
+    if qualified in LOGS:
+        return positional(call, 0)
+    method = method_call(call)
+    if method is not None and method[1] == "log" and not qualified and not call.args:
+        return method[0]
+    return None

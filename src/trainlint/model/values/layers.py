@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.frameworks.keras_layers import (
+    LayerKind,
+    activated_output,
+    is_activation_layer,
+    layer_kind,
+)
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import argument, dotted, keyword, literal, positional
 from trainlint.model.values.kinds import UNKNOWN, UNRESOLVED_AXIS, Activation, TensorKind
@@ -51,13 +57,6 @@ _PRODUCERS = {
     "Softmax2d": "softmax",
     "LogSoftmax": "log_softmax",
     "LogSigmoid": "logsigmoid",
-}
-_KERAS_ACTIVATIONS = {
-    "sigmoid": (Activation.PROBABILITIES, "sigmoid"),
-    "softmax": (Activation.PROBABILITIES, "softmax"),
-    "relu": (Activation.NON_NEGATIVE, "relu"),
-    "linear": (Activation.LOGITS, "Dense"),
-    None: (Activation.LOGITS, "Dense"),
 }
 
 
@@ -134,43 +133,30 @@ class LayerAnalysis:
             return UNKNOWN
         if not is_under(qualified, "torch.nn", "tensorflow.keras.layers", "tensorflow.keras"):
             return UNKNOWN
-        if last == "Dense":
-            return self._dense(constructor)
+        if is_under(qualified, "tensorflow.keras"):
+            # keras layers are read as the keras structure reads them (one table of
+            # activations: strings and callables, ``Softmax``/``Activation`` layers)
+            kind, name = layer_kind(model.imports, constructor)
+            if kind is LayerKind.ACTIVATED:
+                found = activated_output(model.imports, constructor, name)
+                if is_activation_layer(model.imports, constructor):
+                    return found.with_source(given)
+                return found
+            if kind is LayerKind.PASS_THROUGH:
+                return given
         if last in LINEAR_LAYERS:
             width = width_of(constructor, last)
             return TensorKind(Activation.LOGITS, f"nn.{last}", node=constructor, width=width)
         if last in ACTIVATION_LAYERS:
             producer = _PRODUCERS.get(last, last.lower())
             axis = axis_of(constructor, 0) if "Softmax" in last and last != "Softmax2d" else None
-            if axis is None and producer == "softmax" and is_under(qualified, "tensorflow.keras"):
-                axis = -1  # keras's ``Softmax(axis=-1)``; torch's ``nn.Softmax()`` has no default
             kind = TensorKind(ACTIVATION_LAYERS[last], producer, axis, node=constructor)
             return kind.with_source(given)
         if last in PASS_THROUGH_LAYERS:
             return given
-        if last == "Activation":
-            activation = literal(positional(constructor, 0), "?")
-            if activation in ("sigmoid", "softmax", "relu", "linear"):
-                kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
-                axis = -1 if producer == "softmax" else None  # keras acts on the last axis
-                return TensorKind(kind, producer, axis, node=constructor).with_source(given)
-            return UNKNOWN
         if last == "Sequential":
             return self.stack(stack_layers(constructor), scope)
         return UNKNOWN
-
-    def _dense(self, constructor: cst.Call) -> TensorKind:
-        given = argument(constructor, 1, "activation")
-        activation = None if given is None else literal(given, "?")
-        if activation not in _KERAS_ACTIVATIONS:
-            return UNKNOWN
-        kind, producer = _KERAS_ACTIVATIONS[activation]  # type: ignore[index]
-        width = width_of(constructor, "Dense")
-        if kind is Activation.LOGITS:
-            return TensorKind(kind, producer, node=constructor, width=width)
-        logits = TensorKind(Activation.LOGITS, "Dense", node=constructor, width=width)
-        axis = -1 if producer == "softmax" else None  # keras activations act on the last axis
-        return TensorKind(kind, producer, axis, node=constructor, source=logits)
 
     def stack(self, layers: list[cst.BaseExpression], scope: Scope) -> TensorKind:
         """The output of layers applied in order: the last one applied to the rest's output."""

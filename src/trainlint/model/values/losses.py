@@ -15,8 +15,8 @@ import libcst as cst
 
 from trainlint.model.frameworks.keras_layers import canonical_keras
 from trainlint.model.syntax.nodes import descendants, keyword, literal, positional
+from trainlint.model.values.kinds import log_argument
 from trainlint.model.values.roles import Role
-from trainlint.model.values.tensors import log_argument
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -221,7 +221,7 @@ def _complement(node: cst.BaseExpression) -> cst.BaseExpression | None:
 def hand_written_bce(model: TrainingModel) -> list[HandWrittenBCE]:
     logs_by_scope: dict[int, list[tuple[CallSite, cst.BaseExpression]]] = {}
     for site in model.calls:
-        argument = log_argument(model, site.node)
+        argument = log_argument(model.imports, site.node)
         if argument is not None:
             logs_by_scope.setdefault(id(site.scope), []).append((site, argument))
     code = model.module.code_for_node

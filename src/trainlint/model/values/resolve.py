@@ -56,6 +56,7 @@ class ValueResolver:
         #: loops is resolved once, not once per use (linear, not quadratic).
         self._name_values: dict[tuple[str, int], Value | None] = {}
         self._resolving: set[tuple[int, int]] = set()
+        self._first_calls: dict[int, int | None] = {}  # function -> its first module call
         # Cached by id(): keep each looked-up node alive so a freed temporary (a node made by
         # ``cst.parse_expression``) cannot hand its id, and its cached value, to another node.
         self._pinned: list[cst.CSTNode] = []
@@ -107,7 +108,7 @@ class ValueResolver:
         if key in self._name_values:
             return self._name_values[key]
         value = None
-        for binding in self.model.lookup(name, scope):
+        for binding in self._bindings_when_called(name, scope):
             if binding.augmented or binding.from_iteration or binding.value is None:
                 continue
             value = self._value_of_binding(binding, binding.scope or scope)
@@ -116,6 +117,35 @@ class ValueResolver:
         if len(self._resolving) == 1:  # not inside a cycle's partial answer: safe to keep
             self._name_values[key] = value
         return value
+
+    def _bindings_when_called(self, name: str, scope: Scope) -> list[Binding]:
+        """The bindings of ``name`` as ``scope`` sees them, latest first. A module-level
+        function reading a global the module rebinds later (a notebook reusing ``loss_fn``)
+        sees the bindings made before the module first calls it."""
+        bindings = self.model.lookup(name, scope)
+        module = self.model.module_scope
+        if scope.parent is not module or len(bindings) < 2 or bindings[0].scope is not module:
+            return bindings
+        first = self._first_module_call(scope)
+        if first is None:
+            return bindings
+        return [b for b in bindings if b.order < first] or bindings
+
+    def _first_module_call(self, scope: Scope) -> int | None:
+        key = id(scope.node)
+        if key not in self._first_calls:
+            module = self.model.module_scope
+            self._first_calls[key] = next(
+                (
+                    site.order
+                    for site in self.model.calls_in(module)
+                    if isinstance(site.node.func, cst.Name)
+                    and site.node.func.value == scope.short_name
+                    and module.functions.get(scope.short_name) is scope
+                ),
+                None,
+            )
+        return self._first_calls[key]
 
     def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
         value = binding.value

@@ -75,23 +75,33 @@ class UnregisteredAttribute:
     binding: Binding  # the assignment (its statement is the anchor)
     container: str  # "list", "tuple", "set", "dict" or "tensor"
     example: cst.BaseExpression  # one element (for messages), or the tensor factory call
+    #: The elements are ``nn.Parameter``s (``ParameterList``/``ParameterDict`` register them).
+    parameters: bool = False
 
 
 def unregistered_attributes(model: TrainingModel) -> list[UnregisteredAttribute]:
     found = []
+    fills = _Fills(model)
     for info in model.classes.values():
         if not _torch_module_class(model, info) or _registers_by_hand(model, info):
             continue
         for attribute, bindings in info.attributes.items():
             if any(_registering(model, b) for b in bindings):
                 continue
-            if _registered_by_name(model, info, attribute):
-                continue
             for binding in bindings:
-                hidden = _hidden(model, info, attribute, binding)
-                if hidden is not None:
-                    found.append(UnregisteredAttribute(info, attribute, binding, *hidden))
+                hidden = _hidden(model, fills, info, attribute, binding)
+                if hidden is None:
+                    continue
+                # registered some other way (checked last: most attributes hold no container)
+                if _registered_by_name(model, info, attribute) or _wrapped_elsewhere(
+                    model, info, f"self.{attribute}", None
+                ):
                     break
+                container, example, parameters = hidden
+                found.append(
+                    UnregisteredAttribute(info, attribute, binding, container, example, parameters)
+                )
+                break
     return found
 
 
@@ -111,9 +121,7 @@ def _torch_module_class(model: TrainingModel, info: ClassInfo) -> bool:
 def _registers_by_hand(model: TrainingModel, info: ClassInfo) -> bool:
     """``add_module``/``register_module``/``setattr(self, ...)``: elements may be registered
     under names of their own."""
-    for site in model.calls:
-        if site.scope.cls is not info:
-            continue
+    for site in model.calls_in_class(info):
         method = method_call(site.node)
         if method is not None and method[1] in _REGISTERING_ELEMENTS:
             return True
@@ -125,9 +133,9 @@ def _registers_by_hand(model: TrainingModel, info: ClassInfo) -> bool:
 
 def _registered_by_name(model: TrainingModel, info: ClassInfo, attribute: str) -> bool:
     """``self.register_parameter("w", nn.Parameter(self.w))``, ``register_buffer(..., self.w)``."""
-    for site in model.calls:
+    for site in model.calls_in_class(info):
         method = method_call(site.node)
-        if site.scope.cls is not info or method is None or method[1] not in REGISTERING_METHODS:
+        if method is None or method[1] not in REGISTERING_METHODS:
             continue
         for arg in site.node.args:
             if literal(arg.value, None) == attribute:
@@ -148,8 +156,8 @@ def _registering(model: TrainingModel, binding: Binding) -> bool:
 
 
 def _hidden(
-    model: TrainingModel, info: ClassInfo, attribute: str, binding: Binding
-) -> tuple[str, cst.BaseExpression] | None:
+    model: TrainingModel, fills: _Fills, info: ClassInfo, attribute: str, binding: Binding
+) -> tuple[str, cst.BaseExpression, bool] | None:
     value, scope = binding.value, binding.scope
     if value is None or scope is None or binding.augmented or binding.unpack_index is not None:
         return None
@@ -159,26 +167,43 @@ def _hidden(
     if tensor is not None:
         if _given_to_optimizer(model, attribute):
             return None
-        return "tensor", tensor
+        return "tensor", tensor, False
     local = None
     if isinstance(value, cst.Name):
         local, value = value.value, _single_local_value(model, value.value, scope)
-        if value is None:
+        if value is None or _wrapped_elsewhere(model, info, local, scope):
             return None
     container = _container_of(value)
     if container is None:
         return None
     elements = list(_elements(value))
-    elements += _filled(model, f"self.{attribute}", info, None)
+    elements += fills.of(f"self.{attribute}", info, None)
     if local is not None:
-        elements += _filled(model, local, info, scope)
+        elements += fills.of(local, info, scope)
     made = [e for e in elements if _makes_module(model, e, scope)]
     if not made or all(_stateless(model, e, scope) for e in made):
         return None
-    example = made[0]
-    if isinstance(example, cst.Name):
-        example = _single_local_value(model, example.value, scope) or example
-    return container, example
+    resolved = [_resolved(model, e, scope) for e in made]
+    parameters = all(_is_parameter(model, e) for e in resolved)
+    return container, resolved[0], parameters
+
+
+def _wrapped_elsewhere(
+    model: TrainingModel, info: ClassInfo, name: str, scope: Scope | None
+) -> bool:
+    """``self.body = nn.Sequential(*self.blocks)``: the elements are registered through
+    another attribute (``name`` in ``scope``, or anywhere in the class for ``self.x``)."""
+    sites = model.calls_in(scope) if scope is not None else model.calls_in_class(info)
+    for site in sites:
+        qualified = site.qualified or ""
+        if not is_under(qualified, "torch.nn") or qualified.rsplit(".", 1)[-1] not in (
+            REGISTERING_WRAPPERS
+        ):
+            continue
+        for arg in site.node.args:
+            if any(dotted(n) == name for n in (arg.value, *descendants(arg.value))):
+                return True
+    return False
 
 
 def _grad_tensor(model: TrainingModel, value: cst.BaseExpression) -> cst.Call | None:
@@ -253,32 +278,45 @@ def _elements(value: cst.BaseExpression) -> list[cst.BaseExpression]:
     return []
 
 
-def _filled(
-    model: TrainingModel, name: str, info: ClassInfo, scope: Scope | None
-) -> list[cst.BaseExpression]:
+class _Fills:
     """What ``name.append(...)``, ``name.extend([...])``, ``name[k] = ...``, ``name += [...]``
-    put into the container (in ``scope``, or anywhere in the class)."""
-    found: list[cst.BaseExpression] = []
-    for site in model.calls:
-        if (site.scope is not scope) if scope is not None else (site.scope.cls is not info):
-            continue
-        method = method_call(site.node)
-        if method is None or method[1] not in _FILLING or dotted(method[0]) != name:
-            continue
-        for arg in site.node.args:
-            found += _elements(arg.value) or [arg.value]
-    scopes = [scope] if scope is not None else list(info.methods.values())
-    for where in scopes:
-        for binding in where.bindings.get(name, []):
-            if binding.augmented and binding.value is not None:
-                found += _elements(binding.value)
-        for statement in descendants(where.node):
-            if isinstance(statement, cst.Assign):
+    put into a container, indexed once per function (or class) by the container's name."""
+
+    def __init__(self, model: TrainingModel) -> None:
+        self.model = model
+        self._index: dict[int, dict[str, list[cst.BaseExpression]]] = {}
+
+    def of(self, name: str, info: ClassInfo, scope: Scope | None) -> list[cst.BaseExpression]:
+        """In ``scope``, or (``None``) anywhere in the class ``info``."""
+        owner = scope.node if scope is not None else info.node
+        if id(owner) not in self._index:
+            self._index[id(owner)] = self._build(info, scope)
+        return self._index[id(owner)].get(name, [])
+
+    def _build(self, info: ClassInfo, scope: Scope | None) -> dict[str, list[cst.BaseExpression]]:
+        model = self.model
+        found: dict[str, list[cst.BaseExpression]] = {}
+        sites = model.calls_in(scope) if scope is not None else model.calls_in_class(info)
+        for site in sites:
+            method = method_call(site.node)
+            name = dotted(method[0]) if method is not None and method[1] in _FILLING else None
+            if name is not None:
+                for arg in site.node.args:
+                    found.setdefault(name, []).extend(_elements(arg.value) or [arg.value])
+        for where in [scope] if scope is not None else list(info.methods.values()):
+            for name, bindings in where.bindings.items():
+                for binding in bindings:
+                    if binding.augmented and binding.value is not None:
+                        found.setdefault(name, []).extend(_elements(binding.value))
+            for statement in descendants(where.node):
+                if not isinstance(statement, cst.Assign):
+                    continue
                 for target in statement.targets:
                     node = target.target
-                    if isinstance(node, cst.Subscript) and dotted(node.value) == name:
-                        found.append(statement.value)
-    return found
+                    name = dotted(node.value) if isinstance(node, cst.Subscript) else None
+                    if name is not None:
+                        found.setdefault(name, []).append(statement.value)
+        return found
 
 
 def _makes_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:
@@ -304,6 +342,17 @@ def _makes_module(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) 
         return False
     summary = class_summary(model, dotted(expr.func), scope)
     return summary is not None and summary.is_module
+
+
+def _resolved(model: TrainingModel, expr: cst.BaseExpression, scope: Scope):
+    if isinstance(expr, cst.Name):
+        return _single_local_value(model, expr.value, scope) or expr
+    return expr
+
+
+def _is_parameter(model: TrainingModel, expr: cst.BaseExpression) -> bool:
+    qualified = model.imports.qualify(expr.func) if isinstance(expr, cst.Call) else None
+    return qualified in ("torch.nn.Parameter", "torch.nn.parameter.Parameter")
 
 
 def _stateless(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> bool:

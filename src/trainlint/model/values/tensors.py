@@ -27,7 +27,7 @@ from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
 from trainlint.model.values import kinds as k
 from trainlint.model.values.callers import Callers
-from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind, join
+from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind, join, log_argument
 from trainlint.model.values.layers import LayerAnalysis, axis_of
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.branches import Branch
     from trainlint.model.syntax.scopes import Binding, ClassInfo, Scope
 
-__all__ = ["Activation", "TensorKind", "TensorAnalysis", "log_argument"]
+__all__ = ["Activation", "TensorKind", "TensorAnalysis"]
 
 #: Library activations: qualified names, the tensor method spelling, and what they make.
 _ACTIVATIONS = (
@@ -326,7 +326,9 @@ class TensorAnalysis:
             if qualified in names or name in methods:
                 label = producer or name or qualified.rsplit(".", 1)[-1]
                 axis = axis_of(call, 1 if qualified else 0) if "softmax" in label else None
-                operand = receiver if name else (keyword(call, "input") or positional(call, 0))
+                if axis is None and "softmax" in label and is_under(qualified, "tensorflow"):
+                    axis = -1  # TF and keras softmaxes default to the last axis
+                operand = receiver if name else _activation_operand(call)
                 source = self.kind_of(operand, scope, before)
                 kind = TensorKind(activation, label, axis, call, applied=call, operand=operand)
                 return kind.with_source(source)
@@ -338,7 +340,7 @@ class TensorAnalysis:
                 clamped = receiver if name else positional(call, 0)
                 kind = kind.with_source(self.kind_of(clamped, scope, before))
             return kind
-        logged = log_argument(self.model, call)
+        logged = log_argument(self.model.imports, call)
         if logged is not None:
             inner = self.kind_of(logged, scope, before)
             if inner.is_squashed:
@@ -388,27 +390,14 @@ def _literal_index(expr: cst.Subscript) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def log_argument(model: TrainingModel, call: cst.Call) -> cst.BaseExpression | None:
-    """``p`` for ``torch.log(p)``, ``np.log(p)``, ``K.log(p)``, ``tf.math.log(p)``, ``p.log()``."""
-    qualified = model.imports.qualify(call.func) or ""
-    if qualified in _LOGS:
-        return positional(call, 0)
-    method = method_call(call)
-    if method is not None and method[1] == "log" and not qualified and not call.args:
-        return method[0]
-    return None
-
-
-_LOGS = {
-    "torch.log",
-    "numpy.log",
-    "math.log",
-    "tensorflow.math.log",
-    "tensorflow.log",
-    "tensorflow.keras.backend.log",
-    "tensorflow.keras.ops.log",
-    "jax.numpy.log",
-}
+def _activation_operand(call: cst.Call) -> cst.BaseExpression | None:
+    """What a library activation is applied to: torch's ``input=``, TF's ``logits=``
+    (``tf.nn.softmax(logits=z)``) or ``x=``, else the first argument."""
+    for name in ("input", "logits", "x", "features"):
+        found = keyword(call, name)
+        if found is not None:
+            return found
+    return positional(call, 0)
 
 
 def remote_returned(function: FunctionSummary, index: int | None) -> TensorKind | None:

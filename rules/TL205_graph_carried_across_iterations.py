@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from trainlint import Fix, Rule, Severity
+from trainlint.model import TrainingModel
+from trainlint.model.loops.carried import CarriedState, RetainedBackward
+from trainlint.rule import Violation
+
+
+class GraphCarriedAcrossIterations(Rule):
+    """The autograd graph of one iteration is carried into the next.
+
+    ## What it does
+    Flags a model call in a loop that back-propagates when it is fed a state that the same
+    model call (or another) returned in the previous iteration, still attached to the graph:
+    `output, hidden = rnn(x, hidden)` or `h = cell(x, h)` with no `hidden.detach()`,
+    `repackage_hidden(hidden)`, `Variable(hidden.data)`, fresh `init_hidden()` or in-place
+    `detach_()` between them. Also flags `loss.backward(retain_graph=True)` (or
+    `torch.autograd.grad(..., retain_graph=True)`) when it is the only gradient computation of
+    each iteration and the loss is computed afresh in that iteration.
+
+    Stays silent on truncated backpropagation through time that detaches the state every
+    chunk, on a state reset at the top of each iteration, on an inner loop over time steps
+    with no backward of its own (one sequence's graph, back-propagated once after the loop),
+    on states produced under `torch.no_grad()` (rollouts), on several backwards over one
+    graph in an iteration (a GAN's discriminator and generator, several losses, one backward
+    per term), and on `create_graph=True` (higher-order gradients need the graph).
+
+    ## Why is this bad?
+    The state returned by the model references the graph of every step that produced it.
+    Fed back without `.detach()`, the next backward tries to go through the previous
+    iteration's graph, which the previous backward already freed: "Trying to backward through
+    the graph a second time". Adding `retain_graph=True` to silence that makes every backward
+    run through the whole history since the start of training, so memory and time per step
+    grow without bound. On its own, `retain_graph=True` on an iteration's only backward keeps
+    buffers nobody will use again.
+
+    ## Example
+    ```python
+    hidden = model.init_hidden(batch_size)
+    for inputs, targets in loader:
+        optimizer.zero_grad()
+        output, hidden = model(inputs, hidden)
+        loss = criterion(output, targets)
+        loss.backward(retain_graph=True)
+        optimizer.step()
+    ```
+
+    ## Use instead
+    ```python
+    hidden = model.init_hidden(batch_size)
+    for inputs, targets in loader:
+        hidden = hidden.detach()
+        optimizer.zero_grad()
+        output, hidden = model(inputs, hidden)
+        loss = criterion(output, targets)
+        loss.backward()
+        optimizer.step()
+    ```
+    """
+
+    code = "TL205"
+    name = "graph-carried-across-iterations"
+    severity = Severity.WARNING
+    frameworks = ("torch",)
+    triggers = ("backward", "retain_graph")
+    summary = "A hidden state (or a retained graph) carries one iteration's graph into the next."
+
+    def check(self, model: TrainingModel) -> Iterator[Violation]:
+        if not model.imports.imports("torch"):
+            return
+        for state in model.carried_states:
+            if model.line_of(state.read):
+                yield _carried(model, state)
+        for retained in model.needless_retained_graphs:
+            if model.line_of(retained.event.node):
+                yield _retained(model, retained)
+
+
+def _carried(model: TrainingModel, state: CarriedState) -> Violation:
+    code = model.text_of
+    name = state.name
+    made = code(state.binding.statement).strip()
+    loop_line = model.line_of(state.loop.node)
+    message = (
+        f"`{_short(code(state.read))}` is fed `{name}`, which the previous iteration of the loop "
+        f"at line {loop_line} got from `{_short(made)}` ({model.where(state.binding.statement)}) "
+        f"still attached to the autograd graph: the next backward reaches into the previous "
+        f"iteration's graph (an error once it is freed, or with `retain_graph=True` a graph that "
+        f"grows with every step)"
+    )
+    return Violation(
+        state.read,
+        message,
+        Fix(
+            f"detach the state at the top of each iteration (truncated backpropagation): "
+            f"`{name} = {name}.detach()`, or for a tuple of states "
+            f"`{name} = tuple(s.detach() for s in {name})`"
+        ),
+    )
+
+
+def _retained(model: TrainingModel, retained: RetainedBackward) -> Violation:
+    call = retained.event.node
+    message = (
+        f"`{_short(model.text_of(call))}` keeps the graph after the only backward of each "
+        f"iteration of the loop at line {model.line_of(retained.loop.node)}, and no other "
+        f"backward uses it: its buffers stay allocated for nothing, and if a state of this "
+        f"graph is fed to the next iteration, every backward runs through all earlier ones"
+    )
+    return Violation(call, message, Fix("drop `retain_graph=True` (detach any carried state)"))
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 70 else text[:67] + "..."
