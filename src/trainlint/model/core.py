@@ -21,6 +21,7 @@ from trainlint.model.loops.queries import LoopQueries
 from trainlint.model.summaries.queries import (
     External,
     SummarySource,
+    base_summary,
     external_call,
     instance_summary,
     returned_of,
@@ -165,6 +166,17 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
                 found = local.methods.get(name)
                 if found is not None:
                     return found
+        if self.project is not None and self.stubs.class_summary(info) is None:
+            return self._inherited_from_project(info, name)
+        return None
+
+    def _inherited_from_project(self, info: ClassInfo, name: str) -> Scope | None:
+        """``self.train_step(...)`` a base class of another project module defines."""
+        for base in info.bases:
+            summary = base_summary(self, base)
+            stub = self.stubs.class_info(summary) if summary is not None else None
+            if stub is not None and name in stub.methods:
+                return stub.methods[name]
         return None
 
     def argument_renames(self, call: cst.Call, callee: Scope) -> dict[str, str | None]:
