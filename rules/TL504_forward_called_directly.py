@@ -16,7 +16,8 @@ class ForwardCalledDirectly(Rule):
     ## What it does
     Flags calls of `.forward(...)` on a receiver known to be a torch module: an instance of a
     same-file `nn.Module` subclass (or of one defined in another module of the project, read
-    from its summary), a `torch.nn` constructor's or a model factory's result
+    from its summary, also when its own base class lives in a third module), a `torch.nn`
+    constructor's or a model factory's result
     (`timm.create_model`, `torchvision.models`, `from_pretrained`), a wrapper of one, a value
     annotated `nn.Module` or checked with `isinstance(x, nn.Module)`, an element of an
     `nn.ModuleList`, or a value used as only a module can be (`x.parameters()`, `x.eval()`,

@@ -26,6 +26,12 @@ def _with_training(call: cst.Call) -> cst.Call:
     return call.with_changes(args=(*args, training))
 
 
+def _is_trained(name: str, trained: set[str]) -> bool:
+    """``self.encoder`` is trained by ``self.trainable_variables``, and ``model`` by
+    ``model.trainable_variables``."""
+    return any(name == owner or name.startswith(owner + ".") for owner in trained)
+
+
 class KerasCallMissingTrainingFlag(Rule):
     """A keras model is called in a training tape without `training=True`.
 
@@ -44,8 +50,11 @@ class KerasCallMissingTrainingFlag(Rule):
 
     Stays silent on calls that pass `training=` (any value), a second positional argument or
     `**kwargs`; on models known to hold no such layer (the flag changes nothing); on tapes
-    whose gradients are not applied (adversarial examples, saliency maps); and on calls of
-    anything not known to be a keras model.
+    whose gradients are not applied (adversarial examples, saliency maps); on models the
+    tape does not train when its gradient sources name the trained models'
+    `trainable_variables` (a teacher in distillation, the discriminator in the generator's
+    step of a GAN: inference mode is intended there); and on calls of anything not known to
+    be a keras model.
 
     ## Why is this bad?
     Outside `fit()`, a keras model called as `model(x)` runs in inference mode: Dropout
@@ -93,10 +102,13 @@ class KerasCallMissingTrainingFlag(Rule):
 
     def _tape(self, model: TrainingModel, tape: Tape) -> Iterator[Violation]:
         named: set[str] = set()  # one finding per model and tape: the first call
+        trained = model.tapes.trained_models(tape)
         for site in model.tapes.recorded_calls(tape):
             call = site.node
             if passes_training(call) or model.text_of(call.func) in named:
                 continue
+            if trained is not None and not _is_trained(model.text_of(call.func), trained):
+                continue  # a frozen model (a teacher, the other half of a GAN)
             held = model.keras_modes.of_callable(call.func, site.scope, site.statement_order)
             if held is None or held.known_free:
                 continue

@@ -190,3 +190,24 @@ def test_detached_backwards_lists_only_cut_targets() -> None:
     assert len(found) == 1
     assert isinstance(found[0].event.node, cst.Call)
     assert model.text_of(found[0].event.node) == "loss.backward()"
+
+
+def test_an_attribute_named_data_of_self_is_not_a_cut() -> None:
+    model = build(
+        """
+        class Agent(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+                self.data = []
+                self.opt = torch.optim.Adam(self.parameters())
+
+            def train_net(self):
+                self.opt.zero_grad()
+                for r, prob, x in self.data:
+                    loss = -torch.log(prob) * r + 0.0 * self.fc(x).detach().sum()
+                    loss.backward()
+                self.opt.step()
+        """
+    )
+    assert model.graph_cuts.detached_backwards() == []

@@ -249,3 +249,103 @@ def test_model_queries(tmp_path: Path) -> None:
     # without a project index, nothing is known of other modules
     plain = TrainingModel.from_source(source, tmp_path / "train.py")
     assert plain.external_call(calls["meter.update(loss)"], main) is None
+
+
+def test_module_base_in_another_module(tmp_path: Path) -> None:
+    """``class Head(BaseNet)`` with ``BaseNet(nn.Module)`` in another module is a module; the
+    importer's dependencies include the base's summary (editing it invalidates the result)."""
+    (tmp_path / "pyproject.toml").write_text("")
+    write(
+        tmp_path,
+        {
+            "nets/__init__.py": "",
+            "nets/base.py": "import torch.nn as nn\n\nclass BaseNet(nn.Module):\n    pass\n",
+            "nets/plain.py": "class Step:\n    def forward(self, x):\n        return x\n",
+            "nets/heads.py": """
+                from .base import BaseNet
+                from .plain import Step
+
+                class Head(BaseNet):
+                    def forward(self, x):
+                        return x
+
+                class Doubler(Step):
+                    def forward(self, x):
+                        return 2 * x
+                """,
+            "train.py": "import torch\n",
+        },
+    )
+    view = ProjectIndex().view(tmp_path / "train.py")
+    head = view.lookup("nets.heads.Head")[0]  # type: ignore[index]
+    assert isinstance(head, ClassSummary) and head.bases == (".base.BaseNet",)
+    assert head.is_module
+    doubler = view.lookup("nets.heads.Doubler")[0]  # type: ignore[index]
+    assert isinstance(doubler, ClassSummary) and not doubler.is_module
+    assert ("nets/base.py", "BaseNet") in view.used
+
+
+def test_stub_trees_shared_between_files(tmp_path: Path) -> None:
+    """Two files calling the same helper of another module share its stub's tree, and each
+    still follows it as its own helper."""
+    project(tmp_path)
+    index = ProjectIndex()
+    source = textwrap.dedent(
+        """
+        import engine
+
+        def main(model, loader, opt, crit):
+            engine.train_one_epoch(model, loader, opt, crit)
+        """
+    )
+    stubs = []
+    for name in ("train.py", "other.py"):
+        path = tmp_path / name
+        path.write_text(source)
+        model = TrainingModel.from_source(source, path, index.view(path))
+        main = next(s for s in model.scopes if s.name == "main")
+        call = next(site.node for site in model.calls if site.scope is main)
+        stub = model.callee(call, main)
+        assert stub is not None and model.stubs.function_summary(stub) is not None
+        kinds = [event.kind.value for event in model.function_events(main)]
+        assert "step" in kinds and "backward" in kinds
+        stubs.append(stub)
+    assert stubs[0].node is stubs[1].node  # one tree
+    assert stubs[0] is not stubs[1]  # each model's own scope
+
+
+def test_method_inherited_from_base_in_another_module(tmp_path: Path) -> None:
+    """``self.train_step(...)`` that a base class of another module defines is followed as the
+    base's method (its stub): the loop's iteration sees its backward and step."""
+    (tmp_path / "pyproject.toml").write_text("")
+    write(
+        tmp_path,
+        {
+            "trainers.py": """
+                class BaseTrainer:
+                    def train_step(self, inputs, targets):
+                        loss = self.criterion(self.model(inputs), targets)
+                        loss.backward()
+                        self.optimizer.step()
+                """,
+        },
+    )
+    source = textwrap.dedent(
+        """
+        from trainers import BaseTrainer
+
+        class Trainer(BaseTrainer):
+            def fit(self, loader):
+                for inputs, targets in loader:
+                    self.train_step(inputs, targets)
+        """
+    )
+    path = tmp_path / "train.py"
+    model = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    info = model.classes["Trainer"]
+    stub = model.method(info, "train_step")
+    assert stub is not None and model.stubs.function_summary(stub) is not None
+    (loop,) = [loop for loop in model.loops if not loop.external]
+    kinds = [event.kind.value for event in model.iteration(loop)]
+    assert "backward" in kinds and "step" in kinds
+    assert TrainingModel.from_source(source, path).method(info, "train_step") is None

@@ -167,3 +167,20 @@ def once(x):
     )
     kept = [t.name for t in model.tapes.tapes if model.tapes.kept_across_iterations(t)]
     assert kept == ["kept"]
+
+
+def test_models_a_tape_trains() -> None:
+    model = build(
+        IMPORTS
+        + """
+with tf.GradientTape() as one:
+    a = f(x)
+opt.apply_gradients(zip(one.gradient(a, g.trainable_variables + d.trainable_weights), v))
+with tf.GradientTape() as other:
+    b = f(x)
+opt.apply_gradients(zip(other.gradient(b, weights), weights))
+"""
+    )
+    first, second = model.tapes.tapes
+    assert model.tapes.trained_models(first) == {"g", "d"}
+    assert model.tapes.trained_models(second) is None

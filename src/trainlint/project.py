@@ -26,13 +26,14 @@ import ast
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from trainlint import sources
 from trainlint.cache import Cache, code_fingerprint, fingerprint
 from trainlint.model.summaries.types import (
+    ClassSummary,
     Definition,
     Reexport,
     digest,
@@ -78,6 +79,8 @@ class _Module:
     digest: str  # content hash
     text: str | None
     definitions: dict[str, Definition | None] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its summary
+    kinds: dict[str, str | None] = field(default_factory=dict)  # name -> :meth:`kind`
     tree: ast.Module | None = None
 
 
@@ -186,7 +189,16 @@ class ProjectIndex:
             return None
         if kind_only:
             return f"kind:{self.kind(path, name)}"
-        return digest(self.definition(path, name))
+        return self.digest(path, name)
+
+    def digest(self, path: Path, name: str) -> str:
+        """The digest of :meth:`definition` (hashed once per run: every importer records it)."""
+        module = self.module(path)
+        if module is None:
+            return digest(None)
+        if name not in module.digests:
+            module.digests[name] = digest(self.definition(path, name))
+        return module.digests[name]
 
     def tree(self, module: _Module) -> ast.Module | None:
         if module.tree is None and module.text is not None:
@@ -199,7 +211,14 @@ class ProjectIndex:
     def kind(self, path: Path, name: str) -> str | None:
         """``class``, ``function``, ``import`` (a re-export) or None, from ``ast`` alone."""
         module = self.module(path)
-        tree = self.tree(module) if module is not None else None
+        if module is None:
+            return None
+        if name not in module.kinds:
+            module.kinds[name] = self._kind(module, name)
+        return module.kinds[name]
+
+    def _kind(self, module: _Module, name: str) -> str | None:
+        tree = self.tree(module)
         if tree is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
             return None
         found = None
@@ -381,31 +400,65 @@ class ProjectView:
         found = self._lookups[key]
         return (found[0], list(found[1])) if found is not None else None
 
-    def _lookup(self, target: str, classes_only: bool) -> tuple[Definition, list[str]] | None:
-        importer = self.importer
+    def _lookup(
+        self, target: str, classes_only: bool, importer: Path | None = None, depth: int = 0
+    ) -> tuple[Definition, list[str]] | None:
+        importer = importer or self.importer
         for _ in range(_MAX_HOPS):
             resolved = self.index.resolve(importer, target)
             if resolved is None:
                 return None
             path, rest = resolved
             if not rest:
-                return None  # a module itself: its attributes are asked for by name
+                resolved = self._bound_by_package(importer, target)
+                if resolved is None:
+                    return None  # a module itself: its attributes are asked for by name
+                path, rest = resolved
             if classes_only and len(rest) == 1:
                 kind = self.index.kind(path, rest[0])
                 if kind not in ("class", "import"):
                     self._record_kind(path, rest[0], kind)
                     return None
             found = self.index.definition(path, rest[0])
-            self._record(path, rest[0], found)
+            self._record(path, rest[0])
+            if isinstance(found, ClassSummary):
+                found = self._through_project_bases(found, path, depth)
             if not isinstance(found, Reexport):
                 return (found, rest[1:]) if found is not None else None
             target = found.target + "".join(f".{p}" for p in rest[1:])
             importer = path
         return None
 
-    def _record(self, path: Path, name: str, found: Definition | None) -> None:
+    def _bound_by_package(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
+        """``from pkg import HookedTransformer`` where ``pkg/HookedTransformer.py`` is a module
+        and ``pkg/__init__.py`` rebinds the name (``from .HookedTransformer import
+        HookedTransformer``): Python binds the package's attribute, the class."""
+        package, dot, name = target.rpartition(".")
+        if not dot or not package.strip("."):
+            return None
+        found = self.index.resolve(importer, package)
+        if found is None or found[1] or found[0].name != "__init__.py":
+            return None
+        if self.index.kind(found[0], name) is None:
+            return None
+        return found[0], [name]
+
+    def _through_project_bases(self, cls: ClassSummary, path: Path, depth: int) -> ClassSummary:
+        """``cls`` as its bases in other project modules make it: ``class Head(BaseNet)`` with
+        ``BaseNet(nn.Module)`` in ``base.py`` is a module too (a summary reads only its own
+        module, so its importer resolves the rest, recording what it read)."""
+        if cls.is_module or depth >= _MAX_HOPS:
+            return cls
+        for base in cls.bases:
+            found = self._lookup(base, True, path, depth + 1) if "." in base else None
+            base_summary = found[0] if found is not None and not found[1] else None
+            if isinstance(base_summary, ClassSummary) and base_summary.is_module:
+                return replace(cls, is_module=True)
+        return cls
+
+    def _record(self, path: Path, name: str) -> None:
         relative = os.path.relpath(path, self.importer.parent)
-        self.used[(relative, name)] = digest(found)
+        self.used[(relative, name)] = self.index.digest(path, name)
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
         self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")

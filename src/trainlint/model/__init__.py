@@ -24,6 +24,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
+  ``matched_to_own_keys(state, receiver, scope)`` -- a state dict filtered to the receiver's
+  own ``state_dict()`` keys (:mod:`.values.state_dicts`);
 * ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
   before an epoch loop, filled in its batch loop, read after it and never reset
   (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
@@ -32,6 +34,14 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
+  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
+  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
+  method returns (:mod:`.dataflow.discarded`);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
@@ -39,6 +49,11 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
   ``logits=``/``predictions=``; ``LossCall.tensorflow`` tells TF losses from torch ones);
   ``softmax_applications`` -- every softmax in the file, with what it is applied to.
+
+The object is :class:`TrainingModel` (:mod:`.core`: the parse results, lookups, callees,
+positions); its queries by concept are mixins kept beside the code they front:
+:mod:`.values.queries`, :mod:`.dataflow.queries`, :mod:`.loops.queries`,
+:mod:`.frameworks.queries` (a new query goes into its concept's mixin, not into the core).
 
 Sub-packages, by concept:
 
@@ -60,10 +75,11 @@ Sub-packages, by concept:
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
   (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
-  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``),
-  graphs carried into the next iteration (``carried``: ``carried_states`` -- a hidden state
-  a model returns and is fed back with no ``.detach()`` in a loop that back-propagates;
-  ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
+  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``), graphs
+  carried into the next iteration (``carried``: ``carried_states`` -- a hidden state a model
+  returns and is fed back with no ``.detach()`` in a loop that back-propagates;
+  ``carried_attributes`` -- the same through a module's ``self.hidden``, never reset in the
+  loop; ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
@@ -143,82 +159,17 @@ Sub-packages, by concept:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cached_property
-from pathlib import Path
-
-import libcst as cst
-from libcst.metadata import CodeRange
-
-from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
-from trainlint.model.dataflow.detachment import GraphCuts
-from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
-from trainlint.model.dataflow.graph import Dataflow
-from trainlint.model.dataflow.objects import method_of_instance
-from trainlint.model.dataflow.results import (
-    UnusedResult,
-    own_method_returns_nothing,
-    unused_result,
-)
-from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
-from trainlint.model.frameworks.data import DataPipelines
-from trainlint.model.frameworks.distribute import Distribution
-from trainlint.model.frameworks.keras_models import KerasModels
-from trainlint.model.frameworks.keras_modes import KerasModes
-from trainlint.model.frameworks.keras_trainable import TrainableChanges
-from trainlint.model.frameworks.replica_losses import ReplicaLosses
-from trainlint.model.frameworks.tape_paths import TapePaths
-from trainlint.model.frameworks.tapes import Tapes
-from trainlint.model.frameworks.tfdata import TfDataPipelines
-from trainlint.model.loops.carried import (
-    CarriedState,
-    RetainedBackward,
-    carried_states,
-    needless_retained_graphs,
-)
-from trainlint.model.loops.creations import Creations
-from trainlint.model.loops.events import Condition, Event, EventKind, IterationBuilder
-from trainlint.model.loops.modes import ModeAnalysis
-from trainlint.model.loops.regions import EvalRegion, eval_regions
-from trainlint.model.loops.restoring import TrainModeRestoring
-from trainlint.model.loops.stale_optimizers import StaleOptimizer, stale_optimizers
-from trainlint.model.loops.training import (
-    Accumulation,
-    TrainStep,
-    WindowKind,
-    per_call_steps,
-    train_steps,
-)
-from trainlint.model.summaries.queries import (
-    External,
-    SummarySource,
-    external_call,
-    instance_summary,
-    returned_of,
-)
-from trainlint.model.summaries.stubs import Stubs
+from trainlint.model.core import TrainingModel
+from trainlint.model.dataflow.results import UnusedResult
+from trainlint.model.loops.events import Condition, Event, EventKind
+from trainlint.model.loops.training import Accumulation, TrainStep, WindowKind
+from trainlint.model.summaries.queries import External
 from trainlint.model.summaries.types import ClassSummary, FunctionSummary, Returned
-from trainlint.model.syntax.nodes import dotted
-from trainlint.model.syntax.scopes import (
-    Binding,
-    CallSite,
-    ClassInfo,
-    LoopInfo,
-    Scope,
-    ScopeBuilder,
-)
-from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
-from trainlint.model.values.aliases import bound_method
-from trainlint.model.values.evidence import Evidence
-from trainlint.model.values.losses import LossCall, LossFamily, loss_calls
-from trainlint.model.values.mode_layers import ModuleStructure
-from trainlint.model.values.modules import is_known_module
-from trainlint.model.values.resolve import ValueResolver
+from trainlint.model.syntax.scopes import Binding, CallSite, ClassInfo, LoopInfo, Scope
+from trainlint.model.values.losses import LossCall, LossFamily
 from trainlint.model.values.roles import Role, Value
-from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
-from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
-from trainlint.model.values.types import ClassKind, ClassKinds
-from trainlint.positions import positions
+from trainlint.model.values.tensors import Activation, TensorKind
+from trainlint.model.values.types import ClassKind
 
 __all__ = [
     "LossCall",
@@ -246,496 +197,3 @@ __all__ = [
     "TrainingModel",
     "Value",
 ]
-
-_LIGHTNING_BASES = ("LightningModule",)
-_HF_TRAINER_BASES = ("Trainer", "Seq2SeqTrainer")
-
-
-class TrainingModel:
-    """Everything rules need to know about one file."""
-
-    def __init__(
-        self,
-        module: cst.Module,
-        path: Path | str = "<string>",
-        text: str = "",
-        project: SummarySource | None = None,
-    ) -> None:
-        self.module = module
-        #: The project index as this file sees it (None: same-file knowledge only).
-        self.project = project
-        self.path = Path(path)
-        self.text = text or module.code
-        builder = ScopeBuilder(module)
-        builder.walk(module)
-        self.imports = builder.imports
-        self.module_scope = builder.module_scope
-        self.scopes = builder.scopes
-        self.classes = builder.classes
-        self.loops = builder.loops
-        self.calls = builder.calls
-        self.expression_statements = builder.expression_statements
-        self._order_of = builder.order_of
-        self._loops_by_node = {id(loop.node): loop for loop in self.loops}
-        self._iterations: dict[int, list[Event]] = {}
-        self._function_events: dict[int, list[Event]] = {}
-
-    @classmethod
-    def from_source(
-        cls, text: str, path: Path | str = "<string>", project: SummarySource | None = None
-    ) -> TrainingModel:
-        return cls(cst.parse_module(text), path, text, project)
-
-    def release(self) -> None:
-        """Drop every analysis cached on the model; the model is unusable afterwards.
-
-        The cached analyses refer back to the model, so the model and all they hold (positions,
-        events, values) form a cycle that only the garbage collector can free, by traversing
-        every one of those objects: measured, a fifth of a file's CPU. Released, reference
-        counting frees them at once.
-        """
-        self.__dict__.clear()
-
-    # ------------------------------------------------------------------ structure
-    def loop_for(self, node: cst.CSTNode) -> LoopInfo | None:
-        return self._loops_by_node.get(id(node))
-
-    def register_loop(self, loop: LoopInfo) -> None:
-        """A loop of a stub (another module's function, see :mod:`.summaries.stubs`)."""
-        self._loops_by_node[id(loop.node)] = loop
-
-    @cached_property
-    def stubs(self) -> Stubs:
-        """Other modules' definitions as stubs the model follows like its own helpers."""
-        return Stubs(self)
-
-    def order_of(self, node: cst.CSTNode) -> int | None:
-        return self._order_of.get(id(node))
-
-    def iteration(self, loop: LoopInfo) -> list[Event]:
-        """The events of one iteration of ``loop`` (nested loops and helpers included)."""
-        key = id(loop.node)
-        if key not in self._iterations:
-            self._iterations[key] = IterationBuilder(self).loop_events(loop)
-        return self._iterations[key]
-
-    def function_events(self, scope: Scope) -> list[Event]:
-        key = id(scope.node)
-        if key not in self._function_events:
-            self._function_events[key] = IterationBuilder(self).function_events(scope)
-        return self._function_events[key]
-
-    def enclosing_loops(self, loop: LoopInfo) -> list[LoopInfo]:
-        found, current = [], loop.parent
-        while current is not None:
-            found.append(current)
-            current = current.parent
-        return found
-
-    # ------------------------------------------------------------------ classes
-    def class_bases(self, info: ClassInfo, seen: frozenset[str] = frozenset()) -> set[str]:
-        """Every base, transitively through same-file classes, as written or qualified."""
-        found: set[str] = set()
-        for base in info.bases:
-            found.add(base)
-            short = base.rsplit(".", 1)[-1]
-            local = self.classes.get(base) or self.classes.get(short)
-            if local is not None and local.name not in seen and local is not info:
-                found |= self.class_bases(local, seen | {info.name})
-        return found
-
-    @cached_property
-    def class_kinds(self) -> ClassKinds:
-        return ClassKinds(self)
-
-    def class_kind(self, info: ClassInfo) -> ClassKind:
-        """What a same-file class is, from its bases resolved transitively (see ``.types``)."""
-        return self.class_kinds.kind_of(info)
-
-    def is_torch_module_class(self, info: ClassInfo) -> bool:
-        """A class known to derive from ``torch.nn.Module`` (Lightning modules included)."""
-        return self.class_kind(info).is_torch_module
-
-    def is_module_class(self, info: ClassInfo) -> bool:
-        """A model class of any framework; for bases trainlint cannot see, one named so."""
-        kind = self.class_kind(info)
-        if kind is not ClassKind.UNKNOWN:
-            return kind.is_torch_module or kind is ClassKind.KERAS_MODEL
-        return any(
-            b.endswith(("Module", "Model", "PreTrainedModel", "LightningModule"))
-            for b in self.class_bases(info)
-        )
-
-    def is_lightning_class(self, info: ClassInfo | None) -> bool:
-        return info is not None and any(
-            b.rsplit(".", 1)[-1] in _LIGHTNING_BASES for b in self.class_bases(info)
-        )
-
-    def is_hf_trainer_class(self, info: ClassInfo | None) -> bool:
-        if info is None:
-            return False
-        return any(
-            b.rsplit(".", 1)[-1] in _HF_TRAINER_BASES
-            and (b.startswith("transformers") or "." not in b)
-            for b in self.class_bases(info)
-        )
-
-    def uses_manual_optimization(self, info: ClassInfo) -> bool:
-        for bindings in (info.attributes.get("automatic_optimization", []),):
-            for binding in bindings:
-                if isinstance(binding.value, cst.Name) and binding.value.value == "False":
-                    return True
-        value = info.class_assignments.get("automatic_optimization")
-        return isinstance(value, cst.Name) and value.value == "False"
-
-    def is_framework_managed(self, scope: Scope) -> bool:
-        """Code whose optimization loop a framework runs (Lightning, HF Trainer)."""
-        cls = scope.cls
-        if self.is_hf_trainer_class(cls):
-            return True
-        if self.is_lightning_class(cls):
-            return not self.uses_manual_optimization(cls)  # type: ignore[arg-type]
-        return False
-
-    # ------------------------------------------------------------------ functions
-    def callee(self, call: cst.Call, scope: Scope, external: bool = True) -> Scope | None:
-        """The function or method ``call`` runs, if it can be told statically: same-file, or
-        (``external``) the stub of another project module's (see :mod:`.summaries.stubs`).
-        Maps of a function's same-file callers pass ``external=False``: they need no other
-        module, and asking would summarize every imported function the file calls."""
-        func = call.func
-        if isinstance(func, cst.Name):
-            current: Scope | None = scope
-            while current is not None:
-                found = current.functions.get(func.value)
-                if found is not None:
-                    return found
-                current = current.parent
-            return self._external_callee(call, scope) if external else None
-        if (
-            isinstance(func, cst.Attribute)
-            and isinstance(func.value, cst.Name)
-            and func.value.value == "self"
-            and scope.cls is not None
-        ):
-            return self.method(scope.cls, func.attr.value)
-        found = method_of_instance(self, call, scope, external)  # ``meter.update(loss)``
-        if found is not None or not external:
-            return found
-        return self._external_callee(call, scope)
-
-    def _external_callee(self, call: cst.Call, scope: Scope) -> Scope | None:
-        """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
-        if self.project is None:
-            return None
-        found = external_call(self, call, scope)
-        if found is None or found.function is None or found.owner is not None:
-            return None  # constructors and forwards are not helpers; methods: instance_class
-        return self.stubs.function(found.function)
-
-    def external_call(self, call: cst.Call, scope: Scope) -> External | None:
-        """What ``call`` runs in another module of the project (see :mod:`.summaries`)."""
-        return external_call(self, call, scope) if self.project is not None else None
-
-    def instance_summary(
-        self, expr: cst.BaseExpression | None, scope: Scope
-    ) -> ClassSummary | None:
-        """The class of another project module ``expr`` is an instance of."""
-        return instance_summary(self, expr, scope) if self.project is not None else None
-
-    def returned_summary(
-        self, call: cst.Call, scope: Scope, index: int | None = None
-    ) -> Returned | None:
-        """What a call into another module returns: activation, loss reduction, role."""
-        return returned_of(self, call, scope, index) if self.project is not None else None
-
-    def method(self, info: ClassInfo, name: str) -> Scope | None:
-        found = info.methods.get(name)
-        if found is not None:
-            return found
-        for base in info.bases:
-            local = self.classes.get(base.rsplit(".", 1)[-1])
-            if local is not None and local is not info:
-                found = local.methods.get(name)
-                if found is not None:
-                    return found
-        return None
-
-    def argument_renames(self, call: cst.Call, callee: Scope) -> dict[str, str | None]:
-        """Callee parameter -> the caller's name for the argument (None when not a name)."""
-        params = list(callee.params)
-        if callee.cls is not None and params and params[0] in ("self", "cls"):
-            params = params[1:]
-        renames: dict[str, str | None] = {}
-        position = 0
-        for arg in call.args:
-            if arg.star:
-                continue
-            if arg.keyword is not None:
-                renames[arg.keyword.value] = dotted(arg.value)
-            elif position < len(params):
-                renames[params[position]] = dotted(arg.value)
-                position += 1
-        return {k: v for k, v in renames.items() if k != v}
-
-    # ------------------------------------------------------------------ values and roles
-    def lookup(self, name: str, scope: Scope, before: int | None = None) -> list[Binding]:
-        """Bindings of ``name`` visible from ``scope`` (latest first)."""
-        if name.startswith("self.") and scope.cls is not None:
-            bindings = list(scope.cls.attributes.get(name[len("self.") :], []))
-            bindings += scope.bindings.get(name, [])
-        else:
-            bindings = []
-            current: Scope | None = scope
-            owner: Scope | None = None
-            while current is not None and not bindings:
-                bindings = list(current.bindings.get(name, []))
-                owner = current
-                current = current.parent
-            if before is not None and owner is not None and name in owner.params:
-                # used before any rebinding: the parameter itself, not the later value
-                # (``loss = bce(pred, y); pred = torch.sigmoid(pred)``)
-                return sorted(
-                    (b for b in bindings if b.order < before), key=lambda b: b.order, reverse=True
-                )
-        if before is not None:
-            earlier = [b for b in bindings if b.order < before]
-            bindings = earlier or bindings
-        return sorted(bindings, key=lambda b: b.order, reverse=True)
-
-    def role_of(self, expr: cst.BaseExpression | None, scope: Scope) -> Role | None:
-        value = self.value_of(expr, scope)
-        return value.role if value is not None else None
-
-    def value_of(self, expr: cst.BaseExpression | None, scope: Scope) -> Value | None:
-        """What ``expr`` holds in ``scope``: its role, and the call that made it."""
-        return self.values.value_of(expr, scope)
-
-    def value_of_call(self, call: cst.Call, scope: Scope, index: int | None) -> Value | None:
-        """What ``call`` returns (result slot ``index`` for tuple-returning wrappers)."""
-        return self.values.value_of_call(call, scope, index)
-
-    def bound_method(self, call: cst.Call, scope: Scope) -> tuple[cst.BaseExpression, str] | None:
-        """``(receiver, method)`` for ``call``, also through ``step = optimizer.step``."""
-        return bound_method(self, call, scope)
-
-    def unused_result(self, call: cst.Call, scope: Scope) -> UnusedResult | None:
-        """How the result of ``call`` is thrown away, or None (see :mod:`.dataflow.results`)."""
-        return unused_result(self, call, scope)
-
-    def own_method_returns_nothing(
-        self, receiver: cst.BaseExpression, scope: Scope, method: str
-    ) -> bool | None:
-        """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
-        return own_method_returns_nothing(self, receiver, scope, method)
-
-    def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
-        """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
-        return is_known_module(self, expr, scope)
-
-    @cached_property
-    def evidence(self) -> Evidence:
-        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
-        return Evidence(self)
-
-    @cached_property
-    def discarded_results(self) -> list[OutOfPlaceDiscard]:
-        """Statements discarding a tensor's or dataset's new value (see ``.discarded``)."""
-        return discarded_results(self)
-
-    @cached_property
-    def unregistered_attributes(self) -> list[UnregisteredAttribute]:
-        """Modules/grad tensors a torch module holds unregistered (see ``.submodules``)."""
-        return unregistered_attributes(self)
-
-    @cached_property
-    def values(self) -> ValueResolver:
-        return ValueResolver(self)
-
-    @cached_property
-    def tensors(self) -> TensorAnalysis:
-        """What tensors hold: logits, probabilities, ... (see :mod:`.tensors`)."""
-        return TensorAnalysis(self)
-
-    def tensor_kind(
-        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
-    ) -> TensorKind:
-        return self.tensors.kind_of(expr, scope, before)
-
-    @cached_property
-    def keras(self) -> KerasModels:
-        """Keras model structure: layers, heads and their activations (see :mod:`.frameworks`)."""
-        return KerasModels(self)
-
-    @cached_property
-    def keras_modes(self) -> KerasModes:
-        """Keras models and layers holding Dropout/BatchNorm (:mod:`.frameworks.keras_modes`)."""
-        return KerasModes(self)
-
-    @cached_property
-    def tapes(self) -> Tapes:
-        """``tf.GradientTape`` blocks and their gradients (see :mod:`.frameworks.tapes`)."""
-        return Tapes(self)
-
-    @cached_property
-    def trainable_changes(self) -> TrainableChanges:
-        """``X.trainable = ...`` and the ones no later compile() makes visit fit()."""
-        return TrainableChanges(self)
-
-    @cached_property
-    def tfdata(self) -> TfDataPipelines:
-        """``tf.data`` pipelines: stages, their order, sources (see :mod:`.frameworks.tfdata`)."""
-        return TfDataPipelines(self)
-
-    @cached_property
-    def tape_paths(self) -> TapePaths:
-        """Gradient targets computed outside their tape or cut from it (``.tape_paths``)."""
-        return TapePaths(self)
-
-    @cached_property
-    def distribution(self) -> Distribution:
-        """``tf.distribute`` strategies and their replica steps (``.frameworks.distribute``)."""
-        return Distribution(self)
-
-    @cached_property
-    def replica_losses(self) -> ReplicaLosses:
-        """Per-replica means on a replica step's loss (``.frameworks.replica_losses``)."""
-        return ReplicaLosses(self)
-
-    @cached_property
-    def loss_calls(self) -> list[LossCall]:
-        """Every loss call, its family and prediction argument (see :mod:`.losses`)."""
-        return loss_calls(self)
-
-    @cached_property
-    def softmax_applications(self) -> list[SoftmaxApplication]:
-        """Every softmax/log-softmax applied or stacked in the file (see :mod:`.activations`)."""
-        return list(softmax_applications(self))
-
-    @cached_property
-    def positions(self) -> Mapping[cst.CSTNode, CodeRange]:
-        """Source positions; computed on first use only (most files never need them).
-
-        Same ranges as libcst's PositionProvider, about 3x cheaper (see trainlint.positions).
-        """
-        return positions(self.module)
-
-    def text_of(self, node: cst.CSTNode | None) -> str:
-        """The source code of ``node`` as written (empty for ``None``), for messages and fixes."""
-        return self.module.code_for_node(node) if node is not None else ""
-
-    def line_of(self, node: cst.CSTNode) -> int:
-        """The 1-based line where ``node`` starts (0 when unknown)."""
-        found = self.positions.get(node)
-        return found.start.line if found is not None else 0  # 0: a stub's (another module's)
-
-    def where(self, node: cst.CSTNode) -> str:
-        """``line N``, or for a stub's node (another module's code) where it comes from."""
-        line = self.line_of(node)
-        if line:
-            return f"line {line}"
-        origin = self.stubs.origin(node)
-        return f"in `{origin}`" if origin else "line 0"
-
-    @cached_property
-    def model_classes(self) -> dict[str, ClassInfo]:
-        return {n: c for n, c in self.classes.items() if self.is_module_class(c)}
-
-    @cached_property
-    def train_steps(self) -> list[TrainStep]:
-        """Innermost loops that run backward and step (see :mod:`.training`)."""
-        return train_steps(self)
-
-    @cached_property
-    def window_steps(self) -> list[TrainStep]:
-        """``train_steps`` plus functions running one window per call (``per_call`` set)."""
-        return self.train_steps + per_call_steps(self, self.train_steps)
-
-    def calls_in(self, scope: Scope) -> list[CallSite]:
-        """The call sites written directly in ``scope`` (not in functions nested in it)."""
-        return self._calls_by_scope.get(id(scope.node), [])
-
-    def calls_in_class(self, info: ClassInfo) -> list[CallSite]:
-        """The call sites written in the methods of ``info``."""
-        return self._calls_by_class.get(id(info.node), [])
-
-    @cached_property
-    def _calls_by_class(self) -> dict[int, list[CallSite]]:
-        found: dict[int, list[CallSite]] = {}
-        for site in self.calls:
-            if site.scope.cls is not None:
-                found.setdefault(id(site.scope.cls.node), []).append(site)
-        return found
-
-    @cached_property
-    def _calls_by_scope(self) -> dict[int, list[CallSite]]:
-        found: dict[int, list[CallSite]] = {}
-        for site in self.calls:
-            found.setdefault(id(site.scope.node), []).append(site)
-        return found
-
-    @cached_property
-    def creations(self) -> Creations:
-        """Optimizers made in loops and what they train (see :mod:`.loops.creations`)."""
-        return Creations(self)
-
-    @cached_property
-    def stale_optimizers(self) -> list[StaleOptimizer]:
-        """Optimizers whose model is replaced before they train (see ``.stale_optimizers``)."""
-        return stale_optimizers(self)
-
-    @cached_property
-    def data(self) -> DataPipelines:
-        """Dataset classes, DataLoader calls and what they read (see :mod:`.frameworks.data`)."""
-        return DataPipelines(self)
-
-    @cached_property
-    def eval_regions(self) -> list[EvalRegion]:
-        """Code that runs a model to evaluate it (see :mod:`.loops.regions`)."""
-        return eval_regions(self)
-
-    @cached_property
-    def modes(self) -> ModeAnalysis:
-        """Train/eval and grad mode along functions and loops (see :mod:`.loops.modes`)."""
-        return ModeAnalysis(self)
-
-    @cached_property
-    def restoring(self) -> TrainModeRestoring:
-        """Eval switches a train step is reached from again without ``.train()`` (see
-        :mod:`.loops.restoring`)."""
-        return TrainModeRestoring(self)
-
-    @cached_property
-    def module_structure(self) -> ModuleStructure:
-        """Which models hold mode-dependent layers (see :mod:`.values.modules`)."""
-        return ModuleStructure(self)
-
-    @cached_property
-    def carried_states(self) -> list[CarriedState]:
-        """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
-        return carried_states(self)
-
-    @cached_property
-    def needless_retained_graphs(self) -> list[RetainedBackward]:
-        """``retain_graph=True`` on the only backward of each iteration (:mod:`.loops.carried`)."""
-        return needless_retained_graphs(self)
-
-    @cached_property
-    def retained_appends(self) -> list[RetainedAppend]:
-        """Appends that keep a graph per iteration alive (see :mod:`.dataflow.retention`)."""
-        return retained_appends(self)
-
-    @cached_property
-    def graph_cuts(self) -> GraphCuts:
-        """Whether backward targets still reach the model (see :mod:`.dataflow.detachment`)."""
-        return GraphCuts(self)
-
-    @cached_property
-    def carried_totals(self) -> list[CarriedTotal]:
-        """Totals carried from one epoch into the next (see :mod:`.dataflow.carryover`)."""
-        return carried_totals(self)
-
-    @cached_property
-    def dataflow(self) -> Dataflow:
-        """Graph tensors vs numbers, reductions, uses of accumulators (see :mod:`.dataflow`)."""
-        return Dataflow(self)

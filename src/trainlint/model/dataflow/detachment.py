@@ -192,10 +192,14 @@ class GraphCuts:
                     return self._requires_grad_forced(name, binding, scope, before, found)
             if frame is not None and frame.callee is scope and name in frame.values:
                 return self.trace(frame.values[name], frame.caller, frame.order, frame.outer, depth)
+            if name in ("self", "cls"):
+                return OPAQUE  # an object's state, not an input
             if name in scope.params:
                 return self._parameter(name, scope, depth)
         if isinstance(expr, cst.Attribute):
             if expr.attr.value == "data":  # a tensor's ``.data``; ``self.data`` may be a list
+                if dotted(expr.value) in ("self", "cls"):
+                    return OPAQUE
                 base = self.trace(expr.value, scope, before, frame, depth)
                 return OPAQUE if base.opaque and not base.live else cut(base, expr)
             if expr.attr.value == "grad":

@@ -267,6 +267,9 @@ class _Tracer:
         self, call: cst.Call, scope: Scope, frames: list[_Frame], index: int | None
     ) -> Flow:
         model = self.model
+        if index is None and _returns_lm_loss(model, call, scope):
+            source = LossSource(call, source_text(call), Reduction.MEAN)
+            return Flow(Reduction.MEAN, (), (source,))
         external = model.returned_summary(call, scope, index)
         if external is not None and external.reduction != Reduction.UNKNOWN.value:
             # ``logits, loss = model(X, Y)``: another module's forward returns the loss
@@ -399,6 +402,17 @@ class _Tracer:
 
     def _order_of_call(self, call: cst.Call) -> int:
         return call_order(self.model, call)
+
+
+def _returns_lm_loss(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """``model(tokens, return_type="loss")`` (TransformerLens): the language-model loss, a
+    mean over tokens (per token with ``loss_per_token=True``, left unknown)."""
+    if literal(keyword(call, "return_type"), None) != "loss":
+        return False
+    if literal(keyword(call, "loss_per_token"), False) is not False:
+        return False
+    value = model.value_of(call.func, scope)
+    return value is not None and value.role is Role.MODEL
 
 
 # ---------------------------------------------------------------------- entry points

@@ -187,6 +187,21 @@ class Tapes:
                 return True
         return False
 
+    def trained_models(self, tape: Tape) -> set[str] | None:
+        """The models whose variables the tape's applied gradients are taken for, as written
+        (``{"self.generator"}`` for ``gen_tape.gradient(loss, self.generator.
+        trainable_variables)``); None when some sources are not of that form (a list of
+        variables, a parameter): then any model may be trained."""
+        found: set[str] = set()
+        for gradient in self.gradients_of(tape):
+            if not self.applied(gradient):
+                continue
+            owners = _variable_owners(gradient.sources)
+            if owners is None:
+                return None
+            found |= owners
+        return found
+
     def kept_across_iterations(self, tape: Tape) -> LoopInfo | None:
         """The innermost same-function loop that makes a ``persistent=True`` tape on every
         iteration and never releases it there (``del tape`` or ``tape = None``): each tape
@@ -267,6 +282,28 @@ class Tapes:
 
 def _holds(value: cst.BaseExpression, call: cst.Call) -> bool:
     return value is call or any(child is call for child in descendants(value, stop=_NESTED))
+
+
+_VARIABLE_ATTRIBUTES = ("trainable_variables", "trainable_weights", "variables", "weights")
+
+
+def _variable_owners(sources: cst.BaseExpression | None) -> set[str] | None:
+    """``a.trainable_variables + b.trainable_weights`` -> ``{"a", "b"}``; None otherwise."""
+    if isinstance(sources, cst.BinaryOperation) and isinstance(sources.operator, cst.Add):
+        left, right = _variable_owners(sources.left), _variable_owners(sources.right)
+        return None if left is None or right is None else left | right
+    if isinstance(sources, (cst.List, cst.Tuple)) and sources.elements:
+        found: set[str] = set()
+        for element in sources.elements:
+            owners = _variable_owners(element.value)
+            if owners is None:
+                return None
+            found |= owners
+        return found
+    if isinstance(sources, cst.Attribute) and sources.attr.value in _VARIABLE_ATTRIBUTES:
+        owner = dotted(sources.value)
+        return {owner} if owner is not None else None
+    return None
 
 
 def _inside(node: cst.CSTNode, root: cst.CSTNode) -> bool:

@@ -69,7 +69,7 @@ def summarize_function(model: TrainingModel, scope: Scope) -> FunctionSummary:
             Effect(
                 kind=event.kind.value,
                 subject=event.subject,
-                operand=_text(model, event.operand),
+                operand=_operand(model, event),
                 loop=loop,
                 condition=_condition(model, event),
                 contexts=tuple(sorted(event.contexts)),
@@ -98,6 +98,33 @@ def _text(model: TrainingModel, node: cst.CSTNode | None) -> str | None:
         return None
     text = " ".join(model.text_of(node).split())
     return text if len(text) <= _MAX_TEXT else None
+
+
+def _operand(model: TrainingModel, event: Event) -> str | None:
+    """The event's operand in terms the caller can rename: a parameter the function rebinds
+    before the event (``v = v.data.sum()`` then ``self.sum += v``) is not the caller's argument
+    any more, so the rebinding's value stands for it; when that cannot be told (several
+    rebindings, unpacking), the operand is unknown rather than the argument."""
+    node = event.operand
+    text = _text(model, node)
+    if node is None or text is None:
+        return text
+    scope = event.scope
+    order = model.order_of(event.node)
+    rebound: dict[str, list] = {}
+    for name in {n.value for n in (node, *descendants(node)) if isinstance(n, cst.Name)}:
+        if name in scope.params and name not in ("self", "cls"):
+            earlier = [b for b in scope.bindings.get(name, []) if order is None or b.order < order]
+            if earlier:
+                rebound[name] = earlier
+    if not rebound:
+        return text
+    if isinstance(node, cst.Name) and len(rebound.get(node.value, ())) == 1:
+        (binding,) = rebound[node.value]
+        plain = binding.augmented is None and binding.unpack_index is None
+        if plain and not binding.from_iteration and binding.value is not None:
+            return _text(model, binding.value)
+    return None
 
 
 def _condition(model: TrainingModel, event: Event) -> str | None:
@@ -227,7 +254,7 @@ def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
     layers = _layer_names(model, info)
     return ClassSummary(
         name=info.name,
-        bases=tuple(info.bases),
+        bases=tuple(model.imports.project_target(b) or b for b in info.bases),
         is_module=model.is_module_class(info),
         methods=methods,
         final_activation=final.activation if final is not None else "unknown",

@@ -94,6 +94,22 @@ def class_summary(model: TrainingModel, name: str | None, scope: Scope) -> Class
     return found if isinstance(found, ClassSummary) else None
 
 
+def base_summary(model: TrainingModel, base: str) -> ClassSummary | None:
+    """The project class (of another module) a same-file class's base names: as written
+    (``BaseNet`` from a relative import) or already qualified (``trainers.BaseTrainer``)."""
+    found = class_summary(model, base, model.module_scope)
+    if (
+        found is None
+        and model.project is not None
+        and "." in base
+        and target_of(model, base) is None
+    ):
+        looked_up = model.project.lookup(base, classes_only=True)
+        definition = looked_up[0] if looked_up is not None and not looked_up[1] else None
+        found = definition if isinstance(definition, ClassSummary) else None
+    return found
+
+
 def instance_summary(
     model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
 ) -> ClassSummary | None:
@@ -105,13 +121,27 @@ def instance_summary(
     if not name or name == "self":
         return None
     for constructor, where in constructions(model, name, scope):
-        found = class_summary(model, constructor, where)
+        found = class_summary(model, constructor, where) or _alternate_constructor(
+            model, constructor, where
+        )
         if found is not None:
             return found
     annotation = scope.annotations.get(name)
     if annotation:
         return class_summary(model, annotation, scope)
     return None
+
+
+def _alternate_constructor(
+    model: TrainingModel, constructor: str | None, scope: Scope
+) -> ClassSummary | None:
+    """``HookedTransformer.from_pretrained(...)``: a ``from_*`` method the class itself
+    defines is an alternate constructor, its result an instance of the class."""
+    owner, dot, method = (constructor or "").rpartition(".")
+    if not dot or not method.startswith("from_"):
+        return None
+    found = class_summary(model, owner, scope)
+    return found if found is not None and found.method(method) is not None else None
 
 
 def external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> External | None:

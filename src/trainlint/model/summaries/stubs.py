@@ -26,6 +26,7 @@ stub returns is read from its summary (:meth:`Stubs.function_summary`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -198,18 +199,18 @@ class Stubs:
         return self._class_summaries.get(id(info.node)) if info is not None else None
 
     def _build(self, source: str, summary: FunctionSummary | ClassSummary) -> ScopeBuilder | None:
-        try:
-            module = cst.parse_module(source)
-        except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
+        parsed = _parse_stub(source)
+        if parsed is None:
             return None
+        module, nodes_by_scope = parsed
         builder = ScopeBuilder(module)
         builder.walk(module)
         functions = [summary] if isinstance(summary, FunctionSummary) else list(summary.methods)
         scopes = [s for s in builder.scopes if not s.is_module]
-        for scope, function in zip(scopes, functions, strict=False):
+        for index, (scope, function) in enumerate(zip(scopes, functions, strict=False)):
             self._summaries[id(scope.node)] = function
             self._annotate(scope, function)
-            for node in (scope.node, *descendants(scope.node)):
+            for node in nodes_by_scope[index] if index < len(nodes_by_scope) else ():
                 self._origins[id(node)] = function.name
         for loop in builder.loops:
             loop.external = True
@@ -229,3 +230,20 @@ class Stubs:
             ):
                 if name and role and name.split(".", 1)[0] not in params - {"self"}:
                     scope.annotations.setdefault(name, f"trainlint:{role}")
+
+
+@lru_cache(maxsize=2048)
+def _parse_stub(source: str) -> tuple[cst.Module, tuple[tuple[cst.CSTNode, ...], ...]] | None:
+    """A stub's tree and, for each function in it (in order), its nodes. Every file that
+    imports a definition makes the same stub: parsed once per process (trees are immutable,
+    so the models of several files can share one; each keeps its own facts about it)."""
+    try:
+        module = cst.parse_module(source)
+    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
+        return None
+    builder = ScopeBuilder(module)
+    builder.walk(module)
+    nodes = tuple(
+        (scope.node, *descendants(scope.node)) for scope in builder.scopes if not scope.is_module
+    )
+    return module, nodes

@@ -107,7 +107,7 @@ class MeterInfo:
 @dataclass(frozen=True)
 class ClassSummary:
     name: str
-    bases: tuple[str, ...] = ()  # qualified where imported, as written otherwise
+    bases: tuple[str, ...] = ()  # qualified where imported (``.base.BaseNet``), else as written
     is_module: bool = False  # an nn.Module / Model subclass (through this module's bases)
     methods: tuple[FunctionSummary, ...] = ()
     final_activation: str = "unknown"  # what ``forward`` returns (an Activation value)
