@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from trainlint.model import TrainingModel
 
 
+_NO_BLOCKS_BELOW = (cst.SimpleStatementLine, cst.BaseExpression)
+
+
 def _narrow(
     node: cst.CSTNode, checks: dict[str, Value], found: dict[int, dict[str, Value]]
 ) -> None:
@@ -69,7 +72,9 @@ class Narrowing:
         found: dict[int, dict[str, Value]] = {}
         if "isinstance(" not in self.model.text:
             return found
-        for node in descendants(self.model.module):
+        # Blocks and ``if`` statements are never inside an expression or a simple statement:
+        # not entering those skips most of the tree.
+        for node in descendants(self.model.module, _NO_BLOCKS_BELOW):
             if isinstance(node, (cst.Module, cst.IndentedBlock)):
                 self._guards(node.body, found)
             if not isinstance(node, cst.If):
