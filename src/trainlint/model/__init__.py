@@ -19,7 +19,10 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   (zeroes, steps, backwards, switches train/eval, accumulates into ``self``), whether it
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
-  (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+  (``is_module``, also through bases in third modules; ``final_activation``,
+  ``has_dropout``/``has_batchnorm``, its meter facts); ``returned_summary(call, scope, index)``
+  -- what such a call returns; ``callee`` and ``method(info, name)`` follow other modules'
+  functions and base-class methods as stubs (the queries live in :mod:`.summaries.queries`);
 * ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
@@ -192,8 +195,9 @@ from trainlint.model.loops.training import (
 from trainlint.model.summaries.queries import (
     External,
     SummarySource,
-    base_summary,
     external_call,
+    external_callee,
+    inherited_method,
     instance_summary,
     returned_of,
 )
@@ -402,7 +406,7 @@ class TrainingModel:
                 if found is not None:
                     return found
                 current = current.parent
-            return self._external_callee(call, scope) if external else None
+            return external_callee(self, call, scope) if external else None
         if (
             isinstance(func, cst.Attribute)
             and isinstance(func.value, cst.Name)
@@ -413,16 +417,7 @@ class TrainingModel:
         found = method_of_instance(self, call, scope, external)  # ``meter.update(loss)``
         if found is not None or not external:
             return found
-        return self._external_callee(call, scope)
-
-    def _external_callee(self, call: cst.Call, scope: Scope) -> Scope | None:
-        """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
-        if self.project is None:
-            return None
-        found = external_call(self, call, scope)
-        if found is None or found.function is None or found.owner is not None:
-            return None  # constructors and forwards are not helpers; methods: instance_class
-        return self.stubs.function(found.function)
+        return external_callee(self, call, scope)
 
     def external_call(self, call: cst.Call, scope: Scope) -> External | None:
         """What ``call`` runs in another module of the project (see :mod:`.summaries`)."""
@@ -450,18 +445,7 @@ class TrainingModel:
                 found = local.methods.get(name)
                 if found is not None:
                     return found
-        if self.project is not None and self.stubs.class_summary(info) is None:
-            return self._inherited_from_project(info, name)
-        return None
-
-    def _inherited_from_project(self, info: ClassInfo, name: str) -> Scope | None:
-        """``self.train_step(...)`` a base class of another project module defines."""
-        for base in info.bases:
-            summary = base_summary(self, base)
-            stub = self.stubs.class_info(summary) if summary is not None else None
-            if stub is not None and name in stub.methods:
-                return stub.methods[name]
-        return None
+        return inherited_method(self, info, name)  # a base class of another project module
 
     def argument_renames(self, call: cst.Call, callee: Scope) -> dict[str, str | None]:
         """Callee parameter -> the caller's name for the argument (None when not a name)."""
