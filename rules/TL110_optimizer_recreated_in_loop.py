@@ -62,7 +62,7 @@ class OptimizerRecreatedInLoop(Rule):
     code = "TL110"
     name = "optimizer-recreated-in-loop"
     severity = Severity.WARNING
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = ("optim",)
     summary = "An optimizer is rebuilt on every iteration of the loop that trains with it."
 

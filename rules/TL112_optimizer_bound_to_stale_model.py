@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.loops.stale_optimizers import StaleOptimizer
@@ -71,11 +73,17 @@ def _message(model: TrainingModel, found: StaleOptimizer) -> str:
     if len(made) > 50 or "\n" in made:
         made = made.split("(", 1)[0] + "(...)"
     target = found.creation.target
+    trainer = found.trainer
+    if isinstance(trainer, cst.Call):
+        name = model.text_of(trainer.func)
+        where = f"`{name}(...)` at {model.where(trainer)}"
+    else:
+        where = f"the loop at {model.where(trainer)}"
     return (
         f"`{found.owner}` is rebound to a new module (`{made}`) after `{target}` was built from "
-        f"its parameters at {model.where(found.creation.call)}; the loop at "
-        f"{model.where(found.loop.node)} steps `{target}`, which still updates the old "
-        f"module's parameters, so the new `{found.owner}` never trains"
+        f"its parameters at {model.where(found.creation.call)}; {where} steps `{target}`, "
+        f"which still updates the old module's parameters, so the new `{found.owner}` never "
+        "trains"
     )
 
 

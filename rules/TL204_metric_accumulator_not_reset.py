@@ -8,7 +8,7 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_before
 from trainlint.model import TrainingModel
 from trainlint.model.dataflow.carryover import CarriedTotal, TotalKind
-from trainlint.model.syntax.nodes import literal
+from trainlint.model.syntax.nodes import dotted, literal
 from trainlint.rule import TextEdit, Violation
 
 _WHAT = {
@@ -80,7 +80,7 @@ class MetricAccumulatorNotReset(Rule):
     code = "TL204"
     name = "metric-accumulator-not-reset"
     severity = Severity.WARNING
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = ("+", "update", "metrics", "append")
     summary = "A per-epoch loss/metric total is filled in the batch loop and never reset."
     fix_availability = "sometimes"
@@ -131,7 +131,7 @@ def _violation(model: TrainingModel, carried: CarriedTotal) -> Violation:
 
 def _reset_code(model: TrainingModel, kind: TotalKind, name: str, made) -> str | None:
     if kind is TotalKind.TOTAL:
-        value = getattr(made, "value", None)
+        value = _initial_value(made, name)
         if value is not None and isinstance(literal(value, None), (int, float)):
             return f"{name} = {model.text_of(value)}"
         return None
@@ -143,6 +143,19 @@ def _reset_code(model: TrainingModel, kind: TotalKind, name: str, made) -> str |
         keras = "keras" in (qualified or "") or (qualified or "").startswith("tensorflow.")
         return f"{name}.reset_state()" if keras else f"{name}.reset()"
     return None  # a meter: its own class says how it resets (``reset_method``)
+
+
+def _initial_value(made: cst.CSTNode | None, name: str) -> cst.BaseExpression | None:
+    """What ``name`` was made with: ``total = 0.0``, or its slot of ``a, b = 0, 0.0``."""
+    value = getattr(made, "value", None)
+    targets = getattr(made, "targets", ())
+    if len(targets) == 1 and isinstance(targets[0].target, cst.Tuple):
+        names = [dotted(e.value) for e in targets[0].target.elements]
+        values = value.elements if isinstance(value, cst.Tuple) else ()
+        if name in names and len(values) == len(names):
+            return values[names.index(name)].value
+        return None
+    return value
 
 
 def _first_statement(body: cst.BaseSuite) -> cst.BaseStatement | None:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.loops.carried import CarriedState, RetainedBackward
+from trainlint.model.loops.carried import CarriedAttribute, CarriedState, RetainedBackward
 from trainlint.rule import Violation
 
 
@@ -16,9 +16,12 @@ class GraphCarriedAcrossIterations(Rule):
     model call (or another) returned in the previous iteration, still attached to the graph:
     `output, hidden = rnn(x, hidden)` or `h = cell(x, h)` with no `hidden.detach()`,
     `repackage_hidden(hidden)`, `Variable(hidden.data)`, fresh `init_hidden()` or in-place
-    `detach_()` between them. Also flags `loss.backward(retain_graph=True)` (or
-    `torch.autograd.grad(..., retain_graph=True)`) when it is the only gradient computation of
-    each iteration and the loss is computed afresh in that iteration.
+    `detach_()` between them, also when the module keeps the state itself
+    (`out, self.hidden = self.lstm(x, self.hidden)` in its `forward`) and the loop never
+    resets it (`model.hidden = model.init_hidden()`). Also flags
+    `loss.backward(retain_graph=True)` (or `torch.autograd.grad(..., retain_graph=True)`) when
+    it is the only gradient computation of each iteration and the loss is computed afresh in
+    that iteration.
 
     Stays silent on truncated backpropagation through time that detaches the state every
     chunk, on a state reset at the top of each iteration, on an inner loop over time steps
@@ -73,6 +76,9 @@ class GraphCarriedAcrossIterations(Rule):
         for state in model.carried_states:
             if model.line_of(state.read):
                 yield _carried(model, state)
+        for kept in model.carried_attributes:
+            if model.line_of(kept.call):
+                yield _kept(model, kept)
         for retained in model.needless_retained_graphs:
             if model.line_of(retained.event.node):
                 yield _retained(model, retained)
@@ -83,12 +89,19 @@ def _carried(model: TrainingModel, state: CarriedState) -> Violation:
     name = state.name
     made = code(state.binding.statement).strip()
     loop_line = model.line_of(state.loop.node)
+    retained = [e for e in model.iteration(state.loop) if "retain_graph" in model.text_of(e.node)]
+    hidden_by = (
+        f"; `{_short(model.text_of(retained[0].node))}` only hides the error: every backward "
+        f"then runs through the whole history since the first iteration"
+        if retained
+        else ""
+    )
     message = (
         f"`{_short(code(state.read))}` is fed `{name}`, which the previous iteration of the loop "
         f"at line {loop_line} got from `{_short(made)}` ({model.where(state.binding.statement)}) "
         f"still attached to the autograd graph: the next backward reaches into the previous "
         f"iteration's graph (an error once it is freed, or with `retain_graph=True` a graph that "
-        f"grows with every step)"
+        f"grows with every step){hidden_by}"
     )
     return Violation(
         state.read,
@@ -96,7 +109,28 @@ def _carried(model: TrainingModel, state: CarriedState) -> Violation:
         Fix(
             f"detach the state at the top of each iteration (truncated backpropagation): "
             f"`{name} = {name}.detach()`, or for a tuple of states "
-            f"`{name} = tuple(s.detach() for s in {name})`"
+            f"`{name} = tuple(s.detach() for s in {name})`; then drop any `retain_graph=True`"
+        ),
+    )
+
+
+def _kept(model: TrainingModel, kept: CarriedAttribute) -> Violation:
+    code = model.text_of
+    attribute = f"{kept.instance}.{kept.attribute}"
+    message = (
+        f"`{_short(code(kept.call))}` runs a forward that feeds `self.{kept.attribute}` back "
+        f"and stores the new state there (`{_short(code(kept.binding.statement))}`, "
+        f"{model.where(kept.binding.statement)}), and nothing in the loop at line "
+        f"{model.line_of(kept.loop.node)} resets or detaches `{attribute}`: each backward "
+        f"reaches into the previous iterations' graphs"
+    )
+    return Violation(
+        kept.call,
+        message,
+        Fix(
+            f"reset or detach the state at the top of each iteration: `{attribute} = "
+            f"{kept.instance}.init_hidden(...)` or `{attribute} = {attribute}.detach()` "
+            f"(a tuple: `tuple(s.detach() for s in {attribute})`)"
         ),
     )
 

@@ -53,6 +53,8 @@ class SoftmaxIntoCrossEntropy(Rule):
     loss = nn.CrossEntropyLoss()(net(x), y)
     probs = net(x).softmax(dim=-1)
     ```
+    TensorFlow: `tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=tf.matmul(x, W) + b)`,
+    and `tf.nn.softmax(...)` of the same logits only for predictions.
     """
 
     code = "TL302"

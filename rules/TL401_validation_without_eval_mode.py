@@ -114,7 +114,8 @@ class ValidationWithoutEvalMode(Rule):
         else:
             effect = f"if `{name}` holds Dropout or BatchNorm, {effect}"
         called = model.text_of(first.node)
-        message = f"{where} calls `{called}` in training mode: {before}; {effect}"
+        mode = "in training mode" if state.mode is Mode.TRAIN else "maybe in training mode"
+        message = f"{where} calls `{called}` {mode}: {before}; {effect}"
         return Violation(
             first.node,
             message,

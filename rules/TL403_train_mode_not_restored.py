@@ -22,10 +22,12 @@ class TrainModeNotRestored(Rule):
     helper called on the way (`train_one_epoch()` starting with `model.train()`) counts, and
     so does restoring a saved mode (`model.train(was_training)`, `model.train(mode=saved)`,
     `if was_training: model.train()`). A `model.train()` that runs under a condition the
-    switch does not share does not. Silent when the model is known to hold neither Dropout
-    nor BatchNorm (both modes compute the same thing), on a model made afresh each iteration
-    (`snapshot = copy.deepcopy(model)`), and on frozen parts: run only under `no_grad`, or
-    with their parameters frozen (`requires_grad_(False)`, `p.requires_grad = False`).
+    switch does not share does not. Each model the train step runs is checked (a GAN's
+    generator and critic), a second one only when a stepped optimizer holds its parameters.
+    Silent when the model is known to hold neither Dropout nor BatchNorm (both modes compute
+    the same thing), on a model made afresh each iteration (`snapshot =
+    copy.deepcopy(model)`), and on frozen parts: run only under `no_grad`, or with their
+    parameters frozen (`requires_grad_(False)`, `p.requires_grad = False`).
 
     ## Why is this bad?
     After the first evaluation every later epoch trains in eval mode: Dropout is off, so the

@@ -71,6 +71,14 @@ class FunctionalDropoutIgnoresEval(Rule):
             x = F.dropout(x, p=0.5, training=self.training)
             return self.fc2(x)
     ```
+    In a keras layer, drop only while training (or use `keras.layers.Dropout`):
+    ```python
+    class Block(keras.layers.Layer):
+        def call(self, x, training=None):
+            if training:
+                x = tf.nn.dropout(x, rate=0.1)
+            return self.dense(x)
+    ```
     """
 
     code = "TL404"

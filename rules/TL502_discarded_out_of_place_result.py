@@ -6,9 +6,9 @@ import libcst as cst
 
 from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
-from trainlint.model.dataflow.discarded import OutOfPlaceDiscard
+from trainlint.model.dataflow.discarded import DATASET_METHODS, OutOfPlaceDiscard
 from trainlint.model.syntax.nodes import dotted
-from trainlint.model.values.evidence import DATASET_METHODS, OUT_OF_PLACE_METHODS
+from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.rule import Violation
 
 
@@ -63,7 +63,7 @@ class DiscardedOutOfPlaceResult(Rule):
     code = "TL502"
     name = "discarded-out-of-place-result"
     severity = Severity.ERROR
-    frameworks = ("torch", "tensorflow")
+    frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"

@@ -30,7 +30,10 @@ class LoadStateDictNonStrictUnchecked(Rule):
     assigned to `_` (a deliberate discard), on a notebook cell's last line (Jupyter displays
     the result under the cell), when `strict` is not literally `False`, on objects whose
     `load_state_dict` takes no `strict` (optimizers, schedulers, grad scalers), and on
-    instances of classes that override `load_state_dict` with a method that returns nothing.
+    instances of classes that override `load_state_dict` with a method that returns nothing,
+    and on state dicts filtered to the module's own keys first
+    (`{k: v for k, v in ckpt.items() if k in model.state_dict()}`): a partial load whose
+    keys the code matched itself.
 
     ## Why is this bad?
     With `strict=False`, `load_state_dict` no longer raises when the checkpoint's keys do
@@ -78,6 +81,9 @@ class LoadStateDictNonStrictUnchecked(Rule):
                 continue
             if model.own_method_returns_nothing(receiver, site.scope, "load_state_dict"):
                 continue  # a wrapper's override: there is no result to capture
+            state = argument(call, 0, "state_dict")
+            if model.matched_to_own_keys(state, receiver, site.scope):
+                continue  # filtered to the module's keys: a partial load done on purpose
             discarded = model.unused_result(call, site.scope)
             if discarded is None:
                 continue

@@ -18,7 +18,8 @@ class KerasTrainableChangedAfterCompile(Rule):
 
     ## What it does
     Reads, for each `fit()` / `fit_generator()` / `train_on_batch()` of a keras model, the
-    statements before it in order (also around loops, and across the cells of a notebook):
+    statements before it in order (also around loops, across the cells of a notebook, and
+    from a class's `__init__` into its other methods):
     the latest `compile()` of that model, then every `X.trainable = ...` where `X` is the
     model, a layer or a base model in it (`base.trainable = True`, `for layer in
     base.layers[:100]: layer.trainable = False`). It flags the first such change that sets a

@@ -145,3 +145,47 @@ def test_retain_graph_shared_or_with_create_graph_is_needed() -> None:
         """
     )
     assert found == []
+
+
+STATEFUL = """
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8)
+        self.hidden = None
+
+    def init_hidden(self):
+        self.hidden = (torch.zeros(1, 1, 8), torch.zeros(1, 1, 8))
+
+    def forward(self, x):
+        out, self.hidden = self.lstm(x, self.hidden)
+        return out
+
+
+tagger = Tagger()
+"""
+
+
+def test_a_module_keeping_its_state_in_an_attribute() -> None:
+    model = build(
+        STATEFUL
+        + "for x, y in loader:\n"
+        + "    tagger(x).sum().backward()\n"
+        + "    optimizer.step()\n"
+    )
+    (found,) = model.carried_attributes
+    assert (found.instance, found.attribute) == ("tagger", "hidden")
+    assert model.text_of(found.call) == "tagger(x)"
+
+
+def test_a_module_state_reset_in_the_loop_is_not_carried() -> None:
+    model = build(
+        STATEFUL
+        + "for x, y in loader:\n"
+        + "    tagger.init_hidden()\n"
+        + "    tagger(x).sum().backward()\n"
+        + "for x, y in loader:\n"
+        + "    tagger.hidden = None\n"
+        + "    tagger(x).sum().backward()\n"
+    )
+    assert model.carried_attributes == []

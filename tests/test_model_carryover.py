@@ -174,3 +174,12 @@ def test_a_list_averaged_whole_per_epoch_is_carried_a_history_is_not() -> None:
         "            losses.append(loss.item())",
         "        print(np.mean(losses))\n        losses.clear()",
     )
+
+
+def test_comparison_methods_count_correct_predictions() -> None:
+    found = carried(
+        "    right = 0",
+        "            right += out.argmax(1).eq(y).sum().item()",
+        "        print(right)",
+    )
+    assert set(found) == {"right"}

@@ -8,6 +8,7 @@ import libcst as cst
 from model_helpers import build, scope
 
 from trainlint.model import TrainingModel
+from trainlint.project import ProjectIndex
 
 SOURCE = """
 import torch
@@ -67,11 +68,14 @@ def test_no_tensor_evidence_from_names_or_unknown_producers() -> None:
         assert not _is_tensor(model, unknown), unknown
 
 
-def test_dataset_evidence() -> None:
-    model = _model()
-    where = scope(model, "f")
-    assert model.evidence.is_dataset(cst.parse_expression("ds"), where, 10**9)
-    assert not model.evidence.is_dataset(cst.parse_expression("plain"), where, 10**9)
+def test_tf_data_discards_need_a_known_source() -> None:
+    source = (
+        "import tensorflow as tf\n\n"
+        "ds = tf.data.Dataset.from_tensor_slices([1, 2])\n"
+        "ds.shuffle(2)\n\n\n"
+        "def f(stream):\n    stream.batch(8)\n"
+    )
+    assert _discarded(source) == ["ds.shuffle(2)"]
 
 
 DISCARDS = """
@@ -101,3 +105,18 @@ def test_notebook_cells_display_their_top_level_values() -> None:
     assert _discarded(DISCARDS, "notebook.ipynb") == []
     inside = DISCARDS + "for step in range(2):\n    x.float()\n"
     assert _discarded(inside, "notebook.ipynb") == ["x.float()"]
+
+
+def test_tensors_returned_by_another_project_module(tmp_path: Path) -> None:
+    (tmp_path / "losses.py").write_text(
+        "import torch.nn.functional as F\n\n\n"
+        "def probs(x):\n    return F.softmax(x, dim=-1)\n\n\n"
+        "def config():\n    return {'lr': 1}\n"
+    )
+    train = tmp_path / "train.py"
+    train.write_text("from losses import config, probs\n\np = probs(1)\nc = config()\n")
+    text = train.read_text()
+    model = TrainingModel(cst.parse_module(text), train, text, ProjectIndex().view(train))
+    where = model.module_scope
+    assert model.evidence.is_tensor(cst.parse_expression("p"), where, 10**9)
+    assert not model.evidence.is_tensor(cst.parse_expression("c"), where, 10**9)

@@ -129,3 +129,26 @@ m.fit(x, y)
     assert stale_lines(model) == []
     plain = build("m.compile()\nm.trainable = False\nm.fit(x)\n")
     assert stale_lines(plain) == []
+
+
+def test_methods_of_a_class_run_after_its_init() -> None:
+    source = (
+        KERAS
+        + """
+class GAN:
+    def __init__(self, g, d):
+        self.d = d
+        self.d.compile(loss="mse")
+        self.combined = keras.Sequential([g, self.d])
+        self.combined.compile(loss="mse")
+        self.d.trainable = False
+    def train(self, z, y):
+        self.combined.train_on_batch(z, y)
+"""
+    )
+    assert stale_lines(build(source)) == [8]
+    idiom = source.replace("        self.d.trainable = False\n", "").replace(
+        "        self.combined = keras",
+        "        self.d.trainable = False\n        self.combined = keras",
+    )
+    assert stale_lines(build(idiom)) == []

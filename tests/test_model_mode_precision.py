@@ -286,3 +286,36 @@ def test_frozen_parameters_mean_eval_mode_on_purpose() -> None:
     model = build(FROZEN)
     found = [item.switch.scope.name for item in model.restoring.unrestored_switches()]
     assert found == ["partial"]  # ``backbone`` is frozen; ``model.top`` still trains
+
+
+TWO_NETWORKS = """
+import torch
+import torch.nn as nn
+
+
+def fit(gen: nn.Module, critic: nn.Module, teacher: nn.Module, loader):
+    g_opt = torch.optim.Adam(gen.parameters())
+    c_opt = torch.optim.Adam(critic.parameters())
+    gen.train()
+    critic.train()
+    for epoch in range(3):
+        for real in loader:
+            c_opt.zero_grad()
+            (critic(real).mean() + teacher(real).mean()).backward()
+            c_opt.step()
+            g_opt.zero_grad()
+            (-critic(gen(real)).mean()).backward()
+            g_opt.step()
+        gen.eval()
+        teacher.eval()
+"""
+
+
+def test_every_network_the_train_step_optimizes_is_followed() -> None:
+    model = build(TWO_NETWORKS)
+    found = [
+        (item.subject, model.text_of(item.switch.node))
+        for item in model.restoring.unrestored_switches()
+    ]
+    # ``gen`` is stepped by ``g_opt``; ``teacher`` is in no optimizer: kept in eval on purpose
+    assert found == [("gen", "gen.eval()")]

@@ -133,3 +133,40 @@ def test_a_cell_script_cell_ends_before_its_marker() -> None:
     scope = model.module_scope
     assert model.unused_result(_call(model, "m.load(1)").node, scope) is None
     assert model.unused_result(_call(model, "m.load(2)").node, scope) is not None
+
+
+def test_state_dicts_filtered_to_the_modules_own_keys() -> None:
+    model = build(
+        """
+        def f(model, other, ckpt):
+            own = model.state_dict()
+            kept = {k: v for k, v in ckpt.items() if k in own}
+            shaped = {k: v for k, v in ckpt.items() if k in own.keys() and v.ndim}
+            renamed = {k[9:]: v for k, v in ckpt.items() if k.startswith("backbone.")}
+            inline = {k: v for k, v in ckpt.items() if k in other.state_dict()}
+            model.load_state_dict(kept, strict=False)
+            model.load_state_dict(shaped, strict=False)
+            model.load_state_dict(renamed, strict=False)
+            model.load_state_dict(inline, strict=False)
+            other.load_state_dict(inline, strict=False)
+        """
+    )
+    answers = []
+    for site in model.calls:
+        func = site.node.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "load_state_dict":
+            state = site.node.args[0].value
+            answers.append(
+                (
+                    dotted(func.value),
+                    dotted(state),
+                    model.matched_to_own_keys(state, func.value, site.scope),
+                )
+            )
+    assert answers == [
+        ("model", "kept", True),
+        ("model", "shaped", True),
+        ("model", "renamed", False),
+        ("model", "inline", False),  # filtered to another module's keys
+        ("other", "inline", True),
+    ]

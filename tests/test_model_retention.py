@@ -142,3 +142,16 @@ def test_handed_to_an_unknown_learner_is_silent() -> None:
         """
     )
     assert found == []
+
+
+def test_a_metric_of_another_library_does_not_consume_the_list() -> None:
+    model = TrainingModel.from_source(
+        HEADER
+        + "from sklearn.metrics import roc_auc_score\n"
+        + "def validate(loader):\n"
+        + "    scores = []\n"
+        + "    for x, y in loader:\n"
+        + "        scores.append(torch.sigmoid(model(x)))\n"
+        + "    return roc_auc_score(y, torch.cat(scores).detach().numpy())\n"
+    )
+    assert [r.name for r in model.retained_appends] == ["scores"]

@@ -107,3 +107,32 @@ def test_part_of_the_model_and_helper_loops() -> None:
     )
     found = model.stale_optimizers
     assert [(f.owner, model.text_of(f.made_by)) for f in found] == [("net", 'torch.load("net.pt")')]
+
+
+def test_a_training_function_called_once_counts_as_the_loop() -> None:
+    source = """
+import torch
+import torch.nn as nn
+
+
+def fit(net, optimizer, loader):
+    for x in loader:
+        optimizer.zero_grad()
+        net(x).sum().backward()
+        optimizer.step()
+
+
+model = nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model = nn.Linear(2, 1)
+fit(model, opt, [])
+"""
+    model = build(source)
+    found = model.stale_optimizers
+    assert len(found) == 1 and isinstance(found[0].trainer, cst.Call)
+    assert model.text_of(found[0].trainer) == "fit(model, opt, [])"
+    rebuilt = source.replace(
+        "    optimizer.zero_grad()", "    optimizer = torch.optim.SGD(net.parameters())\n"
+        "        optimizer.zero_grad()"
+    )  # fmt: skip
+    assert build(rebuilt).stale_optimizers == []

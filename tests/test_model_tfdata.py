@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import libcst as cst
 from model_helpers import build
 
 from trainlint.model import TrainingModel
@@ -273,3 +274,40 @@ out = finish(raw)
     cache = stage_at(model, "cache", 5)
     assert [s.method for s in model.tfdata.later(cache)] == ["shuffle"]
     assert methods(model, stage_at(model, "shuffle", 4)) == ["range", "cache", "shuffle"]
+
+
+def test_tuple_literals_unpacked_and_windows_keep_the_pipeline() -> None:
+    model = build(
+        TF
+        + """
+data, info = tfds.load("fashion_mnist", with_info=True)
+train, test = data["train"], data["test"]
+train = train.cache()
+windows = tf.data.Dataset.range(10).window(5, shift=1).flat_map(lambda w: w.batch(5))
+windows = windows.shuffle(10)
+"""
+    )
+    assert methods(model, stage_at(model, "cache", 5)) == ["load", "cache"]
+    shuffle = stage_at(model, "shuffle", 7)
+    assert methods(model, shuffle) == ["range", "window", "flat_map", "shuffle"]
+    assert model.tfdata.open_batch(shuffle) is None
+
+
+def test_a_source_of_several_splits_is_a_dataset_once_indexed() -> None:
+    model = build(
+        TF
+        + """
+splits = tfds.load("mnist")
+train = splits["train"]
+one = tfds.load("mnist", split="train")
+"""
+    )
+    at = model.module_scope
+    assert not model.evidence.is_dataset(cst.parse_expression("splits"), at, 10**9)
+    assert model.evidence.is_dataset(cst.parse_expression("train"), at, 10**9)
+    assert model.evidence.is_dataset(cst.parse_expression("one"), at, 10**9)
+
+
+def test_spark_and_dask_files_are_not_tf_data_for_unknown_origins() -> None:
+    spark = build(TF + "\nimport pyspark\ndef f(rdd):\n    return rdd.map(g).cache()\n")
+    assert spark.tfdata.stages == []

@@ -27,6 +27,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
   (:mod:`.dataflow.results`);
+  ``matched_to_own_keys(state, receiver, scope)`` -- a state dict filtered to the receiver's
+  own ``state_dict()`` keys (:mod:`.values.state_dicts`);
 * ``carried_totals`` -- running totals, lists averaged whole, meters and metric objects made
   before an epoch loop, filled in its batch loop, read after it and never reset
   (:mod:`.dataflow.carryover`, objects in ``.carried_objects``, the epoch loop's restarts and
@@ -35,6 +37,14 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   is known (from what made it, never its name) to be a torch tensor / a ``tf.data`` dataset
   (:mod:`.values.evidence`); ``discarded_results`` -- expression statements that throw away
   the new tensor or dataset an out-of-place method returns (:mod:`.dataflow.discarded`);
+* ``evidence.is_tensor(expr, scope, before)`` -- whether a value is known (from what made it,
+  never its name) to be a torch tensor (:mod:`.values.evidence`); ``discarded_results`` --
+  expression statements that throw away the new tensor or ``tf.data`` dataset an out-of-place
+  method returns (:mod:`.dataflow.discarded`);
+* ``discarded_result(call, scope)`` -- how a call's result is thrown away (a bare statement, a
+  name nobody reads; not ``_``, not a notebook cell's displayed last line), and
+  ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
+  (:mod:`.dataflow.results`);
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
@@ -66,6 +76,10 @@ Sub-packages, by concept:
   with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``),
   graphs carried into the next iteration (``carried``: ``carried_states`` -- a hidden state
   a model returns and is fed back with no ``.detach()`` in a loop that back-propagates;
+  afresh (``creations``: optimizers built in loops, models re-made there), graphs carried
+  into the next iteration (``carried``: ``carried_states`` -- a hidden state a model returns
+  and is fed back with no ``.detach()`` in a loop that back-propagates; ``carried_attributes``
+  -- the same through a module's ``self.hidden``, never reset in the loop;
   ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
@@ -174,8 +188,10 @@ from trainlint.model.frameworks.tape_paths import TapePaths
 from trainlint.model.frameworks.tapes import Tapes
 from trainlint.model.frameworks.tfdata import TfDataPipelines
 from trainlint.model.loops.carried import (
+    CarriedAttribute,
     CarriedState,
     RetainedBackward,
+    carried_attributes,
     carried_states,
     needless_retained_graphs,
 )
@@ -220,6 +236,7 @@ from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
+from trainlint.model.values.state_dicts import matched_to_own_keys
 from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import Activation, TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
@@ -515,13 +532,19 @@ class TrainingModel:
         """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
         return own_method_returns_nothing(self, receiver, scope, method)
 
+    def matched_to_own_keys(
+        self, state: cst.BaseExpression | None, receiver: cst.BaseExpression, scope: Scope
+    ) -> bool:
+        """Whether ``state`` keeps only keys of ``receiver``'s own ``state_dict()``."""
+        return matched_to_own_keys(self, state, receiver, scope)
+
     def is_known_module(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Whether ``expr`` is known (not guessed from its name) to be a torch module."""
         return is_known_module(self, expr, scope)
 
     @cached_property
     def evidence(self) -> Evidence:
-        """``is_tensor(expr, scope, before)`` / ``is_dataset``: known, not named (``.evidence``)."""
+        """``is_tensor(expr, scope, before)``: known, not named (see ``.values.evidence``)."""
         return Evidence(self)
 
     @cached_property
@@ -700,6 +723,12 @@ class TrainingModel:
     def carried_states(self) -> list[CarriedState]:
         """Model states fed back next iteration with their graph (see :mod:`.loops.carried`)."""
         return carried_states(self)
+
+    @cached_property
+    def carried_attributes(self) -> list[CarriedAttribute]:
+        """Modules keeping ``self.hidden`` across calls in a back-propagating loop, never
+        reset there (see :mod:`.loops.carried`)."""
+        return carried_attributes(self)
 
     @cached_property
     def needless_retained_graphs(self) -> list[RetainedBackward]:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CarriedTotal", "TotalKind", "carried_totals"]
 
+_COMPARING_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
 _CONVERSIONS = {"item", "cpu", "detach", "numpy", "tolist", "float", "double", "sum", "mean"}
 
 
@@ -174,10 +175,8 @@ def _measures(model: TrainingModel, operand: cst.BaseExpression | None, scope: S
     predictions), not a step or sample count."""
     if operand is None or literal(operand, None) is not None or is_size_like(operand):
         return False
-    if any(
-        isinstance(n, cst.Comparison) for n in (operand, *descendants(operand))
-    ):  # ``(pred == y).sum().item()``
-        return True
+    if any(_compares(n) for n in (operand, *descendants(operand))):
+        return True  # ``(pred == y).sum().item()``, ``pred.eq(y).sum().item()``
     flow = model.dataflow
     before = flow.order(operand)
     core = _unconverted(operand)
@@ -190,6 +189,13 @@ def _measures(model: TrainingModel, operand: cst.BaseExpression | None, scope: S
     fact = flow.fact(core, scope, before)
     origin = fact.origin
     return isinstance(origin, cst.Call) and flow.criterion_of_call(origin, scope) is not None
+
+
+def _compares(node: cst.CSTNode) -> bool:
+    if isinstance(node, cst.Comparison):
+        return True
+    method = method_call(node)
+    return method is not None and method[1] in _COMPARING_METHODS
 
 
 def _unconverted(expr: cst.BaseExpression) -> cst.BaseExpression:

@@ -2,12 +2,13 @@
 nothing (``x.to(device)`` on a tensor, ``ds.shuffle(1000)`` on a ``tf.data`` dataset).
 
 Only the outermost call of the statement counts: in ``x.view(-1).copy_(y)`` the view is used
-by the in-place copy. The receiver must be KNOWN to be a tensor or a dataset (see
-:mod:`..values.evidence`); a module's ``to``/``cuda``/``float``/``half`` move it in place, and
-so do objects of other libraries (PyG's ``Batch``, HF's ``BatchEncoding``), so a receiver known
-or named to be a module never counts. A ``.cpu()`` in a function that reads a clock is a
-deliberate wait for the GPU (benchmarks time it that way). In a notebook (or a ``# %%`` cell
-script) a statement at the top level of a cell is displayed, not discarded: left alone.
+by the in-place copy. The receiver must be KNOWN to be a tensor (see :mod:`..values.evidence`)
+or a ``tf.data`` pipeline from a known source (see :mod:`..frameworks.tfdata`). A module's
+``to``/``cuda``/``float``/``half`` move it in place, and so do objects of other libraries
+(PyG's ``Batch``, HF's ``BatchEncoding``), so a receiver known or named to be a module never
+counts. A ``.cpu()`` in a function that reads a clock is a deliberate wait for the GPU
+(benchmarks time it that way). In a notebook (or a ``# %%`` cell script) a statement at the
+top level of a cell is displayed, not discarded: left alone.
 """
 
 from __future__ import annotations

@@ -164,6 +164,10 @@ def _returns_graph(model: TrainingModel, derived: set[str], scope: Scope) -> boo
     tensor (not ``acc.item()`` or a count): the caller may build a loss from it."""
     flow = model.dataflow
     for returned, order in zip(scope.returns, scope.return_orders, strict=False):
+        if isinstance(returned, cst.Call):
+            qualified = model.imports.qualify(returned.func) or ""
+            if qualified.partition(".")[0] in _READ_ONLY_ROOTS:
+                continue  # ``return roc_auc_score(...)``: a metric, not a tensor
         if names_in(returned) & derived and flow.holds(returned, scope, order) in (
             Holds.GRAPH,
             Holds.UNKNOWN,
@@ -173,7 +177,10 @@ def _returns_graph(model: TrainingModel, derived: set[str], scope: Scope) -> boo
 
 
 #: Callees that only read the values they are given (report, plot, save, convert).
-_READ_ONLY_ROOTS = {"numpy", "math", "statistics", "matplotlib", "logging", "wandb", "json"}
+_READ_ONLY_ROOTS = {
+    "numpy", "math", "statistics", "matplotlib", "logging", "wandb", "json", "sklearn", "scipy",
+    "pandas", "seaborn",
+}  # fmt: skip
 _READ_ONLY_BUILTINS = {"print", "len", "sum", "max", "min", "sorted", "list", "str", "repr"}
 
 

@@ -5,7 +5,8 @@
 effect only when the model is compiled again. For each fit of one function (or of the
 module: a notebook is one module), the events before it are read in order -- every
 ``compile()``, every ``X.trainable = v`` -- along the first iteration of the loops around the
-fit and along later ones (what the loop body does after the fit comes before it next time).
+fit and along later ones (what the loop body does after the fit comes before it next time);
+a method of a class starts after what the class's ``__init__`` did.
 A change is *stale* for that fit when:
 
 * it comes after the latest ``compile()`` of the fitted model, and changes that model or a
@@ -27,7 +28,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal, method_call
+from trainlint.model.syntax.nodes import (
+    descendants,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    names_in,
+)
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -101,21 +109,38 @@ class TrainableChanges:
             return []
         found: list[StaleChange] = []
         reported: set[int] = set()
-        scopes = {id(c.binding.scope): c.binding.scope for c in self.changes if c.binding.scope}
-        for scope in scopes.values():
+        for scope, setup in self._fitting_scopes():
             events = self._events(scope)
             for event in events:
                 site = event.site
                 if site is None or (method_call(site.node) or (None, ""))[1] not in FIT_METHODS:
                     continue
                 for sequence in self._sequences(events, event):
-                    stale = self._stale_in(sequence, site)
+                    stale = self._stale_in(setup + sequence, site)
                     if stale is not None and id(stale.change) not in reported:
                         reported.add(id(stale.change))
                         found.append(stale)
         return sorted(found, key=lambda s: s.change.order)
 
     # ------------------------------------------------------------------ events
+    def _fitting_scopes(self) -> list[tuple[Scope, list[_Event]]]:
+        """Scopes with changes, each with what ran before it: a method of a class whose
+        ``__init__`` compiles and changes ``self.x.trainable`` starts after ``__init__``."""
+        found: dict[int, tuple[Scope, list[_Event]]] = {}
+        for change in self.changes:
+            scope = change.binding.scope
+            if scope is None:
+                continue
+            found.setdefault(id(scope), (scope, []))
+            info = scope.cls
+            if info is None or scope is not self.model.method(info, "__init__"):
+                continue
+            setup = self._events(scope)
+            for method in info.methods.values():
+                if method is not scope:
+                    found.setdefault(id(method), (method, setup))
+        return list(found.values())
+
     def _owner(self, target: str, scope: Scope, order: int) -> str:
         """``layer`` bound by ``for layer in base.layers[...]`` stands for ``base``."""
         if "." in target:
@@ -252,6 +277,11 @@ class TrainableChanges:
         receiver = method_call(compiled.node)[0]  # type: ignore[index]
         if owner.split(".", 1)[0] == dotted(receiver):
             return True
+        name = dotted(receiver)
+        bindings = self.model.lookup(name, compiled.scope, compiled.statement_order) if name else []
+        for binding in bindings[:1]:
+            if binding.value is not None and owner in names_in(binding.value):
+                return True  # ``combined = Sequential([g, self.d])``, ``Model(z, d(g(z)))``
         keras = self.model.keras
         built = keras.model_of(receiver, compiled.scope, compiled.statement_order)
         if built is None:

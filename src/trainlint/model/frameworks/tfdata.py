@@ -37,7 +37,17 @@ if TYPE_CHECKING:
 
 #: Libraries whose objects also have ``map``/``batch``/``shuffle``/``cache`` methods: in a file
 #: using one, a pipeline of unknown origin is not taken for tf.data.
-_OTHER_PIPELINES = ("torch", "torchdata", "datasets", "webdataset", "ray", "paddle", "mindspore")
+_OTHER_PIPELINES = (
+    "torch",
+    "torchdata",
+    "datasets",
+    "webdataset",
+    "ray",
+    "paddle",
+    "mindspore",
+    "pyspark",
+    "dask",
+)
 __all__ = ["Pipeline", "Stage", "StageKind", "TfDataPipelines"]
 
 
@@ -80,6 +90,12 @@ class TfDataPipelines:
     def pipeline(self, stage: Stage) -> Pipeline:
         """The pipeline up to and including ``stage``."""
         return self._of(stage.call, stage.scope, stage.order, 0)
+
+    def pipeline_of(
+        self, expr: cst.BaseExpression, scope: Scope, before: int | None = None
+    ) -> Pipeline:
+        """The pipeline an expression holds (``from_source``: known to be a tf.data dataset)."""
+        return self._of(expr, scope, before, 0)
 
     def downstream(self, stage: Stage) -> list[Stage]:
         """The stages applied to what ``stage`` returns, directly or through a name."""
@@ -194,7 +210,8 @@ class TfDataPipelines:
             order = before if before is not None else 0
             stage = self._stage(expr, scope, order)
             if stage is not None and stage.is_(StageKind.SOURCE):
-                return Pipeline((stage,), True)
+                # ``tfds.load("mnist")`` is a dict of splits: a dataset once indexed
+                return Pipeline((stage,), not stage.is_container)
             if stage is not None:
                 receiver = method_call(expr)[0]  # type: ignore[index]
                 upstream = self._of(receiver, scope, before, depth + 1)
@@ -202,7 +219,7 @@ class TfDataPipelines:
             return self._returned(expr, scope, depth)
         if isinstance(expr, cst.Subscript):  # ``tfds.load("mnist")["train"]``
             inner = self._of(expr.value, scope, before, depth + 1)
-            return inner if _only_source(inner) else _EMPTY
+            return _split_of(inner)
         name = dotted(expr)
         if name is None:
             return _EMPTY
@@ -212,11 +229,19 @@ class TfDataPipelines:
         if binding.augmented or binding.from_iteration:
             return _EMPTY
         owner = binding.scope or scope
+        value = binding.value
+        if binding.unpack_index is not None and isinstance(value, (cst.Tuple, cst.List)):
+            # ``train, test = ds["train"], ds["test"]``: the element at that index
+            elements = value.elements
+            if binding.unpack_index >= len(elements):
+                return _EMPTY
+            element = elements[binding.unpack_index].value
+            return self._of(element, owner, binding.order, depth + 1)
         unpacked = binding.unpacked_from if binding.value is None else binding.value
         if unpacked is not None and (binding.unpack_index is not None or binding.nested_path):
             # ``train, test = tfds.load(..., split=[...])``, ``(train, test), info = ...``
             found = self._of(unpacked, owner, binding.order, depth + 1)
-            return found if _only_source(found) else _EMPTY
+            return _split_of(found)
         if binding.value is None:
             return _EMPTY
         if dotted(binding.value) == name:
@@ -271,5 +296,8 @@ def _element_shuffle(stage: Stage) -> bool:
     return stage.is_(StageKind.SHUFFLE) and stage.reshuffles and stage.buffer_size != 1
 
 
-def _only_source(pipeline: Pipeline) -> bool:
-    return len(pipeline.stages) == 1 and pipeline.from_source
+def _split_of(container: Pipeline) -> Pipeline:
+    """One split of what a source returned (``tfds.load(...)["train"]``, unpacked splits)."""
+    if len(container.stages) == 1 and container.stages[0].is_(StageKind.SOURCE):
+        return Pipeline(container.stages, True)
+    return _EMPTY

@@ -68,6 +68,9 @@ _OTHER_METHODS = {
     "snapshot",
     "scan",
     "apply",
+    "window",
+    "group_by_window",
+    "rejection_resample",
 }
 #: ``ds.apply(tf.data.experimental.X(...))``: the stages X stands for.
 _APPLIED = {
@@ -111,6 +114,18 @@ class Stage:
     def method(self) -> str:
         found = method_call(self.call)
         return found[1] if found is not None else dotted(self.call.func) or "?"
+
+    @property
+    def is_container(self) -> bool:
+        """A source returning several datasets: ``tfds.load`` with no split or a list of them
+        (a dict or a tuple of splits), ``..._from_directory(subset="both")``."""
+        if not self.is_(StageKind.SOURCE):
+            return False
+        last = (dotted(self.call.func) or "").rsplit(".", 1)[-1]
+        if last == "load":
+            split = keyword(self.call, "split")
+            return split is None or isinstance(split, (cst.List, cst.Tuple))
+        return literal(keyword(self.call, "subset"), None) == "both"
 
     @property
     def label(self) -> str:
@@ -220,7 +235,7 @@ def _source(model: TrainingModel, call: cst.Call, scope: Scope, order: int) -> S
         return Stage(call, kinds, scope, order)
     if qualified.startswith(_DATASET_CLASS + ".") and last[:1].islower():
         return Stage(call, kinds, scope, order)
-    if is_under(qualified, *_SOURCE_CLASSES) and last.endswith("Dataset"):
+    if is_under(qualified, *_SOURCE_CLASSES) and last.endswith(("Dataset", "_dataset")):
         return Stage(call, kinds, scope, order)
     if is_under(qualified, "tensorflow.keras", "keras") and last in _KERAS_SOURCES:
         return Stage(call, kinds, scope, order)

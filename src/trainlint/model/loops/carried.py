@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.facts import Holds
+from trainlint.model.dataflow.objects import instance_class
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.syntax.nodes import (
+    contains,
     descendants,
     dotted,
     keyword,
@@ -52,6 +54,18 @@ class CarriedState:
     name: str
     read: cst.Call  # the model call fed the previous iteration's state
     binding: Binding  # where a model call returns it
+
+
+@dataclass(frozen=True)
+class CarriedAttribute:
+    """A module that keeps its state in ``self.<attribute>`` across forward calls, called
+    once per iteration of a loop that back-propagates, with no reset in the loop."""
+
+    loop: LoopInfo
+    call: cst.Call  # the call of the module in the loop
+    instance: str  # the module, as the loop names it
+    attribute: str  # ``hidden`` of ``self.hidden``
+    binding: Binding  # ``out, self.hidden = self.lstm(x, self.hidden)`` in its forward
 
 
 @dataclass(frozen=True)
@@ -186,11 +200,93 @@ def _starts_new_graph(
     return False
 
 
+# ---------------------------------------------------------------------- self.<state>
+def carried_attributes(model: TrainingModel) -> list[CarriedAttribute]:
+    """Modules whose forward feeds ``self.<state>`` back to a layer and stores what it
+    returns there (``out, self.hidden = self.lstm(x, self.hidden)``), called in a loop that
+    back-propagates, where nothing in the loop resets the state (``model.hidden = ...``, a
+    method of the module that assigns it such as ``init_hidden()``, a ``detach_()``)."""
+    stateful = _stateful_classes(model)
+    if not stateful:
+        return []
+    found: list[CarriedAttribute] = []
+    seen: set[int] = set()
+    for loop in model.loops:
+        if not any(e.kind is EventKind.BACKWARD for e in model.iteration(loop)):
+            continue
+        inside = {id(node) for node in descendants(loop.node)}
+        calls = [site for site in model.calls_in(loop.scope) if id(site.node) in inside]
+        if any((method_call(site.node) or (None, ""))[1] == "detach_" for site in calls):
+            continue
+        for site in calls:
+            instance = dotted(site.node.func)
+            cls = instance_class(model, site.node.func, loop.scope, external=False)
+            if instance is None or cls is None or id(site.node) in seen:
+                continue
+            for attribute, binding in stateful.get(cls.name, []):
+                if _resets(model, loop, calls, instance, attribute, cls):
+                    continue
+                seen.add(id(site.node))
+                found.append(CarriedAttribute(loop, site.node, instance, attribute, binding))
+                break
+    return found
+
+
+def _stateful_classes(model: TrainingModel) -> dict[str, list[tuple[str, Binding]]]:
+    found: dict[str, list[tuple[str, Binding]]] = {}
+    for name, cls in model.classes.items():
+        forward = cls.methods.get("forward")
+        if forward is None or not model.is_torch_module_class(cls):
+            continue
+        for target, bindings in forward.bindings.items():
+            if not target.startswith("self.") or target.count(".") != 1:
+                continue
+            for binding in bindings:
+                value = binding.value
+                if not isinstance(value, cst.Call) or not _is_model_call(model, value, forward):
+                    continue
+                if not any(target in names_in(a.value) for a in value.args):
+                    continue
+                earlier = [b for b in bindings if b.order < binding.order]
+                if any(
+                    _starts_new_graph(model, b.value, target, forward) for b in earlier if b.value
+                ):
+                    continue  # ``self.hidden = repackage(self.hidden)`` first
+                found.setdefault(name, []).append((target[len("self.") :], binding))
+    return found
+
+
+def _resets(model, loop, calls, instance: str, attribute: str, cls) -> bool:
+    """The loop assigns ``instance.attribute`` or calls a method of ``cls`` that assigns
+    ``self.attribute`` (``model.init_hidden()``, ``model.reset_state()``)."""
+    for binding in loop.scope.bindings.get(f"{instance}.{attribute}", []):
+        if contains(loop.node, binding.statement):
+            return True
+    for site in calls:
+        called = method_call(site.node)
+        if called is None or dotted(called[0]) != instance:
+            continue
+        method = model.method(cls, called[1])
+        if (
+            method is not None
+            and method.name != "forward"
+            and f"self.{attribute}" in method.bindings
+        ):
+            return True
+    return False
+
+
 # ---------------------------------------------------------------------- retain_graph
 def needless_retained_graphs(model: TrainingModel) -> list[RetainedBackward]:
     found: list[RetainedBackward] = []
     seen: set[int] = set()
+    # a loop that carries a state into the next iteration does back-propagate through the
+    # retained graph again: the carried state is the finding there, not the retain_graph
+    carrying = {id(c.loop.node) for c in model.carried_states}
+    carrying |= {id(c.loop.node) for c in model.carried_attributes}
     for loop in model.loops:
+        if id(loop.node) in carrying:
+            continue
         events = model.iteration(loop)
         gradients = [e for e in events if e.kind in (EventKind.BACKWARD, EventKind.GRAD)]
         if len(gradients) != 1:

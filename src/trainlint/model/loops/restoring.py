@@ -4,7 +4,9 @@ For a train step, :meth:`TrainModeRestoring.unrestored_switches` walks each loop
 one iteration after the other: an eval switch from which the next pass through the train step
 can be reached with no ``.train()`` (one that runs whenever the switch ran, or whenever the
 train step runs, or one restoring a saved ``model.training``) leaves the model training in eval
-mode. A model made afresh in each iteration (``snapshot = copy.deepcopy(model)``) is another
+mode. Every model the train step runs is followed (a GAN's generator as well as its critic);
+one that no optimizer the step steps holds is kept in eval on purpose (a distillation
+teacher). A model made afresh in each iteration (``snapshot = copy.deepcopy(model)``) is another
 object the next time round; parts the train step runs only under ``no_grad`` are frozen on
 purpose.
 """
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.loops.event_types import Event, EventKind
+from trainlint.model.loops.gradients import parameter_sources, same_object
 from trainlint.model.loops.mode_switches import same_model
 from trainlint.model.loops.modes import forward_target, model_value
 from trainlint.model.syntax.nodes import contains, descendants, dotted, literal, names_in
@@ -126,12 +129,27 @@ class TrainModeRestoring:
             ]
         if not inside:
             return []
-        target = inside[0]
-        subject = events[target].subject if events[target].kind is EventKind.FORWARD else None
+        first = inside[0]
+        primary = events[first].subject if events[first].kind is EventKind.FORWARD else None
+        #: every other model the train step runs, at its first forward (a GAN's critic)
+        others: dict[str, int] = {}
+        for i in inside:
+            name = events[i].subject
+            if events[i].kind is EventKind.FORWARD and name and not same_model(name, primary):
+                others.setdefault(name, i)
         found = []
         for index, event in enumerate(events):
-            if event.kind is not EventKind.EVAL_MODE or not same_model(event.subject, subject):
+            if event.kind is not EventKind.EVAL_MODE:
                 continue
+            target, subject, secondary = first, primary, False
+            if not same_model(event.subject, primary):
+                matching = [i for name, i in others.items() if same_model(event.subject, name)]
+                if not event.subject or not matching:
+                    continue
+                target, subject, secondary = matching[0], events[matching[0]].subject, True
+            trained = self._trained_by_step(step, loop, event.subject or subject)
+            if trained is False or (secondary and trained is not True):
+                continue  # a model no stepped optimizer holds is kept in eval on purpose
             if self._restored(events, index, target, event):
                 continue
             if self._made_each_iteration(event, loop):
@@ -140,6 +158,27 @@ class TrainModeRestoring:
                 UnrestoredSwitch(event, self._anchor(event, step, loop), step, loop, subject)
             )
         return found
+
+    def _trained_by_step(self, step: TrainStep, loop: LoopInfo, name: str | None) -> bool | None:
+        """Whether an optimizer the train step steps holds (some of) ``name``'s parameters
+        (None: cannot tell; the names are compared only where the step's loop is the walked
+        loop's function, so that both spell them alike)."""
+        if name is None or loop.scope is not step.loop.scope:
+            return None
+        answers: list[bool | None] = []
+        for event in step.events:
+            if event.kind is not EventKind.STEP or not event.subject:
+                continue
+            sources = parameter_sources(self.model, event.subject, step.loop.scope)
+            if sources is None:
+                return None
+            for source in sources:
+                if same_model(name, source):
+                    return True
+                answers.append(same_object(self.model, name, source, step.loop.scope))
+        if any(answers):
+            return True
+        return False if answers and all(a is False for a in answers) else None
 
     def _restored(self, events: list[Event], start: int, target: int, switch: Event) -> bool:
         """A ``.train()`` on the model on the way from ``start`` to ``target`` (wrapping around

@@ -6,8 +6,10 @@ function; or, for ``self.model``, later in ``__init__`` while another method of 
 trains) to a NEW module object -- a module constructor (``torch.nn``, a same-file or project
 ``nn.Module`` subclass, a model factory), ``torch.load``/``torch.jit.load``,
 ``copy.deepcopy``, ``from_pretrained``, ``load_from_checkpoint``, a same-file factory
-function returning one of these -- before a loop that steps ``opt`` and uses ``model``, with
-the optimizer not rebuilt in between.
+function returning one of these, a factory of another project module not given the old model
+-- before a loop that steps ``opt`` and uses ``model`` (or a call of a function, of this or
+another module, that steps and runs the ones it is given), with the optimizer not rebuilt in
+between.
 
 What keeps the same parameters is not a new object for this purpose: ``.to()``, ``.cuda()``,
 ``.half()`` (in place), DDP/FSDP/DataParallel, ``torch.compile``, ``accelerator.prepare``,
@@ -27,6 +29,7 @@ from trainlint.model.loops.event_types import EventKind
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
+from trainlint.model.syntax.scopes import argument_for
 from trainlint.model.values.roles import Role, classify_constructor
 from trainlint.model.values.types import ClassKind
 from trainlint.model.values.wrappers import RECEIVER_METHODS, wrapped_slot
@@ -34,7 +37,7 @@ from trainlint.model.values.wrappers import RECEIVER_METHODS, wrapped_slot
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.loops.creations import OptimizerCreation
-    from trainlint.model.syntax.scopes import Binding, LoopInfo, Scope
+    from trainlint.model.syntax.scopes import Binding, Scope
 
 _LOADERS = {"torch.load", "torch.jit.load", "copy.deepcopy", "dill.load", "pickle.load"}
 _LOADING_METHODS = {"from_pretrained", "load_from_checkpoint"}
@@ -47,7 +50,9 @@ class StaleOptimizer:
     owner: str  # ``model``: whose parameters the optimizer was built from
     rebinding: Binding  # ``model = ...`` (its statement is the anchor)
     made_by: cst.Call  # what makes the new module (``torch.load(path)``)
-    loop: LoopInfo  # the loop that steps the optimizer afterwards
+    #: What steps the optimizer afterwards: a loop, or a call of a function that trains
+    #: (``train(model, optimizer, loader)``).
+    trainer: cst.CSTNode
 
 
 def stale_optimizers(model: TrainingModel) -> list[StaleOptimizer]:
@@ -86,9 +91,13 @@ def _stale(
         made_by = new_module(model, binding.value, scope, owner)
         if made_by is None:
             continue
-        loop = _stepping_loop(model, creation, target, owner, binding, in_init)
-        if loop is not None:
-            return StaleOptimizer(creation, owner, binding, made_by, loop)
+        if _rebuilt(model, scope, target, binding, in_init):
+            return None
+        trainer = _stepping_loop(model, creation, target, owner, binding, in_init)
+        if trainer is None and not in_init:
+            trainer = _stepping_call(model, scope, target, owner, binding)
+        if trainer is not None:
+            return StaleOptimizer(creation, owner, binding, made_by, trainer)
     return None
 
 
@@ -168,10 +177,8 @@ def _stepping_loop(
     owner: str,
     binding: Binding,
     in_init: bool,
-) -> LoopInfo | None:
+) -> cst.CSTNode | None:
     scope = creation.scope
-    if _rebuilt(model, scope, target, binding, in_init):
-        return None
     for loop in model.loops:
         if loop.external:
             continue
@@ -187,7 +194,32 @@ def _stepping_loop(
             continue
         forwards = any(e.kind is EventKind.FORWARD and e.subject == owner for e in events)
         if forwards or _mentions(loop.node, owner):  # also a forward in a helper it calls
-            return loop
+            return loop.node
+    return None
+
+
+def _stepping_call(
+    model: TrainingModel, scope: Scope, target: str, owner: str, binding: Binding
+) -> cst.Call | None:
+    """A later call, outside any loop, of a function (this module's or another's) that
+    steps the optimizer it is given and runs the model it is given."""
+    for site in model.calls_in(scope):
+        if site.order <= binding.order or model.creations.loops_around(site.node):
+            continue
+        callee = model.callee(site.node, scope)
+        if callee is None or callee is scope:
+            continue
+        renames = model.argument_renames(site.node, callee)
+        given = [p for p in callee.params if dotted(argument_for(site.node, callee, p)) == target]
+        if any(callee.bindings.get(p) for p in given):
+            continue  # the function builds its own optimizer under the parameter's name
+        stepped = trained = False
+        for event in model.function_events(callee):
+            subject = renames.get(event.subject or "", event.subject)
+            stepped = stepped or (event.kind is EventKind.STEP and subject == target)
+            trained = trained or (event.kind is EventKind.FORWARD and subject == owner)
+        if stepped and trained:
+            return site.node
     return None
 
 

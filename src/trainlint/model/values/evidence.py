@@ -1,17 +1,19 @@
-"""Whether a value is KNOWN to be a torch tensor or a ``tf.data`` dataset (never by its name).
+"""Whether a value is KNOWN to be a torch tensor (never by its name).
 
 Tensor evidence, followed through the latest binding before the use: a torch function that
 makes a tensor (``torch.zeros``, ``torch.cat``, ``F.relu``, ``torch.FloatTensor(...)``), a
 tensor method applied to a tensor (``x.float()``, ``x[0]``, ``x.data``, arithmetic), the
 output of a known torch module (see :mod:`.modules`) or of a torch loss, a same-file function
-whose every return is a tensor, a parameter annotated ``torch.Tensor``, an element of
+whose every return is a tensor (or one of another project module whose summary says it returns
+logits, probabilities or a reduced loss), a parameter annotated ``torch.Tensor``, an element of
 ``X.parameters()``, and a batch of a ``torch.utils.data.DataLoader`` that keeps the default
 ``collate_fn`` (default collation makes tensors; a custom one may build objects whose ``.to()``
 works in place, like PyG's ``Batch`` or HF's ``BatchEncoding``).
 
-Dataset evidence: a ``tf.data`` constructor (``Dataset.from_tensor_slices``,
-``TFRecordDataset``), keras' ``*_dataset_from_directory``, ``tfds.load(..., split="train")``
-and the dataset methods chained on those.
+Dataset evidence: a pipeline that :mod:`..frameworks.tfdata` follows back to a ``tf.data``
+source (``Dataset.from_tensor_slices``, ``TFRecordDataset``, keras' ``*_dataset_from_directory``,
+``tfds.load(..., split="train")`` or one split of it), through the dataset methods chained on
+it and the names it is bound to: TL502 and TL604/TL605 read datasets the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import dotted, keyword, method_call, positional
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -73,23 +75,6 @@ _TENSOR_ATTRIBUTES = {"data", "T", "mT", "real", "imag"}
 
 #: ``tf.data.Dataset`` methods that return a new dataset.
 DATASET_METHODS = frozenset({"shuffle", "batch", "map", "repeat", "prefetch", "cache", "filter"})
-_DATASET_CHAIN = DATASET_METHODS | {
-    "take", "skip", "padded_batch", "unbatch", "interleave", "flat_map", "apply", "shard",
-    "with_options", "enumerate", "concatenate", "window", "rebatch", "ragged_batch",
-}  # fmt: skip
-_DATASET_FACTORIES = (
-    "tensorflow.data.Dataset",
-    "tensorflow.data.TFRecordDataset",
-    "tensorflow.data.TextLineDataset",
-    "tensorflow.data.FixedLengthRecordDataset",
-    "tensorflow.data.experimental.make_csv_dataset",
-)
-_KERAS_DATASET_FUNCTIONS = {
-    "image_dataset_from_directory",
-    "text_dataset_from_directory",
-    "timeseries_dataset_from_array",
-    "audio_dataset_from_directory",
-}
 #: ``DataLoader(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn)``
 _COLLATE_POSITION = 6
 _ITERATION_WRAPPERS = {"tqdm", "track", "iter", "enumerate", "progress_bar"}
@@ -97,7 +82,7 @@ _MAX_DEPTH = 8
 
 
 class Evidence:
-    """``is_tensor`` / ``is_dataset`` for the expressions of one file (memoized)."""
+    """``is_tensor`` for the expressions of one file (memoized)."""
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
@@ -164,8 +149,10 @@ class Evidence:
     def _tensor_call(self, call: cst.Call, scope: Scope, before: int | None, depth: int) -> bool:
         model = self.model
         qualified = model.imports.qualify(call.func)
+        if qualified and (_torch_makes_tensor(qualified) or _project_tensor(model, call, scope)):
+            return True
         if qualified:
-            return _torch_makes_tensor(qualified)
+            return False
         method = method_call(call)
         if method is not None:
             receiver, name = method
@@ -260,28 +247,8 @@ class Evidence:
         return expr is not None and self._is(self._dataset, expr, scope, before, 0)
 
     def _dataset(self, expr: cst.BaseExpression, scope: Scope, before: int | None, depth: int):
-        if isinstance(expr, cst.Call):
-            qualified = self.model.imports.qualify(expr.func) or ""
-            if qualified:
-                return _makes_dataset(qualified, expr)
-            method = method_call(expr)
-            return (
-                method is not None
-                and method[1] in _DATASET_CHAIN
-                and self._is(self._dataset, method[0], scope, before, depth)
-            )
-        name = dotted(expr)
-        if name is None or self.model.imports.qualify_dotted(name):
-            return False
-        bindings = self.model.lookup(name, scope, before)
-        if not bindings:
-            return False
-        binding = bindings[0]
-        if binding.value is None or binding.augmented or binding.from_iteration:
-            return False
-        if binding.unpack_index is not None:
-            return False
-        return self._is(self._dataset, binding.value, binding.scope or scope, binding.order, depth)
+        # one reading of tf.data pipelines: the same as TL604/TL605's (frameworks.tfdata)
+        return self.model.tfdata.pipeline_of(expr, scope, before).from_source
 
     # ------------------------------------------------------------------ plumbing
     def _is(self, compute, expr, scope: Scope, before: int | None, depth: int) -> bool:
@@ -310,19 +277,17 @@ def _torch_makes_tensor(qualified: str) -> bool:
     )
 
 
+def _project_tensor(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """A function of another project module whose summary says it returns logits,
+    probabilities... or a reduced loss: a tensor."""
+    returned = model.returned_summary(call, scope)
+    if returned is None or returned.role is not None:
+        return False
+    return returned.activation != "unknown" or returned.reduction != "unknown"
+
+
 def _annotated_tensor(annotation: str) -> bool:
     return annotation in ("torch.Tensor", "Tensor", "torch.FloatTensor", "torch.LongTensor")
-
-
-def _makes_dataset(qualified: str, call: cst.Call) -> bool:
-    if is_under(qualified, *_DATASET_FACTORIES):
-        return True
-    last = qualified.rsplit(".", 1)[-1]
-    if is_under(qualified, "tensorflow.keras", "keras") and last in _KERAS_DATASET_FUNCTIONS:
-        return True
-    if qualified == "tensorflow_datasets.load":
-        return isinstance(literal(keyword(call, "split"), None), str)  # else a dict or a list
-    return False
 
 
 def _unwrap(
