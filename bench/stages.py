@@ -1,11 +1,14 @@
 """Where the time goes: each stage of the per-file pipeline, summed over a directory.
 
-    python bench/stages.py DIRECTORY [--top 10]
+    python bench/stages.py DIRECTORY [--top 10] [--every N] [--no-summaries]
 
-One process, every registered rule selected, no cache. Prints CPU seconds per stage (read+decode,
-prefilter, parse, model, each rule, positions; CPU time, so other load on a shared machine
-barely moves them) and the slowest files, so an optimization can be aimed at the stage that
-costs.
+One process, every registered rule selected, no cache, cross-file summaries on (as a default
+run; ``--no-summaries`` analyzes each file on its own). Prints CPU seconds per stage
+(read+decode, prefilter, parse, model, each rule, positions; CPU time, so other load on a shared
+machine barely moves them) and the slowest files, so an optimization can be aimed at the stage
+that costs. Summaries are built lazily, when a rule first asks about another module, so their
+cost shows inside the rules: compare a run with and without ``--no-summaries``. ``--every N``
+profiles every Nth file only (a fixed sample, the same in every run).
 """
 
 from __future__ import annotations
@@ -29,10 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--every", type=int, default=1, help="profile every Nth file only")
+    parser.add_argument("--no-summaries", action="store_true", help="no cross-file summaries")
     args = parser.parse_args()
     registry = load_registry()
-    analyzer = FileAnalyzer(RunOptions(codes=tuple(registry)), registry)
-    files = discover([args.directory], root=args.directory).files
+    options = RunOptions(
+        codes=tuple(registry), summaries=not args.no_summaries, root=args.directory
+    )
+    analyzer = FileAnalyzer(options, registry)
+    files = discover([args.directory], root=args.directory).files[:: max(1, args.every)]
     stages: Counter[str] = Counter()
     per_file: Counter[str] = Counter()
     parsed = skipped = with_findings = 0
@@ -62,7 +70,9 @@ def main() -> None:
             continue
         finally:
             gc.enable()
-        model = timed("model", path, TrainingModel, module, path, source.text)
+        project = analyzer.project
+        view = timed("project view", path, project.view, path) if project is not None else None
+        model = timed("model", path, TrainingModel, module, path, source.text, view)
         found = False
         for rule in rules:
             try:
