@@ -19,7 +19,12 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   (zeroes, steps, backwards, switches train/eval, accumulates into ``self``), whether it
   disables grad, what it returns (activation, loss reduction, role);
   ``instance_summary(expr, scope)`` -- the class of another module an object is an instance of
-  (``is_module``, ``final_activation``, ``has_dropout``/``has_batchnorm``, its meter facts);
+  (``is_module``, also through bases in third modules; ``final_activation``,
+  ``has_dropout``/``has_batchnorm``, its meter facts); ``returned_summary(call, scope, index)``
+  -- what such a call returns; ``callee`` and ``method(info, name)`` follow other modules'
+  functions and base-class methods as stubs (the queries live in :mod:`.summaries.queries`);
+  ``matched_to_own_keys(state, receiver, scope)`` -- a state dict filtered to the receiver's
+  own ``state_dict()`` keys (:mod:`.values.state_dicts`);
 * ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value

@@ -21,8 +21,9 @@ from trainlint.model.loops.queries import LoopQueries
 from trainlint.model.summaries.queries import (
     External,
     SummarySource,
-    base_summary,
     external_call,
+    external_callee,
+    inherited_method,
     instance_summary,
     returned_of,
 )
@@ -128,7 +129,7 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
                 if found is not None:
                     return found
                 current = current.parent
-            return self._external_callee(call, scope) if external else None
+            return external_callee(self, call, scope) if external else None
         if (
             isinstance(func, cst.Attribute)
             and isinstance(func.value, cst.Name)
@@ -139,16 +140,7 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         found = method_of_instance(self, call, scope, external)  # ``meter.update(loss)``
         if found is not None or not external:
             return found
-        return self._external_callee(call, scope)
-
-    def _external_callee(self, call: cst.Call, scope: Scope) -> Scope | None:
-        """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
-        if self.project is None:
-            return None
-        found = external_call(self, call, scope)
-        if found is None or found.function is None or found.owner is not None:
-            return None  # constructors and forwards are not helpers; methods: instance_class
-        return self.stubs.function(found.function)
+        return external_callee(self, call, scope)
 
     def external_call(self, call: cst.Call, scope: Scope) -> External | None:
         """What ``call`` runs in another module of the project (see :mod:`.summaries`)."""
@@ -176,18 +168,7 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
                 found = local.methods.get(name)
                 if found is not None:
                     return found
-        if self.project is not None and self.stubs.class_summary(info) is None:
-            return self._inherited_from_project(info, name)
-        return None
-
-    def _inherited_from_project(self, info: ClassInfo, name: str) -> Scope | None:
-        """``self.train_step(...)`` a base class of another project module defines."""
-        for base in info.bases:
-            summary = base_summary(self, base)
-            stub = self.stubs.class_info(summary) if summary is not None else None
-            if stub is not None and name in stub.methods:
-                return stub.methods[name]
-        return None
+        return inherited_method(self, info, name)  # a base class of another project module
 
     def argument_renames(self, call: cst.Call, callee: Scope) -> dict[str, str | None]:
         """Callee parameter -> the caller's name for the argument (None when not a name)."""

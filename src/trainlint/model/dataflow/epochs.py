@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.uses import own_nodes
-from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
+from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in, target_names
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -99,7 +99,7 @@ def _restarts(node: cst.CSTNode, name: str, allowed: set[str] | None) -> bool:
         value = node.value
         if value is not None and name in names_in(value):
             return False  # ``total = total + x`` adds to it
-        return any(name in _bound(t.target) for t in targets)
+        return any(name in target_names(t.target) for t in targets)
     if isinstance(node, cst.Del):
         target = node.target
         return dotted(target.value if isinstance(target, cst.Subscript) else target) == name
@@ -116,15 +116,6 @@ def _restarts(node: cst.CSTNode, name: str, allowed: set[str] | None) -> bool:
     # a number passed along cannot be reset
     return allowed is not None and any(dotted(a.value) == name for a in node.args)
 
-
-def _bound(target: cst.BaseExpression) -> set[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
-        found: set[str] = set()
-        for element in target.elements:
-            found |= _bound(element.value)
-        return found
-    name = dotted(target)
-    return {name} if name else set()
 
 
 def _after(epoch: LoopInfo, batch: LoopInfo) -> Iterator[cst.CSTNode]:

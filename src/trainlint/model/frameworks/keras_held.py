@@ -2,7 +2,8 @@
 
 :class:`HeldLayers` is the answer of :mod:`.keras_modes`; the functions here read single
 calls, classes and functions (a call passing the mode, a layer built with ``dropout=``, the
-attributes a class calls like layers, a ``call()`` branching on ``training``).
+attributes a class calls like layers, a ``call()`` branching on ``training``), and
+:class:`BuilderFlags`, which decides the layers a builder function adds under ``if flag:``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal
+from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import ClassInfo, Scope
@@ -108,3 +110,58 @@ def _names(node: cst.CSTNode) -> set[str]:
     if isinstance(node, cst.Name):
         found.add(node.value)
     return found
+
+
+class BuilderFlags:
+    """Layers a builder function adds under ``if flag:`` (``if apply_dropout:``)."""
+
+    def __init__(self) -> None:
+        self._tests: dict[int, dict[int, list[tuple[cst.BaseExpression, bool]]]] = {}
+
+    def guarded(
+        self,
+        node: cst.CSTNode,
+        scope: Scope,
+        held: HeldLayers,
+        call: cst.Call | None = None,
+    ) -> HeldLayers:
+        """``held`` for a layer built under ``if`` tests: dropped when a test is known false
+        (a flag parameter, given at ``call`` or by its default), unknown when not known."""
+        if not held.has_any:
+            return held
+        for test, negated in self._tests_of(scope).get(id(node), []):
+            value = _flag_value(test, scope, call)
+            if value is None:
+                return LOCAL_UNKNOWN
+            if value is negated:
+                return NONE
+        return held
+
+    def _tests_of(self, scope: Scope) -> dict[int, list[tuple[cst.BaseExpression, bool]]]:
+        key = id(scope.node)
+        if key not in self._tests:
+            found: dict[int, list[tuple[cst.BaseExpression, bool]]] = {}
+            for node in descendants(scope.node, stop=(cst.FunctionDef, cst.ClassDef)):
+                if isinstance(node, cst.If):
+                    branches = [(node.body, False)]
+                    if node.orelse is not None:
+                        branches.append((node.orelse, True))
+                    for branch, negated in branches:
+                        for inner in descendants(branch, stop=(cst.FunctionDef, cst.ClassDef)):
+                            found.setdefault(id(inner), []).append((node.test, negated))
+            self._tests[key] = found
+        return self._tests[key]
+
+
+def _flag_value(test: cst.BaseExpression, scope: Scope, call: cst.Call | None) -> bool | None:
+    """The truth of ``flag`` / ``not flag`` for a parameter of ``scope``."""
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        inner = _flag_value(test.expression, scope, call)
+        return None if inner is None else not inner
+    if not isinstance(test, cst.Name) or test.value not in scope.params:
+        return None
+    given = argument_for(call, scope, test.value) if call is not None else None
+    if given is None:
+        given = parameter_default(scope, test.value)
+    value = literal(given, None) if given is not None else None
+    return bool(value) if isinstance(value, (bool, int)) else None

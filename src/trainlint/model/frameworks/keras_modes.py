@@ -34,12 +34,12 @@ from trainlint.model.frameworks.keras_held import (
     EXTERNAL,
     LOCAL_UNKNOWN,
     NONE,
+    BuilderFlags,
     HeldLayers,
     branches_on_training,
     called_attributes,
     has_dropout_argument,
     holding,
-    parameter_default,
 )
 from trainlint.model.frameworks.keras_layers import (
     canonical_keras,
@@ -50,7 +50,6 @@ from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import (
     descendants,
     dotted,
-    literal,
     method_call,
     root_name,
 )
@@ -82,7 +81,7 @@ class KerasModes:
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
         self._classes: dict[str, HeldLayers] = {}
-        self._guards: dict[int, dict[int, list[tuple[cst.BaseExpression, bool]]]] = {}
+        self._guards = BuilderFlags()
 
     def of_callable(
         self, func: cst.BaseExpression, scope: Scope, before: int | None = None
@@ -199,7 +198,7 @@ class KerasModes:
             ):
                 continue
             held = holding(_layer_label(self, layer))
-            result = result | self._guarded(layer, found.scope, held, builder_call)
+            result = result | self._guards.guarded(layer, found.scope, held, builder_call)
         for part in found.parts:
             result = result | self._of_constructor(part, found.scope, seen, depth + 1)
         return result
@@ -364,57 +363,8 @@ class KerasModes:
             if method_call(inner) is not None and not keras_name(self.model.imports, inner.func):
                 continue  # ``x.shape``, ``block.add(...)``: what they add is read as a call
             held = self._of_constructor(inner, callee, seen, depth + 1)
-            result = result | self._guarded(inner, callee, held, call)
+            result = result | self._guards.guarded(inner, callee, held, call)
         return result
-
-    def _guarded(
-        self,
-        node: cst.CSTNode,
-        scope: Scope,
-        held: HeldLayers,
-        call: cst.Call | None = None,
-    ) -> HeldLayers:
-        """``held`` for a layer built under ``if`` tests: dropped when a test is known false
-        (a flag parameter, given at ``call`` or by its default), unknown when not known."""
-        if not held.has_any:
-            return held
-        for test, negated in self._guards_of(scope).get(id(node), []):
-            value = self._flag_value(test, scope, call)
-            if value is None:
-                return LOCAL_UNKNOWN
-            if value is negated:
-                return NONE
-        return held
-
-    def _guards_of(self, scope: Scope) -> dict[int, list[tuple[cst.BaseExpression, bool]]]:
-        key = id(scope.node)
-        if key not in self._guards:
-            found: dict[int, list[tuple[cst.BaseExpression, bool]]] = {}
-            for node in descendants(scope.node, stop=(cst.FunctionDef, cst.ClassDef)):
-                if isinstance(node, cst.If):
-                    branches = [(node.body, False)]
-                    if node.orelse is not None:
-                        branches.append((node.orelse, True))
-                    for branch, negated in branches:
-                        for inner in descendants(branch, stop=(cst.FunctionDef, cst.ClassDef)):
-                            found.setdefault(id(inner), []).append((node.test, negated))
-            self._guards[key] = found
-        return self._guards[key]
-
-    def _flag_value(
-        self, test: cst.BaseExpression, scope: Scope, call: cst.Call | None
-    ) -> bool | None:
-        """The truth of ``flag`` / ``not flag`` for a parameter of ``scope``."""
-        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-            inner = self._flag_value(test.expression, scope, call)
-            return None if inner is None else not inner
-        if not isinstance(test, cst.Name) or test.value not in scope.params:
-            return None
-        given = argument_for(call, scope, test.value) if call is not None else None
-        if given is None:
-            given = parameter_default(scope, test.value)
-        value = literal(given, None) if given is not None else None
-        return bool(value) if isinstance(value, (bool, int)) else None
 
     def _application(self, call: cst.Call) -> HeldLayers:
         name = keras_name(self.model.imports, call.func).rsplit(".", 1)[-1]

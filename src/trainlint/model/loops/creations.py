@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import descendants, dotted, keyword, method_call, positional
+from trainlint.model.syntax.nodes import (
+    descendants,
+    dotted,
+    dotted_prefixes,
+    keyword,
+    method_call,
+    positional,
+)
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -153,7 +160,7 @@ class Creations:
 
     def made_in_loop(self, name: str, scope: Scope, loop: LoopInfo) -> bool:
         """``name`` (or what it is an attribute of) is bound or re-initialized in ``loop``."""
-        names = _prefixes(name)
+        names = dotted_prefixes(name)
         for candidate in names:
             for binding in self.model.lookup(candidate, scope):
                 statement = binding.statement
@@ -166,10 +173,3 @@ class Creations:
             if dotted(method[0]) in names and self.inside(site.node, loop):
                 return True
         return False
-
-
-def _prefixes(name: str) -> list[str]:
-    """``self.model.fc`` -> ``self.model.fc``, ``self.model`` (``self`` alone is not one)."""
-    parts = name.split(".")
-    found = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
-    return [f for f in found if f != "self"]

@@ -28,7 +28,7 @@ import libcst as cst
 from trainlint.model.loops.event_types import EventKind
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
+from trainlint.model.syntax.nodes import descendants, dotted, dotted_prefixes, method_call, names_in
 from trainlint.model.syntax.scopes import argument_for
 from trainlint.model.values.roles import Role, classify_constructor
 from trainlint.model.values.types import ClassKind
@@ -62,7 +62,7 @@ def stale_optimizers(model: TrainingModel) -> list[StaleOptimizer]:
         if target is None:
             continue
         # ``Adam(model.head.parameters())`` goes stale when ``model`` itself is rebound too
-        owners = [p for o in creation.owners for p in _prefixes(o)]
+        owners = [p for o in creation.owners for p in dotted_prefixes(o)]
         for owner in dict.fromkeys(owners):
             stale = _stale(model, creation, target, owner)
             if stale is not None:
@@ -238,12 +238,6 @@ def _rebuilt(model: TrainingModel, scope: Scope, target: str, binding: Binding, 
             return True
     return False
 
-
-def _prefixes(name: str) -> list[str]:
-    """``model.head`` -> ``model.head``, ``model`` (``self`` alone is not one)."""
-    parts = name.split(".")
-    found = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
-    return [f for f in found if f != "self"]
 
 
 def _mentions(node: cst.CSTNode, name: str) -> bool:

@@ -21,7 +21,7 @@ from trainlint.model.syntax.nodes import dotted
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.syntax.scopes import Scope
+    from trainlint.model.syntax.scopes import ClassInfo, Scope
 
 
 class SummarySource(Protocol):
@@ -173,6 +173,29 @@ def _external_call(model: TrainingModel, call: cst.Call, scope: Scope) -> Extern
     owner = instance_summary(model, func, scope)
     if owner is not None and owner.forward is not None:
         return External(owner.forward, owner, name or "")
+    return None
+
+
+def external_callee(model: TrainingModel, call: cst.Call, scope: Scope) -> Scope | None:
+    """The stub of a function of another module ``call`` runs (``engine.train(...)``)."""
+    if model.project is None:
+        return None
+    found = external_call(model, call, scope)
+    if found is None or found.function is None or found.owner is not None:
+        return None  # constructors and forwards are not helpers; methods: instance_class
+    return model.stubs.function(found.function)
+
+
+def inherited_method(model: TrainingModel, info: ClassInfo, name: str) -> Scope | None:
+    """``self.train_step(...)`` that a base class of another project module defines: the
+    method of that class's stub (a stub's own bases are another module's names: not followed)."""
+    if model.project is None or model.stubs.class_summary(info) is not None:
+        return None
+    for base in info.bases:
+        summary = base_summary(model, base)
+        stub = model.stubs.class_info(summary) if summary is not None else None
+        if stub is not None and name in stub.methods:
+            return stub.methods[name]
     return None
 
 

@@ -199,3 +199,22 @@ def ends_in_jump(suite: cst.BaseSuite) -> bool:
         last.body if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else []
     )
     return bool(smalls) and isinstance(smalls[-1], (cst.Continue, cst.Break, cst.Return, cst.Raise))
+
+
+def target_names(target: cst.BaseExpression) -> set[str]:
+    """The dotted names an assignment target binds, through nested tuples and lists
+    (``a, (b, self.c)`` -> ``{"a", "b", "self.c"}``)."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        found: set[str] = set()
+        for element in target.elements:
+            found |= target_names(element.value)
+        return found
+    name = dotted(target)
+    return {name} if name else set()
+
+
+def dotted_prefixes(name: str) -> list[str]:
+    """``self.model.fc`` -> ``self.model.fc``, ``self.model`` (``self`` alone is not one)."""
+    parts = name.split(".")
+    found = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [f for f in found if f != "self"]

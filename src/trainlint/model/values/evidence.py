@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import dotted, keyword, method_call, positional
+from trainlint.model.syntax.nodes import dotted, keyword, method_call, positional, target_names
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class Evidence:
                 continue
             if not isinstance(node.target, cst.Tuple) or before is None or loop.order > before:
                 continue
-            if name in _nested_names(node.target):
+            if name in target_names(node.target):
                 return self._iterated_tensor(name, node.iter, node, scope)
         return False
 
@@ -303,13 +303,3 @@ def _unwrap(
             counter = dotted(target.elements[0].value)
         iterable = positional(iterable, 0)  # type: ignore[assignment]
     return iterable, counter
-
-
-def _nested_names(target: cst.BaseExpression) -> set[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
-        found: set[str] = set()
-        for element in target.elements:
-            found |= _nested_names(element.value)
-        return found
-    name = dotted(target)
-    return {name} if name else set()
