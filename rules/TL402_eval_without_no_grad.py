@@ -85,8 +85,9 @@ class EvalWithoutNoGrad(Rule):
 
 
 def _differentiates(model: TrainingModel, region: EvalRegion) -> bool:
-    texts = [model.text_of(region.node)] + [model.text_of(e.scope.node) for e in region.events]
-    return any(_NEEDS_GRAD.search(text) for text in texts)
+    # Many events share a scope: print each function once (printing a node is not cheap).
+    nodes = {id(n): n for n in [region.node, *(e.scope.node for e in region.events)]}
+    return any(_NEEDS_GRAD.search(model.text_of(node)) for node in nodes.values())
 
 
 def _no_grad_name(model: TrainingModel) -> str | None:
