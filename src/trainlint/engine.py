@@ -281,6 +281,7 @@ class FileAnalyzer:
             result.error = result.error or error
         if view is not None:
             result.deps = view.deps()
+        model.release()
         return result
 
     def drop_ignored(self, result: FileResult) -> FileResult:

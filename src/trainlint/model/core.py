@@ -77,6 +77,16 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
     ) -> TrainingModel:
         return cls(cst.parse_module(text), path, text, project)
 
+    def release(self) -> None:
+        """Drop every analysis cached on the model; the model is unusable afterwards.
+
+        The cached analyses refer back to the model, so the model and all they hold (positions,
+        events, values) form a cycle that only the garbage collector can free, by traversing
+        every one of those objects: measured, a fifth of a file's CPU. Released, reference
+        counting frees them at once.
+        """
+        self.__dict__.clear()
+
     # ------------------------------------------------------------------ structure
     def loop_for(self, node: cst.CSTNode) -> LoopInfo | None:
         return self._loops_by_node.get(id(node))
