@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.data import DatasetClass, LoaderSite
@@ -12,12 +14,35 @@ _GLOBAL_FIX = Fix(
     "seed NumPy in each worker, or draw with torch",
     "DataLoader(..., worker_init_fn=lambda _: np.random.seed(torch.initial_seed() % 2**32))",
 )
-_STATE_FIX = Fix(
-    "give each worker its own generator",
-    "def worker_init_fn(_):\n"
-    "    info = torch.utils.data.get_worker_info()\n"
-    "    info.dataset.rng = np.random.default_rng(info.seed)",
-)
+
+
+def _state_fix(generator: str | None, method: str) -> Fix:
+    """Re-make the generator the draw uses from the worker's seed, of the same kind: a
+    ``Generator`` for its own methods (``integers``), else a ``RandomState`` (``randint``)."""
+    made = (
+        "np.random.default_rng(info.seed)"
+        if method in _GENERATOR_ONLY
+        else "np.random.RandomState(info.seed % 2**32)"
+    )
+    name = generator or "self.rng"
+    attribute = name.removeprefix("self.")
+    if not name.startswith("self.") or "." in attribute:
+        root = name.split(".")[0]
+        return Fix(
+            "give each worker its own generator, made from the worker's seed",
+            f"def worker_init_fn(_):\n    global {root}\n"
+            f"    info = torch.utils.data.get_worker_info()\n    {root} = {made}",
+        )
+    return Fix(
+        "give each worker its own generator",
+        "def worker_init_fn(_):\n"
+        "    info = torch.utils.data.get_worker_info()\n"
+        f"    info.dataset.{attribute} = {made}",
+    )
+
+
+#: Methods only a ``numpy.random.Generator`` has (a ``RandomState`` would not run them).
+_GENERATOR_ONLY = frozenset({"integers", "spawn", "bit_generator"})
 
 
 class NumpyRandomInDataloaderWorkers(Rule):
@@ -137,6 +162,7 @@ def _judge(
         given = model.data.argument(loader, "num_workers")[0]
         workers = f" (`num_workers={model.text_of(given)}`, line {model.line_of(loader.call)})"
     if draw.kind is DrawKind.STATE:
+        fix = _state_fix(draw.generator, _method_name(draw))
         if loader is None and loaders:
             return None
         message = (
@@ -150,8 +176,8 @@ def _judge(
                 "DataLoader over it is built elsewhere: with `num_workers` > 0 and no "
                 "`worker_init_fn` that re-makes it, every worker repeats the same draws"
             )
-            return Violation(draw.call, message, _STATE_FIX, Severity.INFO)
-        return Violation(draw.call, message, _STATE_FIX)
+            return Violation(draw.call, message, fix, Severity.INFO)
+        return Violation(draw.call, message, fix)
     if loader is None:
         return None
     message = (
@@ -159,3 +185,8 @@ def _judge(
         f"not reseed it{workers}: before PyTorch 1.9 every worker repeats the same draws"
     )
     return Violation(draw.call, message, _GLOBAL_FIX, Severity.INFO)
+
+
+def _method_name(draw: NumpyDraw) -> str:
+    func = draw.call.func
+    return func.attr.value if isinstance(func, cst.Attribute) else ""

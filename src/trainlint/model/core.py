@@ -129,6 +129,9 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
                 if found is not None:
                     return found
                 current = current.parent
+            found = method_of_instance(self, call, scope, external=False)
+            if found is not None:
+                return found
             return external_callee(self, call, scope) if external else None
         if (
             isinstance(func, cst.Attribute)

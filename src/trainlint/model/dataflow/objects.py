@@ -69,6 +69,11 @@ def method_of_instance(
     """The method ``call`` runs when it is ``obj.method(...)`` on an instance of a same-file
     class (or, ``external``, of another project module's class)."""
     func = call.func
+    if isinstance(func, cst.Name):  # ``scorer(batch)``: a plain class's ``__call__``
+        cls = instance_class(model, func, scope, external=False)
+        if cls is None or model.is_module_class(cls):
+            return None  # a module's call is its forward, not a helper
+        return cls.methods.get("__call__")
     if not isinstance(func, cst.Attribute):
         return None
     cls = instance_class(model, func.value, scope, external)

@@ -263,6 +263,22 @@ SHAPE_METHODS = {
     "clone",
     "detach",
 }
+#: Shape methods/functions that keep the last axis as it was (dtype, device, copies): a linear
+#: layer's width survives them; a reshape or squeeze moves other axes into the last one.
+KEEPS_LAST_AXIS = {
+    "float",
+    "double",
+    "half",
+    "to",
+    "cuda",
+    "cpu",
+    "contiguous",
+    "clone",
+    "detach",
+    "tensorflow.identity",
+    "tensorflow.nn.dropout",
+    "torch.nn.functional.dropout",
+}
 #: Natural logarithms (``log_argument`` reads what they are applied to).
 LOGS = {
     "torch.log",

@@ -358,9 +358,9 @@ class TensorAnalysis:
         if dense is not None:
             return replace(dense, applied=call) if dense.source is not None else dense
         if qualified in k.SHAPE_FUNCTIONS:
-            return self.kind_of(positional(call, 0), scope, before)
+            return _reshaped(self.kind_of(positional(call, 0), scope, before), qualified)
         if name in k.SHAPE_METHODS:
-            return self.kind_of(receiver, scope, before)
+            return _reshaped(self.kind_of(receiver, scope, before), name)
         return UNKNOWN if qualified else None
 
     def returned(self, function: Scope, index: int | None) -> TensorKind | None:
@@ -413,3 +413,11 @@ def remote_returned(function: FunctionSummary, index: int | None) -> TensorKind 
     line = fact.get("line")
     origin = f"{function.name}, line {line}" if line else function.name
     return TensorKind.from_fact(fact, origin=origin)
+
+
+def _reshaped(kind: TensorKind | None, how: str | None) -> TensorKind | None:
+    """What a shape change keeps: the values, but a linear layer's width only when the last
+    axis stays (``h.squeeze(-1).softmax(-1)`` is attention pooling over the sequence)."""
+    if kind is None or kind.width is None or how in k.KEEPS_LAST_AXIS:
+        return kind
+    return replace(kind, width=None)
