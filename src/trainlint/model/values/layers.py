@@ -114,6 +114,8 @@ class LayerAnalysis:
     def __init__(self, tensors: TensorAnalysis) -> None:
         self.tensors = tensors
         self.model = tensors.model
+        #: Sequentials being expanded: ``self.fc = nn.Sequential(..., self.fc)`` holds itself.
+        self._expanding: set[int] = set()
 
     def output(
         self, constructor: cst.Call, scope: Scope, given: TensorKind = UNKNOWN
@@ -155,7 +157,13 @@ class LayerAnalysis:
         if last in PASS_THROUGH_LAYERS:
             return given
         if last == "Sequential":
-            return self.stack(stack_layers(constructor), scope)
+            if id(constructor) in self._expanding:
+                return UNKNOWN  # a stack that names itself (the old head wrapped in a new one)
+            self._expanding.add(id(constructor))
+            try:
+                return self.stack(stack_layers(constructor), scope)
+            finally:
+                self._expanding.discard(id(constructor))
         return UNKNOWN
 
     def stack(self, layers: list[cst.BaseExpression], scope: Scope) -> TensorKind:
