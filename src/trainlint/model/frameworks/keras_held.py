@@ -15,6 +15,7 @@ import libcst as cst
 
 from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal
 from trainlint.model.syntax.scopes import argument_for
+from trainlint.model.values.mode_layers import ModeLayers
 
 if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import ClassInfo, Scope
@@ -23,25 +24,17 @@ _DROPOUT_ARGUMENTS = ("dropout", "recurrent_dropout", "attention_dropout")
 
 
 @dataclass(frozen=True)
-class HeldLayers:
+class HeldLayers(ModeLayers):
     """The training-dependent layers found in a keras callable (``Dropout``,
     ``BatchNormalization``...), whether everything in it could be read (``complete``), and,
     when not, whether what was not read lies outside this file (``external``: a loaded
-    model, another library's layer, a model passed in) or is same-file code."""
+    model, another library's layer, a model passed in) or is same-file code. The torch
+    answer (:class:`~trainlint.model.values.mode_layers.ModeLayers`) plus ``external``."""
 
-    layers: tuple[str, ...] = ()
     complete: bool = True
     external: bool = False
 
-    @property
-    def has_any(self) -> bool:
-        return bool(self.layers)
-
-    @property
-    def known_free(self) -> bool:
-        return self.complete and not self.layers
-
-    def __or__(self, other: HeldLayers) -> HeldLayers:
+    def __or__(self, other: HeldLayers) -> HeldLayers:  # type: ignore[override]
         layers = tuple(dict.fromkeys(self.layers + other.layers))
         return HeldLayers(layers, self.complete and other.complete, self.external or other.external)
 
