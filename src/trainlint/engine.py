@@ -123,7 +123,8 @@ class FileAnalyzer:
         """Files this process is going to analyze: a module of them that another file's summary
         needs first is parsed whole, once, for both (see ``ProjectIndex.tree_for``)."""
         if self.options.summaries:
-            self.expected.update(p.resolve() for p in paths if p.suffix == ".py")
+            found = (_resolved(p) for p in paths if p.suffix == ".py")
+            self.expected.update(p for p in found if p is not None)
 
     @property
     def rule_modules(self) -> list[str]:
@@ -228,13 +229,15 @@ class FileAnalyzer:
         from trainlint.locate import locate
         from trainlint.model import TrainingModel
 
-        project = self.project if path.suffix == ".py" else None
-        resolved = path.resolve() if project is not None else path
-        module = project.tree(resolved, text) if project is not None else None
+        resolved = _resolved(path) if path.suffix == ".py" else None
+        project = self.project if resolved is not None else None
+        module = None
+        if project is not None and resolved is not None:
+            module = project.tree(resolved, text)
         try:
             if module is None:  # else parsed by the project index, with the same limits
                 module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
-                if project is not None:
+                if project is not None and resolved is not None:
                     project.keep_tree(resolved, text, module)
         except parsing.Unparsable as exc:
             result.error, result.error_line = exc.message, exc.line
@@ -319,6 +322,14 @@ class FileAnalyzer:
         if isinstance(prepared, FileResult):
             return prepared
         return self.drop_ignored(self.analyze_source(prepared, display))
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` resolved, or None (a symbolic link loop: the file is reported elsewhere)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _deps_valid(analyzer: FileAnalyzer, path: Path, deps: list[list[str]]) -> bool:

@@ -43,6 +43,7 @@ from trainlint.model.summaries.types import (
 )
 from trainlint.project_outline import (
     Outline,
+    TreeStore,
     excerpt,
     excerpt_text,
     excerpt_tree,
@@ -57,9 +58,9 @@ if TYPE_CHECKING:
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 #: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
 _MAX_HOPS = 4
-#: Whole libcst trees kept for reuse, in characters of their source (a tree costs about 20-40
-#: bytes of memory per character): the least recently used go first.
-TREE_BUDGET = 2_000_000
+#: Whole libcst trees kept for reuse, in characters of their source: a tree costs about 70
+#: bytes of resident memory per character (measured on diffusers' models), so about 30 MB.
+TREE_BUDGET = 400_000
 #: Outlines that keep their module's ``ast`` statements, most recently used.
 _AST_KEPT = 8
 
@@ -333,6 +334,9 @@ class ProjectIndex:
         found = self.trees.get(module.path, text)
         if found is not None or module.path not in self.expected:
             return found
+        # Parsed whole once at most: dropped from the store before the engine came to it, the
+        # module's other excerpts are parsed as text (a whole parse each would cost more).
+        self.expected.discard(module.path)
         from trainlint import parsing
 
         try:
@@ -345,6 +349,7 @@ class ProjectIndex:
     def tree(self, path: Path, text: str) -> cst.Module | None:
         """A tree of ``text`` (the file at ``path``, resolved) that this index parsed or kept,
         parsed as :func:`trainlint.parsing.parse` would with the same limits."""
+        self.expected.discard(path)  # analyzed now: summaries need not parse it whole for it
         return self.trees.get(path, text)
 
     def keep_tree(self, path: Path, text: str, tree: cst.Module) -> None:
@@ -368,35 +373,6 @@ class ProjectIndex:
             if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
-
-
-class TreeStore:
-    """Whole libcst trees by resolved path, with their text, least recently used dropped
-    first once their texts pass ``budget`` characters (a run's trees would not fit in memory)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.chars = 0
-        self._trees: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()
-
-    def get(self, path: Path, text: str) -> cst.Module | None:
-        found = self._trees.get(path)
-        if found is None or (found[0] is not text and found[0] != text):
-            return None
-        self._trees.move_to_end(path)
-        return found[1]
-
-    def put(self, path: Path, text: str, tree: cst.Module) -> None:
-        old = self._trees.pop(path, None)
-        if old is not None:
-            self.chars -= len(old[0])
-        if len(text) > self.budget:
-            return
-        self._trees[path] = (text, tree)
-        self.chars += len(text)
-        while self.chars > self.budget:
-            _, (dropped, _) = self._trees.popitem(last=False)
-            self.chars -= len(dropped)
 
 
 class ProjectView:

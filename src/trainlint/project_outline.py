@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import libcst as cst
 
@@ -244,6 +246,35 @@ def excerpt_tree(
             taken = starts[holder + 1] - len(following.leading_lines) - 1 if following else written
         pieces.append(node.with_changes(leading_lines=blank))
     return module.with_changes(body=pieces, header=[], footer=[])
+
+
+class TreeStore:
+    """Whole libcst trees by resolved path, with their text, least recently used dropped
+    first once their texts pass ``budget`` characters (a run's trees would not fit in memory)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.chars = 0
+        self._trees: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()
+
+    def get(self, path: Path, text: str) -> cst.Module | None:
+        found = self._trees.get(path)
+        if found is None or (found[0] is not text and found[0] != text):
+            return None
+        self._trees.move_to_end(path)
+        return found[1]
+
+    def put(self, path: Path, text: str, tree: cst.Module) -> None:
+        old = self._trees.pop(path, None)
+        if old is not None:
+            self.chars -= len(old[0])
+        if len(text) > self.budget:
+            return
+        self._trees[path] = (text, tree)
+        self.chars += len(text)
+        while self.chars > self.budget:
+            _, (dropped, _) = self._trees.popitem(last=False)
+            self.chars -= len(dropped)
 
 
 def _names(nodes: list[ast.AST]) -> tuple[str, ...]:
