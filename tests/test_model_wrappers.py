@@ -295,3 +295,75 @@ def test_modules_inside_containers_and_wrappers_are_known_modules() -> None:
     assert model.is_known_module(expr("ddp.module"), main)
     assert model.is_known_module(expr("peft_model"), main)
     assert model.is_known_module(expr("unwrapped"), main)
+
+
+def test_optimizer_lists_and_starred_forms_map_slot_by_slot() -> None:
+    model = build(
+        """
+        import torch
+        from apex import amp
+
+        def main(net, dataset, accelerator):
+            first = torch.optim.SGD(net.parameters(), lr=0.1)
+            second = torch.optim.Adam(net.parameters())
+            feed = torch.utils.data.DataLoader(dataset)
+            decay = torch.optim.lr_scheduler.StepLR(first, 1)
+            net, [a1, a2] = amp.initialize(net, [first, second], opt_level="O1")
+            objs = [net, first, feed, decay]
+            w, x, y, z = accelerator.prepare(*objs)
+            head, *rest = accelerator.prepare(net, first, feed)
+            *front, tail = accelerator.prepare(net, first, feed, decay)
+            u1, u2, *middle, u3 = accelerator.prepare(net, first, feed, feed, decay)
+            v1, *others, v2 = helper()
+        """
+    )
+    main = scope(model, "main")
+    expected = {
+        "a1": Role.OPTIMIZER,  # element 0 of the list in slot 1
+        "a2": Role.OPTIMIZER,
+        "w": Role.MODEL,  # ``*objs`` spread out
+        "x": Role.OPTIMIZER,
+        "y": Role.LOADER,
+        "z": Role.SCHEDULER,
+        "head": Role.MODEL,
+        "rest": None,  # a list of slots, not one of them
+        "front": None,
+        "tail": Role.SCHEDULER,  # counted from the end
+        "u1": Role.MODEL,
+        "u2": Role.OPTIMIZER,
+        "middle": None,
+        "u3": Role.SCHEDULER,
+        "v2": None,  # not a wrapper: how many slots is unknown
+    }
+    assert {name: model.role_of(expr(name), main) for name in expected} == expected
+    assert model.value_of(expr("a2"), main).kind == "torch.optim.Adam"
+
+
+def test_isinstance_checks_inside_expressions() -> None:
+    model = build(
+        """
+        import torch
+
+        def update(thing, other, third, loader):
+            for x in loader:
+                thing.step() if isinstance(thing, torch.optim.Optimizer) else thing(x)
+                isinstance(other, torch.optim.Optimizer) and other.step()
+                not isinstance(third, torch.optim.Optimizer) or third.step()
+                y = third.step() if not isinstance(third, torch.optim.Optimizer) else third.eval()
+                isinstance(other, torch.optim.Optimizer) or other.eval()
+        """
+    )
+    update = scope(model, "update")
+    receivers = [
+        (model.text_of(node), model.role_of(node.func.value, update))
+        for node in descendants(update.node)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+    ]
+    assert receivers == [
+        ("thing.step()", Role.OPTIMIZER),
+        ("other.step()", Role.OPTIMIZER),  # right of ``and``
+        ("third.step()", Role.OPTIMIZER),  # right of ``or`` after a negated check
+        ("third.step()", None),  # the ``if`` part of a negated check
+        ("third.eval()", Role.OPTIMIZER),
+        ("other.eval()", None),  # right of ``or``: the check failed
+    ]
