@@ -349,3 +349,9 @@ def test_method_inherited_from_base_in_another_module(tmp_path: Path) -> None:
     kinds = [event.kind.value for event in model.iteration(loop)]
     assert "backward" in kinds and "step" in kinds
     assert TrainingModel.from_source(source, path).method(info, "train_step") is None
+    # a finding about the inherited backward is shown on this file's call that reaches it
+    (train,) = model.train_steps
+    backward = next(e for e in train.events if e.kind.value == "backward")
+    assert model.stubs.origin(backward.node) is not None
+    assert model.text_of(model.anchor_of(backward)) == "self.train_step(inputs, targets)"
+    assert model.where(backward.node) == "in `BaseTrainer.train_step`"

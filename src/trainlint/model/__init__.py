@@ -8,6 +8,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   whether a value is known (not guessed by name) to be a torch module;
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
+* ``anchor_of(event)`` -- where a finding about an event is shown: its node, or for another
+  module's code (a stub node: an inherited ``train_step``) this file's call reaching it;
 * ``train_steps`` -- loops that backward and step (:mod:`.training`); ``window_steps`` adds
   functions that run one accumulation window per call (micro-step loop, then the step);
 * ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
