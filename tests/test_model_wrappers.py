@@ -367,3 +367,51 @@ def test_isinstance_checks_inside_expressions() -> None:
         ("third.eval()", Role.OPTIMIZER),
         ("other.eval()", None),  # right of ``or``: the check failed
     ]
+
+
+def test_functions_chosen_from_a_collection() -> None:
+    model = build(
+        """
+        import torch
+
+        def make_a(ds):
+            return torch.utils.data.DataLoader(ds, drop_last=True)
+
+        def make_b(ds):
+            return torch.utils.data.DataLoader(ds)
+
+        def make_opt(params):
+            return torch.optim.SGD(params, lr=0.1)
+
+        NAMES = ["a", "b"]
+        MAKERS = [make_a, make_b]
+        TABLE = {"a": make_a, "b": make_b}
+        MIXED = [make_a, make_opt]
+
+        def main(ds, key):
+            for name, make in zip(NAMES, MAKERS):
+                zipped = make(ds)
+            for i, make2 in enumerate(MAKERS):
+                counted = make2(ds)
+            for key2, make3 in TABLE.items():
+                itemized = make3(ds)
+            picked = TABLE[key](ds)
+            for make4 in MIXED:
+                mixed = make4(ds)
+            for make5 in NAMES:
+                strings = make5(ds)
+        """
+    )
+    main = scope(model, "main")
+    roles = {
+        n: model.role_of(expr(n), main)
+        for n in ("zipped", "counted", "itemized", "picked", "mixed", "strings")
+    }
+    assert roles == {
+        "zipped": Role.LOADER,
+        "counted": Role.LOADER,
+        "itemized": Role.LOADER,
+        "picked": Role.LOADER,
+        "mixed": None,  # the factories disagree
+        "strings": None,  # not functions
+    }

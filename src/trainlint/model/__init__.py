@@ -71,7 +71,9 @@ Sub-packages, by concept:
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
   ``deepspeed.initialize``, DDP), bound-method aliases (``aliases``: ``bound_method``),
-  ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
+  ``isinstance`` narrowing (``isinstance_checks``, also in conditional expressions and
+  ``and``/``or``), functions chosen from a list or dict of same-file functions (``factories``:
+  ``for name, make in zip(NAMES, LOADERS): make(...)``), torch-module evidence (``modules``:
   ``is_known_module``); the tensor lattice (``kinds``: logits,
   probabilities, log-probabilities, ..., with producer, softmax axis, layer width and the kind
   an activation was applied to), its evaluation over expressions (``tensors``: bindings joined

@@ -14,9 +14,8 @@ in the right operand of ``or``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import re
+from typing import TYPE_CHECKING
 
 import libcst as cst
 

@@ -17,6 +17,7 @@ import libcst as cst
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import names_function
+from trainlint.model.values.factories import chosen_functions
 from trainlint.model.values.isinstance_checks import Narrowing
 from trainlint.model.values.roles import (
     Role,
@@ -267,15 +268,25 @@ class ValueResolver:
             return Value(Role.MODEL, qualified or name or "", call)
         callee = model.callee(call, scope)
         if callee is not None:
-            for returned in callee.returns:
-                if index is not None and isinstance(returned, cst.Tuple):
-                    if index < len(returned.elements):
-                        returned = returned.elements[index].value
-                    else:
-                        continue
-                value = self.value_of(returned, callee)
-                if value is not None:
-                    return value
+            return self._returned(callee, index)
+        chosen = chosen_functions(model, call, scope)
+        if chosen:  # ``make(...)`` with ``make`` taken from ``[make_train_loader, ...]``
+            values = [self._returned(function, index) for function in chosen]
+            roles = {v.role if v is not None else None for v in values}
+            return values[0] if len(roles) == 1 else None
+        return None
+
+    def _returned(self, callee: Scope, index: int | None) -> Value | None:
+        """The value a function returns (slot ``index`` of a returned tuple)."""
+        for returned in callee.returns:
+            if index is not None and isinstance(returned, cst.Tuple):
+                if index < len(returned.elements):
+                    returned = returned.elements[index].value
+                else:
+                    continue
+            value = self.value_of(returned, callee)
+            if value is not None:
+                return value
         return None
 
 
