@@ -91,6 +91,10 @@ class ModeAnalysis:
                     self._callers.setdefault(id(callee.node), []).append((site.node, site.scope))
         return self._callers.get(id(scope.node), [])
 
+    def order_of_event(self, event: Event) -> int:
+        """Where ``event`` runs in its scope's order: at the call that reached a helper's."""
+        return self._order(event)
+
     def _order(self, event: Event) -> int:
         anchor = event.via[0] if event.via else event.node
         found = self._call_order.get(id(anchor))
