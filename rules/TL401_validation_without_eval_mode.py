@@ -26,11 +26,13 @@ class ValidationWithoutEvalMode(Rule):
     in training mode: a loop over a loader named like `val`/`valid`/`test`/`eval`/`dev`, a
     function named like `validate`/`evaluate`/`test`/`predict`, or model calls after the
     epoch's training loop, none of them running a backward. The mode is followed through
-    helpers (same file or another module of the project) and same-file callers:
+    helpers (same file or another module of the project) and callers:
     `model.eval()` (or `model.train(False)`) before the region, in the function or in every
-    same-file caller of it, counts, and so does a helper that switches a collection of models
-    by its argument (`self.set_model_mode("eval")`). A mode chosen at run time
-    (`set_mode(mode)` with a train and an eval branch) is not reported.
+    caller of it (same file, or another module of the project: `model.eval();
+    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, and so
+    does a helper that switches a collection of models by its argument
+    (`self.set_model_mode("eval")`). A mode chosen at run time (`set_mode(mode)` with a train
+    and an eval branch) is not reported.
 
     An error when the model is known to hold Dropout or BatchNorm (a same-file class, a
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
@@ -103,7 +105,7 @@ class ValidationWithoutEvalMode(Rule):
                 f"(line {model.line_of(state.switch.node)})"
             )
         else:
-            before = f"no `{name}.eval()` runs before it, here or in a same-file caller"
+            before = f"no `{name}.eval()` runs before it, here or in a caller"
         effect = (
             "dropout keeps zeroing activations and BatchNorm normalizes with batch statistics "
             "(and moves its running averages toward the evaluation data), so the metric is off"

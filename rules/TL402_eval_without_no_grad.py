@@ -27,7 +27,8 @@ class EvalWithoutNoGrad(Rule):
     or model calls after the epoch's training loop, none of them running a backward) that
     runs outside `torch.no_grad()`, `torch.inference_mode()` and `set_grad_enabled(False)`:
     as a `with` block, a decorator, a `torch.set_grad_enabled(False)` statement before it, or
-    around every same-file call of the function.
+    around every same-file call of the function (a function only other modules of the project
+    call: around each of their calls).
 
     Silent on evaluation that needs autograd (`torch.autograd.grad` with respect to the
     inputs, `requires_grad_()` on them, `torch.enable_grad()`: saliency maps, adversarial

@@ -30,6 +30,7 @@ from trainlint.model.dataflow.calls import passed_for
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
 from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
+from trainlint.model.summaries.callers import CallerRecord, external_callers
 from trainlint.model.syntax.nodes import (
     contains,
     dotted,
@@ -68,6 +69,7 @@ class ModeAnalysis:
         self.model = model
         self._events: dict[int, list[Event]] = {}
         self._callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
+        self._external: dict[int, list[CallerRecord]] = {}
         self._call_order: dict[int, int] = {id(site.node): site.order for site in model.calls}
 
     # ------------------------------------------------------------------ events
@@ -138,7 +140,36 @@ class ModeAnalysis:
             chosen = [f for f in found if f.mode is mode]
             if chosen:
                 return chosen[0]
-        return self._held_in_eval(scope, subject) or ModeAt(Mode.UNKNOWN)
+        return (
+            self._held_in_eval(scope, subject)
+            or self._set_by_other_modules(scope, subject, found)
+            or ModeAt(Mode.UNKNOWN)
+        )
+
+    def _set_by_other_modules(
+        self, scope: Scope, subject: str | None, found: list[ModeAt]
+    ) -> ModeAt | None:
+        """The mode other modules' calls of ``scope`` leave ``subject`` (rooted at a
+        parameter) in: eval when every call, here and there, is in eval mode; chosen at run
+        time when one is. Asked last, only when the mode is still unknown (it reads other
+        files). A caller's train mode stays unknown here: its switch is in another file."""
+        root = (subject or "").split(".", 1)[0]
+        if not root or root not in scope.params:
+            return None
+        records = self._external_callers(scope)
+        if not records:
+            return None
+        params = tuple(scope.params)
+        modes = [Mode(r.mode_of(params, root)) for r in records] + [f.mode for f in found]
+        if all(m is Mode.EVAL for m in modes):
+            return ModeAt(Mode.EVAL)
+        return ModeAt(Mode.EITHER) if Mode.EITHER in modes else None
+
+    def _external_callers(self, scope: Scope) -> list[CallerRecord]:
+        key = id(scope.node)
+        if key not in self._external:
+            self._external[key] = external_callers(self.model, scope) or []
+        return self._external[key]
 
     def _held_in_eval(self, scope: Scope, subject: str | None) -> ModeAt | None:
         """``self._model.eval()`` in the constructor of a plain class whose methods never
@@ -209,12 +240,20 @@ class ModeAnalysis:
                 return True
         return False
 
+    def call_grad_disabled(self, scope: Scope, call: cst.Call) -> bool:
+        """Whether ``call`` (written in ``scope``) runs with gradients off."""
+        if self.model.dataflow.grad_disabled(call) or self._disabled_before(scope, call):
+            return True
+        return self._callers_disable(scope, 0)
+
     def _callers_disable(self, scope: Scope, depth: int) -> bool:
         if scope.is_module or depth >= 2:
             return False
         callers = self.callers(scope)
         if not callers:
-            return False
+            # only other modules call it: each of their calls under ``no_grad``
+            records = self._external_callers(scope)
+            return bool(records) and all(r.grad_off for r in records)
         flow = self.model.dataflow
         return all(
             flow.grad_disabled(call)
