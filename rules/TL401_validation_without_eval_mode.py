@@ -9,7 +9,13 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_after, insert_before
 from trainlint.model import TrainingModel
 from trainlint.model.loops.event_types import Event
-from trainlint.model.loops.modes import Mode, forward_target, model_value, torch_forwards
+from trainlint.model.loops.modes import (
+    Mode,
+    forward_target,
+    model_value,
+    plain_function,
+    torch_forwards,
+)
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import contains
 from trainlint.rule import Violation
@@ -90,7 +96,10 @@ class ValidationWithoutEvalMode(Rule):
                 continue
             if modes.recalibrates(region, first, state):
                 continue
-            value = model_value(model, forward_target(first.node), first.scope)
+            target = forward_target(first.node)
+            if plain_function(model, target, first.scope):
+                continue  # ``def net(X): ...`` written from scratch: no mode to switch
+            value = model_value(model, target, first.scope)
             layers = model.module_structure.of_value(value)
             if layers.known_free:
                 continue

@@ -128,7 +128,8 @@ Sub-packages, by concept:
   what a keras ``Dense`` or TF 1's ``tf.layers.dense``/``fully_connected`` outputs (activation,
   literal width); ``keras_calls.keras_call_method(model, scope)`` the keras ``call()`` a scope
   is in, ``keras_calls.training_guarded(model, site, method)`` whether a call there runs only
-  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it);
+  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it;
+  also torch's ``if self.training:``);
   ``keras_modes.of_callable(func, scope)`` -- the Dropout/BatchNorm (training-dependent
   layers) a keras model or layer holds, and whether all of it could be read
   (:mod:`.frameworks.keras_modes`);

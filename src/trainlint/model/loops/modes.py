@@ -31,6 +31,8 @@ from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
 from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
 from trainlint.model.summaries.callers import CallerRecord, external_callers
+from trainlint.model.summaries.queries import lookup
+from trainlint.model.summaries.types import FunctionSummary
 from trainlint.model.syntax.nodes import (
     contains,
     dotted,
@@ -42,7 +44,7 @@ from trainlint.model.syntax.scopes import argument_for
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.loops.regions import EvalRegion
-    from trainlint.model.syntax.scopes import Scope
+    from trainlint.model.syntax.scopes import Binding, Scope
     from trainlint.model.values.roles import Value
 
 _SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
@@ -303,6 +305,45 @@ def model_value(
                 if found is not None and found.kind:
                     return found
     return value
+
+
+def plain_function(
+    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope, depth: int = 0
+) -> bool:
+    """Whether ``expr``, called like a model, is a plain function (``def net(X): return
+    softmax(X @ W + b)``, ``net, loss = linreg, squared_loss``, ``net = d2l.linreg`` from a
+    project module, or a parameter every same-file caller passes such a function for): it has
+    no train/eval mode."""
+    name = dotted(expr)
+    if not name or depth >= 3 or name == "self":
+        return False
+    current: Scope | None = scope
+    while isinstance(expr, cst.Name) and current is not None:
+        if name in current.bindings or name in current.params:
+            break
+        if name in current.functions:
+            return True
+        current = current.parent
+    bindings = [b for b in model.lookup(name, scope) if not b.augmented and not b.from_iteration]
+    if bindings:
+        return all(plain_function(model, _bound(b), b.scope or scope, depth + 1) for b in bindings)
+    if isinstance(expr, cst.Name) and name in scope.params:
+        passed = passed_for(model.dataflow, name, scope)
+        return bool(passed) and all(
+            plain_function(model, argument, caller, depth + 1) for argument, caller, _ in passed
+        )
+    return isinstance(lookup(model, name, scope), FunctionSummary)
+
+
+def _bound(binding: Binding) -> cst.BaseExpression | None:
+    """What ``binding`` holds: its value, or the element of a tuple it unpacks."""
+    value = binding.value
+    if binding.unpack_index is None or value is None:
+        return value
+    if isinstance(value, (cst.Tuple, cst.List)) and binding.unpack_index < len(value.elements):
+        element = value.elements[binding.unpack_index]
+        return None if isinstance(element, cst.StarredElement) else element.value
+    return None
 
 
 def torch_forwards(model: TrainingModel, events: list[Event] | tuple[Event, ...]) -> list[Event]:
