@@ -9,13 +9,8 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_after, insert_before
 from trainlint.model import TrainingModel
 from trainlint.model.loops.event_types import Event
-from trainlint.model.loops.modes import (
-    Mode,
-    forward_target,
-    model_value,
-    plain_function,
-    torch_forwards,
-)
+from trainlint.model.loops.mode_exemptions import plain_function, samples_noise
+from trainlint.model.loops.modes import Mode, forward_target, model_value, torch_forwards
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import contains
 from trainlint.rule import Violation
@@ -91,10 +86,10 @@ class ValidationWithoutEvalMode(Rule):
             if not forwards:
                 continue
             first = forwards[0]
-            state = modes.mode_before(region.scope, first.node, first.subject)
+            state = modes.mode_at(region.scope, first)
             if state.mode in (Mode.EVAL, Mode.EITHER) or _mc_dropout(model, region):
                 continue
-            if modes.recalibrates(region, first, state):
+            if modes.recalibrates(region, first, state) or samples_noise(model, region, first):
                 continue
             target = forward_target(first.node)
             if plain_function(model, target, first.scope):

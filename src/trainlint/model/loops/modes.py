@@ -31,8 +31,6 @@ from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
 from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
 from trainlint.model.summaries.callers import CallerRecord, external_callers
-from trainlint.model.summaries.queries import lookup
-from trainlint.model.summaries.types import FunctionSummary
 from trainlint.model.syntax.nodes import (
     contains,
     dotted,
@@ -44,7 +42,7 @@ from trainlint.model.syntax.scopes import argument_for
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.loops.regions import EvalRegion
-    from trainlint.model.syntax.scopes import Binding, Scope
+    from trainlint.model.syntax.scopes import Scope
     from trainlint.model.values.roles import Value
 
 _SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
@@ -116,12 +114,28 @@ class ModeAnalysis:
         return sum(1 for event in events if self._order(event) < order)
 
     # ------------------------------------------------------------------ train/eval mode
-    def mode_before(
-        self, scope: Scope, node: cst.CSTNode, subject: str | None, depth: int = 0
-    ) -> ModeAt:
-        """The mode of ``subject`` just before ``node`` runs, in ``scope``."""
+    def mode_at(self, scope: Scope, event: Event) -> ModeAt:
+        """The mode of ``event``'s subject just before it runs in ``scope``: found by its node
+        *and* the calls that reached it (a helper's node stands for every call of the helper,
+        the first of them maybe in the training loop, before a later ``model.eval()``)."""
         events = self.scope_events(scope)
-        index = self.index_of(events, node)
+        for index, candidate in enumerate(events):
+            if candidate.node is event.node and _same_calls(candidate.via, event.via):
+                return self.mode_before(scope, event.node, event.subject, at=index)
+        return self.mode_before(scope, event.node, event.subject)
+
+    def mode_before(
+        self,
+        scope: Scope,
+        node: cst.CSTNode,
+        subject: str | None,
+        depth: int = 0,
+        at: int | None = None,
+    ) -> ModeAt:
+        """The mode of ``subject`` just before ``node`` (event ``at`` of the scope's events,
+        when known) runs, in ``scope``."""
+        events = self.scope_events(scope)
+        index = self.index_of(events, node) if at is None else at
         target = events[index] if index < len(events) else None
         earlier = events[:index]
         for event in reversed(earlier):
@@ -265,6 +279,10 @@ class ModeAnalysis:
         )
 
 
+def _same_calls(first: tuple[cst.Call, ...], second: tuple[cst.Call, ...]) -> bool:
+    return len(first) == len(second) and all(a is b for a, b in zip(first, second, strict=True))
+
+
 def forward_target(call: cst.CSTNode) -> cst.BaseExpression | None:
     """The model a forward event calls: ``model`` in ``model(x)`` / ``model.forward(x)``."""
     if not isinstance(call, cst.Call):
@@ -305,45 +323,6 @@ def model_value(
                 if found is not None and found.kind:
                     return found
     return value
-
-
-def plain_function(
-    model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope, depth: int = 0
-) -> bool:
-    """Whether ``expr``, called like a model, is a plain function (``def net(X): return
-    softmax(X @ W + b)``, ``net, loss = linreg, squared_loss``, ``net = d2l.linreg`` from a
-    project module, or a parameter every same-file caller passes such a function for): it has
-    no train/eval mode."""
-    name = dotted(expr)
-    if not name or depth >= 3 or name == "self":
-        return False
-    current: Scope | None = scope
-    while isinstance(expr, cst.Name) and current is not None:
-        if name in current.bindings or name in current.params:
-            break
-        if name in current.functions:
-            return True
-        current = current.parent
-    bindings = [b for b in model.lookup(name, scope) if not b.augmented and not b.from_iteration]
-    if bindings:
-        return all(plain_function(model, _bound(b), b.scope or scope, depth + 1) for b in bindings)
-    if isinstance(expr, cst.Name) and name in scope.params:
-        passed = passed_for(model.dataflow, name, scope)
-        return bool(passed) and all(
-            plain_function(model, argument, caller, depth + 1) for argument, caller, _ in passed
-        )
-    return isinstance(lookup(model, name, scope), FunctionSummary)
-
-
-def _bound(binding: Binding) -> cst.BaseExpression | None:
-    """What ``binding`` holds: its value, or the element of a tuple it unpacks."""
-    value = binding.value
-    if binding.unpack_index is None or value is None:
-        return value
-    if isinstance(value, (cst.Tuple, cst.List)) and binding.unpack_index < len(value.elements):
-        element = value.elements[binding.unpack_index]
-        return None if isinstance(element, cst.StarredElement) else element.value
-    return None
 
 
 def torch_forwards(model: TrainingModel, events: list[Event] | tuple[Event, ...]) -> list[Event]:
