@@ -111,8 +111,8 @@ Sub-packages, by concept:
   for an event inlined from a helper (at its own call), ``call_grad_disabled(scope, call)``
   (:mod:`.loops.modes`); ``plain_function`` / ``samples_noise`` -- model calls with no mode to
   get wrong: a model written as a function, a generator sampled from noise by a file that
-  never evaluates it (:mod:`.loops.mode_exemptions`); ``restoring`` -- eval switches a train step can be reached from
-  without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
+  never evaluates it (:mod:`.loops.mode_exemptions`); ``restoring`` -- eval switches a train
+  step can be reached from without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
   (:mod:`.loops.restoring`); ``Mode.EITHER`` when a train and an eval switch sit on two
   branches of one test;
   :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
