@@ -8,6 +8,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   whether a value is known (not guessed by name) to be a torch module;
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
+* ``anchor_of(event)`` -- where a finding about an event is shown: its node, or for another
+  module's code (a stub node: an inherited ``train_step``) this file's call reaching it;
 * ``train_steps`` -- loops that backward and step (:mod:`.training`); ``window_steps`` adds
   functions that run one accumulation window per call (micro-step loop, then the step);
 * ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
@@ -69,7 +71,9 @@ Sub-packages, by concept:
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
   ``deepspeed.initialize``, DDP), bound-method aliases (``aliases``: ``bound_method``),
-  ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
+  ``isinstance`` narrowing (``isinstance_checks``, also in conditional expressions and
+  ``and``/``or``), functions chosen from a list or dict of same-file functions (``factories``:
+  ``for name, make in zip(NAMES, LOADERS): make(...)``), torch-module evidence (``modules``:
   ``is_known_module``); the tensor lattice (``kinds``: logits,
   probabilities, log-probabilities, ..., with producer, softmax axis, layer width and the kind
   an activation was applied to), its evaluation over expressions (``tensors``: bindings joined
