@@ -116,9 +116,9 @@ Sub-packages, by concept:
   (:mod:`.loops.modes`); ``plain_function`` / ``samples_noise`` -- model calls with no mode to
   get wrong: a model written as a function, a generator sampled from noise by a file that
   never evaluates it (:mod:`.loops.mode_exemptions`); ``restoring`` -- eval switches a train
-  step can be reached from without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
-  (:mod:`.loops.restoring`); ``Mode.EITHER`` when a train and an eval switch sit on two
-  branches of one test;
+  step can be reached from without ``.train()`` (``unrestored_switches``), and
+  ``layers_switched`` (what they affect) (:mod:`.loops.restoring`); ``Mode.EITHER`` when a
+  train and an eval switch sit on two branches of one test;
   :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
   (``self._models[name].eval()``) that stand for every model; ``fold`` /
   ``literal_arguments``: a helper's tests folded on a call's literal arguments
