@@ -29,7 +29,8 @@ class EvalWithoutNoGrad(Rule):
     or model calls after the epoch's training loop, none of them running a backward) that
     runs outside `torch.no_grad()`, `torch.inference_mode()` and `set_grad_enabled(False)`:
     as a `with` block, a decorator, a `torch.set_grad_enabled(False)` statement before it, or
-    around every same-file call of the function.
+    around every same-file call of the function (a function only other modules of the project
+    call: around each of their calls).
 
     Legacy `Variable(x, volatile=True)` does not count: since PyTorch 0.4 it is ignored (with
     a warning) and the graph is recorded; the message says so.

@@ -204,6 +204,23 @@ def test_loss_calls_and_their_predictions() -> None:
     }
 
 
+def test_a_tensor_operand_may_broadcast_a_one_unit_layer_wider():
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        fc = nn.Linear(8, 1)
+        bias = torch.zeros(10)
+        widened = fc(x) + bias
+        shifted = fc(x) + 0.5
+        """
+    )
+    module = model.module_scope
+    assert model.tensor_kind(expr("widened"), module).width is None
+    assert model.tensor_kind(expr("shifted"), module).width == 1
+
+
 def test_a_stack_wrapping_a_name_reads_what_the_name_held_before() -> None:
     """``model = keras.Sequential([model, ...])`` wraps the earlier ``model`` (keras'
     trainer_test.py made the layer analysis recurse through the rebinding)."""

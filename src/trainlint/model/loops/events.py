@@ -382,6 +382,8 @@ class IterationBuilder:
             return make(EventKind.FORWARD, call, subject=subject)
         if role is Role.MODEL and name not in ("parameters", "named_parameters", "state_dict"):
             return None
+        if subject == "self" and scope.cls is not None and name in scope.cls.methods:
+            return None  # ``self.restore_model(it)``: the class's own method, named like a model
         value = model.value_of(call.func, scope) if name not in ("item",) else None
         if value is not None and value.role is Role.MODEL:
             return make(EventKind.FORWARD, call, subject=dotted(call.func))
