@@ -160,7 +160,8 @@ def _imported(model: TrainingModel) -> Iterator[Violation]:
                     f"({workers}): the workers repeat each other's random draws, and each "
                     "epoch repeats the last"
                 )
-                fix = _state_fix(None, draw.called.rsplit(".", 1)[-1])
+                generator, _, method = draw.called.rpartition(".")
+                fix = _state_fix(generator or None, method)
                 yield Violation(site.call, message, fix)
             else:
                 message = (

@@ -99,6 +99,9 @@ class IterationBuilder:
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
                     yield from self._small(small, *args)
+            elif isinstance(statement, cst.BaseSmallStatement):
+                # a one-line suite's body (``with amp.scale_loss(l, o) as s: s.backward()``)
+                yield from self._small(statement, *args)
             elif isinstance(statement, cst.If):
                 yield from self._expression(statement.test, *args)
                 yield from self._if(statement, *args)
