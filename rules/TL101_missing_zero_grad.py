@@ -28,7 +28,9 @@ class MissingZeroGrad(Rule):
     `optimizer.zero_grad()`, no `model.zero_grad()` of a model that feeds it, no
     `p.grad = None`. Clearing only once before the loop counts as never. Each optimizer is
     checked on its own, so a GAN that clears the discriminator but forgets the generator is
-    caught.
+    caught. A per-batch method inherited from a base class in another module of the project
+    (`self.train_step(batch)` of a `BaseTrainer` in `base.py`) is followed; the finding is
+    shown on the call in this file's loop.
 
     Clearing under a flag the caller passes (`if do_zero_grad: optimizer.zero_grad()` where
     `do_zero_grad` is a parameter of the loop's function: the caller decides) counts.
@@ -113,7 +115,7 @@ class MissingZeroGrad(Rule):
         step: Event,
         anchor: Event,
     ) -> Violation:
-        step_line = model.line_of(step.node)
+        step_line = model.where(step.node).removeprefix("line ")
         loop_line = model.line_of(train.loop.node)
         outside = _clearing_outside(model, train, optimizer)
         where = (
@@ -124,7 +126,7 @@ class MissingZeroGrad(Rule):
         window = train.accumulation
         if window is not None and (not window.optimizers or optimizer in window.optimizers):
             message = (
-                f"`{optimizer}` is stepped once per accumulation window at line {step_line} but "
+                f"`{optimizer}` is stepped once per accumulation window {_at(step_line)} but "
                 f"its gradients are never cleared in the loop at line {loop_line}{where}; after "
                 "the first window every step applies all gradients since the start of training"
             )
@@ -134,7 +136,7 @@ class MissingZeroGrad(Rule):
             )
         else:
             message = (
-                f"`{optimizer}` is stepped at line {step_line} but its gradients are not cleared "
+                f"`{optimizer}` is stepped {_at(step_line)} but its gradients are not cleared "
                 f"on every iteration of the loop at line {loop_line}{where}; each backward() "
                 "adds to all previous batches' gradients"
             )
@@ -143,7 +145,12 @@ class MissingZeroGrad(Rule):
                 f"{optimizer}.zero_grad(); {_backward_text(model, anchor)}; "
                 f"{_step_text(model, step)}",
             )
-        return Violation(anchor.node, message, fix)
+        return Violation(model.anchor_of(anchor), message, fix)
+
+
+def _at(where: str) -> str:
+    """``at line 12``, or ``in `base.BaseTrainer.train_step``` for another module's code."""
+    return where if where.startswith("in ") else f"at line {where}"
 
 
 def _stepped_optimizers(train: TrainStep) -> dict[str, list[Event]]:
