@@ -68,11 +68,18 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         self.calls = builder.calls
         self.expression_statements = builder.expression_statements
         self._order_of = builder.order_of
+        #: id(node) -> the node's parent, every node of the module (see ``Placement.parent``).
+        self.node_parents = builder.parents
         self._loops_by_node = {id(loop.node): loop for loop in self.loops}
         self._iterations: dict[int, list[Event]] = {}
         self._function_events: dict[int, list[Event]] = {}
+        #: id(expression) -> (expression, its calls in evaluation order), for the events
+        #: builder: an expression is read again for every loop, function and helper call
+        #: that reaches it.
+        self._post_orders: dict[int, tuple[cst.CSTNode, list]] = {}
         #: id(node) -> (node, its printed source): the node is kept so its id is never reused.
         self._texts: dict[int, tuple[cst.CSTNode, str]] = {}
+        self._file_mentions: dict[re.Pattern[str], bool] = {}
 
     @classmethod
     def from_source(
@@ -249,7 +256,10 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         when the file has none, only the other nodes (another module's stubs, statements) are
         printed to be sure."""
         unique = {id(node): node for node in nodes}
-        if pattern.search(self.text) is None:
+        in_file = self._file_mentions.get(pattern)
+        if in_file is None:  # asked once per region: search the whole file once per pattern
+            in_file = self._file_mentions[pattern] = pattern.search(self.text) is not None
+        if not in_file:
             own = self._own_blocks
             unique = {key: node for key, node in unique.items() if key not in own}
         return any(pattern.search(self.text_of(node)) for node in unique.values())

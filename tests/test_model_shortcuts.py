@@ -1,5 +1,6 @@
-"""``text_of`` (printed once per node) and ``source_mentions`` (a search of nodes' source
-that skips printing when the file itself has no match) answer as printing every node would."""
+"""Shortcuts the model takes for speed answer exactly as the long way would: ``text_of``
+(printed once per node), ``source_mentions`` (a search of nodes' source that skips printing
+when the file itself has no match), ``node_parents`` (recorded by the scope walk)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import libcst as cst
 import pytest
 
 from trainlint.model import TrainingModel
+from trainlint.model.syntax.nodes import child_nodes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: The patterns rules search nodes' source with (TL401's Monte Carlo dropout, TL402's
@@ -70,7 +72,7 @@ def test_text_of_a_temporary_node_is_never_served_for_another() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("TL*/*.py")), ids=lambda p: p.name)
-def test_same_answer_as_printing_each_block(path: Path) -> None:
+def test_same_answers_as_the_long_way_on_every_fixture(path: Path) -> None:
     text = path.read_text("utf-8")
     try:
         model = TrainingModel.from_source(text, path)
@@ -80,3 +82,12 @@ def test_same_answer_as_printing_each_block(path: Path) -> None:
         printed = model.module.code_for_node(node)
         for pattern in PATTERNS:
             assert model.source_mentions([node], pattern) == bool(pattern.search(printed))
+    expected: dict[int, cst.CSTNode] = {}
+    stack: list[cst.CSTNode] = [model.module]
+    while stack:
+        current = stack.pop()
+        for child in child_nodes(current):
+            expected[id(child)] = current
+            stack.append(child)
+    assert expected.keys() == model.node_parents.keys()
+    assert all(model.node_parents[key] is parent for key, parent in expected.items())
