@@ -1,6 +1,7 @@
 """Shortcuts the model takes for speed answer exactly as the long way would: ``text_of``
 (printed once per node), ``source_mentions`` (a search of nodes' source that skips printing
-when the file itself has no match), ``node_parents`` (recorded by the scope walk)."""
+when the file itself has no match), ``node_parents`` (recorded by the scope walk), ``positions.code_for_node`` (libcst's printing
+without its position-recording generators)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from trainlint.model import TrainingModel
 from trainlint.model.syntax.nodes import child_nodes
+from trainlint.positions import code_for_node
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: The patterns rules search nodes' source with (TL401's Monte Carlo dropout, TL402's
@@ -78,8 +80,10 @@ def test_same_answers_as_the_long_way_on_every_fixture(path: Path) -> None:
         model = TrainingModel.from_source(text, path)
     except cst.ParserSyntaxError:
         pytest.skip("not parsable")
+    assert code_for_node(model.module, model.module) == model.module.code_for_node(model.module)
     for node in _blocks(model):
         printed = model.module.code_for_node(node)
+        assert code_for_node(model.module, node) == printed
         for pattern in PATTERNS:
             assert model.source_mentions([node], pattern) == bool(pattern.search(printed))
     expected: dict[int, cst.CSTNode] = {}

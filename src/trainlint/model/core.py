@@ -40,7 +40,7 @@ from trainlint.model.syntax.scopes import (
     ScopeBuilder,
 )
 from trainlint.model.values.queries import ValueQueries
-from trainlint.positions import positions
+from trainlint.positions import code_for_node, positions
 
 
 class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries):
@@ -243,7 +243,7 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         entry = self._texts.get(id(node))
         if entry is not None and entry[0] is node:
             return entry[1]
-        text = self.module.code_for_node(node)
+        text = code_for_node(self.module, node)
         self._texts[id(node)] = (node, text)
         return text
 
