@@ -113,7 +113,7 @@ class MissingZeroGrad(Rule):
         step: Event,
         anchor: Event,
     ) -> Violation:
-        step_line = model.line_of(step.node)
+        step_line = model.where(step.node).removeprefix("line ")
         loop_line = model.line_of(train.loop.node)
         outside = _clearing_outside(model, train, optimizer)
         where = (
@@ -124,7 +124,7 @@ class MissingZeroGrad(Rule):
         window = train.accumulation
         if window is not None and (not window.optimizers or optimizer in window.optimizers):
             message = (
-                f"`{optimizer}` is stepped once per accumulation window at line {step_line} but "
+                f"`{optimizer}` is stepped once per accumulation window {_at(step_line)} but "
                 f"its gradients are never cleared in the loop at line {loop_line}{where}; after "
                 "the first window every step applies all gradients since the start of training"
             )
@@ -134,7 +134,7 @@ class MissingZeroGrad(Rule):
             )
         else:
             message = (
-                f"`{optimizer}` is stepped at line {step_line} but its gradients are not cleared "
+                f"`{optimizer}` is stepped {_at(step_line)} but its gradients are not cleared "
                 f"on every iteration of the loop at line {loop_line}{where}; each backward() "
                 "adds to all previous batches' gradients"
             )
@@ -143,7 +143,12 @@ class MissingZeroGrad(Rule):
                 f"{optimizer}.zero_grad(); {_backward_text(model, anchor)}; "
                 f"{_step_text(model, step)}",
             )
-        return Violation(anchor.node, message, fix)
+        return Violation(model.anchor_of(anchor), message, fix)
+
+
+def _at(where: str) -> str:
+    """``at line 12``, or ``in `base.BaseTrainer.train_step``` for another module's code."""
+    return where if where.startswith("in ") else f"at line {where}"
 
 
 def _stepped_optimizers(train: TrainStep) -> dict[str, list[Event]]:

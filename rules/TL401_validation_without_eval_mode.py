@@ -9,6 +9,7 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.edits import insert_after, insert_before
 from trainlint.model import TrainingModel
 from trainlint.model.loops.event_types import Event
+from trainlint.model.loops.mode_exemptions import plain_function, samples_noise
 from trainlint.model.loops.modes import Mode, forward_target, model_value, torch_forwards
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import contains
@@ -26,11 +27,13 @@ class ValidationWithoutEvalMode(Rule):
     in training mode: a loop over a loader named like `val`/`valid`/`test`/`eval`/`dev`, a
     function named like `validate`/`evaluate`/`test`/`predict`, or model calls after the
     epoch's training loop, none of them running a backward. The mode is followed through
-    helpers (same file or another module of the project) and same-file callers:
+    helpers (same file or another module of the project) and callers:
     `model.eval()` (or `model.train(False)`) before the region, in the function or in every
-    same-file caller of it, counts, and so does a helper that switches a collection of models
-    by its argument (`self.set_model_mode("eval")`). A mode chosen at run time
-    (`set_mode(mode)` with a train and an eval branch) is not reported.
+    caller of it (same file, or another module of the project: `model.eval();
+    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, and so
+    does a helper that switches a collection of models by its argument
+    (`self.set_model_mode("eval")`). A mode chosen at run time (`set_mode(mode)` with a train
+    and an eval branch) is not reported.
 
     An error when the model is known to hold Dropout or BatchNorm (a same-file class, a
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
@@ -83,12 +86,15 @@ class ValidationWithoutEvalMode(Rule):
             if not forwards:
                 continue
             first = forwards[0]
-            state = modes.mode_before(region.scope, first.node, first.subject)
+            state = modes.mode_at(region.scope, first)
             if state.mode in (Mode.EVAL, Mode.EITHER) or _mc_dropout(model, region):
                 continue
-            if modes.recalibrates(region, first, state):
+            if modes.recalibrates(region, first, state) or samples_noise(model, region, first):
                 continue
-            value = model_value(model, forward_target(first.node), first.scope)
+            target = forward_target(first.node)
+            if plain_function(model, target, first.scope):
+                continue  # ``def net(X): ...`` written from scratch: no mode to switch
+            value = model_value(model, target, first.scope)
             layers = model.module_structure.of_value(value)
             if layers.known_free:
                 continue
@@ -103,7 +109,7 @@ class ValidationWithoutEvalMode(Rule):
                 f"(line {model.line_of(state.switch.node)})"
             )
         else:
-            before = f"no `{name}.eval()` runs before it, here or in a same-file caller"
+            before = f"no `{name}.eval()` runs before it, here or in a caller"
         effect = (
             "dropout keeps zeroing activations and BatchNorm normalizes with batch statistics "
             "(and moves its running averages toward the evaluation data), so the metric is off"

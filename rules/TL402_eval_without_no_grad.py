@@ -16,6 +16,8 @@ from trainlint.rule import Violation
 #: Evaluation that differentiates on purpose: saliency maps, adversarial examples.
 _NEEDS_GRAD = re.compile(r"requires_grad|enable_grad|\.grad\b|autograd|\bgrad\(")
 _WRAPPING_DECORATORS = ("staticmethod", "classmethod", "property")
+#: The pre-0.4 spelling of "no graph": since PyTorch 0.4 it only warns and records the graph.
+_VOLATILE = re.compile(r"\bvolatile\s*=\s*True\b")
 
 
 class EvalWithoutNoGrad(Rule):
@@ -27,7 +29,11 @@ class EvalWithoutNoGrad(Rule):
     or model calls after the epoch's training loop, none of them running a backward) that
     runs outside `torch.no_grad()`, `torch.inference_mode()` and `set_grad_enabled(False)`:
     as a `with` block, a decorator, a `torch.set_grad_enabled(False)` statement before it, or
-    around every same-file call of the function.
+    around every same-file call of the function (a function only other modules of the project
+    call: around each of their calls).
+
+    Legacy `Variable(x, volatile=True)` does not count: since PyTorch 0.4 it is ignored (with
+    a warning) and the graph is recorded; the message says so.
 
     Silent on evaluation that needs autograd (`torch.autograd.grad` with respect to the
     inputs, `requires_grad_()` on them, `torch.enable_grad()`: saliency maps, adversarial
@@ -78,7 +84,8 @@ class EvalWithoutNoGrad(Rule):
                     event.node,
                     f"{region.describe(model)} calls `{model.text_of(event.node)}` with "
                     "gradients enabled: every forward records an autograd graph and keeps its "
-                    "activations alive for a backward that never runs (memory and time)",
+                    "activations alive for a backward that never runs (memory and time)"
+                    f"{_volatile_note(model, region)}",
                     _fix(model, region),
                 )
                 break
@@ -86,6 +93,12 @@ class EvalWithoutNoGrad(Rule):
 
 def _differentiates(model: TrainingModel, region: EvalRegion) -> bool:
     return model.source_mentions([region.node, *(e.scope.node for e in region.events)], _NEEDS_GRAD)
+
+
+def _volatile_note(model: TrainingModel, region: EvalRegion) -> str:
+    if _VOLATILE.search(model.text_of(region.node)):
+        return "; `Variable(..., volatile=True)` has had no effect since PyTorch 0.4"
+    return ""
 
 
 def _no_grad_name(model: TrainingModel) -> str | None:

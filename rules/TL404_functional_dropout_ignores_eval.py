@@ -38,7 +38,9 @@ class FunctionalDropoutIgnoresEval(Rule):
     `training` argument, by keyword or position.
 
     Silent on an explicit `training=` of any value (`training=True` is Monte Carlo dropout on
-    purpose), calls that pass `**kwargs`, and functional code outside modules.
+    purpose), calls that pass `**kwargs`, a dropout that runs only while training (`if
+    self.training and p > 0: x = F.dropout(x, p)`, `... if self.training else x`), and
+    functional code outside modules.
 
     TensorFlow: `tf.nn.dropout` (also `tf.compat.v1.nn.dropout`, the keras backend's `dropout`)
     called in the `call()` of a keras `Layer`/`Model` subclass with no training guard: no `if
@@ -111,6 +113,8 @@ class FunctionalDropoutIgnoresEval(Rule):
             owner = _module_self(model, site.scope)
             if owner is None:
                 continue
+            if _DROPOUTS[qualified] and training_guarded(model, site, site.scope):
+                continue  # ``if self.training: x = F.dropout(x, p)``: it runs only in training
             yield _violation(model, call, owner, _DROPOUTS[qualified])
 
 

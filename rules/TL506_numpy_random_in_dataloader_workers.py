@@ -7,7 +7,13 @@ import libcst as cst
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.data import DatasetClass, LoaderSite
-from trainlint.model.frameworks.workers import DrawKind, NumpyDraw, numpy_draws, worker_reseeding
+from trainlint.model.frameworks.workers import (
+    DrawKind,
+    NumpyDraw,
+    imported_draws,
+    numpy_draws,
+    worker_reseeding,
+)
 from trainlint.rule import Violation
 
 _GLOBAL_FIX = Fix(
@@ -64,6 +70,10 @@ class NumpyRandomInDataloaderWorkers(Rule):
       with no `worker_init_fn` that reseeds NumPy. This was a silent bug up to PyTorch 1.8:
       since PyTorch 1.9 each worker seeds NumPy's global RNG itself, so it only matters for
       code that still runs on older versions.
+
+    A `Dataset` class of another module of the project (`from data import Clips`) is read
+    from its summary: a `DataLoader` of this file over it, with workers and no reseeding
+    `worker_init_fn`, is reported on the `DataLoader` call, with the draw's method named.
 
     Stays silent on `torch.rand*` and `random.*` (PyTorch seeds both per worker), on a NumPy
     generator made per item in the item method (`np.random.default_rng(seed)`), or re-made
@@ -127,6 +137,51 @@ class NumpyRandomInDataloaderWorkers(Rule):
                 if violation is not None:
                     reported.add(id(draw.call))
                     yield violation
+        yield from _imported(model)
+
+
+def _imported(model: TrainingModel) -> Iterator[Violation]:
+    """Datasets of other project modules: their draws are read from the class summary and
+    reported on this file's loader (where ``num_workers`` and ``worker_init_fn`` are)."""
+    for site in model.data.loaders if model.project is not None else ():
+        seen: set[tuple[str, str]] = set()
+        for draw in imported_draws(model, site):
+            key = (draw.owner, draw.kind.value)
+            if key in seen or not _exposed(model, site, draw.kind):
+                continue
+            seen.add(key)
+            given = model.data.argument(site, "num_workers")[0]
+            workers = f"`num_workers={model.text_of(given)}`" if given is not None else "workers"
+            where = f"`{draw.via}`"
+            if draw.kind is DrawKind.STATE:
+                message = (
+                    f"`{draw.called}()` in {where} (another module) draws from a NumPy "
+                    f"generator made once and copied into every worker of this DataLoader "
+                    f"({workers}): the workers repeat each other's random draws, and each "
+                    "epoch repeats the last"
+                )
+                generator, _, method = draw.called.rpartition(".")
+                fix = _state_fix(generator or None, method)
+                yield Violation(site.call, message, fix)
+            else:
+                message = (
+                    f"`{draw.called}()` in {where} (another module) draws from NumPy's global "
+                    f"RNG in the workers of this DataLoader ({workers}), which do not reseed "
+                    "it: before PyTorch 1.9 every worker repeats the same draws"
+                )
+                yield Violation(site.call, message, _GLOBAL_FIX, Severity.INFO)
+
+
+def _exposed(model: TrainingModel, site: LoaderSite, kind: DrawKind) -> bool:
+    """Whether ``site`` runs workers and no ``worker_init_fn`` of it reseeds what ``kind``
+    draws from (an unresolved ``**kwargs`` may pass one: not exposed)."""
+    if not model.data.runs_workers(site):
+        return False
+    init, seen = model.data.argument(site, "worker_init_fn")
+    if init is None and not seen:
+        return False
+    reseeds = worker_reseeding(model, init, site.scope)
+    return not (reseeds.dataset_state if kind is DrawKind.STATE else reseeds.numpy_global)
 
 
 def _first_per_function(draws: list[NumpyDraw]) -> Iterator[NumpyDraw]:
@@ -145,17 +200,7 @@ def _judge(
     name = dataset.info.name
     called = model.text_of(draw.call.func)
     where = f"`{name}`" if len(draw.via) == 1 else f"`{draw.via[-1]}` (run by `{draw.via[0]}`)"
-    exposed = []
-    for site in loaders:
-        if not model.data.runs_workers(site):
-            continue
-        init, seen = model.data.argument(site, "worker_init_fn")
-        if init is None and not seen:
-            continue  # an unresolved ``**kwargs`` may pass one
-        reseeds = worker_reseeding(model, init, site.scope)
-        safe = reseeds.dataset_state if draw.kind is DrawKind.STATE else reseeds.numpy_global
-        if not safe:
-            exposed.append(site)
+    exposed = [site for site in loaders if _exposed(model, site, draw.kind)]
     loader = exposed[0] if exposed else None
     workers = ""
     if loader is not None:

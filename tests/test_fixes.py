@@ -327,3 +327,15 @@ def test_tl201_unsafe_fix_converts_the_accumulated_operand(tmp_path: Path) -> No
     assert done.text == TL201_SOURCE.replace("running += loss ", "running += loss.item() ")
     path.write_text(done.text)
     assert not [f for f in findings_of(path) if f.code == "TL201"]
+
+
+def test_tl201_through_a_helper_names_the_caller_argument_that_is_added() -> None:
+    """``running_total(epoch_loss, loss)`` adds ``loss`` (the helper's ``value``), though the
+    total passed back in is a graph value too; the fix converts that argument only."""
+    path = FIXTURES / "TL201_loss_accumulated_without_item/bad_helper_adds_its_second_argument.py"
+    found = {f.line: f for f in findings_of(path) if f.code == "TL201"}
+    assert "adds `loss`, still attached" in found[27].message
+    assert "into `epoch_loss`" in found[27].message
+    assert found[27].fix.endswith("running_total(epoch_loss, loss.item())")
+    assert "adds `loss`, still attached" in found[28].message
+    assert found[28].fix.endswith("history.record(scores, loss.item())")

@@ -140,3 +140,24 @@ def test_tl404_passes_the_module_training_flag(tmp_path: Path) -> None:
     ).replace("p=0.1,", "p=0.1, training=self.training,")
     path.write_text(done.text)
     assert not [f for f in ANALYZER.analyze_file(path, "t.py").findings if f.code == "TL404"]
+
+
+def test_tl402_names_legacy_volatile_only_where_it_is_written(tmp_path: Path) -> None:
+    legacy = (
+        "from torch.autograd import Variable\n\n"
+        "def test(model, test_loader):\n"
+        "    model.eval()\n"
+        "    for data, target in test_loader:\n"
+        "        data = Variable(data, volatile=True)\n"
+        "        print(model(data))\n"
+    )
+    plain = legacy.replace("Variable(data, volatile=True)", "data.float()")
+
+    def messages(source: str) -> list[str]:
+        path = tmp_path / "t.py"
+        path.write_text(source)
+        found = ANALYZER.analyze_file(path, "t.py").findings
+        return [f.message for f in found if f.code == "TL402"]
+
+    assert [("volatile=True" in m) for m in messages(legacy)] == [True]
+    assert [("volatile" in m) for m in messages(plain)] == [False]

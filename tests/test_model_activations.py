@@ -239,6 +239,7 @@ def test_an_activation_is_dropped_only_when_the_loss_is_its_only_use() -> None:
 def test_implicit_softmax_axes_and_what_they_apply_to() -> None:
     model = build(
         """
+        import torch
         import torch.nn as nn
         import torch.nn.functional as F
 
@@ -248,6 +249,8 @@ def test_implicit_softmax_axes_and_what_they_apply_to() -> None:
         b = F.softmax(x, dim=None)
         c = F.softmax(x, 1)
         d = nn.Softmax(dim=0)
+        e = torch.softmax(x, axis=1)
+        f = x.log_softmax(axis=-1)
         """
     )
     found = [

@@ -394,3 +394,30 @@ def test_environment_step_is_not_an_optimizer_step():
         """
     )
     assert K.STEP not in kinds(model)
+
+
+def test_one_line_suites_hold_events():
+    """``with amp.scale_loss(l, o) as s: s.backward()`` and ``if c: o.zero_grad()`` on one
+    line: the suite's statements are events like an indented block's."""
+    model = build(
+        """
+        import torch
+        from apex import amp
+
+        def fit(net, loader, opt, flag):
+            for x in loader:
+                if flag: opt.zero_grad()
+                loss = net(x).sum()
+                with amp.scale_loss(loss, opt) as scaled: scaled.backward()
+                opt.step()
+        """
+    )
+    (loop,) = model.loops
+    events = model.iteration(loop)
+    assert [(e.kind.value, e.subject) for e in events] == [
+        ("zero_grad", "opt"),
+        ("forward", "net"),
+        ("backward", None),
+        ("step", "opt"),
+    ]
+    assert events[0].conditions and "apex_scale" in events[2].contexts

@@ -215,3 +215,37 @@ def test_backward_reaches_loop_through_function_and_callers():
     assert backward_reaches_loop(model, loops["train_step"])  # earlier in the function
     assert backward_reaches_loop(model, loops["hook"])  # passed around as a value
     assert not backward_reaches_loop(model, loops["forgot"])
+
+
+def test_another_optimizers_zero_grad_clears_shared_parameter_groups():
+    model = build(
+        """
+        import itertools
+        import torch
+        from torch import nn
+        G = nn.Linear(8, 4)
+        D = nn.Linear(4, 1)
+        net = nn.Module()
+        opt_g = torch.optim.Adam(G.parameters())
+        opt_d = torch.optim.Adam(D.parameters())
+        opt_info = torch.optim.Adam(itertools.chain(G.parameters(), D.parameters()))
+        opt_all = torch.optim.SGD(net.parameters(), lr=0.1)
+        opt_head = torch.optim.SGD(net.head.parameters(), lr=0.1)
+        opt_body = torch.optim.SGD(net.body.parameters(), lr=0.1)
+        for batch in loader:
+            opt_g.zero_grad()
+            opt_all.zero_grad()
+            opt_info.zero_grad()
+            opt_body.zero_grad()
+            opt_unknown.zero_grad()
+        """
+    )
+    module = model.module_scope
+    zero_g, zero_all, zero_info, zero_body, zero_unknown = _events(model)
+    assert clears(model, zero_g, "opt_info", module) is None  # only G's share of it
+    assert clears(model, zero_info, "opt_g", module) is True  # G's parameters are in it
+    assert clears(model, zero_all, "opt_head", module) is True  # the whole model
+    assert clears(model, zero_body, "opt_head", module) is False  # a sibling submodule
+    assert clears(model, zero_g, "opt_d", module) is False  # disjoint
+    assert clears(model, zero_body, "opt_all", module) is None  # a part of the model
+    assert clears(model, zero_unknown, "opt_g", module) is False  # unknown: not shared

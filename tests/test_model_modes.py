@@ -269,3 +269,127 @@ def test_model_value_follows_parameters_and_constructor_arguments() -> None:
         first = region.forwards[0]
         value = model_value(model, forward_target(first.node), first.scope)
         assert value is not None and value.kind == "Net", name
+
+
+def test_plain_functions_called_like_models_have_no_mode():
+    from trainlint.model.loops.mode_exemptions import plain_function
+    from trainlint.model.syntax.nodes import dotted
+
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        def net(X):
+            return X @ W
+
+        def linreg(X, w, b):
+            return X @ w + b
+
+        def evaluate(data, model):
+            return [model(x) for x in data]
+
+        def mixed(data, model):
+            return [model(x) for x in data]
+
+        def fit(X):
+            regress, loss = linreg, None
+            module = nn.Linear(2, 2)
+            return regress(X), module(X)
+
+        evaluate(test_iter, net)
+        mixed(test_iter, net)
+        mixed(test_iter, nn.Linear(2, 2))
+        """
+    )
+
+    def called(function: str, name: str) -> bool:
+        where = scope(model, function)
+        call = next(s.node for s in model.calls if s.scope is where and dotted(s.node.func) == name)
+        return plain_function(model, call.func, where)
+
+    assert called("evaluate", "model")  # every caller passes ``def net``
+    assert not called("mixed", "model")  # one caller passes a module
+    assert called("fit", "regress")  # unpacked from ``linreg, None``
+    assert not called("fit", "module")
+
+
+def test_a_method_of_the_class_named_like_a_model_is_not_a_forward():
+    from trainlint.model import EventKind
+
+    model = build(
+        """
+        import torch
+
+        class Solver:
+            def __init__(self):
+                self.G = torch.nn.Linear(2, 2)
+
+            def restore_model(self, step):
+                self.G.load_state_dict(torch.load(f"{step}.ckpt"))
+
+            def test(self, x):
+                self.restore_model(3)
+                return self.G(x)
+        """
+    )
+    events = model.function_events(scope(model, "Solver.test"))
+    forwards = [e.subject for e in events if e.kind is EventKind.FORWARD]
+    assert forwards == ["self.G"]
+
+
+def test_mode_at_an_inlined_forward_is_the_mode_at_its_own_call():
+    model = build(
+        """
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(2, 2)
+
+            def run(self, x):
+                return self.body(x)
+
+        model = Net()
+        for epoch in range(3):
+            model.train()
+            for x in loader:
+                model.run(x).sum().backward()
+        model.eval()
+        model.run(x_test)
+        """
+    )
+    events = model.modes.scope_events(model.module_scope)
+    forwards = [e for e in events if e.kind.value == "forward"]
+    assert len(forwards) == 2 and forwards[0].node is forwards[1].node  # one helper node
+    modes = [model.modes.mode_at(model.module_scope, e).mode for e in forwards]
+    assert modes == [Mode.TRAIN, Mode.EVAL]
+
+
+def test_generator_sampled_from_noise_by_a_file_that_never_evaluates_it():
+    from trainlint.model.loops.mode_exemptions import samples_noise
+
+    source = """
+        import torch
+        import torch.nn as nn
+
+        G = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+        opt = torch.optim.Adam(G.parameters())
+        fixed = torch.randn(4, 8)
+        for epoch in range(3):
+            for x in loader:
+                opt.zero_grad()
+                G(x).mean().backward()
+                opt.step()
+            with torch.no_grad():
+                G(fixed)
+        """
+
+    def sampled(text: str) -> list[bool]:
+        model = build(text)
+        return [samples_noise(model, r, r.forwards[0]) for r in model.eval_regions]
+
+    assert sampled(source) == [True]  # bound to torch.randn
+    assert sampled(source.replace("G(fixed)", "G(x_val)")) == [False]  # data, not noise
+    assert sampled(source + "        G.eval()\n") == [False]  # the file does evaluate it

@@ -366,6 +366,30 @@ def quiet(model, loader):
 def loop_only(model, loader):
     for x, y in loader:
         model(x)
+
+def set_eval(*nets):
+    for net in nets:
+        net.eval()
+
+def set_mode(net, training):
+    net.train(training)
+
+def after_helper(model, loader):
+    set_eval(model)
+    for x, y in loader:
+        model(x)
+
+def helper_then_train(model, loader):
+    set_eval(model)
+    model.train()
+    for x, y in loader:
+        model(x)
+
+def direct_then_helper_train(model, loader):
+    model.eval()
+    set_mode(model, True)
+    for x, y in loader:
+        model(x)
 """
 
 
@@ -378,6 +402,9 @@ def loop_only(model, loader):
         ("run", False, True),
         ("quiet", False, True),
         ("loop_only", False, False),
+        ("after_helper", False, True),  # a same-file helper's switch counts like a direct one
+        ("helper_then_train", False, False),
+        ("direct_then_helper_train", False, False),
     ],
 )
 def test_evaluation_regions(function: str, training: bool, evaluation: bool) -> None:

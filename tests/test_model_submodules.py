@@ -81,3 +81,29 @@ def test_elements_registered_through_another_attribute_and_parameter_lists() -> 
     )
     found = model.unregistered_attributes
     assert [(f.attribute, f.parameters) for f in found] == [("scales", True)]
+
+
+def test_lookup_table_whose_chosen_element_is_registered_as_another_attribute() -> None:
+    model = build(
+        """
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self, name):
+                super().__init__()
+                self.table = {"a": nn.Linear(2, 2), "b": nn.Linear(2, 4)}
+                self.chosen = self.table[name]
+                self.options = {"a": nn.Conv2d(1, 1, 1), "b": nn.Conv2d(1, 2, 1)}
+                self.trunk = self._get(name)
+                self.unused = {"a": nn.Linear(2, 2), "b": nn.Linear(2, 3)}
+                self.other = self._make(name)
+
+            def _get(self, name):
+                found = self.options[name]
+                return found
+
+            def _make(self, name):
+                return nn.Linear(2, 2)
+        """
+    )
+    assert [f.attribute for f in model.unregistered_attributes] == ["unused"]

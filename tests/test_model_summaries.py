@@ -349,3 +349,46 @@ def test_method_inherited_from_base_in_another_module(tmp_path: Path) -> None:
     kinds = [event.kind.value for event in model.iteration(loop)]
     assert "backward" in kinds and "step" in kinds
     assert TrainingModel.from_source(source, path).method(info, "train_step") is None
+    # a finding about the inherited backward is shown on this file's call that reaches it
+    (train,) = model.train_steps
+    backward = next(e for e in train.events if e.kind.value == "backward")
+    assert model.stubs.origin(backward.node) is not None
+    assert model.text_of(model.anchor_of(backward)) == "self.train_step(inputs, targets)"
+    assert model.where(backward.node) == "in `BaseTrainer.train_step`"
+
+
+def test_dataset_class_summary_records_numpy_draws(tmp_path: Path) -> None:
+    """A Dataset's NumPy draws travel in its class summary: the loader is built elsewhere."""
+    (tmp_path / "pyproject.toml").write_text("")
+    write(
+        tmp_path,
+        {
+            "data.py": """
+                import numpy as np
+                from torch.utils.data import Dataset
+
+                class Jitter(Dataset):
+                    def __init__(self):
+                        self.rng = np.random.default_rng(0)
+
+                    def _shift(self):
+                        return np.random.randint(0, 4)
+
+                    def __getitem__(self, index):
+                        return self._shift() + self.rng.integers(0, 2)
+
+                class Plain(Dataset):
+                    def __getitem__(self, index):
+                        return index
+                """,
+        },
+    )
+    view = ProjectIndex().view(tmp_path / "train.py")
+    jitter = view.lookup("data.Jitter")[0]
+    assert isinstance(jitter, ClassSummary)
+    assert jitter.numpy_draws == (
+        ("global", "np.random.randint", "Jitter.__getitem__ -> Jitter._shift"),
+        ("state", "self.rng.integers", "Jitter.__getitem__"),
+    )
+    assert from_json(to_json(jitter)) == jitter
+    assert view.lookup("data.Plain")[0].numpy_draws == ()

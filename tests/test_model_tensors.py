@@ -202,3 +202,44 @@ def test_loss_calls_and_their_predictions() -> None:
         "p2": "BINARY_CROSS_ENTROPY",
         "p3": "BCE_WITH_LOGITS",
     }
+
+
+def test_a_tensor_operand_may_broadcast_a_one_unit_layer_wider():
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        fc = nn.Linear(8, 1)
+        bias = torch.zeros(10)
+        widened = fc(x) + bias
+        shifted = fc(x) + 0.5
+        """
+    )
+    module = model.module_scope
+    assert model.tensor_kind(expr("widened"), module).width is None
+    assert model.tensor_kind(expr("shifted"), module).width == 1
+
+
+def test_a_stack_wrapping_a_name_reads_what_the_name_held_before() -> None:
+    """``model = keras.Sequential([model, ...])`` wraps the earlier ``model`` (keras'
+    trainer_test.py made the layer analysis recurse through the rebinding)."""
+    model = build(
+        """
+        import torch.nn as nn
+        from tensorflow import keras
+        from tensorflow.keras import layers
+
+        model = keras.Sequential([layers.Dense(8, activation="relu"), layers.Dense(4)])
+        model = keras.Sequential([model])
+        head = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 1))
+        head = nn.Sequential(head, nn.Softmax(dim=-1))
+        a = model(x)
+        b = head(x)
+        """
+    )
+    a = model.tensor_kind(expr("a"), model.module_scope)
+    assert (a.activation, a.width) == (Activation.LOGITS, 4)
+    b = model.tensor_kind(expr("b"), model.module_scope)
+    assert b.activation is Activation.PROBABILITIES
+    assert b.source is not None and b.source.width == 1

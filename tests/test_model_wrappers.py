@@ -295,3 +295,123 @@ def test_modules_inside_containers_and_wrappers_are_known_modules() -> None:
     assert model.is_known_module(expr("ddp.module"), main)
     assert model.is_known_module(expr("peft_model"), main)
     assert model.is_known_module(expr("unwrapped"), main)
+
+
+def test_optimizer_lists_and_starred_forms_map_slot_by_slot() -> None:
+    model = build(
+        """
+        import torch
+        from apex import amp
+
+        def main(net, dataset, accelerator):
+            first = torch.optim.SGD(net.parameters(), lr=0.1)
+            second = torch.optim.Adam(net.parameters())
+            feed = torch.utils.data.DataLoader(dataset)
+            decay = torch.optim.lr_scheduler.StepLR(first, 1)
+            net, [a1, a2] = amp.initialize(net, [first, second], opt_level="O1")
+            objs = [net, first, feed, decay]
+            w, x, y, z = accelerator.prepare(*objs)
+            head, *rest = accelerator.prepare(net, first, feed)
+            *front, tail = accelerator.prepare(net, first, feed, decay)
+            u1, u2, *middle, u3 = accelerator.prepare(net, first, feed, feed, decay)
+            v1, *others, v2 = helper()
+        """
+    )
+    main = scope(model, "main")
+    expected = {
+        "a1": Role.OPTIMIZER,  # element 0 of the list in slot 1
+        "a2": Role.OPTIMIZER,
+        "w": Role.MODEL,  # ``*objs`` spread out
+        "x": Role.OPTIMIZER,
+        "y": Role.LOADER,
+        "z": Role.SCHEDULER,
+        "head": Role.MODEL,
+        "rest": None,  # a list of slots, not one of them
+        "front": None,
+        "tail": Role.SCHEDULER,  # counted from the end
+        "u1": Role.MODEL,
+        "u2": Role.OPTIMIZER,
+        "middle": None,
+        "u3": Role.SCHEDULER,
+        "v2": None,  # not a wrapper: how many slots is unknown
+    }
+    assert {name: model.role_of(expr(name), main) for name in expected} == expected
+    assert model.value_of(expr("a2"), main).kind == "torch.optim.Adam"
+
+
+def test_isinstance_checks_inside_expressions() -> None:
+    model = build(
+        """
+        import torch
+
+        def update(thing, other, third, loader):
+            for x in loader:
+                thing.step() if isinstance(thing, torch.optim.Optimizer) else thing(x)
+                isinstance(other, torch.optim.Optimizer) and other.step()
+                not isinstance(third, torch.optim.Optimizer) or third.step()
+                y = third.step() if not isinstance(third, torch.optim.Optimizer) else third.eval()
+                isinstance(other, torch.optim.Optimizer) or other.eval()
+        """
+    )
+    update = scope(model, "update")
+    receivers = [
+        (model.text_of(node), model.role_of(node.func.value, update))
+        for node in descendants(update.node)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+    ]
+    assert receivers == [
+        ("thing.step()", Role.OPTIMIZER),
+        ("other.step()", Role.OPTIMIZER),  # right of ``and``
+        ("third.step()", Role.OPTIMIZER),  # right of ``or`` after a negated check
+        ("third.step()", None),  # the ``if`` part of a negated check
+        ("third.eval()", Role.OPTIMIZER),
+        ("other.eval()", None),  # right of ``or``: the check failed
+    ]
+
+
+def test_functions_chosen_from_a_collection() -> None:
+    model = build(
+        """
+        import torch
+
+        def make_a(ds):
+            return torch.utils.data.DataLoader(ds, drop_last=True)
+
+        def make_b(ds):
+            return torch.utils.data.DataLoader(ds)
+
+        def make_opt(params):
+            return torch.optim.SGD(params, lr=0.1)
+
+        NAMES = ["a", "b"]
+        MAKERS = [make_a, make_b]
+        TABLE = {"a": make_a, "b": make_b}
+        MIXED = [make_a, make_opt]
+
+        def main(ds, key):
+            for name, make in zip(NAMES, MAKERS):
+                zipped = make(ds)
+            for i, make2 in enumerate(MAKERS):
+                counted = make2(ds)
+            for key2, make3 in TABLE.items():
+                itemized = make3(ds)
+            picked = TABLE[key](ds)
+            for make4 in MIXED:
+                mixed = make4(ds)
+            for make5 in NAMES:
+                strings = make5(ds)
+        """
+    )
+    main = scope(model, "main")
+    roles = {
+        n: model.role_of(expr(n), main)
+        for n in ("zipped", "counted", "itemized", "picked", "mixed", "strings")
+    }
+    assert roles == {
+        "zipped": Role.LOADER,
+        "counted": Role.LOADER,
+        "itemized": Role.LOADER,
+        "picked": Role.LOADER,
+        "mixed": None,  # the factories disagree
+        "strings": None,  # not functions
+    }

@@ -32,6 +32,7 @@ from typing import Any
 
 from trainlint import sources
 from trainlint.cache import Cache, code_fingerprint, fingerprint
+from trainlint.callers import CALLERS, CallerRecord, caller_digest, callers_of
 from trainlint.model.summaries.types import (
     ClassSummary,
     Definition,
@@ -281,6 +282,10 @@ class ProjectIndex:
                 return False
             relative, name, expected = item
             path = (folder / relative).resolve()
+            if name.startswith(CALLERS):  # a caller in another module (trainlint.callers)
+                if caller_digest(self, path, importer, name) != expected:
+                    return False
+                continue
             if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
@@ -462,6 +467,11 @@ class ProjectView:
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
         self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
+
+    def callers(self, name: str, params: tuple[str, ...]) -> list[CallerRecord]:
+        """The calls of the viewed file's function ``name`` in other modules (recorded as
+        dependencies): see :mod:`trainlint.callers`."""
+        return callers_of(self, name, params)
 
     def deps(self) -> list[list[str]]:
         return [[path, name, value] for (path, name), value in sorted(self.used.items())]

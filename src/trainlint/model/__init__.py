@@ -8,6 +8,8 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   whether a value is known (not guessed by name) to be a torch module;
 * ``iteration(loop)`` -- the ordered events of one loop iteration (:mod:`.events`), with
   same-file helpers inlined; ``function_events(scope)`` the same for a function body;
+* ``anchor_of(event)`` -- where a finding about an event is shown: its node, or for another
+  module's code (a stub node: an inherited ``train_step``) this file's call reaching it;
 * ``train_steps`` -- loops that backward and step (:mod:`.training`); ``window_steps`` adds
   functions that run one accumulation window per call (micro-step loop, then the step);
 * ``callee(call, scope)`` -- the same-file function a call runs (also ``obj.method(...)`` on an
@@ -69,7 +71,9 @@ Sub-packages, by concept:
   (``resolve``), class kinds from bases resolved transitively (``types``: ``class_kind``),
   result slots of wrappers (``wrappers``: ``amp.initialize``, ``accelerator.prepare``,
   ``deepspeed.initialize``, DDP), bound-method aliases (``aliases``: ``bound_method``),
-  ``isinstance`` narrowing (``isinstance_checks``), torch-module evidence (``modules``:
+  ``isinstance`` narrowing (``isinstance_checks``, also in conditional expressions and
+  ``and``/``or``), functions chosen from a list or dict of same-file functions (``factories``:
+  ``for name, make in zip(NAMES, LOADERS): make(...)``), torch-module evidence (``modules``:
   ``is_known_module``); the tensor lattice (``kinds``: logits,
   probabilities, log-probabilities, ..., with producer, softmax axis, layer width and the kind
   an activation was applied to), its evaluation over expressions (``tensors``: bindings joined
@@ -78,7 +82,8 @@ Sub-packages, by concept:
   (``losses``), activations meeting losses and the edits that remove them (``activations``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
   ``event_types``, ``placement``), train steps (``training``), accumulation windows
-  (``windows``), gradient ownership (``gradients``), schedulers and scalers, what a loop makes
+  (``windows``), gradient ownership (``gradients``: also parameter groups two optimizers
+  share, ``shared_parameters``), schedulers and scalers, what a loop makes
   afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
   with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``), graphs
   carried into the next iteration (``carried``: ``carried_states`` -- a hidden state a model
@@ -96,18 +101,24 @@ Sub-packages, by concept:
   (:mod:`.dataflow.detachment`); ``retained_appends`` -- appends of graph tensors to a list
   that outlives the iteration, in grad-enabled code, never back-propagated
   (:mod:`.dataflow.retention`);
-* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (and
+* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (a helper's
+  mode switch before the loop counts as the direct one; and
   ``runs_graph_train_op``: a TF 1 ``sess.run`` of a ``minimize`` op): what a loop
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
   ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
   NumPy random draws made in loader workers (``workers``);
-* ``modes`` -- train/eval and grad mode at a point, through same-file callers
-  (:mod:`.loops.modes`); ``restoring`` -- eval switches a train step can be reached from
-  without ``.train()`` (``unrestored_switches``), and ``layers_switched`` (what they affect)
-  (:mod:`.loops.restoring`); ``Mode.EITHER`` when a train and an eval switch sit on two
-  branches of one test;
+* ``modes`` -- train/eval and grad mode at a point, through same-file callers and, when the
+  mode is still unknown at a parameter, the calls of the function in other project modules
+  (:mod:`.summaries.callers`, found by :mod:`trainlint.callers`); ``mode_at(scope, event)``
+  for an event inlined from a helper (at its own call), ``call_grad_disabled(scope, call)``
+  (:mod:`.loops.modes`); ``plain_function`` / ``samples_noise`` -- model calls with no mode to
+  get wrong: a model written as a function, a generator sampled from noise by a file that
+  never evaluates it (:mod:`.loops.mode_exemptions`); ``restoring`` -- eval switches a train
+  step can be reached from without ``.train()`` (``unrestored_switches``), and
+  ``layers_switched`` (what they affect) (:mod:`.loops.restoring`); ``Mode.EITHER`` when a
+  train and an eval switch sit on two branches of one test;
   :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models
   (``self._models[name].eval()``) that stand for every model; ``fold`` /
   ``literal_arguments``: a helper's tests folded on a call's literal arguments
@@ -128,7 +139,8 @@ Sub-packages, by concept:
   what a keras ``Dense`` or TF 1's ``tf.layers.dense``/``fully_connected`` outputs (activation,
   literal width); ``keras_calls.keras_call_method(model, scope)`` the keras ``call()`` a scope
   is in, ``keras_calls.training_guarded(model, site, method)`` whether a call there runs only
-  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it);
+  under the training flag (``if training:``, ``tf.cond(training, ...)``, a rate made from it;
+  also torch's ``if self.training:``);
   ``keras_modes.of_callable(func, scope)`` -- the Dropout/BatchNorm (training-dependent
   layers) a keras model or layer holds, and whether all of it could be read
   (:mod:`.frameworks.keras_modes`);

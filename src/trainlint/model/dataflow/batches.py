@@ -2,7 +2,8 @@
 
 :func:`batching` reads a loop's iterable: a torch ``DataLoader`` (``batch_size``,
 ``drop_last``, its dataset and that dataset's size when literal; a loader passed in as a
-parameter is resolved through same-file callers), a ``tf.data`` pipeline (``.batch(n,
+parameter is resolved through same-file callers; one made by a factory taken from a list or
+dict of same-file factories is each factory's loader), a ``tf.data`` pipeline (``.batch(n,
 drop_remainder=...)``, ``.repeat()`` before batching; a parameter, through same-file callers
 too), or slicing by ``range(0, N, step)``.
 It says whether every batch has the same size -- ``drop_last``, or sizes statically known to
@@ -25,6 +26,7 @@ from trainlint.model.syntax.nodes import (
     method_call,
     positional,
 )
+from trainlint.model.values.factories import chosen_functions
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -322,6 +324,9 @@ def _dict_writes(scope: Scope, dict_name: str, key: str) -> tuple[cst.BaseExpres
 def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:
     """The ``DataLoader(...)`` calls a loader expression stands for (through callers)."""
     model = flow.model
+    made = _from_factories(flow, source, scope)
+    if made is not None:
+        return made
     value = model.value_of(source, scope)
     if value is not None and value.call is not None:
         return [(value.call, scope)] if value.kind.endswith("DataLoader") else []
@@ -330,10 +335,44 @@ def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:
         return []
     found = []
     for argument, caller in flow.arguments_for(name, scope):
+        made = _from_factories(flow, argument, caller)
+        if made is not None:
+            found += made
+            continue
         passed = model.value_of(argument, caller)
         if passed is None or passed.call is None or not passed.kind.endswith("DataLoader"):
             return []
         found.append((passed.call, caller))
+    return found
+
+
+def _from_factories(flow, expr, scope) -> list[tuple[cst.Call, Scope]] | None:
+    """``loader = make(...)`` with ``make`` taken from a list or dict of same-file factories
+    (``values.factories``): the ``DataLoader(...)`` each of them returns; ``[]`` when one
+    returns something else, ``None`` when ``expr`` is not made that way."""
+    model = flow.model
+    call = expr if isinstance(expr, cst.Call) else None
+    name = dotted(expr)
+    bindings = model.lookup(name, scope) if name else []
+    if call is None and len(bindings) == 1 and isinstance(bindings[0].value, cst.Call):
+        binding = bindings[0]
+        if binding.augmented or binding.from_iteration or binding.unpack_index is not None:
+            return None
+        call, scope = binding.value, binding.scope or scope
+    if call is None:
+        return None
+    functions = chosen_functions(model, call, scope)
+    if not functions:
+        return None
+    found = []
+    for function in functions:
+        values = [model.value_of(r, function) for r in function.returns]
+        calls = [v.call for v in values if v is not None and v.call is not None]
+        if not calls or len(calls) != len(values):
+            return []
+        if not all((model.imports.qualify(c.func) or "").endswith("DataLoader") for c in calls):
+            return []
+        found += [(c, function) for c in calls]
     return found
 
 

@@ -231,8 +231,9 @@ class KerasModels:
         found = KerasModel(call, scope, "sequential", binding=binding)
         layers: list[cst.Call] = []
         bases: list[cst.Call] = []
+        before = self._statement_order(call)
         for entry in entries:
-            layer = self._layer_constructor(entry, scope)
+            layer = self._layer_constructor(entry, scope, before)
             if layer is None:
                 found.opaque = True
                 continue
@@ -246,7 +247,7 @@ class KerasModels:
                 bases.append(layer)
         found.layers, found.bases = tuple(layers), tuple(bases)
         found.parts = tuple(c for c in layers if not keras_name(self.model.imports, c.func))
-        found.heads = (self._last_of(entries, scope),) if entries else ()
+        found.heads = (self._last_of(entries, scope, before),) if entries else ()
         return found
 
     def _added(self, binding: Binding) -> list[cst.BaseExpression]:
@@ -263,14 +264,20 @@ class KerasModels:
                 added.append(site.node.args[0].value)
         return added
 
-    def _layer_constructor(self, entry: cst.BaseExpression, scope: Scope) -> cst.Call | None:
-        """The constructor of a layer written inline or bound to a name earlier."""
+    def _layer_constructor(
+        self, entry: cst.BaseExpression, scope: Scope, before: int | None = None
+    ) -> cst.Call | None:
+        """The constructor of a layer written inline or bound to a name earlier: before the
+        statement ``before`` building the stack (``model = keras.Sequential([model])`` wraps
+        the earlier model, not itself)."""
         if isinstance(entry, cst.Call):
             return entry
         name = dotted(entry)
         if name is None:
             return None
-        for binding in self.model.lookup(name, scope):
+        for binding in self.model.lookup(name, scope, before):
+            if before is not None and binding.order >= before:
+                return None  # only the stack's own binding: what it wraps is not visible
             if isinstance(binding.value, cst.Call) and binding.unpack_index is None:
                 return binding.value
             return None
@@ -282,10 +289,12 @@ class KerasModels:
             return self.from_constructor(layer, scope)
         return None
 
-    def _last_of(self, entries: list[cst.BaseExpression], scope: Scope) -> Head:
+    def _last_of(
+        self, entries: list[cst.BaseExpression], scope: Scope, before: int | None = None
+    ) -> Head:
         """The head of a stack of layers: the last one that is not a pass-through."""
         for entry in reversed(entries):
-            layer = self._layer_constructor(entry, scope)
+            layer = self._layer_constructor(entry, scope, before)
             if layer is None:
                 return Head(UNKNOWN)
             kind = self.output_kind(layer, scope)

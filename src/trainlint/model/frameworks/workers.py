@@ -18,6 +18,8 @@ Not draws: a generator made in the item method itself (per item, ``default_rng(s
 global draws in an item method that reseeds NumPy (``np.random.seed(...)``) first.
 :func:`worker_reseeding` reads a loader's ``worker_init_fn``: whether it reseeds the global
 RNG, and whether it can reach the dataset's own generator (``get_worker_info().dataset``).
+:func:`imported_draws`: the draws of Dataset classes of other project modules a loader of
+this file iterates, read from their class summaries (``ClassSummary.numpy_draws``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.objects import instance_class
+from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.nodes import descendants, dotted, method_call
 from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
-    from trainlint.model.frameworks.data import DatasetClass
+    from trainlint.model.frameworks.data import DatasetClass, DatasetSource, LoaderSite
     from trainlint.model.syntax.scopes import ClassInfo, Scope
 
 ITEM_METHODS = ("__getitem__", "__getitems__", "__iter__", "__next__")
@@ -77,6 +80,30 @@ class Reseeding:
     known: bool
     numpy_global: bool
     dataset_state: bool
+
+
+@dataclass(frozen=True, eq=False)
+class ImportedDraw:
+    """A NumPy draw of a Dataset class of another project module, as its summary records it,
+    reached by a loader of this file (``DataLoader(Frames(root), num_workers=4)``)."""
+
+    source: DatasetSource  # the dataset argument: ``source.call`` builds the instance
+    owner: str  # the class (``Frames``)
+    kind: DrawKind
+    called: str  # ``np.random.randint``
+    via: str  # ``Frames.__getitem__ -> Frames._jitter``
+
+
+def imported_draws(model: TrainingModel, site: LoaderSite) -> list[ImportedDraw]:
+    """The NumPy draws of the other-module Dataset classes a loader iterates."""
+    found = []
+    for source in model.data.sources_of(site) if model.project is not None else ():
+        if source.cls is not None or source.call is None:
+            continue
+        summary = class_summary(model, dotted(source.call.func), source.scope)
+        for kind, called, via in summary.numpy_draws if summary is not None else ():
+            found.append(ImportedDraw(source, summary.name, DrawKind(kind), called, via))
+    return found
 
 
 def numpy_draws(model: TrainingModel, dataset: DatasetClass) -> list[NumpyDraw]:

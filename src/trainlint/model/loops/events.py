@@ -99,6 +99,9 @@ class IterationBuilder:
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
                     yield from self._small(small, *args)
+            elif isinstance(statement, cst.BaseSmallStatement):
+                # a one-line suite's body (``with amp.scale_loss(l, o) as s: s.backward()``)
+                yield from self._small(statement, *args)
             elif isinstance(statement, cst.If):
                 yield from self._expression(statement.test, *args)
                 yield from self._if(statement, *args)
@@ -383,6 +386,8 @@ class IterationBuilder:
             return make(EventKind.FORWARD, call, subject=subject)
         if role is Role.MODEL and name not in ("parameters", "named_parameters", "state_dict"):
             return None
+        if subject == "self" and scope.cls is not None and name in scope.cls.methods:
+            return None  # ``self.restore_model(it)``: the class's own method, named like a model
         value = model.value_of(call.func, scope) if name not in ("item",) else None
         if value is not None and value.role is Role.MODEL:
             return make(EventKind.FORWARD, call, subject=dotted(call.func))

@@ -161,6 +161,24 @@ def _collect_sources(
         _collect_sources(model, expr.for_in.iter, scope, found, depth)
 
 
+def shared_parameters(model: TrainingModel, zeroed: str, stepped: str, scope: Scope) -> bool | None:
+    """Whether ``zeroed.zero_grad()`` (another optimizer) clears the gradients ``stepped``
+    steps: parameter groups may overlap (InfoGAN's ``Adam(chain(G.parameters(),
+    D.parameters()))`` beside ``Adam(G.parameters())``; a whole-model optimizer beside a
+    head-only one). ``True`` when every model ``stepped`` was built from is cleared, ``None``
+    when only some are (other clearings may cover the rest), ``False`` when they share none
+    or either optimizer's parameters are unknown (two optimizers: two sets of gradients)."""
+    cleared = parameter_sources(model, zeroed, scope)
+    wanted = parameter_sources(model, stepped, scope)
+    if not cleared or not wanted:
+        return False
+    covered = [any(_feeds(model, z, s, scope) is True for z in cleared) for s in wanted]
+    if all(covered):
+        return True
+    parts = any(z.startswith(s + ".") for z in cleared for s in wanted)
+    return None if any(covered) or parts else False
+
+
 def _feeds(model: TrainingModel, zeroed: str, source: str, scope: Scope) -> bool | None:
     """Whether ``zeroed.zero_grad()`` clears the parameters ``source.parameters()`` gave."""
     if zeroed == source or source.startswith(zeroed + "."):
@@ -175,7 +193,10 @@ def clears(model: TrainingModel, event: Event, optimizer: str, scope: Scope) -> 
     if event.kind is EventKind.ZERO_GRAD:
         if event.subject is None:
             return None
-        return same_object(model, event.subject, optimizer, scope)
+        same = same_object(model, event.subject, optimizer, scope)
+        return (
+            same if same is not False else shared_parameters(model, event.subject, optimizer, scope)
+        )
     if event.kind is EventKind.MODEL_ZERO_GRAD:
         zeroed = event.subject
         if zeroed is None or zeroed == "self":

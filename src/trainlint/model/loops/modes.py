@@ -30,6 +30,7 @@ from trainlint.model.dataflow.calls import passed_for
 from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.events import IterationBuilder
 from trainlint.model.loops.mode_switches import chosen_at_run_time, same_model
+from trainlint.model.summaries.callers import CallerRecord, external_callers
 from trainlint.model.syntax.nodes import (
     contains,
     dotted,
@@ -68,6 +69,7 @@ class ModeAnalysis:
         self.model = model
         self._events: dict[int, list[Event]] = {}
         self._callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
+        self._external: dict[int, list[CallerRecord]] = {}
         self._call_order: dict[int, int] = {id(site.node): site.order for site in model.calls}
 
     # ------------------------------------------------------------------ events
@@ -91,6 +93,10 @@ class ModeAnalysis:
                     self._callers.setdefault(id(callee.node), []).append((site.node, site.scope))
         return self._callers.get(id(scope.node), [])
 
+    def order_of_event(self, event: Event) -> int:
+        """Where ``event`` runs in its scope's order: at the call that reached a helper's."""
+        return self._order(event)
+
     def _order(self, event: Event) -> int:
         anchor = event.via[0] if event.via else event.node
         found = self._call_order.get(id(anchor))
@@ -108,12 +114,28 @@ class ModeAnalysis:
         return sum(1 for event in events if self._order(event) < order)
 
     # ------------------------------------------------------------------ train/eval mode
-    def mode_before(
-        self, scope: Scope, node: cst.CSTNode, subject: str | None, depth: int = 0
-    ) -> ModeAt:
-        """The mode of ``subject`` just before ``node`` runs, in ``scope``."""
+    def mode_at(self, scope: Scope, event: Event) -> ModeAt:
+        """The mode of ``event``'s subject just before it runs in ``scope``: found by its node
+        *and* the calls that reached it (a helper's node stands for every call of the helper,
+        the first of them maybe in the training loop, before a later ``model.eval()``)."""
         events = self.scope_events(scope)
-        index = self.index_of(events, node)
+        for index, candidate in enumerate(events):
+            if candidate.node is event.node and _same_calls(candidate.via, event.via):
+                return self.mode_before(scope, event.node, event.subject, at=index)
+        return self.mode_before(scope, event.node, event.subject)
+
+    def mode_before(
+        self,
+        scope: Scope,
+        node: cst.CSTNode,
+        subject: str | None,
+        depth: int = 0,
+        at: int | None = None,
+    ) -> ModeAt:
+        """The mode of ``subject`` just before ``node`` (event ``at`` of the scope's events,
+        when known) runs, in ``scope``."""
+        events = self.scope_events(scope)
+        index = self.index_of(events, node) if at is None else at
         target = events[index] if index < len(events) else None
         earlier = events[:index]
         for event in reversed(earlier):
@@ -134,7 +156,36 @@ class ModeAnalysis:
             chosen = [f for f in found if f.mode is mode]
             if chosen:
                 return chosen[0]
-        return self._held_in_eval(scope, subject) or ModeAt(Mode.UNKNOWN)
+        return (
+            self._held_in_eval(scope, subject)
+            or self._set_by_other_modules(scope, subject, found)
+            or ModeAt(Mode.UNKNOWN)
+        )
+
+    def _set_by_other_modules(
+        self, scope: Scope, subject: str | None, found: list[ModeAt]
+    ) -> ModeAt | None:
+        """The mode other modules' calls of ``scope`` leave ``subject`` (rooted at a
+        parameter) in: eval when every call, here and there, is in eval mode; chosen at run
+        time when one is. Asked last, only when the mode is still unknown (it reads other
+        files). A caller's train mode stays unknown here: its switch is in another file."""
+        root = (subject or "").split(".", 1)[0]
+        if not root or root not in scope.params:
+            return None
+        records = self._external_callers(scope)
+        if not records:
+            return None
+        params = tuple(scope.params)
+        modes = [Mode(r.mode_of(params, root)) for r in records] + [f.mode for f in found]
+        if all(m is Mode.EVAL for m in modes):
+            return ModeAt(Mode.EVAL)
+        return ModeAt(Mode.EITHER) if Mode.EITHER in modes else None
+
+    def _external_callers(self, scope: Scope) -> list[CallerRecord]:
+        key = id(scope.node)
+        if key not in self._external:
+            self._external[key] = external_callers(self.model, scope) or []
+        return self._external[key]
 
     def _held_in_eval(self, scope: Scope, subject: str | None) -> ModeAt | None:
         """``self._model.eval()`` in the constructor of a plain class whose methods never
@@ -205,12 +256,20 @@ class ModeAnalysis:
                 return True
         return False
 
+    def call_grad_disabled(self, scope: Scope, call: cst.Call) -> bool:
+        """Whether ``call`` (written in ``scope``) runs with gradients off."""
+        if self.model.dataflow.grad_disabled(call) or self._disabled_before(scope, call):
+            return True
+        return self._callers_disable(scope, 0)
+
     def _callers_disable(self, scope: Scope, depth: int) -> bool:
         if scope.is_module or depth >= 2:
             return False
         callers = self.callers(scope)
         if not callers:
-            return False
+            # only other modules call it: each of their calls under ``no_grad``
+            records = self._external_callers(scope)
+            return bool(records) and all(r.grad_off for r in records)
         flow = self.model.dataflow
         return all(
             flow.grad_disabled(call)
@@ -218,6 +277,10 @@ class ModeAnalysis:
             or self._callers_disable(caller, depth + 1)
             for call, caller in callers
         )
+
+
+def _same_calls(first: tuple[cst.Call, ...], second: tuple[cst.Call, ...]) -> bool:
+    return len(first) == len(second) and all(a is b for a, b in zip(first, second, strict=True))
 
 
 def forward_target(call: cst.CSTNode) -> cst.BaseExpression | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import libcst as cst
+
 from trainlint.model.loops.carried import (
     CarriedAttribute,
     CarriedState,
@@ -48,6 +50,14 @@ class LoopQueries:
         if key not in self._function_events:
             self._function_events[key] = IterationBuilder(self).function_events(scope)
         return self._function_events[key]
+
+    def anchor_of(self, event: Event) -> cst.CSTNode:
+        """Where a finding about ``event`` is shown in this file: its own node, or for an event
+        of another module's code (a stub's node: an inherited ``train_step`` of a base class in
+        ``base.py``) the outermost call of this file that reaches it."""
+        if self.stubs.origin(event.node) is None:
+            return event.node
+        return next((c for c in event.via if self.stubs.origin(c) is None), event.node)
 
     def enclosing_loops(self, loop: LoopInfo) -> list[LoopInfo]:
         found, current = [], loop.parent

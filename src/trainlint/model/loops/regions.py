@@ -35,6 +35,7 @@ _EVAL_LOADER = re.compile(
     r"(^|_)(val|valid|validation|test|eval|dev|holdout)(_|$|loader|set)", re.I
 )
 _TRAINING = {EventKind.BACKWARD, EventKind.STEP, EventKind.ENGINE_STEP}
+_SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
 
 
 def trains(model: TrainingModel, loop: LoopInfo) -> bool:
@@ -94,8 +95,9 @@ def evaluates(model: TrainingModel, loop: LoopInfo) -> bool:
 
 def _switched_to_eval(model: TrainingModel, loop: LoopInfo) -> bool:
     """``model.eval()`` (or ``model.train(False)``) is the last mode switch before the loop in
-    its function."""
-    evaluating = False
+    its function: written there, or made by a helper it calls first (``set_eval(model)``,
+    ``self.switch_mode("eval")``, same file or another module: their events are inlined)."""
+    last, evaluating = -1, False
     for site in sorted(model.calls, key=lambda s: s.order):
         if site.scope is not loop.scope or site.order >= loop.order:
             continue
@@ -103,10 +105,17 @@ def _switched_to_eval(model: TrainingModel, loop: LoopInfo) -> bool:
         if method is None:
             continue
         if method[1] == "eval" and not site.node.args:
-            evaluating = True
+            last, evaluating = site.order, True
         elif method[1] == "train":
             value = site.node.args[0].value if site.node.args else None
-            evaluating = isinstance(value, cst.Name) and value.value == "False"
+            last, evaluating = site.order, isinstance(value, cst.Name) and value.value == "False"
+    modes = model.modes
+    for event in modes.scope_events(loop.scope):
+        if not event.via or event.kind not in _SWITCHES:
+            continue
+        order = modes.order_of_event(event)
+        if last < order < loop.order:
+            last, evaluating = order, event.kind is EventKind.EVAL_MODE
     return evaluating
 
 

@@ -261,6 +261,22 @@ def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
         has_dropout=any(n.startswith(_DROPOUT) or n == "dropout" for n in layers),
         has_batchnorm=any(n.startswith(_BATCHNORM) or n == "batch_norm" for n in layers),
         meter=_meter(model, info),
+        numpy_draws=_numpy_draws(model, info),
+    )
+
+
+def _numpy_draws(model: TrainingModel, info: ClassInfo) -> tuple[tuple[str, str, str], ...]:
+    """What a Dataset's item methods draw from NumPy (read where its loader is built)."""
+    if not model.imports.imports("numpy"):
+        return ()
+    dataset = model.data.dataset_class(info)
+    if dataset is None:
+        return ()
+    from trainlint.model.frameworks.workers import numpy_draws
+
+    return tuple(
+        (d.kind.value, model.text_of(d.call.func), " -> ".join(d.via))
+        for d in numpy_draws(model, dataset)
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Bump when the layout of a summary changes: cached summaries of another layout stop matching.
-SUMMARY_FORMAT = 3
+SUMMARY_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,9 @@ class ClassSummary:
     has_dropout: bool = False
     has_batchnorm: bool = False
     meter: MeterInfo | None = None
+    #: A Dataset's NumPy draws in its item methods (``workers.numpy_draws``): (kind
+    #: ``global``/``state``, the call as written, the methods from the item method to it).
+    numpy_draws: tuple[tuple[str, str, str], ...] = ()
 
     def method(self, name: str) -> FunctionSummary | None:
         return next((m for m in self.methods if m.name.rsplit(".", 1)[-1] == name), None)
@@ -171,6 +174,7 @@ def from_json(data: Any) -> Definition | None:
                 meter=MeterInfo(**{**meter, "averages": tuple(meter["averages"])})
                 if meter
                 else None,
+                numpy_draws=tuple(tuple(d) for d in data.get("numpy_draws", ())),
             )
         if kind == "Reexport":
             return Reexport(data["name"], data["target"])

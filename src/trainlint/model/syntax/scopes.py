@@ -32,6 +32,11 @@ class Binding:
     #: part of a value it holds); ``unpacked_from`` is that right-hand side.
     nested_path: tuple[int, ...] = ()
     unpacked_from: cst.BaseExpression | None = None
+    #: Unpacking with a star (``a, *rest, b = f()``): ``rest`` is ``starred`` (a list of the
+    #: middle slots, not slot ``unpack_index``); ``b`` is slot ``from_end`` counted from the
+    #: end (-1), its ``unpack_index`` being only its position in the target.
+    starred: bool = False
+    from_end: int | None = None
 
 
 @dataclass(eq=False)
@@ -144,6 +149,16 @@ def _nested_names(target: cst.BaseExpression) -> list[tuple[str, tuple[int, ...]
     if isinstance(target, (cst.Tuple, cst.List)):
         walk(target, ())
     return found
+
+
+def _star_positions(target: cst.BaseExpression) -> tuple[int, int] | None:
+    """(index of the starred element, number of elements) of a starred unpacking target."""
+    if not isinstance(target, (cst.Tuple, cst.List)):
+        return None
+    for index, element in enumerate(target.elements):
+        if isinstance(element, cst.StarredElement):
+            return index, len(target.elements)
+    return None
 
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
@@ -306,8 +321,13 @@ class ScopeBuilder:
     def visit_Assign(self, node: cst.Assign) -> None:
         self._remember(node)
         for target in node.targets:
+            stars = _star_positions(target.target)
             for name, index in _target_names(target.target):
-                self._bind(Binding(name, node.value, node, self._order, unpack_index=index))
+                binding = Binding(name, node.value, node, self._order, unpack_index=index)
+                if stars and index is not None:
+                    binding.starred = index == stars[0]
+                    binding.from_end = index - stars[1] if index > stars[0] else None
+                self._bind(binding)
             for name, path in _nested_names(target.target):
                 nested = Binding(name, None, node, self._order, nested_path=path)
                 nested.unpacked_from = node.value

@@ -172,6 +172,10 @@ _IMPLICIT_DIM_FUNCTIONS = {
     "torch.log_softmax",
 }
 
+#: Bound to C++ with numpy-style aliases: ``torch.softmax(x, axis=1)`` is ``dim=1`` (the
+#: Python ``F.softmax`` and the ``nn.Softmax`` constructor take no ``axis``).
+_NUMPY_AXIS = {"torch.softmax", "torch.log_softmax"}
+
 
 def implicit_softmax_dims(
     model: TrainingModel,
@@ -191,6 +195,8 @@ def implicit_softmax_dims(
         else:
             continue
         given = keyword(site.node, "dim")
+        if given is None and qualified in _NUMPY_AXIS:
+            given = keyword(site.node, "axis")  # torch's own functions take numpy's name too
         if given is None:
             given = positional(site.node, position)
         if given is not None and literal(given, "?") is not None:

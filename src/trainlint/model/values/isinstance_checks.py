@@ -6,10 +6,15 @@ the ``else`` branch; ``assert isinstance(o, Optimizer)`` and ``if not isinstance
 raise ...`` hold for the rest of their block. A check against a tuple of types counts when
 every type gives the same role. The narrowing holds for every node inside the branch (nested
 blocks included); it is computed once per file, only when the file's text has ``isinstance(``.
+Inside expressions too: ``o.step() if isinstance(o, Optimizer) else o(params)`` narrows ``o``
+in the ``if`` part (and the ``else`` part by the negated check); ``isinstance(o, Optimizer)
+and o.step()`` in the right operand of ``and``, ``not isinstance(o, Optimizer) or o.step()``
+in the right operand of ``or``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -23,6 +28,9 @@ if TYPE_CHECKING:
 
 
 _NO_BLOCKS_BELOW = (cst.SimpleStatementLine, cst.BaseExpression)
+#: A check followed on its line by a conditional expression's ``else`` or a boolean operator:
+#: only then are expressions walked for checks (most files with ``isinstance`` have none).
+_IN_EXPRESSION = re.compile(r"isinstance\(.*\b(?:and|or|else)\b")
 
 
 def _narrow(
@@ -83,7 +91,24 @@ class Narrowing:
             for branch, checks in ((node.body, positive), (node.orelse, negative)):
                 if branch is not None and checks:
                     _narrow(branch, checks, found)
+        if _IN_EXPRESSION.search(self.model.text):
+            self._in_expressions(found)
         return found
+
+    def _in_expressions(self, found: dict[int, dict[str, Value]]) -> None:
+        """Checks in conditional expressions and ``and``/``or`` chains narrow the parts
+        evaluated only when they hold (or fail)."""
+        for node in descendants(self.model.module):
+            if isinstance(node, cst.IfExp):
+                positive, negative = self._checks(node.test)
+                for part, checks in ((node.body, positive), (node.orelse, negative)):
+                    if checks:
+                        _narrow(part, checks, found)
+            elif isinstance(node, cst.BooleanOperation):
+                positive, negative = self._checks(node.left)
+                checks = positive if isinstance(node.operator, cst.And) else negative
+                if checks:
+                    _narrow(node.right, checks, found)
 
     def _guards(self, statements, found: dict[int, dict[str, Value]]) -> None:
         """``assert isinstance(x, T)`` and ``if not isinstance(x, T): raise ...``: the checks
@@ -112,6 +137,10 @@ class Narrowing:
             left, _ = self._checks(test.left)
             right, _ = self._checks(test.right)
             return {**left, **right}, {}
+        if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or):
+            _, left = self._checks(test.left)
+            _, right = self._checks(test.right)
+            return {}, {**left, **right}  # ``a or b`` fails only when both fail
         if not (isinstance(test, cst.Call) and dotted(test.func) == "isinstance"):
             return {}, {}
         if len(test.args) != 2:

@@ -116,6 +116,7 @@ class LayerAnalysis:
         self.model = tensors.model
         #: Sequentials being expanded: ``self.fc = nn.Sequential(..., self.fc)`` holds itself.
         self._expanding: set[int] = set()
+        self._statements: dict[int, int] | None = None
 
     def output(
         self, constructor: cst.Call, scope: Scope, given: TensorKind = UNKNOWN
@@ -161,16 +162,19 @@ class LayerAnalysis:
                 return UNKNOWN  # a stack that names itself (the old head wrapped in a new one)
             self._expanding.add(id(constructor))
             try:
-                return self.stack(stack_layers(constructor), scope)
+                return self.stack(stack_layers(constructor), scope, self._statement(constructor))
             finally:
                 self._expanding.discard(id(constructor))
         return UNKNOWN
 
-    def stack(self, layers: list[cst.BaseExpression], scope: Scope) -> TensorKind:
-        """The output of layers applied in order: the last one applied to the rest's output."""
+    def stack(
+        self, layers: list[cst.BaseExpression], scope: Scope, before: int | None = None
+    ) -> TensorKind:
+        """The output of layers applied in order: the last one applied to the rest's output.
+        ``before``: the order of the statement building the stack (names are read there)."""
         if not layers:
             return UNKNOWN
-        constructor = self.constructor(layers[-1], scope)
+        constructor = self.constructor(layers[-1], scope, before)
         if constructor is None:
             return UNKNOWN
         qualified = self.model.imports.qualify(constructor.func) or ""
@@ -178,12 +182,30 @@ class LayerAnalysis:
         needs_input = (
             last in ACTIVATION_LAYERS or last in PASS_THROUGH_LAYERS or last == ("Activation")
         )
-        given = self.stack(layers[:-1], scope) if needs_input else UNKNOWN
+        given = self.stack(layers[:-1], scope, before) if needs_input else UNKNOWN
         return self.output(constructor, scope, given)
 
-    def constructor(self, layer: cst.BaseExpression, scope: Scope) -> cst.Call | None:
-        """The constructor of a layer written inline or held in a name (``self.fc``)."""
+    def constructor(
+        self, layer: cst.BaseExpression, scope: Scope, before: int | None = None
+    ) -> cst.Call | None:
+        """The constructor of a layer written inline or held in a name (``self.fc``). In a
+        stack built at ``before``, a name is what it held then: ``model =
+        keras.Sequential([model])`` wraps the earlier model, not itself."""
         if isinstance(layer, cst.Call):
             return layer
+        name = dotted(layer)
+        if before is not None and name is not None:
+            earlier = [b for b in self.model.lookup(name, scope, before) if b.order < before]
+            plain = [b for b in earlier if not b.augmented and not b.from_iteration]
+            if not plain or plain[0].value is None or plain[0].unpack_index is not None:
+                return None
+            value = self.model.value_of(plain[0].value, plain[0].scope or scope)
+            return value.call if value is not None else None
         value = self.model.value_of(layer, scope)
         return value.call if value is not None else None
+
+    def _statement(self, call: cst.Call) -> int | None:
+        """The order of the statement holding ``call`` (bindings it makes come later)."""
+        if self._statements is None:
+            self._statements = {id(site.node): site.statement_order for site in self.model.calls}
+        return self._statements.get(id(call))

@@ -17,6 +17,7 @@ import libcst as cst
 from trainlint.model.summaries.queries import class_summary
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import names_function
+from trainlint.model.values.factories import chosen_functions
 from trainlint.model.values.isinstance_checks import Narrowing
 from trainlint.model.values.roles import (
     Role,
@@ -26,7 +27,7 @@ from trainlint.model.values.roles import (
     role_from_name,
 )
 from trainlint.model.values.types import ClassKind
-from trainlint.model.values.wrappers import wrapped_slot
+from trainlint.model.values.wrappers import is_slot_by_slot, slot_count, wrapped_slot
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -109,9 +110,12 @@ class ValueResolver:
             return self._name_values[key]
         value = None
         for binding in self._bindings_when_called(name, scope):
-            if binding.augmented or binding.from_iteration or binding.value is None:
+            if binding.augmented or binding.from_iteration:
                 continue
-            value = self._value_of_binding(binding, binding.scope or scope)
+            if binding.value is None:
+                value = self._value_of_nested(binding, binding.scope or scope)
+            else:
+                value = self._value_of_binding(binding, binding.scope or scope)
             if value is not None:
                 break
         if len(self._resolving) == 1:  # not inside a cycle's partial answer: safe to keep
@@ -147,8 +151,67 @@ class ValueResolver:
             )
         return self._first_calls[key]
 
+    def _value_of_nested(self, binding: Binding, scope: Scope) -> Value | None:
+        """``model, [opt1, opt2] = amp.initialize(model, [opt1, opt2])``: ``opt1`` is element 0
+        of the list the wrapper's slot 1 wraps."""
+        call = binding.unpacked_from
+        if not binding.nested_path or not isinstance(call, cst.Call):
+            return None
+        first, *rest = binding.nested_path
+        slot = wrapped_slot(call, self.model.imports.qualify(call.func), first)
+        argument = slot.argument if slot is not None else None
+        for index in rest:
+            argument = self._literal(argument, scope)
+            if argument is None or index >= len(argument.elements):
+                return None
+            element = argument.elements[index]
+            if isinstance(element, cst.StarredElement):
+                return None
+            argument = element.value
+        return self.value_of(argument, scope) if argument is not None else None
+
+    def _literal(
+        self, expr: cst.BaseExpression | None, scope: Scope
+    ) -> cst.Tuple | cst.List | None:
+        """A list or tuple display, or the one a name is bound to once (``objs = [m, o]``)."""
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            return expr
+        name = dotted(expr) if expr is not None else None
+        if name is None:
+            return None
+        bindings = self.model.lookup(name, scope)
+        if len(bindings) != 1:
+            return None
+        only = bindings[0]
+        if only.augmented or only.unpack_index is not None or only.from_iteration:
+            return None
+        return only.value if isinstance(only.value, (cst.Tuple, cst.List)) else None
+
+    def _positionals(self, call: cst.Call, scope: Scope) -> list[cst.BaseExpression] | None:
+        """The positional arguments of ``call`` with ``*objs`` spread out, when every starred
+        argument is a visible list or tuple (``accelerator.prepare(*objs)``)."""
+        found: list[cst.BaseExpression] = []
+        for arg in call.args:
+            if arg.keyword is not None or arg.star == "**":
+                continue
+            if not arg.star:
+                found.append(arg.value)
+                continue
+            spread = self._literal(arg.value, scope)
+            if spread is None or any(isinstance(e, cst.StarredElement) for e in spread.elements):
+                return None
+            found.extend(e.value for e in spread.elements)
+        return found
+
     def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
         value = binding.value
+        if binding.starred:
+            return None  # ``*rest``: a list of slots, not one of them
+        if binding.from_end is not None:
+            # ``*front, sched = accelerator.prepare(model, opt, loader, sched)``
+            if not isinstance(value, cst.Call):
+                return None
+            return self.value_of_call(value, scope, binding.from_end)
         if binding.unpack_index is not None:
             if isinstance(value, (cst.Tuple, cst.List)):
                 elements = value.elements
@@ -168,7 +231,19 @@ class ValueResolver:
         """What ``call`` returns (slot ``index`` of it when it returns a tuple)."""
         model = self.model
         qualified = model.imports.qualify(call.func)
-        slot = wrapped_slot(call, qualified, index)
+        positionals = None
+        if is_slot_by_slot(call, qualified) and (
+            any(arg.star == "*" for arg in call.args) or (index is not None and index < 0)
+        ):
+            positionals = self._positionals(call, scope)
+        if index is not None and index < 0:
+            # a slot counted from the end (``*front, sched = ...``): only wrappers with one
+            # slot per argument tell how many slots there are
+            count = slot_count(call, positionals) if is_slot_by_slot(call, qualified) else None
+            if count is None or count + index < 0:
+                return None
+            index += count
+        slot = wrapped_slot(call, qualified, index, positionals)
         if slot is not None:
             if slot.made:
                 return _made_by_wrapper(slot.made, qualified or "", call)
@@ -193,15 +268,25 @@ class ValueResolver:
             return Value(Role.MODEL, qualified or name or "", call)
         callee = model.callee(call, scope)
         if callee is not None:
-            for returned in callee.returns:
-                if index is not None and isinstance(returned, cst.Tuple):
-                    if index < len(returned.elements):
-                        returned = returned.elements[index].value
-                    else:
-                        continue
-                value = self.value_of(returned, callee)
-                if value is not None:
-                    return value
+            return self._returned(callee, index)
+        chosen = chosen_functions(model, call, scope)
+        if chosen:  # ``make(...)`` with ``make`` taken from ``[make_train_loader, ...]``
+            values = [self._returned(function, index) for function in chosen]
+            roles = {v.role if v is not None else None for v in values}
+            return values[0] if len(roles) == 1 else None
+        return None
+
+    def _returned(self, callee: Scope, index: int | None) -> Value | None:
+        """The value a function returns (slot ``index`` of a returned tuple)."""
+        for returned in callee.returns:
+            if index is not None and isinstance(returned, cst.Tuple):
+                if index < len(returned.elements):
+                    returned = returned.elements[index].value
+                else:
+                    continue
+            value = self.value_of(returned, callee)
+            if value is not None:
+                return value
         return None
 
 

@@ -17,7 +17,9 @@ says so), the ``self.x = ...`` assignments that hide what they hold:
   ``Variable(t, requires_grad=True)``, ``.requires_grad_()``).
 
 Left alone: an attribute re-bound to a torch container or ``nn.Parameter`` anywhere in the
-class (``self.x = nn.ModuleList(self.x)``), a class that registers things by hand
+class (``self.x = nn.ModuleList(self.x)``), a lookup table whose chosen element is registered
+as another attribute (``self.backbone = self.resnets[name]``, also through a method returning
+``self.resnets[name]``), a class that registers things by hand
 (``add_module``, ``register_module``, ``register_parameter``, ``register_buffer``,
 ``setattr(self, ...)``), a tensor an optimizer of the file is given explicitly.
 """
@@ -93,8 +95,10 @@ def unregistered_attributes(model: TrainingModel) -> list[UnregisteredAttribute]
                 if hidden is None:
                     continue
                 # registered some other way (checked last: most attributes hold no container)
-                if _registered_by_name(model, info, attribute) or _wrapped_elsewhere(
-                    model, info, f"self.{attribute}", None
+                if (
+                    _registered_by_name(model, info, attribute)
+                    or _wrapped_elsewhere(model, info, f"self.{attribute}", None)
+                    or _chosen_into_attribute(model, info, attribute)
                 ):
                     break
                 container, example, parameters = hidden
@@ -203,6 +207,43 @@ def _wrapped_elsewhere(
         for arg in site.node.args:
             if any(dotted(n) == name for n in (arg.value, *descendants(arg.value))):
                 return True
+    return False
+
+
+def _chosen_into_attribute(model: TrainingModel, info: ClassInfo, attribute: str) -> bool:
+    """``self.backbone = self.resnet_dict[name]``, also through a method returning the element
+    (``self.backbone = self._get_basemodel(name)``): the container is a lookup table and the
+    element in use is registered through another attribute (the others are never run)."""
+    for other, bindings in info.attributes.items():
+        if other == attribute:
+            continue
+        for binding in bindings:
+            if binding.value is None or binding.scope is None or binding.unpack_index is not None:
+                continue
+            if _element_of(model, binding.value, binding.scope, f"self.{attribute}", 2):
+                return True
+    return False
+
+
+def _element_of(
+    model: TrainingModel, expr: cst.BaseExpression, scope: Scope, container: str, depth: int
+) -> bool:
+    """Whether ``expr`` is an element of ``container`` (``self.d[k]``, maybe ``.to(device)``):
+    directly, through a local bound once to one, or returned by a method of the class."""
+    while isinstance(expr, cst.Call):
+        method = method_call(expr)
+        if method is not None and method[1] in _KEEPING:
+            expr = method[0]  # ``self.d[k].cuda()``
+            continue
+        callee = model.callee(expr, scope, external=False)
+        if depth <= 0 or callee is None or callee.cls is None or callee.cls is not scope.cls:
+            return False
+        return any(_element_of(model, r, callee, container, depth - 1) for r in callee.returns)
+    if isinstance(expr, cst.Subscript):
+        return dotted(expr.value) == container
+    if isinstance(expr, cst.Name):
+        local = _single_local_value(model, expr.value, scope)
+        return local is not None and _element_of(model, local, scope, container, depth)
     return False
 
 

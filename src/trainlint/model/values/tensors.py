@@ -135,10 +135,13 @@ class TensorAnalysis:
             return UNKNOWN
         left = self.kind_of(expr.left, scope, before)
         right = self.kind_of(expr.right, scope, before)
-        for this, other in ((left, right), (right, left)):
-            # logits shifted or scaled by a bias/temperature are still logits
+        for (this, other), written in zip(
+            ((left, right), (right, left)), (expr.right, expr.left), strict=True
+        ):
+            # logits shifted or scaled by a bias/temperature are still logits; a tensor operand
+            # may broadcast them wider (``Linear(h, 1)(x) + bias`` with a bias of ``classes``)
             if this.activation is Activation.LOGITS and other.activation is Activation.UNKNOWN:
-                return this
+                return this if literal(written, None) is not None else replace(this, width=None)
         if isinstance(expr.operator, cst.Add):
             for this, other in ((left, expr.right), (right, expr.left)):
                 if this.is_squashed and literal(other, None) is not None:

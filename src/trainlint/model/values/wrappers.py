@@ -79,15 +79,39 @@ class Slot:
     made: str = ""
 
 
-def _argument(call: cst.Call, index: int) -> cst.BaseExpression | None:
+#: Positional arguments with ``*objs`` spread out, when the caller can tell what they are
+#: (``accelerator.prepare(*objs)`` with ``objs = [model, opt, loader]``); ``None``: unknown.
+Positionals = list[cst.BaseExpression] | None
+
+
+def _argument(
+    call: cst.Call, index: int, positionals: Positionals = None
+) -> cst.BaseExpression | None:
+    if positionals is not None:
+        return positionals[index] if 0 <= index < len(positionals) else None
+    if any(arg.star == "*" for arg in call.args[: index + 1]):
+        return None  # ``prepare(*objs)``: the slot's argument is inside ``objs``
     found = positional(call, index)
     if found is None or isinstance(found, cst.StarredElement):
         return None
     return found
 
 
-def wrapped_slot(call: cst.Call, qualified: str | None, index: int | None) -> Slot | None:
-    """For a wrapping call: what result slot ``index`` (``None``: the whole result) holds."""
+def slot_count(call: cst.Call, positionals: Positionals = None) -> int | None:
+    """How many slots a slot-by-slot wrapper returns (as many as it was given), for names
+    unpacked after a star (``*front, sched = accelerator.prepare(...)``)."""
+    if positionals is not None:
+        return len(positionals)
+    if any(arg.star == "*" for arg in call.args):
+        return None
+    return sum(1 for arg in call.args if arg.keyword is None and not arg.star)
+
+
+def wrapped_slot(
+    call: cst.Call, qualified: str | None, index: int | None, positionals: Positionals = None
+) -> Slot | None:
+    """For a wrapping call: what result slot ``index`` (``None``: the whole result) holds.
+    ``positionals`` are the call's positional arguments with ``*`` spread out, if known."""
     if qualified == "deepspeed.initialize":
         return _deepspeed_slot(call, index or 0)
     if qualified in ("intel_extension_for_pytorch.optimize",):
@@ -95,7 +119,7 @@ def wrapped_slot(call: cst.Call, qualified: str | None, index: int | None) -> Sl
             return Slot(_argument(call, 0) or keyword(call, "model"))
         return Slot(keyword(call, "optimizer")) if index == 1 else None
     if qualified in SLOT_BY_SLOT_CALLS:
-        return _amp_slot(call, index or 0)
+        return _amp_slot(call, index or 0, positionals)
     if qualified in WRAPPING_CALLS or (qualified or "").endswith("DistributedDataParallel"):
         return Slot(_argument(call, 0) or keyword(call, "module") or keyword(call, "model"))
     method = method_call(call)
@@ -107,14 +131,25 @@ def wrapped_slot(call: cst.Call, qualified: str | None, index: int | None) -> Sl
     if name in SINGLE_METHODS:
         return Slot(_argument(call, 0))
     if name == "initialize" and dotted(receiver) == "amp":
-        return _amp_slot(call, index or 0)  # a vendored copy of apex's ``amp``
+        return _amp_slot(call, index or 0, positionals)  # a vendored copy of apex's ``amp``
     if name in SLOT_BY_SLOT_METHODS:
-        return Slot(_argument(call, index or 0))
+        return Slot(_argument(call, index or 0, positionals))
     return None
 
 
-def _amp_slot(call: cst.Call, index: int) -> Slot:
-    found = _argument(call, index)
+def is_slot_by_slot(call: cst.Call, qualified: str | None) -> bool:
+    """Whether ``call`` returns one slot per positional argument (apex, accelerate, Fabric)."""
+    if qualified in SLOT_BY_SLOT_CALLS:
+        return True
+    method = method_call(call)
+    if method is None:
+        return False
+    receiver, name = method
+    return name in SLOT_BY_SLOT_METHODS or (name == "initialize" and dotted(receiver) == "amp")
+
+
+def _amp_slot(call: cst.Call, index: int, positionals: Positionals = None) -> Slot:
+    found = _argument(call, index, positionals)
     if found is None and index < len(AMP_KEYWORDS):
         found = keyword(call, AMP_KEYWORDS[index])
     return Slot(found)
