@@ -1,7 +1,7 @@
 """Shortcuts the model takes for speed answer exactly as the long way would: ``text_of``
 (printed once per node), ``source_mentions`` (a search of nodes' source that skips printing
-when the file itself has no match), ``node_parents`` (recorded by the scope walk), ``positions.code_for_node`` (libcst's printing
-without its position-recording generators)."""
+when the file itself has no match), ``node_parents`` (recorded by the scope walk),
+``positions.code_for_node`` (libcst's printing without its position-recording generators)."""
 
 from __future__ import annotations
 
