@@ -207,7 +207,9 @@ def excerpt_tree(
     (``holders``: :func:`statement_lines`): each is preceded by as many blank lines as put it
     on its line, a class other than the target keeps its header and gets ``pass`` for a body.
     None where the text's cut would differ from whole statements (``a = 1; b = (`` ... where
-    only ``a`` is wanted), or a comment closes a header: the caller parses the text then."""
+    only ``a`` is wanted; comments after a statement's last line, which libcst gives to its
+    blocks; a header closed by a comment): the caller parses the text then. Else the tree
+    prints as the text reads, but for the comments before each statement (blank there)."""
     lines = text.splitlines(keepends=True)
     body = module.body
     starts: dict[int, int] = {}  # libcst index -> its first line
@@ -243,7 +245,12 @@ def excerpt_tree(
         else:
             written = statement.last
             following = body[holder + 1] if holder + 1 < len(body) else None
-            taken = starts[holder + 1] - len(following.leading_lines) - 1 if following else written
+            if following is not None:
+                taken = starts[holder + 1] - len(following.leading_lines) - 1
+            else:
+                taken = len(lines) if any(line.strip() for line in lines[written:]) else written
+            if taken != written:
+                return None  # comments after its last line are its blocks' (the text has none)
         pieces.append(node.with_changes(leading_lines=blank))
     return module.with_changes(body=pieces, header=[], footer=[])
 
