@@ -393,3 +393,42 @@ def test_generator_sampled_from_noise_by_a_file_that_never_evaluates_it():
     assert sampled(source) == [True]  # bound to torch.randn
     assert sampled(source.replace("G(fixed)", "G(x_val)")) == [False]  # data, not noise
     assert sampled(source + "        G.eval()\n") == [False]  # the file does evaluate it
+
+
+def test_module_structure_reads_layers_bound_at_module_level():
+    model = build(
+        """
+        import torch.nn as nn
+
+        act = nn.ReLU()
+        drop = nn.Dropout(0.1)
+
+        class Plain(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), act)
+
+            def forward(self, x):
+                return self.body(x)
+
+        class Dropping(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), drop)
+
+            def forward(self, x):
+                return self.body(x)
+
+        class Given(nn.Module):
+            def __init__(self, act):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), act)  # the parameter, not the global
+
+            def forward(self, x):
+                return self.body(x)
+        """
+    )
+    structure = model.module_structure
+    assert structure.of_class(model.classes["Plain"]).known_free
+    assert structure.of_class(model.classes["Dropping"]).layers == ("Dropout",)
+    assert not structure.of_class(model.classes["Given"]).complete

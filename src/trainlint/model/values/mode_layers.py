@@ -199,6 +199,15 @@ class ModuleStructure:
         """A local list of layers (``layers = []; layers.append(nn.Dropout())``) or a value
         bound in the function; a parameter is unknown."""
         bindings = [b for b in scope.bindings.get(name, []) if b.value is not None]
+        outer = scope.parent
+        while not bindings and name not in scope.params and outer is not None:
+            # a global the method reads (``swish_layer = Swish()`` at module level)
+            bindings = [b for b in outer.bindings.get(name, []) if b.value is not None]
+            if bindings:
+                scope = outer
+            elif name in outer.params:
+                break
+            outer = outer.parent
         if not bindings:
             return UNKNOWN
         found = NONE
