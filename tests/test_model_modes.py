@@ -432,3 +432,39 @@ def test_module_structure_reads_layers_bound_at_module_level():
     assert structure.of_class(model.classes["Plain"]).known_free
     assert structure.of_class(model.classes["Dropping"]).layers == ("Dropout",)
     assert not structure.of_class(model.classes["Given"]).complete
+
+
+def test_a_layerless_wrapper_of_models_in_eval_mode_runs_them_in_eval_mode():
+    source = """
+        import torch.nn as nn
+
+        class Pair(nn.Module):
+            def __init__(self, a, b):
+                super().__init__()
+                self.a, self.b = a, b
+
+            def forward(self, x):
+                return self.b(self.a(x))
+
+        class Noisy(Pair):
+            def __init__(self, a, b):
+                super().__init__(a, b)
+                self.drop = nn.Dropout(0.5)
+
+        enc, dec = nn.Linear(2, 2), nn.Linear(2, 2)
+        enc.eval()
+        dec.eval()
+        pair = Pair(enc, dec)
+        noisy = Noisy(enc, dec)
+        pair(x)
+        noisy(x)
+        """
+
+    def modes(text: str) -> list[Mode]:
+        model = build(text)
+        module = model.module_scope
+        calls = [s.node for s in model.calls if s.scope is module and s.dotted in ("pair", "noisy")]
+        return [model.modes.mode_before(module, c, model.text_of(c.func)).mode for c in calls]
+
+    assert modes(source) == [Mode.EVAL, Mode.UNKNOWN]  # Noisy has a Dropout of its own
+    assert modes(source.replace("dec.eval()", "dec.train()")) == [Mode.UNKNOWN, Mode.UNKNOWN]
