@@ -263,15 +263,21 @@ class ModeAnalysis:
         return subject
 
     # ------------------------------------------------------------------ grad mode
-    def grad_disabled(self, scope: Scope, event: Event, region_node: cst.CSTNode) -> bool:
-        """Whether ``event`` (found in a region written in ``scope``) runs with gradients off."""
+    def grad_disabled(
+        self, scope: Scope, event: Event, region_node: cst.CSTNode, other_modules: bool = False
+    ) -> bool:
+        """Whether ``event`` (found in a region written in ``scope``) runs with gradients off;
+        ``other_modules``: also around every call of a function only other modules call (read
+        from their files, so asked for evaluation regions only)."""
         if "no_grad" in event.contexts:
             return True
         flow = self.model.dataflow
         if flow.grad_disabled(region_node, event.node, *event.via):
             return True
         anchor = event.via[0] if event.via else event.node
-        return self._disabled_before(scope, anchor) or self._callers_disable(scope, 0)
+        return self._disabled_before(scope, anchor) or self._callers_disable(
+            scope, 0, other_modules
+        )
 
     def _disabled_before(self, scope: Scope, node: cst.CSTNode) -> bool:
         """A ``torch.set_grad_enabled(False)`` statement earlier in ``scope``."""
@@ -290,19 +296,19 @@ class ModeAnalysis:
             return True
         return self._callers_disable(scope, 0)
 
-    def _callers_disable(self, scope: Scope, depth: int) -> bool:
+    def _callers_disable(self, scope: Scope, depth: int, other_modules: bool = False) -> bool:
         if scope.is_module or depth >= 2:
             return False
         callers = self.callers(scope)
         if not callers:
             # only other modules call it: each of their calls under ``no_grad``
-            records = self._external_callers(scope)
+            records = self._external_callers(scope) if other_modules else []
             return bool(records) and all(r.grad_off for r in records)
         flow = self.model.dataflow
         return all(
             flow.grad_disabled(call)
             or self._disabled_before(caller, call)
-            or self._callers_disable(caller, depth + 1)
+            or self._callers_disable(caller, depth + 1, other_modules)
             for call, caller in callers
         )
 
