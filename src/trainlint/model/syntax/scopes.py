@@ -74,6 +74,17 @@ class Scope:
     def short_name(self) -> str:
         return self.name.rsplit(".", 1)[-1]
 
+    def visible_function(self, name: str) -> Scope | None:
+        """The ``def name`` a bare call of ``name`` here runs: this scope's nested defs first,
+        then each enclosing scope's, as Python resolves it."""
+        current: Scope | None = self
+        while current is not None:
+            found = current.functions.get(name)
+            if found is not None:
+                return found
+            current = current.parent
+        return None
+
 
 @dataclass(eq=False)
 class LoopInfo:

@@ -46,6 +46,10 @@ _KIND_ROLES = {
 }
 
 
+#: List methods that change what a list display bound to a name holds.
+_GROWING = frozenset({"append", "extend", "insert", "pop", "remove", "clear"})
+
+
 class ValueResolver:
     """``value_of(expr, scope)`` for one file, cached per (node, scope)."""
 
@@ -191,6 +195,14 @@ class ValueResolver:
         only = bindings[0]
         if only.augmented or only.unpack_index is not None or only.from_iteration:
             return None
+        for site in self.model.calls_in(only.scope or scope):
+            func = site.node.func
+            if (
+                isinstance(func, cst.Attribute)
+                and func.attr.value in _GROWING
+                and dotted(func.value) == name
+            ):
+                return None  # ``objs.append(loader)``: the display is not all it holds
         return only.value if isinstance(only.value, (cst.Tuple, cst.List)) else None
 
     def _positionals(self, call: cst.Call, scope: Scope) -> list[cst.BaseExpression] | None:
