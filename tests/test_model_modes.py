@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_helpers import build, scope
+from model_helpers import build, expr, scope
 
 from trainlint.model.loops.modes import Mode, forward_target, model_value, same_model
 from trainlint.model.loops.regions import RegionKind
@@ -233,7 +233,9 @@ def test_mode_dependent_layers_of_models() -> None:
     assert layers("plain").known_free  # ``self.dim = dim`` is not used like a layer
     assert layers("seq").known_free
     assert layers("vgg").layers == ("BatchNorm2d",)
-    assert not layers("wrapped").complete and not layers("wrapped").has_any
+    # the class alone holds an unknown backbone; this construction passes a Linear
+    assert not model.module_structure.of_class(model.classes["Wrapper"]).complete
+    assert layers("wrapped").known_free
     assert layers("functional").layers == ("dropout",)
     assert layers("nested").layers == ("TransformerEncoderLayer(dropout)",)
     assert layers("resnet").has_any
@@ -468,3 +470,33 @@ def test_a_layerless_wrapper_of_models_in_eval_mode_runs_them_in_eval_mode():
 
     assert modes(source) == [Mode.EVAL, Mode.UNKNOWN]  # Noisy has a Dropout of its own
     assert modes(source.replace("dec.eval()", "dec.train()")) == [Mode.UNKNOWN, Mode.UNKNOWN]
+
+
+def test_module_structure_reads_a_construction_with_the_layers_it_passes():
+    model = build(
+        """
+        import torch.nn as nn
+
+        class Wrapper(nn.Module):
+            def __init__(self, core, width):
+                super().__init__()
+                self.core = core
+                self.head = nn.Linear(width, 2)
+
+            def forward(self, x):
+                return self.head(self.core(x))
+
+        plain = Wrapper(nn.RNN(4, 8), 8)
+        dropping = Wrapper(nn.LSTM(4, 8, num_layers=2, dropout=0.2), 8)
+        unknown = Wrapper(make_core(), 8)
+        """
+    )
+    structure = model.module_structure
+    assert not structure.of_class(model.classes["Wrapper"]).complete  # the class alone
+    layers = {
+        name: structure.of_value(model.value_of(expr(name), model.module_scope))
+        for name in ("plain", "dropping", "unknown")
+    }
+    assert layers["plain"].known_free
+    assert layers["dropping"].layers == ("LSTM(dropout)",)
+    assert not layers["unknown"].complete
