@@ -131,8 +131,7 @@ class ValidationWithoutEvalMode(Rule):
 
 
 def _mc_dropout(model: TrainingModel, region: EvalRegion) -> bool:
-    texts = [model.text_of(region.node)] + [model.text_of(e.scope.node) for e in region.events]
-    return any(_MC_DROPOUT.search(text) for text in texts)
+    return model.source_mentions([region.node, *(e.scope.node for e in region.events)], _MC_DROPOUT)
 
 
 def _fix(

@@ -92,9 +92,7 @@ class EvalWithoutNoGrad(Rule):
 
 
 def _differentiates(model: TrainingModel, region: EvalRegion) -> bool:
-    # Many events share a scope: print each function once (printing a node is not cheap).
-    nodes = {id(n): n for n in [region.node, *(e.scope.node for e in region.events)]}
-    return any(_NEEDS_GRAD.search(model.text_of(node)) for node in nodes.values())
+    return model.source_mentions([region.node, *(e.scope.node for e in region.events)], _NEEDS_GRAD)
 
 
 def _volatile_note(model: TrainingModel, region: EvalRegion) -> str:

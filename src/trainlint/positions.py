@@ -136,3 +136,43 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
 
 def positions(module: cst.Module) -> Positions:
     return Positions(module)
+
+
+class _NoPosition:
+    """What :class:`_PrintState` records a syntactic position with: nothing, no generator."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_POSITION = _NoPosition()
+
+
+class _PrintState(CodegenState):
+    """libcst's own code generation state, but ``record_syntactic_position`` (a generator-based
+    context manager that only yields, entered for most nodes) is a shared no-op object."""
+
+    __slots__ = ()
+
+    def record_syntactic_position(  # type: ignore[override]
+        self,
+        node: cst.CSTNode,
+        *,
+        start_node: cst.CSTNode | None = None,
+        end_node: cst.CSTNode | None = None,
+    ) -> _NoPosition:
+        return _NO_POSITION
+
+
+def code_for_node(module: cst.Module, node: cst.CSTNode) -> str:
+    """``module.code_for_node(node)``, the same text, about a quarter cheaper."""
+    state = _PrintState(
+        default_indent=module.default_indent, default_newline=module.default_newline
+    )
+    node._codegen(state)
+    return "".join(state.tokens)

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from trainlint.model.syntax.scopes import (
     ScopeBuilder,
 )
 from trainlint.model.values.queries import ValueQueries
-from trainlint.positions import positions
+from trainlint.positions import code_for_node, positions
 
 
 class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries):
@@ -67,9 +68,18 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         self.calls = builder.calls
         self.expression_statements = builder.expression_statements
         self._order_of = builder.order_of
+        #: id(node) -> the node's parent, every node of the module (see ``Placement.parent``).
+        self.node_parents = builder.parents
         self._loops_by_node = {id(loop.node): loop for loop in self.loops}
         self._iterations: dict[int, list[Event]] = {}
         self._function_events: dict[int, list[Event]] = {}
+        #: id(expression) -> (expression, its calls in evaluation order), for the events
+        #: builder: an expression is read again for every loop, function and helper call
+        #: that reaches it.
+        self._post_orders: dict[int, tuple[cst.CSTNode, list]] = {}
+        #: id(node) -> (node, its printed source): the node is kept so its id is never reused.
+        self._texts: dict[int, tuple[cst.CSTNode, str]] = {}
+        self._file_mentions: dict[re.Pattern[str], bool] = {}
 
     @classmethod
     def from_source(
@@ -221,8 +231,41 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         return positions(self.module)
 
     def text_of(self, node: cst.CSTNode | None) -> str:
-        """The source code of ``node`` as written (empty for ``None``), for messages and fixes."""
-        return self.module.code_for_node(node) if node is not None else ""
+        """The source code of ``node`` as written (empty for ``None``), for messages and fixes.
+
+        Printed once per node (printing a whole function is not cheap, and several rules read
+        the same functions' text)."""
+        if node is None:
+            return ""
+        entry = self._texts.get(id(node))
+        if entry is not None and entry[0] is node:
+            return entry[1]
+        text = code_for_node(self.module, node)
+        self._texts[id(node)] = (node, text)
+        return text
+
+    def source_mentions(self, nodes: Iterable[cst.CSTNode], pattern: re.Pattern[str]) -> bool:
+        """Whether ``pattern`` is found (``search``) in the source of any of ``nodes``.
+
+        ``pattern``'s matches must lie within one line and hold no whitespace, and it must not
+        use ``^`` or ``$``. Printing a function, class or loop of this file leaves out only the
+        indentation of the blocks around it, so a match in its text is a match in the file's:
+        when the file has none, only the other nodes (another module's stubs, statements) are
+        printed to be sure."""
+        unique = {id(node): node for node in nodes}
+        in_file = self._file_mentions.get(pattern)
+        if in_file is None:  # asked once per region: search the whole file once per pattern
+            in_file = self._file_mentions[pattern] = pattern.search(self.text) is not None
+        if not in_file:
+            own = self._own_blocks
+            unique = {key: node for key, node in unique.items() if key not in own}
+        return any(pattern.search(self.text_of(node)) for node in unique.values())
+
+    @cached_property
+    def _own_blocks(self) -> frozenset[int]:
+        """The ids of this file's functions, classes and loops (not a stub's)."""
+        nodes = [s.node for s in self.scopes] + [c.node for c in self.classes.values()]
+        return frozenset(id(node) for node in nodes + [loop.node for loop in self.loops])
 
     def line_of(self, node: cst.CSTNode) -> int:
         """The 1-based line where ``node`` starts (0 when unknown)."""

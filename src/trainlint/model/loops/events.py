@@ -214,13 +214,17 @@ class IterationBuilder:
                 loops=loops,
                 contexts=contexts,
                 via=via,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
 
         return make
 
     def _expression(self, expression, scope, conditions, loops, contexts, via, stack):
-        for call, branch in _calls_post_order(expression):
+        memo = self.model._post_orders
+        entry = memo.get(id(expression))
+        if entry is None or entry[0] is not expression:
+            entry = memo[id(expression)] = (expression, _calls_post_order(expression))
+        for call, branch in entry[1]:
             under = conditions + branch
             event = self._classify(call, scope, self._maker(scope, under, loops, contexts, via))
             if event is not None:
@@ -396,22 +400,29 @@ def _other_operand(name: str, value: cst.BaseExpression) -> cst.BaseExpression |
     return None
 
 
+#: Not entered by :func:`_calls_post_order` (their calls run later, if ever).
+_DEFERRED = frozenset({cst.Lambda, cst.FunctionDef, cst.ClassDef})
+
+
 def _calls_post_order(node: cst.CSTNode) -> list[tuple[cst.Call, tuple[Condition, ...]]]:
     """Calls in evaluation order (inner before outer), not entering lambdas or comprehensions,
     each with the tests of the conditional expressions (``a() if c else b()``) it runs under."""
     found: list[tuple[cst.Call, tuple[Condition, ...]]] = []
 
+    # Classes tested with ``type(...) is`` (see :mod:`trainlint.model.syntax.nodes`): this
+    # visits every node of every expression that events are read from.
     def visit(current: cst.CSTNode, conditions: tuple[Condition, ...]) -> None:
-        if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+        kind = type(current)
+        if kind in _DEFERRED:
             return
-        if isinstance(current, cst.IfExp):
+        if kind is cst.IfExp:
             visit(current.test, conditions)
             visit(current.body, conditions + (Condition(current.test),))
             visit(current.orelse, conditions + (Condition(current.test, negated=True),))
             return
         for child in child_nodes(current):
             visit(child, conditions)
-        if isinstance(current, cst.Call):
+        if kind is cst.Call:
             found.append((current, conditions))
 
     visit(node, ())

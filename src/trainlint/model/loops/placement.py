@@ -1,7 +1,7 @@
 """Where a node sits: its parent, the contexts open around it, and restarts before it.
 
-A parent map is built on first use (from ``syntax.child_nodes``; libcst's ``.children`` is
-about 4x slower), so files whose rules never ask pay nothing.
+Parents are those the model's scope walk recorded (``TrainingModel.node_parents``): every node
+of the module, mapped while it is walked anyway.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.loops.event_types import context_of
-from trainlint.model.syntax.nodes import child_nodes, dotted, names_in
+from trainlint.model.syntax.nodes import dotted, names_in
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -20,17 +20,9 @@ if TYPE_CHECKING:
 class Placement:
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
-        self._parents: dict[int, cst.CSTNode] | None = None
+        self._parents = model.node_parents
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
-        if self._parents is None:
-            self._parents = {}
-            stack: list[cst.CSTNode] = [self.model.module]
-            while stack:
-                current = stack.pop()
-                for child in child_nodes(current):  # libcst's .children is ~4x slower
-                    self._parents[id(child)] = current
-                    stack.append(child)
         return self._parents.get(id(node))
 
     def contexts_at(self, node: cst.CSTNode) -> frozenset[str]:

@@ -205,6 +205,9 @@ class ScopeBuilder:
         self.calls: list[CallSite] = []
         self.expression_statements: list[tuple[cst.Expr, Scope]] = []
         self.order_of: dict[int, int] = {}  # id(statement) -> visiting order
+        #: id(node) -> its parent, for every node below the root (recorded by the walk, which
+        #: visits every node anyway: a second walk to map parents cost as much as this one).
+        self.parents: dict[int, cst.CSTNode] = {}
         self._scope_stack: list[Scope] = [self.module_scope]
         self._containers: list[ClassInfo | Scope] = []
         self._loop_stack: list[LoopInfo | None] = [None]
@@ -221,12 +224,23 @@ class ScopeBuilder:
         node_type = type(node)
         visit = _handler(node_type, "visit_")
         if visit is not None and visit(self, node) is False:
+            self._record_parents(node)  # not walked (imports), but their parents are asked
             return
+        parents = self.parents
         for child in child_nodes(node):
+            parents[id(child)] = node
             self.walk(child)
         leave = _handler(node_type, "leave_")
         if leave is not None:
             leave(self, node)
+
+    def _record_parents(self, root: cst.CSTNode) -> None:
+        parents, stack = self.parents, [root]
+        while stack:
+            current = stack.pop()
+            for child in child_nodes(current):
+                parents[id(child)] = current
+                stack.append(child)
 
     def _bind(self, binding: Binding) -> None:
         scope = self.scope
