@@ -9,9 +9,11 @@ model of an analyzed file asks about a name it imports (``meter = AverageMeter()
    ``<root>/src``; nothing outside the root (installed libraries stay libraries);
 2. the module is read and the word prefilter applied: a module that does not define or import
    the name is never parsed;
-3. only what the definition needs is parsed: ``ast`` (a C parser, far cheaper than libcst) finds
-   the top-level statements it reads (its own block, the module's imports, the module-level
-   names it references, transitively), and only those are parsed with libcst and modelled;
+3. only what the definition needs is modelled: an outline made with ``ast`` (a C parser, far
+   cheaper than libcst; :mod:`trainlint.project_outline`) finds the top-level statements it
+   reads (its own block, the module's imports, the module-level names it references,
+   transitively), and only those are parsed with libcst -- or, when the module is analyzed in
+   this process too, cut from its whole tree, parsed once for both (:meth:`tree_for`);
 4. the summary is kept in memory for the run and in the cache directory, keyed by the module's
    content hash and the name, so a warm run never parses another module again.
 
