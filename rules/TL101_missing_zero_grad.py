@@ -28,7 +28,9 @@ class MissingZeroGrad(Rule):
     `optimizer.zero_grad()`, no `model.zero_grad()` of a model that feeds it, no
     `p.grad = None`. Clearing only once before the loop counts as never. Each optimizer is
     checked on its own, so a GAN that clears the discriminator but forgets the generator is
-    caught.
+    caught. A per-batch method inherited from a base class in another module of the project
+    (`self.train_step(batch)` of a `BaseTrainer` in `base.py`) is followed; the finding is
+    shown on the call in this file's loop.
 
     Clearing under a flag the caller passes (`if do_zero_grad: optimizer.zero_grad()` where
     `do_zero_grad` is a parameter of the loop's function: the caller decides) counts.

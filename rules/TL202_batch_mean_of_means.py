@@ -66,7 +66,9 @@ class BatchMeanOfMeans(Rule):
 
     Stays silent with `drop_last=True` (or `drop_remainder=True`, or data repeated before
     batching), also when set by a same-file helper (`DataLoader(ds,
-    **get_dataloader_kwargs())`), with sizes statically known to divide evenly
+    **get_dataloader_kwargs())`) or by every factory of a list or dict the loader is made
+    from (`for name, make in zip(NAMES, LOADERS): make(tokenizer)`), with sizes statically
+    known to divide evenly
     (`range(0, 100, 10)` over 100 rows, `TensorDataset` of 640 rows in batches of 64), with
     `reduction="sum"`, when the batch size is multiplied in before summing, and with metric
     objects (torchmetrics, `keras.metrics.Mean`), which weigh every sample themselves.

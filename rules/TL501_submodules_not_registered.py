@@ -28,6 +28,8 @@ class SubmodulesNotRegistered(Rule):
     Stays silent on flax/mlx `nn` (not torch), on an attribute re-bound to
     `nn.ModuleList`/`nn.ModuleDict`/`nn.Sequential`/`nn.Parameter` anywhere in the class, on
     elements registered through another attribute (`self.body = nn.Sequential(*self.blocks)`),
+    on a lookup table whose chosen element is registered as another attribute
+    (`self.backbone = self.resnets[name]`, also through a method that returns it),
     on classes that register by hand (`add_module`, `setattr(self, ...)`, or
     `register_parameter`/`register_buffer` of that attribute), on lists of configs, classes
     or other attributes (`[self.conv1, self.conv2]` are registered already), on passed-in

@@ -241,3 +241,30 @@ def test_the_loop_holding_an_unrecognised_step_is_the_one_reported(tmp_path: Pat
     [entry] = [u for u in as_json(path)["unresolved"] if "backward" in u["message"]]
     assert entry["line"] == 4
     assert "`optim.step()` at line 7 (`optim` is read as the imported module" in entry["message"]
+
+
+def test_roles_from_nested_wrapper_slots(tmp_path: Path) -> None:
+    """``net, [a, b] = amp.initialize(net, [opt1, opt2])``: each name's evidence is the
+    wrapper and its nested slot, around the optimizer it wraps."""
+    path = tmp_path / "train.py"
+    path.write_text(
+        "import torch\n"
+        "from apex import amp\n"
+        "\n"
+        "def fit(net, loader):\n"
+        "    first = torch.optim.SGD(net.parameters(), lr=0.1)\n"
+        "    second = torch.optim.Adam(net.parameters())\n"
+        "    net, [a, b] = amp.initialize(net, [first, second])\n"
+        "    for x in loader:\n"
+        "        a.zero_grad()\n"
+        "        b.zero_grad()\n"
+        "        net(x).sum().backward()\n"
+        "        a.step()\n"
+        "        b.step()\n"
+    )
+    roles = {(r["function"], r["name"]): r for r in as_json(path)["roles"]}
+    assert roles[("fit", "b")]["kind"] == "torch.optim.Adam"
+    assert roles[("fit", "b")]["evidence"] == (
+        "wrapper `apex.amp.initialize` at line 7, nested slot (1, 1), "
+        "around `torch.optim.Adam` at line 6"
+    )

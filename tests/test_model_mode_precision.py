@@ -319,3 +319,38 @@ def test_every_network_the_train_step_optimizes_is_followed() -> None:
     ]
     # ``gen`` is stepped by ``g_opt``; ``teacher`` is in no optimizer: kept in eval on purpose
     assert found == [("gen", "gen.eval()")]
+
+
+def test_layers_switched_through_a_train_step_helper_reads_the_looping_code_model() -> None:
+    model = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        def train_step(model, loader, optimizer):
+            for X, y in loader:
+                optimizer.zero_grad()
+                model(X).sum().backward()
+                optimizer.step()
+
+        def test_step(model, loader):
+            model.eval()
+            return [model(X) for X, _ in loader]
+
+        plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        dropping = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+        optimizer = torch.optim.SGD(plain.parameters(), lr=0.1)
+        for epoch in range(3):
+            train_step(plain, loader, optimizer)
+            test_step(plain, loader)
+        for epoch in range(3):
+            train_step(dropping, loader, optimizer)
+            test_step(dropping, loader)
+        """
+    )
+    restoring = model.restoring
+    free = {
+        item.subject: restoring.layers_switched(item).known_free
+        for item in restoring.unrestored_switches()
+    }
+    assert free == {"plain": True, "dropping": False}

@@ -221,6 +221,29 @@ def test_a_tensor_operand_may_broadcast_a_one_unit_layer_wider():
     assert model.tensor_kind(expr("shifted"), module).width == 1
 
 
+def test_a_rebound_criterion_is_the_one_bound_before_each_call():
+    model = build(
+        """
+        import torch.nn as nn
+
+        loss_fn = nn.BCELoss()
+        first = loss_fn(a, b)
+        loss_fn = nn.CrossEntropyLoss()
+        second = loss_fn(c, d)
+        loss_fn = nn.MSELoss()
+        third = loss_fn(e, f)  # not a cross-entropy at all
+
+        def later(x, y):
+            return loss_fn(x, y)
+        """
+    )
+    labels = [(model.text_of(loss.site.node), loss.label) for loss in model.loss_calls]
+    assert labels == [
+        ("loss_fn(a, b)", "nn.BCELoss"),
+        ("loss_fn(c, d)", "nn.CrossEntropyLoss"),
+    ]  # ``later`` reads the module's last binding, an MSE loss
+
+
 def test_a_stack_wrapping_a_name_reads_what_the_name_held_before() -> None:
     """``model = keras.Sequential([model, ...])`` wraps the earlier ``model`` (keras'
     trainer_test.py made the layer analysis recurse through the rebinding)."""

@@ -315,6 +315,12 @@ def test_optimizer_lists_and_starred_forms_map_slot_by_slot() -> None:
             *front, tail = accelerator.prepare(net, first, feed, decay)
             u1, u2, *middle, u3 = accelerator.prepare(net, first, feed, feed, decay)
             v1, *others, v2 = helper()
+            grown = [net, first]
+            grown.append(feed)
+            *g_front, g_tail = accelerator.prepare(*grown)
+            r_opt, r_feed = rest
+            m_last = middle[1]
+            m_past = middle[2]
         """
     )
     main = scope(model, "main")
@@ -334,6 +340,14 @@ def test_optimizer_lists_and_starred_forms_map_slot_by_slot() -> None:
         "middle": None,
         "u3": Role.SCHEDULER,
         "v2": None,  # not a wrapper: how many slots is unknown
+        "rest[0]": Role.OPTIMIZER,  # the slots the star holds
+        "rest[1]": Role.LOADER,
+        "rest[2]": None,
+        "r_opt": Role.OPTIMIZER,
+        "r_feed": Role.LOADER,
+        "m_last": Role.LOADER,
+        "m_past": None,  # that slot is ``u3``'s
+        "g_tail": None,  # the list grows after its display: how many slots is unknown
     }
     assert {name: model.role_of(expr(name), main) for name in expected} == expected
     assert model.value_of(expr("a2"), main).kind == "torch.optim.Adam"

@@ -41,7 +41,7 @@ def role_report(model: TrainingModel, name: str, scope: Scope) -> Report:
 
 def _binding(model: TrainingModel, name: str, scope: Scope) -> Binding | None:
     for binding in model.lookup(name, scope):
-        if binding.augmented is None and binding.value is not None:
+        if binding.augmented is None and (binding.value is not None or binding.nested_path):
             return binding
     return None
 
@@ -51,6 +51,16 @@ def _evidence(model: TrainingModel, name: str, scope: Scope, value: Any) -> str:
     made = value.call if value is not None else None
     if binding is not None and binding.from_iteration:
         return f"a loop variable (line {model.line_of(binding.statement)})"
+    if binding is not None and binding.nested_path and isinstance(binding.unpacked_from, cst.Call):
+        # ``model, [opt1, opt2] = amp.initialize(model, [opt1, opt2])``
+        call = binding.unpacked_from
+        called = model.imports.qualify(call.func) or dotted(call.func) or "a call"
+        path = ", ".join(str(i) for i in binding.nested_path)
+        around = ""
+        if made is not None:
+            maker = model.imports.qualify(made.func) or dotted(made.func) or "a call"
+            around = f", around `{maker}` at line {model.line_of(made)}"
+        return f"wrapper `{called}` at line {model.line_of(call)}, nested slot ({path}){around}"
     if binding is not None and isinstance(binding.value, cst.Call):
         call = binding.value
         called = model.imports.qualify(call.func) or dotted(call.func) or "a call"

@@ -133,12 +133,9 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         module, and asking would summarize every imported function the file calls."""
         func = call.func
         if isinstance(func, cst.Name):
-            current: Scope | None = scope
-            while current is not None:
-                found = current.functions.get(func.value)
-                if found is not None:
-                    return found
-                current = current.parent
+            found = scope.visible_function(func.value)
+            if found is not None:
+                return found
             found = method_of_instance(self, call, scope, external=False)
             if found is not None:
                 return found

@@ -269,12 +269,9 @@ def worker_reseeding(
         return _reseeding_of(model, [expr.body], scope)
     name = dotted(expr)
     if isinstance(expr, cst.Name):
-        current: Scope | None = scope
-        while current is not None:
-            found = current.functions.get(expr.value)
-            if found is not None:
-                return _reseeding_of(model, [found.node], found)
-            current = current.parent
+        found = scope.visible_function(expr.value)
+        if found is not None:
+            return _reseeding_of(model, [found.node], found)
         bindings = [b for b in model.lookup(expr.value, scope) if b.value is not None]
         if len(bindings) == 1 and not bindings[0].from_iteration:
             return worker_reseeding(model, bindings[0].value, bindings[0].scope or scope)

@@ -83,6 +83,13 @@ class TrainModeRestoring:
             value = model_value(self.model, forward_target(event.node), event.scope)
             layers = self.model.module_structure.of_value(value)
             found = layers if found is None else found | layers
+        if found is None and item.subject and _is_dotted(item.subject):
+            # a step in a helper names the model by its parameter (``train_step(model=...)``):
+            # what the looping code passes is the model its name holds there
+            expr = cst.parse_expression(item.subject)
+            value = model_value(self.model, expr, item.loop.scope)
+            if value is not None and (value.kind or value.call is not None):
+                found = self.model.module_structure.of_value(value)
         return found if found is not None else UNKNOWN_LAYERS
 
     def _frozen(self, step: TrainStep, name: str | None) -> bool:
@@ -307,3 +314,7 @@ def _frozen_target(model: TrainingModel, expr: cst.BaseExpression) -> str | None
             return dotted(func.value)
         return None
     return name
+
+
+def _is_dotted(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))

@@ -34,7 +34,8 @@ class Binding:
     unpacked_from: cst.BaseExpression | None = None
     #: Unpacking with a star (``a, *rest, b = f()``): ``rest`` is ``starred`` (a list of the
     #: middle slots, not slot ``unpack_index``); ``b`` is slot ``from_end`` counted from the
-    #: end (-1), its ``unpack_index`` being only its position in the target.
+    #: end (-1), its ``unpack_index`` being only its position in the target; for ``rest``
+    #: itself, minus the number of names after it (0 when it is last).
     starred: bool = False
     from_end: int | None = None
 
@@ -72,6 +73,17 @@ class Scope:
     @property
     def short_name(self) -> str:
         return self.name.rsplit(".", 1)[-1]
+
+    def visible_function(self, name: str) -> Scope | None:
+        """The ``def name`` a bare call of ``name`` here runs: this scope's nested defs first,
+        then each enclosing scope's, as Python resolves it."""
+        current: Scope | None = self
+        while current is not None:
+            found = current.functions.get(name)
+            if found is not None:
+                return found
+            current = current.parent
+        return None
 
 
 @dataclass(eq=False)
@@ -326,7 +338,8 @@ class ScopeBuilder:
                 binding = Binding(name, node.value, node, self._order, unpack_index=index)
                 if stars and index is not None:
                     binding.starred = index == stars[0]
-                    binding.from_end = index - stars[1] if index > stars[0] else None
+                    if index >= stars[0]:  # the star: minus how many names follow it
+                        binding.from_end = index - stars[1] + (1 if index == stars[0] else 0)
                 self._bind(binding)
             for name, path in _nested_names(target.target):
                 nested = Binding(name, None, node, self._order, nested_path=path)

@@ -103,10 +103,4 @@ def _functions(
 def _function_named(model: TrainingModel, expr: cst.BaseExpression, scope: Scope) -> Scope | None:
     if not isinstance(expr, cst.Name):
         return None
-    current: Scope | None = scope
-    while current is not None:
-        found = current.functions.get(expr.value)
-        if found is not None:
-            return found
-        current = current.parent
-    return None
+    return scope.visible_function(expr.value)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.frameworks.keras_layers import canonical_keras
-from trainlint.model.syntax.nodes import descendants, keyword, literal, positional
+from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal, positional
 from trainlint.model.values.kinds import log_argument
-from trainlint.model.values.roles import Role
+from trainlint.model.values.roles import Role, Value
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -137,7 +137,7 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
             if family is not None:
                 return LossCall(site, family, prediction, last, keras=True, tensorflow=True)
         return None
-    constructor, options = _criterion_of(model, call, site.scope)
+    constructor, options = _criterion_of(model, call, site.scope, site.statement_order)
     if constructor is None:
         return None
     kind = canonical_keras(model.imports.qualify(constructor.func) or "")
@@ -158,16 +158,36 @@ def classify_loss_call(model: TrainingModel, site: CallSite) -> LossCall | None:
 
 
 def _criterion_of(
-    model: TrainingModel, call: cst.Call, scope: Scope
+    model: TrainingModel, call: cst.Call, scope: Scope, before: int | None = None
 ) -> tuple[cst.Call | None, dict[str, cst.BaseExpression]]:
     """The constructor of the criterion object ``call`` calls (inline or through a binding)."""
     if isinstance(call.func, cst.Call):
         inner = call.func
         return inner, {a.keyword.value: a.value for a in inner.args if a.keyword}
-    value = model.value_of(call.func, scope)
+    value = _criterion_bound_before(model, call, scope, before)
+    if value is None:
+        value = model.value_of(call.func, scope)
     if value is not None and value.role is Role.CRITERION and value.call is not None:
         return value.call, value.options
     return None, {}
+
+
+def _criterion_bound_before(
+    model: TrainingModel, call: cst.Call, scope: Scope, before: int | None
+) -> Value | None:
+    """The criterion a name holds where ``call`` runs, when the same scope rebinds it (a
+    notebook's ``loss_fn = nn.L1Loss()`` for one model, ``loss_fn = nn.CrossEntropyLoss()``
+    cells later for another): the latest binding before the call, not the file's last."""
+    name = dotted(call.func)
+    if before is None or not name:
+        return None
+    bindings = [b for b in model.lookup(name, scope) if not b.augmented and not b.from_iteration]
+    if len(bindings) < 2 or any(b.scope is not bindings[0].scope for b in bindings):
+        return None
+    earlier = [b for b in bindings if b.order < before]
+    if not earlier or not isinstance(earlier[0].value, cst.Call):
+        return None
+    return model.value_of(earlier[0].value, earlier[0].scope or scope)
 
 
 def loss_calls(model: TrainingModel) -> list[LossCall]:

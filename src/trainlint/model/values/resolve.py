@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.summaries.queries import class_summary
-from trainlint.model.syntax.nodes import dotted
+from trainlint.model.syntax.nodes import dotted, literal
 from trainlint.model.syntax.scopes import names_function
 from trainlint.model.values.factories import chosen_functions
 from trainlint.model.values.isinstance_checks import Narrowing
@@ -44,6 +44,10 @@ _KIND_ROLES = {
     ClassKind.PLAIN: Role.OBJECT,
     ClassKind.DATACLASS: Role.OBJECT,
 }
+
+
+#: List methods that change what a list display bound to a name holds.
+_GROWING = frozenset({"append", "extend", "insert", "pop", "remove", "clear"})
 
 
 class ValueResolver:
@@ -82,6 +86,12 @@ class ValueResolver:
     def _resolve(self, expr: cst.BaseExpression, scope: Scope) -> Value | None:
         if isinstance(expr, cst.Call):
             return self.value_of_call(expr, scope, None)
+        if isinstance(expr, cst.Subscript):
+            part = expr.slice[0].slice if len(expr.slice) == 1 else None
+            index = literal(part.value, None) if isinstance(part, cst.Index) else None
+            if isinstance(index, int) and not isinstance(index, bool):
+                return self._starred_slot(expr.value, index, scope)  # ``rest[0]``
+            return None
         name = dotted(expr)
         if name is None:
             return None
@@ -185,6 +195,14 @@ class ValueResolver:
         only = bindings[0]
         if only.augmented or only.unpack_index is not None or only.from_iteration:
             return None
+        for site in self.model.calls_in(only.scope or scope):
+            func = site.node.func
+            if (
+                isinstance(func, cst.Attribute)
+                and func.attr.value in _GROWING
+                and dotted(func.value) == name
+            ):
+                return None  # ``objs.append(loader)``: the display is not all it holds
         return only.value if isinstance(only.value, (cst.Tuple, cst.List)) else None
 
     def _positionals(self, call: cst.Call, scope: Scope) -> list[cst.BaseExpression] | None:
@@ -203,6 +221,29 @@ class ValueResolver:
             found.extend(e.value for e in spread.elements)
         return found
 
+    def _starred_slot(
+        self, expr: cst.BaseExpression | None, index: int, scope: Scope
+    ) -> Value | None:
+        """Element ``index`` of ``rest`` bound by ``model, *rest = accelerator.prepare(...)``:
+        the wrapper's slot after the ones before the star (names after it are not counted)."""
+        name = dotted(expr) if expr is not None else None
+        if name is None or index < 0:
+            return None
+        bindings = self.model.lookup(name, scope)
+        if len(bindings) != 1 or not bindings[0].starred:
+            return None
+        star = bindings[0]
+        call = star.value
+        if not isinstance(call, cst.Call) or star.unpack_index is None:
+            return None
+        if not is_slot_by_slot(call, self.model.imports.qualify(call.func)):
+            return None
+        slot = star.unpack_index + index
+        count = slot_count(call, self._positionals(call, star.scope or scope))
+        if count is None or slot >= count + (star.from_end or 0):
+            return None  # past the star's slots (those of the names after it)
+        return self.value_of_call(call, star.scope or scope, slot)
+
     def _value_of_binding(self, binding: Binding, scope: Scope) -> Value | None:
         value = binding.value
         if binding.starred:
@@ -220,11 +261,13 @@ class ValueResolver:
                 return None
             if isinstance(value, cst.Call):
                 return self.value_of_call(value, scope, binding.unpack_index)
-            return None
+            return self._starred_slot(value, binding.unpack_index, scope)  # ``o, d = rest``
         if isinstance(value, cst.Call):
             return self.value_of_call(value, scope, None)
         if isinstance(value, (cst.Name, cst.Attribute)) and dotted(value) != binding.target:
             return self.value_of(value, scope)
+        if isinstance(value, cst.Subscript):
+            return self.value_of(value, scope)  # ``loader = rest[1]``
         return None
 
     def value_of_call(self, call: cst.Call, scope: Scope, index: int | None) -> Value | None:
