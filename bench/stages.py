@@ -63,13 +63,14 @@ def main() -> None:
             skipped += 1
             continue
         parsed += 1
+        # As the engine: the collector off for the whole file, the model released after it
+        # (with the collector on, a rule is charged for collections of everything before it).
         gc.disable()
         try:
             module = timed("parse", path, cst.parse_module, source.text)
         except cst.ParserSyntaxError:
-            continue
-        finally:
             gc.enable()
+            continue
         project = analyzer.project
         view = timed("project view", path, project.view, path) if project is not None else None
         model = timed("model", path, TrainingModel, module, path, source.text, view)
@@ -84,6 +85,8 @@ def main() -> None:
         if found:
             with_findings += 1
             timed("positions", path, lambda m=model: m.positions)
+        model.release()
+        gc.enable()
     total = sum(stages.values())
     print(
         f"{len(files)} files: {parsed} parsed, {skipped} skipped by the prefilter, "

@@ -86,17 +86,21 @@ class AccumulationMeanOfMeans(Rule):
                     continue
                 if accumulation.kind is WindowKind.ACCELERATE and scaling.divides is not True:
                     continue
-                by = (
-                    f"divided by `{model.text_of(division.divisor)}` at line "
-                    f"{model.line_of(division.node)}"
-                    if division is not None
-                    else f"averaged by `{scaling.receiver or 'accelerator'}.backward()`"
-                )
                 for source in flow.sources:
                     token_mean = source.token_level and source.reduction is Reduction.MEAN
                     if token_mean and id(source.node) not in reported:
                         reported.add(id(source.node))
-                        yield _violation(model, train, source, by)
+                        yield _violation(model, train, source, _by(model, division, scaling))
+
+
+def _by(model: TrainingModel, division, scaling) -> str:  # type: ignore[no-untyped-def]
+    """How the window averages, for the message (only then: a line number costs positions)."""
+    if division is not None:
+        return (
+            f"divided by `{model.text_of(division.divisor)}` at line "
+            f"{model.line_of(division.node)}"
+        )
+    return f"averaged by `{scaling.receiver or 'accelerator'}.backward()`"
 
 
 def _violation(model: TrainingModel, train: TrainStep, source: LossSource, by: str) -> Violation:

@@ -79,7 +79,7 @@ def restarted_in(
     for node in own_nodes(epoch.node):
         if _restarts(node, name, allowed):
             return True
-        callee = helper_called(model, node, epoch.scope) if isinstance(node, cst.Call) else None
+        callee = helper_called(model, node, epoch.scope) if type(node) is cst.Call else None
         if callee is None or name in callee.params:
             continue
         if any(_restarts(n, name, allowed) for n in own_nodes(callee.node)):
@@ -93,7 +93,14 @@ def helper_called(model: TrainingModel, call: cst.Call, fallback: Scope) -> Scop
     return model.callee(call, site[0] if site else fallback, external=False)
 
 
+#: The only nodes that can restart a name (the rest are ruled out by class, without the ABC
+#: ``isinstance`` checks below failing for every node: see syntax.nodes).
+_RESTARTING = frozenset({cst.Assign, cst.AnnAssign, cst.Del, cst.AugAssign, cst.Call})
+
+
 def _restarts(node: cst.CSTNode, name: str, allowed: set[str] | None) -> bool:
+    if type(node) not in _RESTARTING:
+        return False
     if isinstance(node, (cst.Assign, cst.AnnAssign)):
         targets = node.targets if isinstance(node, cst.Assign) else [node]
         value = node.value

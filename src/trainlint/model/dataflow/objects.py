@@ -166,9 +166,10 @@ def _enclosing_loop(model: TrainingModel, node: cst.CSTNode) -> cst.CSTNode | No
     placement = model.dataflow.placement
     current = placement.parent(node)
     while current is not None:
-        if isinstance(current, (cst.For, cst.While)):
+        kind = type(current)  # climbs every call's ancestors: no ABC isinstance (syntax.nodes)
+        if kind is cst.For or kind is cst.While:
             return current
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef)):
+        if kind is cst.FunctionDef or kind is cst.ClassDef:
             return None
         current = placement.parent(current)
     return None

@@ -107,6 +107,9 @@ def _derive(edges: list[tuple[str, frozenset[str]]], start: set[str]) -> set[str
 
 
 _BACKWARD_METHODS = {"backward", "manual_backward"}
+_ASSIGNS = frozenset({cst.Assign, cst.AugAssign, cst.AnnAssign})
+_ITERATIONS = frozenset({cst.For, cst.CompFor})
+_RETURNS = frozenset({cst.Return, cst.Yield})
 _APPENDS = {"append", "extend", "insert", "appendleft", "add"}
 
 
@@ -127,9 +130,10 @@ class _ScopeFacts:
         returns: set[str] = set()
         model = flow.model
         for node in own_nodes(scope.node):
-            if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+            kind = type(node)  # every node of the scope: no ABC isinstance (syntax.nodes)
+            if kind in _ASSIGNS:
                 targets = (
-                    [t.target for t in node.targets] if isinstance(node, cst.Assign)
+                    [t.target for t in node.targets] if kind is cst.Assign
                     else [node.target]
                 )  # fmt: skip
                 if node.value is not None:
@@ -137,13 +141,13 @@ class _ScopeFacts:
                     for target in targets:
                         for name in _bound_names(target):
                             edges.append((name, sources))
-            elif isinstance(node, (cst.For, cst.CompFor)):
+            elif kind in _ITERATIONS:
                 sources = frozenset(names_in(node.iter))
                 for name in _bound_names(node.target):
                     edges.append((name, sources))
-            elif isinstance(node, (cst.Return, cst.Yield)) and node.value is not None:
+            elif kind in _RETURNS and node.value is not None:
                 returns |= names_in(node.value)
-            elif isinstance(node, cst.Call):
+            elif kind is cst.Call:
                 _collect_call(flow, model, scope, node, edges, sinks, inputs)
         return cls(edges, frozenset(sinks), frozenset(inputs), frozenset(returns))
 

@@ -96,19 +96,20 @@ class IterationBuilder:
     ) -> Iterator[Event]:
         for statement in statements:
             args = (scope, conditions, loops, contexts, via, stack)
-            if isinstance(statement, cst.SimpleStatementLine):
+            form = type(statement)  # not isinstance: see _calls_post_order
+            if form is cst.SimpleStatementLine:
                 for small in statement.body:
                     yield from self._small(small, *args)
             elif isinstance(statement, cst.BaseSmallStatement):
                 # a one-line suite's body (``with amp.scale_loss(l, o) as s: s.backward()``)
                 yield from self._small(statement, *args)
-            elif isinstance(statement, cst.If):
+            elif form is cst.If:
                 yield from self._expression(statement.test, *args)
                 yield from self._if(statement, *args)
                 if ends_in_jump(statement.body):
                     # ``if c: continue`` (or return/break/raise): the rest runs only when not c
                     conditions = conditions + (Condition(statement.test, negated=True),)
-            elif isinstance(statement, (cst.For, cst.While)):
+            elif form is cst.For or form is cst.While:
                 header = statement.iter if isinstance(statement, cst.For) else statement.test
                 yield from self._expression(header, *args)
                 inner = self.model.loop_for(statement)
@@ -118,7 +119,7 @@ class IterationBuilder:
                 )
                 if statement.orelse is not None:
                     yield from self._block(statement.orelse.body.body, *args)
-            elif isinstance(statement, cst.With):
+            elif form is cst.With:
                 opened = set(contexts)
                 for item in statement.items:
                     yield from self._expression(item.item, *args)
@@ -128,7 +129,7 @@ class IterationBuilder:
                 yield from self._block(
                     statement.body.body, scope, conditions, loops, frozenset(opened), via, stack
                 )
-            elif isinstance(statement, cst.Try):
+            elif form is cst.Try:
                 yield from self._block(statement.body.body, *args)
                 for handler in statement.handlers:
                     yield from self._block(handler.body.body, *args)
@@ -136,7 +137,7 @@ class IterationBuilder:
                     yield from self._block(statement.orelse.body.body, *args)
                 if statement.finalbody is not None:
                     yield from self._block(statement.finalbody.body.body, *args)
-            elif isinstance(statement, cst.Match):
+            elif form is cst.Match:
                 for case in statement.cases:
                     case_conditions = conditions + (Condition(statement.subject),)
                     yield from self._block(

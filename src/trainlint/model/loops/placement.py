@@ -31,12 +31,12 @@ class Placement:
         found: set[str] = set()
         current = self.parent(node)
         while current is not None:
-            if isinstance(current, cst.With):
+            if type(current) is cst.With:  # no ABC isinstance (see syntax.nodes)
                 for item in current.items:
                     kind = context_of(self.model, item.item)
                     if kind:
                         found.add(kind)
-            if isinstance(current, cst.FunctionDef):
+            if type(current) is cst.FunctionDef:
                 for decorator in current.decorators:
                     kind = context_of(self.model, decorator.decorator)
                     if kind:

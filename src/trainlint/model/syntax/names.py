@@ -39,8 +39,19 @@ def _unvendored(qualified: str) -> str:
     return qualified
 
 
+#: canonical(name) by name: asked for every call of every file, about the same few names.
+_CANONICAL: dict[str, str] = {}
+
+
 def canonical(qualified: str) -> str:
     """One spelling per API: ``keras.layers.Dense`` and ``tf.keras.layers.Dense`` agree."""
+    found = _CANONICAL.get(qualified)
+    if found is None:
+        found = _CANONICAL[qualified] = _canonical(qualified)
+    return found
+
+
+def _canonical(qualified: str) -> str:
     qualified = _unvendored(qualified)
     for prefix, replacement in _CANONICAL_PREFIXES:
         if qualified == prefix or qualified.startswith(prefix + "."):
@@ -62,8 +73,11 @@ class ImportTable:
         self._relative: dict[str, str] = {}
         #: ``from utils import *``: names the file uses may come from there (``torch`` among them).
         self._star = False
+        #: qualify_dotted's answers, forgotten whenever an import is added.
+        self._qualified: dict[str, str | None] = {}
 
     def add_import(self, node: cst.Import) -> None:
+        self._qualified.clear()
         for alias in node.names:
             full = _module_name(alias.name)
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
@@ -73,6 +87,7 @@ class ImportTable:
                 self._aliases.setdefault(top, top)
 
     def add_import_from(self, node: cst.ImportFrom) -> None:
+        self._qualified.clear()
         if isinstance(node.names, cst.ImportStar):
             self._star = True
             return
@@ -97,6 +112,13 @@ class ImportTable:
         """``nn.Linear`` -> ``torch.nn.Linear``; ``None`` when the root is not an import."""
         if not name:
             return None
+        known = self._qualified
+        if name in known:
+            return known[name]
+        found = known[name] = self._qualify(name)
+        return found
+
+    def _qualify(self, name: str) -> str | None:
         root, _, rest = name.partition(".")
         target = self._aliases.get(root)
         if target is None:

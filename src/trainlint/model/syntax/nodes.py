@@ -176,23 +176,41 @@ def descendants(
     """Every syntactic node below ``node`` (depth first, source order); nodes of a ``stop``
     type are yielded but not entered."""
     stack = list(reversed(child_nodes(node)))
+    if not stop:
+        while stack:
+            current = stack.pop()
+            yield current
+            stack.extend(reversed(child_nodes(current)))
+        return
+    # Whether a node stops the walk, by its class (``issubclass`` once per class and ``stop``).
+    stops = _STOPS.get(stop)
+    if stops is None:
+        stops = _STOPS[stop] = {}
     while stack:
         current = stack.pop()
         yield current
-        if not isinstance(current, stop):
+        kind = type(current)
+        stopped = stops.get(kind)
+        if stopped is None:
+            stopped = stops[kind] = issubclass(kind, stop)
+        if not stopped:
             stack.extend(reversed(child_nodes(current)))
+
+
+_STOPS: dict[tuple[type[cst.CSTNode], ...], dict[type, bool]] = {}
+_NAMES = frozenset({cst.Name, cst.Attribute})
 
 
 def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
     for child in descendants(node):
-        if isinstance(child, cst.Call):
+        if type(child) is cst.Call:
             yield child
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
-    found = {dotted(n) for n in descendants(node) if isinstance(n, (cst.Name, cst.Attribute))}
+    found = {dotted(n) for n in descendants(node) if type(n) in _NAMES}
     found.discard(None)
-    if isinstance(node, (cst.Name, cst.Attribute)):
+    if type(node) in _NAMES:
         found.add(dotted(node))
     return {n for n in found if n}
 
