@@ -78,7 +78,7 @@ class EvalWithoutNoGrad(Rule):
             if region.needs_gradients or _differentiates(model, region):
                 continue
             for event in torch_forwards(model, region.events):
-                if modes.grad_disabled(region.scope, event, region.node):
+                if modes.grad_disabled(region.scope, event, region.node, other_modules=True):
                     continue
                 yield Violation(
                     event.node,

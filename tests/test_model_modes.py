@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_helpers import build, scope
+from model_helpers import build, expr, scope
 
 from trainlint.model.loops.modes import Mode, forward_target, model_value, same_model
 from trainlint.model.loops.regions import RegionKind
@@ -233,7 +233,9 @@ def test_mode_dependent_layers_of_models() -> None:
     assert layers("plain").known_free  # ``self.dim = dim`` is not used like a layer
     assert layers("seq").known_free
     assert layers("vgg").layers == ("BatchNorm2d",)
-    assert not layers("wrapped").complete and not layers("wrapped").has_any
+    # the class alone holds an unknown backbone; this construction passes a Linear
+    assert not model.module_structure.of_class(model.classes["Wrapper"]).complete
+    assert layers("wrapped").known_free
     assert layers("functional").layers == ("dropout",)
     assert layers("nested").layers == ("TransformerEncoderLayer(dropout)",)
     assert layers("resnet").has_any
@@ -393,3 +395,108 @@ def test_generator_sampled_from_noise_by_a_file_that_never_evaluates_it():
     assert sampled(source) == [True]  # bound to torch.randn
     assert sampled(source.replace("G(fixed)", "G(x_val)")) == [False]  # data, not noise
     assert sampled(source + "        G.eval()\n") == [False]  # the file does evaluate it
+
+
+def test_module_structure_reads_layers_bound_at_module_level():
+    model = build(
+        """
+        import torch.nn as nn
+
+        act = nn.ReLU()
+        drop = nn.Dropout(0.1)
+
+        class Plain(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), act)
+
+            def forward(self, x):
+                return self.body(x)
+
+        class Dropping(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), drop)
+
+            def forward(self, x):
+                return self.body(x)
+
+        class Given(nn.Module):
+            def __init__(self, act):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(2, 2), act)  # the parameter, not the global
+
+            def forward(self, x):
+                return self.body(x)
+        """
+    )
+    structure = model.module_structure
+    assert structure.of_class(model.classes["Plain"]).known_free
+    assert structure.of_class(model.classes["Dropping"]).layers == ("Dropout",)
+    assert not structure.of_class(model.classes["Given"]).complete
+
+
+def test_a_layerless_wrapper_of_models_in_eval_mode_runs_them_in_eval_mode():
+    source = """
+        import torch.nn as nn
+
+        class Pair(nn.Module):
+            def __init__(self, a, b):
+                super().__init__()
+                self.a, self.b = a, b
+
+            def forward(self, x):
+                return self.b(self.a(x))
+
+        class Noisy(Pair):
+            def __init__(self, a, b):
+                super().__init__(a, b)
+                self.drop = nn.Dropout(0.5)
+
+        enc, dec = nn.Linear(2, 2), nn.Linear(2, 2)
+        enc.eval()
+        dec.eval()
+        pair = Pair(enc, dec)
+        noisy = Noisy(enc, dec)
+        pair(x)
+        noisy(x)
+        """
+
+    def modes(text: str) -> list[Mode]:
+        model = build(text)
+        module = model.module_scope
+        calls = [s.node for s in model.calls if s.scope is module and s.dotted in ("pair", "noisy")]
+        return [model.modes.mode_before(module, c, model.text_of(c.func)).mode for c in calls]
+
+    assert modes(source) == [Mode.EVAL, Mode.UNKNOWN]  # Noisy has a Dropout of its own
+    assert modes(source.replace("dec.eval()", "dec.train()")) == [Mode.UNKNOWN, Mode.UNKNOWN]
+
+
+def test_module_structure_reads_a_construction_with_the_layers_it_passes():
+    model = build(
+        """
+        import torch.nn as nn
+
+        class Wrapper(nn.Module):
+            def __init__(self, core, width):
+                super().__init__()
+                self.core = core
+                self.head = nn.Linear(width, 2)
+
+            def forward(self, x):
+                return self.head(self.core(x))
+
+        plain = Wrapper(nn.RNN(4, 8), 8)
+        dropping = Wrapper(nn.LSTM(4, 8, num_layers=2, dropout=0.2), 8)
+        unknown = Wrapper(make_core(), 8)
+        """
+    )
+    structure = model.module_structure
+    assert not structure.of_class(model.classes["Wrapper"]).complete  # the class alone
+    layers = {
+        name: structure.of_value(model.value_of(expr(name), model.module_scope))
+        for name in ("plain", "dropping", "unknown")
+    }
+    assert layers["plain"].known_free
+    assert layers["dropping"].layers == ("LSTM(dropout)",)
+    assert not layers["unknown"].complete

@@ -209,7 +209,14 @@ def _read(
         return index.resolve(path, target) == (defining, [name])
 
     try:
-        model = TrainingModel.from_source(text, path)
+        # The module's whole tree when the index has one (kept from its analysis here, or
+        # parsed once for it and its analysis: ``ProjectIndex.tree_for``); the same tree.
+        module = index.module(path)
+        tree = index.tree_for(module) if module is not None and module.text == text else None
+        if tree is not None:
+            model = TrainingModel(tree, path, text)
+        else:
+            model = TrainingModel.from_source(text, path)
     except Exception:  # a module we cannot parse calls nothing we can read
         return []
     try:

@@ -90,6 +90,7 @@ class FileAnalyzer:
             catalog[code] for code in options.codes if code in catalog
         ]
         self.known_codes = frozenset(catalog)
+        self.expected: set[Path] = set()
         self.severities = dict(options.severity_overrides)
         selected = self._selected
         self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
@@ -116,7 +117,14 @@ class FileAnalyzer:
         """The project index (other modules' summaries), made when first needed."""
         from trainlint.project import project_index
 
-        return project_index(self.options)
+        return project_index(self.options, self.expected)
+
+    def expect(self, paths: Iterable[Path]) -> None:
+        """Files this process is going to analyze: a module of them that another file's summary
+        needs first is parsed whole, once, for both (see ``ProjectIndex.tree_for``)."""
+        if self.options.summaries:
+            found = (_resolved(p) for p in paths if p.suffix == ".py")
+            self.expected.update(p for p in found if p is not None)
 
     @property
     def rule_modules(self) -> list[str]:
@@ -221,8 +229,16 @@ class FileAnalyzer:
         from trainlint.locate import locate
         from trainlint.model import TrainingModel
 
+        resolved = _resolved(path) if path.suffix == ".py" else None
+        project = self.project if resolved is not None else None
+        module = None
+        if project is not None and resolved is not None:
+            module = project.tree(resolved, text)
         try:
-            module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
+            if module is None:  # else parsed by the project index, with the same limits
+                module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
+                if project is not None and resolved is not None:
+                    project.keep_tree(resolved, text, module)
         except parsing.Unparsable as exc:
             result.error, result.error_line = exc.message, exc.line
             return result
@@ -308,6 +324,14 @@ class FileAnalyzer:
         return self.drop_ignored(self.analyze_source(prepared, display))
 
 
+def _resolved(path: Path) -> Path | None:
+    """``path`` resolved, or None (a symbolic link loop: the file is reported elsewhere)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def _deps_valid(analyzer: FileAnalyzer, path: Path, deps: list[list[str]]) -> bool:
     from trainlint.project import deps_valid
 
@@ -336,6 +360,8 @@ def run(
     cache = Cache(options.cache_dir) if options.cache_dir else None
     run_key = options.fingerprint(code_stamp=load_catalog().code_stamp) if cache is not None else ""
     jobs = options.jobs or available_cpus()
+    if jobs == 1 and isinstance(paths, (list, tuple)):
+        analyzer.expect(paths)
 
     def scan() -> Iterator[FileResult | Job]:
         for index, path in enumerate(paths):

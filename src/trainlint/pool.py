@@ -82,6 +82,7 @@ def _die_with(parent: int) -> None:
 
 def _analyze_chunk(chunk: list[tuple[object, str]]) -> list[FileResult]:
     assert _worker is not None
+    _worker.expect(source.path for source, _ in chunk)  # type: ignore[attr-defined]
     return [_analyze_safely(_worker, source, display) for source, display in chunk]
 
 

@@ -9,9 +9,11 @@ model of an analyzed file asks about a name it imports (``meter = AverageMeter()
    ``<root>/src``; nothing outside the root (installed libraries stay libraries);
 2. the module is read and the word prefilter applied: a module that does not define or import
    the name is never parsed;
-3. only what the definition needs is parsed: ``ast`` (a C parser, far cheaper than libcst) finds
-   the top-level statements it reads (its own block, the module's imports, the module-level
-   names it references, transitively), and only those are parsed with libcst and modelled;
+3. only what the definition needs is modelled: an outline made with ``ast`` (a C parser, far
+   cheaper than libcst; :mod:`trainlint.project_outline`) finds the top-level statements it
+   reads (its own block, the module's imports, the module-level names it references,
+   transitively), and only those are parsed with libcst -- or, when the module is analyzed in
+   this process too, cut from its whole tree, parsed once for both (:meth:`tree_for`);
 4. the summary is kept in memory for the run and in the cache directory, keyed by the module's
    content hash and the name, so a warm run never parses another module again.
 
@@ -26,11 +28,12 @@ import ast
 import hashlib
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainlint import sources
+from trainlint import limits, sources
 from trainlint.cache import Cache, code_fingerprint, fingerprint
 from trainlint.callers import CALLERS, CallerRecord, caller_digest, callers_of
 from trainlint.model.summaries.types import (
@@ -41,19 +44,37 @@ from trainlint.model.summaries.types import (
     from_json,
     to_json,
 )
+from trainlint.project_outline import (
+    Outline,
+    TreeStore,
+    excerpt,
+    excerpt_text,
+    excerpt_tree,
+    outline,
+    statement_lines,
+    usable_for_trees,
+)
+
+if TYPE_CHECKING:
+    import libcst as cst
 
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 #: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
 _MAX_HOPS = 4
-_IMPORT_NODES = (ast.Import, ast.ImportFrom)
+#: Whole libcst trees kept for reuse, in characters of their source: a tree costs about 70
+#: bytes of resident memory per character (measured on diffusers' models), so about 30 MB.
+TREE_BUDGET = 400_000
+#: Outlines that keep their module's ``ast`` statements, most recently used.
+_AST_KEPT = 8
 
 
-def project_index(options: Any) -> ProjectIndex | None:
-    """The index for a run with ``options`` (engine RunOptions); None with ``--no-summaries``."""
+def project_index(options: Any, expected: set[Path] | None = None) -> ProjectIndex | None:
+    """The index for a run with ``options`` (engine RunOptions); None with ``--no-summaries``.
+    ``expected``: the files this process will analyze (see :meth:`ProjectIndex.tree_for`)."""
     if not getattr(options, "summaries", True):
         return None
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    return ProjectIndex(cache, options.max_file_size)
+    return ProjectIndex(cache, options.max_file_size, expected)
 
 
 def deps_valid(index: ProjectIndex | None, importer: Path, deps: Any) -> bool:
@@ -82,19 +103,29 @@ class _Module:
     definitions: dict[str, Definition | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its summary
     kinds: dict[str, str | None] = field(default_factory=dict)  # name -> :meth:`kind`
-    tree: ast.Module | None = None
+    outline: Outline | None = None  # kept instead of the ``ast`` tree (a fraction of its size)
 
 
 class ProjectIndex:
     """Summaries of project modules, shared by the files of one run (in one process)."""
 
-    def __init__(self, cache: Cache | None = None, max_file_size: int = 0) -> None:
+    def __init__(
+        self, cache: Cache | None = None, max_file_size: int = 0, expected: set[Path] | None = None
+    ) -> None:
         self.cache = cache
+        self.max_tokens = limits.token_limit(max_file_size) if max_file_size else 0
         self.max_file_size = max_file_size or sources.DEFAULT_MAX_BYTES
+        #: Resolved paths of the files this process is going to analyze (the engine's).
+        self.expected = expected if expected is not None else set()
+        self.trees = TreeStore(TREE_BUDGET)
+        self._outlines: OrderedDict[Path, Outline] = OrderedDict()  # those with ``ast`` kept
         self._modules: dict[Path, _Module | None] = {}
         self._roots: dict[Path, Path] = {}
         self._files: dict[Path, bool] = {}
         self._resolved: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
+        self._base_folders: dict[tuple[Path, int], list[Path]] = {}
+        self._top_names: dict[tuple[Path, str], bool] = {}
+        self._real_paths: dict[Path, Path] = {}
         self._salt: str | None = None
         #: Statistics for tests and the bench: modules read, definitions parsed.
         self.read = 0
@@ -129,29 +160,45 @@ class ProjectIndex:
         parts = [p for p in target[dots:].split(".") if p]
         if not parts:
             return None
-        root = self.root_of(importer)
-        if dots:
-            base = importer.parent
-            for _ in range(dots - 1):
-                base = base.parent
-            bases = [base]
-        else:
-            bases = [importer.parent]
-            bases += [p for p in importer.parent.parents if p == root or root in p.parents]
-            bases.append(root / "src")
-        for base in bases:
-            if base != root and root not in base.parents:
-                continue
-            if not dots and not (
-                self._is_dir(base / parts[0]) or self._is_file(base / f"{parts[0]}.py")
-            ):
+        for base in self._bases(importer, dots):
+            if not dots and not self._holds(base, parts[0]):
                 continue  # cheap rejection: ``torch.nn.Linear`` never reaches the loop below
             for size in range(len(parts), 0, -1):
                 stem = base.joinpath(*parts[:size])
                 for candidate in (stem.with_name(stem.name + ".py"), stem / "__init__.py"):
-                    if self._is_file(candidate) and candidate.resolve() != importer:
-                        return candidate.resolve(), parts[size:]
+                    if self._is_file(candidate) and self._real(candidate) != importer:
+                        return self._real(candidate), parts[size:]
         return None
+
+    def _bases(self, importer: Path, dots: int) -> list[Path]:
+        """The folders an import with ``dots`` leading dots is looked up in, from ``importer``'s
+        folder (the same for every file of that folder: computed once)."""
+        key = (importer.parent, dots)
+        if key not in self._base_folders:
+            root = self.root_of(importer)
+            if dots:
+                base = importer.parent
+                for _ in range(dots - 1):
+                    base = base.parent
+                bases = [base]
+            else:
+                bases = [importer.parent]
+                bases += [p for p in importer.parent.parents if p == root or root in p.parents]
+                bases.append(root / "src")
+            self._base_folders[key] = [b for b in bases if b == root or root in b.parents]
+        return self._base_folders[key]
+
+    def _holds(self, base: Path, name: str) -> bool:
+        """Whether ``base`` has a package or module ``name``."""
+        key = (base, name)
+        if key not in self._top_names:
+            self._top_names[key] = self._is_dir(base / name) or self._is_file(base / f"{name}.py")
+        return self._top_names[key]
+
+    def _real(self, path: Path) -> Path:
+        if path not in self._real_paths:
+            self._real_paths[path] = path.resolve()
+        return self._real_paths[path]
 
     def _is_dir(self, path: Path) -> bool:
         key = path / ""
@@ -201,13 +248,20 @@ class ProjectIndex:
             module.digests[name] = digest(self.definition(path, name))
         return module.digests[name]
 
-    def tree(self, module: _Module) -> ast.Module | None:
-        if module.tree is None and module.text is not None:
+    def outline(self, module: _Module) -> Outline | None:
+        if module.outline is None and module.text is not None:
             try:
-                module.tree = ast.parse(module.text)
+                module.outline = outline(ast.parse(module.text), module.text)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 module.text = None  # unparsable: no summaries
-        return module.tree
+        if module.outline is not None:
+            # Only the last few outlines keep their ``ast`` statements (a module's summaries
+            # are asked for in bursts; a run's ``ast`` trees would not fit in memory).
+            self._outlines[module.path] = module.outline
+            self._outlines.move_to_end(module.path)
+            while len(self._outlines) > _AST_KEPT:
+                self._outlines.popitem(last=False)[1].forget()
+        return module.outline
 
     def kind(self, path: Path, name: str) -> str | None:
         """``class``, ``function``, ``import`` (a re-export) or None, from ``ast`` alone."""
@@ -219,18 +273,10 @@ class ProjectIndex:
         return module.kinds[name]
 
     def _kind(self, module: _Module, name: str) -> str | None:
-        tree = self.tree(module)
-        if tree is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
+        found = self.outline(module)
+        if found is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
             return None
-        found = None
-        for statement in tree.body:
-            if isinstance(statement, ast.ClassDef) and statement.name == name:
-                found = found or "class"
-            elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found = found or ("function" if statement.name == name else None)
-            elif isinstance(statement, _IMPORT_NODES) or _holds_imports(statement):
-                found = found or ("import" if name in _bound_names(statement) else None)
-        return found
+        return found.kinds.get(name)
 
     def _cache_key(self, module: _Module, name: str) -> str:
         if self._salt is None:
@@ -253,21 +299,66 @@ class ProjectIndex:
         text = module.text or ""
         if not re.search(rf"\b{re.escape(name)}\b", text):
             return None  # the word prefilter: not defined or imported here, nothing to parse
-        tree = self.tree(module)
-        if tree is None:
+        found = self.outline(module)
+        picked = excerpt(found, name) if found is not None else None
+        if found is None or picked is None:
             return None
-        excerpt = _excerpt(tree, text, name)
-        if excerpt is None:
-            return None
+        chosen, target = picked
+        source = excerpt_text(module.text or "", chosen, target)
         from trainlint.model import TrainingModel
         from trainlint.model.summaries.build import summarize
 
         try:
-            model = TrainingModel.from_source(excerpt, module.path)
+            whole = self.tree_for(module)
+            holders = statement_lines(found, whole) if whole is not None else None
+            tree = None
+            if whole is not None and holders is not None:
+                tree = excerpt_tree(whole, holders, found, text, chosen, target)
+            if tree is not None:
+                model = TrainingModel(tree, module.path, source)
+            else:
+                model = TrainingModel.from_source(source, module.path)
             self.parsed += 1
-            return summarize(model, name)
+            summary = summarize(model, name)
+            model.release()  # frees it by reference counting, no collection needed
+            return summary
         except Exception:  # a module we cannot model is a module without a summary
             return None
+
+    # ------------------------------------------------------------------ whole trees
+    def tree_for(self, module: _Module) -> cst.Module | None:
+        """The whole libcst tree of ``module`` when one is at hand: kept from the analysis of
+        that file in this process, or parsed now when this process is going to analyze the file
+        (the engine then takes this tree instead of parsing the file again: :meth:`tree`).
+        None otherwise: an excerpt of a module nobody else here reads is cheaper to parse."""
+        text = module.text
+        if text is None or not usable_for_trees(text):
+            return None
+        found = self.trees.get(module.path, text)
+        if found is not None or module.path not in self.expected:
+            return found
+        # Parsed whole once at most: dropped from the store before the engine came to it, the
+        # module's other excerpts are parsed as text (a whole parse each would cost more).
+        self.expected.discard(module.path)
+        from trainlint import parsing
+
+        try:
+            found = parsing.parse(text, self.max_tokens)
+        except (parsing.Unparsable, limits.TooManyTokens, RecursionError, MemoryError):
+            return None
+        self.trees.put(module.path, text, found)
+        return found
+
+    def tree(self, path: Path, text: str) -> cst.Module | None:
+        """A tree of ``text`` (the file at ``path``, resolved) that this index parsed or kept,
+        parsed as :func:`trainlint.parsing.parse` would with the same limits."""
+        self.expected.discard(path)  # analyzed now: summaries need not parse it whole for it
+        return self.trees.get(path, text)
+
+    def keep_tree(self, path: Path, text: str, tree: cst.Module) -> None:
+        """The engine's parse of a file: summaries of its definitions reuse it."""
+        if usable_for_trees(text):
+            self.trees.put(path, text, tree)
 
     # ------------------------------------------------------------------ cache validity
     def deps_valid(self, importer: Path, deps: Any) -> bool:
@@ -289,97 +380,6 @@ class ProjectIndex:
             if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
-
-
-def _excerpt(tree: ast.Module, text: str, name: str) -> str | None:
-    """The source of the top-level statements ``name`` needs: its definition, the module's
-    imports, and the module-level definitions it references (transitively)."""
-    defines: dict[str, ast.stmt] = {}
-    imports: list[ast.stmt] = []
-    for statement in tree.body:
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defines.setdefault(statement.name, statement)
-        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            for target in targets:
-                for node in ast.walk(target):
-                    if isinstance(node, ast.Name):
-                        defines.setdefault(node.id, statement)
-        elif isinstance(statement, _IMPORT_NODES) or _holds_imports(statement):
-            imports.append(statement)
-    if name not in defines:
-        if any(name in _bound_names(s) for s in imports):
-            return _source(text, imports)  # a re-export: the imports say where it comes from
-        return None
-    target = defines[name]
-    wanted: dict[int, ast.stmt] = {}
-    stack = [target]
-    while stack:
-        statement = stack.pop()
-        if id(statement) in wanted:
-            continue
-        wanted[id(statement)] = statement
-        if isinstance(statement, ast.ClassDef) and statement is not target:
-            nodes: list[ast.AST] = [*statement.bases, *statement.keywords]  # its header only
-            nodes = [n for base in nodes for n in ast.walk(base)]
-        else:
-            nodes = list(ast.walk(statement))
-        stack.extend(defines[n.id] for n in nodes if isinstance(n, ast.Name) and n.id in defines)
-    chosen = sorted([*imports, *wanted.values()], key=lambda s: s.lineno)
-    return _source(text, chosen, target)
-
-
-def _holds_imports(statement: ast.stmt) -> bool:
-    """``try: import apex`` / ``if TYPE_CHECKING: from x import y`` at module level."""
-    if not isinstance(statement, (ast.Try, ast.If)):
-        return False
-    return any(isinstance(node, _IMPORT_NODES) for node in ast.walk(statement))
-
-
-def _bound_names(statement: ast.stmt) -> set[str]:
-    found = set()
-    for node in ast.walk(statement):
-        if isinstance(node, _IMPORT_NODES):
-            for alias in node.names:
-                found.add((alias.asname or alias.name).split(".", 1)[0])
-    return found
-
-
-def _source(text: str, statements: list[ast.stmt], target: ast.stmt | None = None) -> str:
-    """The statements' lines, with every other line blanked, so line numbers stay those of
-    the module (summaries report where a return's value was made); a class other than
-    ``target`` by its header only (its bases tell what it is; its methods are summarized when
-    asked for, as its own definition)."""
-    lines = text.splitlines(keepends=True)
-    pieces = []
-    written = 0
-    for statement in statements:
-        first = min([statement.lineno, *(d.lineno for d in _decorators(statement))])
-        last = statement.end_lineno or statement.lineno
-        if first <= written:
-            continue
-        pieces.append("\n" * (first - 1 - written))
-        header_only = (
-            target is not None
-            and statement is not target
-            and isinstance(statement, ast.ClassDef)
-            and statement.body[0].lineno > statement.lineno
-        )
-        if header_only:
-            body = statement.body[0]
-            start = min([body.lineno, *(d.lineno for d in _decorators(body))])
-            header = "".join(lines[first - 1 : start - 1]).rstrip()
-            if header.endswith(":"):
-                pieces.append(header + "\n    pass\n")
-                written = first + header.count("\n") + 1
-                continue
-        pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
-        written = last
-    return "".join(pieces)
-
-
-def _decorators(statement: ast.stmt) -> list[ast.expr]:
-    return list(getattr(statement, "decorator_list", []))
 
 
 class ProjectView:

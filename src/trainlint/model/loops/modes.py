@@ -144,6 +144,11 @@ class ModeAnalysis:
                 if chosen_at_run_time(event, earlier, target):
                     mode = Mode.EITHER
                 return ModeAt(mode, event)
+        if depth < 0:
+            return ModeAt(Mode.UNKNOWN)  # asked for a wrapper's argument: its own switches only
+        wrapped = self._wraps_evaluated(scope, node, subject, index)
+        if wrapped is not None:
+            return wrapped
         if scope.is_module or depth >= 2:
             return ModeAt(Mode.UNKNOWN)
         found = [
@@ -161,6 +166,29 @@ class ModeAnalysis:
             or self._set_by_other_modules(scope, subject, found)
             or ModeAt(Mode.UNKNOWN)
         )
+
+    def _wraps_evaluated(
+        self, scope: Scope, node: cst.CSTNode, subject: str | None, index: int
+    ) -> ModeAt | None:
+        """``searcher = GreedySearchDecoder(encoder, decoder)`` built from models switched to
+        eval mode before ``node``, by a same-file module class holding no Dropout/BatchNorm
+        of its own: its forward runs them in eval mode."""
+        if not subject or "." in subject:
+            return None
+        bindings = [b for b in self.model.lookup(subject, scope) if not b.augmented]
+        value = bindings[0].value if len(bindings) == 1 else None
+        if not isinstance(value, cst.Call) or any(a.star for a in value.args):
+            return None
+        info = self.model.classes.get(dotted(value.func) or "")
+        if info is None or not self.model.is_module_class(info):
+            return None
+        if self.model.module_structure.of_class(info).layers:
+            return None  # its own Dropout/BatchNorm follow its own mode
+        names = [dotted(a.value) for a in value.args]
+        # depth -1: the arguments' own switches only (no callers, no further wrappers)
+        modes = [self.mode_before(scope, node, n, -1, index).mode for n in names if n]
+        known = [m for m in modes if m is not Mode.UNKNOWN]
+        return ModeAt(Mode.EVAL) if known and all(m is Mode.EVAL for m in known) else None
 
     def _set_by_other_modules(
         self, scope: Scope, subject: str | None, found: list[ModeAt]
@@ -235,15 +263,21 @@ class ModeAnalysis:
         return subject
 
     # ------------------------------------------------------------------ grad mode
-    def grad_disabled(self, scope: Scope, event: Event, region_node: cst.CSTNode) -> bool:
-        """Whether ``event`` (found in a region written in ``scope``) runs with gradients off."""
+    def grad_disabled(
+        self, scope: Scope, event: Event, region_node: cst.CSTNode, other_modules: bool = False
+    ) -> bool:
+        """Whether ``event`` (found in a region written in ``scope``) runs with gradients off;
+        ``other_modules``: also around every call of a function only other modules call (read
+        from their files, so asked for evaluation regions only)."""
         if "no_grad" in event.contexts:
             return True
         flow = self.model.dataflow
         if flow.grad_disabled(region_node, event.node, *event.via):
             return True
         anchor = event.via[0] if event.via else event.node
-        return self._disabled_before(scope, anchor) or self._callers_disable(scope, 0)
+        return self._disabled_before(scope, anchor) or self._callers_disable(
+            scope, 0, other_modules
+        )
 
     def _disabled_before(self, scope: Scope, node: cst.CSTNode) -> bool:
         """A ``torch.set_grad_enabled(False)`` statement earlier in ``scope``."""
@@ -262,19 +296,19 @@ class ModeAnalysis:
             return True
         return self._callers_disable(scope, 0)
 
-    def _callers_disable(self, scope: Scope, depth: int) -> bool:
+    def _callers_disable(self, scope: Scope, depth: int, other_modules: bool = False) -> bool:
         if scope.is_module or depth >= 2:
             return False
         callers = self.callers(scope)
         if not callers:
             # only other modules call it: each of their calls under ``no_grad``
-            records = self._external_callers(scope)
+            records = self._external_callers(scope) if other_modules else []
             return bool(records) and all(r.grad_off for r in records)
         flow = self.model.dataflow
         return all(
             flow.grad_disabled(call)
             or self._disabled_before(caller, call)
-            or self._callers_disable(caller, depth + 1)
+            or self._callers_disable(caller, depth + 1, other_modules)
             for call, caller in callers
         )
 

@@ -75,6 +75,18 @@ def lookup(
     project = model.project
     if project is None or not name:
         return None
+    # The answer depends on the name and the scope only; rules and the model ask again and
+    # again for the same (every value of a name, every call on it).
+    memo = model.stubs.lookups
+    key = (name, id(scope), classes_only)
+    if key not in memo:  # the scope is kept with the answer: its id stays its own
+        memo[key] = (scope, _lookup(model, project, name, scope, classes_only))
+    return memo[key][1]  # type: ignore[return-value]
+
+
+def _lookup(
+    model: TrainingModel, project: SummarySource, name: str, scope: Scope, classes_only: bool
+) -> Definition | None:
     target = target_of(model, name)
     if target is None or _is_local(model, name, scope):
         return None
@@ -120,6 +132,14 @@ def instance_summary(
     name = dotted(expr)
     if not name or name == "self":
         return None
+    memo = model.stubs.instances  # like ``lookup``: a function of the name and the scope
+    key = (name, id(scope))
+    if key not in memo:
+        memo[key] = (scope, _instance_summary(model, name, scope))
+    return memo[key][1]  # type: ignore[return-value]
+
+
+def _instance_summary(model: TrainingModel, name: str, scope: Scope) -> ClassSummary | None:
     for constructor, where in constructions(model, name, scope):
         found = class_summary(model, constructor, where) or _alternate_constructor(
             model, constructor, where

@@ -157,6 +157,10 @@ class Stubs:
         self._kept: list[object] = []  # summaries keyed by id(): keep them alive
         #: id(call) -> what it runs in another module (``queries.external_call``'s memo).
         self.calls: dict[int, object] = {}
+        #: ``queries.lookup``'s and ``queries.instance_summary``'s memos, by name and
+        #: id(scope) (the scopes live as long as the model).
+        self.lookups: dict[tuple[str, int, bool], tuple[object, object]] = {}
+        self.instances: dict[tuple[str, int], tuple[object, object]] = {}
         self._origins: dict[int, str] = {}  # id(stub node) -> the definition it stands for
 
     def keep(self, node: object) -> None:

@@ -26,6 +26,7 @@ import libcst as cst
 
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import dotted, keyword, literal, method_call
+from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -99,7 +100,10 @@ class ModuleStructure:
         if value is None:
             return UNKNOWN
         if value.kind in self.model.classes:
-            return self.of_class(self.model.classes[value.kind])
+            found = self.of_class(self.model.classes[value.kind])
+            if found.complete or value.call is None:
+                return found
+            return self._of_call(value.call, self.model.module_scope, frozenset())
         if value.call is not None:
             return self._of_call(value.call, self.model.module_scope, frozenset())
         return UNKNOWN
@@ -125,8 +129,17 @@ class ModuleStructure:
         return found
 
     # ------------------------------------------------------------------ classes
-    def _read_class(self, info: ClassInfo, seen: frozenset[str]) -> ModeLayers:
+    def _read_class(
+        self,
+        info: ClassInfo,
+        seen: frozenset[str],
+        made_by: tuple[cst.Call, Scope] | None = None,
+    ) -> ModeLayers:
+        """What ``info`` holds; with ``made_by`` (a construction and its scope), attributes
+        bound to constructor parameters hold what that call passes (``RNNModel(rnn_layer)``
+        with ``rnn_layer = nn.RNN(...)``)."""
         model = self.model
+        init = info.methods.get("__init__")
         found = NONE
         for base in info.bases:
             local = model.classes.get(base.rsplit(".", 1)[-1])
@@ -140,7 +153,18 @@ class ModuleStructure:
                 if binding.value is None or binding.augmented:
                     continue
                 scope = binding.scope or model.module_scope
-                layers = self._of_expression(binding.value, scope, seen)
+                value: cst.BaseExpression = binding.value
+                if (
+                    made_by is not None
+                    and init is not None
+                    and binding.scope is init
+                    and isinstance(value, cst.Name)
+                    and value.value in init.params
+                ):
+                    passed = argument_for(made_by[0], init, value.value)
+                    if passed is not None:
+                        value, scope = passed, made_by[1]
+                layers = self._of_expression(value, scope, seen)
                 if not layers.complete and attribute not in used:
                     layers = ModeLayers(layers.layers, True)  # ``self.dim = dim``: not a layer
                 found = found | layers
@@ -199,6 +223,15 @@ class ModuleStructure:
         """A local list of layers (``layers = []; layers.append(nn.Dropout())``) or a value
         bound in the function; a parameter is unknown."""
         bindings = [b for b in scope.bindings.get(name, []) if b.value is not None]
+        outer = scope.parent
+        while not bindings and name not in scope.params and outer is not None:
+            # a global the method reads (``swish_layer = Swish()`` at module level)
+            bindings = [b for b in outer.bindings.get(name, []) if b.value is not None]
+            if bindings:
+                scope = outer
+            elif name in outer.params:
+                break
+            outer = outer.parent
         if not bindings:
             return UNKNOWN
         found = NONE
@@ -229,7 +262,11 @@ class ModuleStructure:
             return NONE  # tensors, parameters (``torch.zeros``, ``nn.Parameter`` handled above)
         name = dotted(call.func)
         if name in model.classes:
-            return self.of_class(model.classes[name], seen)
+            found = self.of_class(model.classes[name], seen)
+            if found.complete or name in seen:
+                return found
+            # read again at this construction: its arguments may be known layers
+            return self._read_class(model.classes[name], seen | {name}, (call, scope))
         method = method_call(call)
         if method is not None and method[1] in ("to", "cuda", "cpu", "float", "half", "double"):
             return self._of_expression(method[0], scope, seen)

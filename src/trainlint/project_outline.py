@@ -1,0 +1,303 @@
+"""What the project index needs of a module's top-level statements, and excerpts made from it.
+
+A summary is built from an *excerpt* of its module: the top-level statements the definition
+needs (its own block, the module's imports, the module-level names it references, transitively;
+another class by its header only), every other line blanked so that line numbers stay those of
+the module. Which statements those are is read off an :class:`Outline`, made once per module
+with ``ast`` (a C parser) and kept instead of the ``ast`` tree (a tree costs about 23 bytes of
+memory per character of source; an outline, the names of each statement). The excerpt is then
+either text (:func:`excerpt_text`, parsed with libcst by the caller) or, when the module's whole
+libcst tree is at hand (the module is analyzed in the same process), a tree made of that tree's
+own statements (:func:`excerpt_tree`): no second parse. Both give the same tree: the same
+statements (libcst parses a statement the same wherever it stands), at the same lines (a
+statement's code starts on the line ``ast`` gives; only the blank lines between them differ,
+and what precedes a statement, ``leading_lines``, is no part of what the model reads).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+_IMPORT_NODES = (ast.Import, ast.ImportFrom)
+#: Line breaks of ``str.splitlines`` that are not line breaks to Python (``ast`` numbers lines
+#: by ``\n``, ``\r\n`` and ``\r`` only): a text holding one cuts its excerpts elsewhere than
+#: the tree's lines, so its excerpts stay text (the same as they always were).
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level statement, as the excerpt needs it."""
+
+    index: int  # position in the module's body (``ast``)
+    lineno: int
+    first: int  # first line, decorators included
+    last: int  # end_lineno
+    defines: tuple[str, ...]  # a def/class: its name; an assignment: the names it binds
+    is_class: bool
+    holds_imports: bool  # an import, or a ``try``/``if`` holding imports
+    bound: frozenset[str]  # the names its imports bind
+    #: A class whose body starts on a later line than ``class``: the body's first line (its
+    #: first statement's decorators included); None otherwise.
+    body_start: int | None
+
+
+@dataclass
+class Outline:
+    statements: tuple[Statement, ...]
+    defines: dict[str, int]  # name -> index of the first statement that defines it
+    imports: tuple[int, ...]  # indexes of the import statements
+    kinds: dict[str, str]  # name -> ``class`` / ``function`` / ``import`` (the first wins)
+    text: str
+    #: The ``ast`` statements, while kept (:meth:`forget`); the names they mention are read
+    #: when an excerpt first needs them, and kept.
+    body: list[ast.stmt] | None = None
+    _refs: dict[tuple[int, bool], tuple[str, ...]] = field(default_factory=dict)
+
+    def refs(self, statement: Statement, header: bool) -> tuple[str, ...]:
+        """The names ``statement`` mentions (``header``: a class's bases and keywords only), in
+        the order ``ast.walk`` meets them, only the last of each kept (the excerpt's walk is a
+        stack: that keeps the order it chooses statements in)."""
+        key = (statement.index, header)
+        if key not in self._refs:
+            if self.body is None:
+                self.body = ast.parse(self.text).body
+            node = self.body[statement.index]
+            if header and isinstance(node, ast.ClassDef):
+                nodes = [n for b in (*node.bases, *node.keywords) for n in ast.walk(b)]
+            else:
+                nodes = list(ast.walk(node))
+            self._refs[key] = _names(nodes)
+        return self._refs[key]
+
+    def forget(self) -> None:
+        """Drop the ``ast`` statements (parsed again if an excerpt needs them)."""
+        self.body = None
+
+
+def outline(tree: ast.Module, text: str) -> Outline:
+    statements = []
+    defines: dict[str, int] = {}
+    imports: list[int] = []
+    kinds: dict[str, str] = {}
+    for index, node in enumerate(tree.body):
+        names: tuple[str, ...] = ()
+        holds = isinstance(node, _IMPORT_NODES) or _holds_imports(node)
+        bound = frozenset(_bound_names(node)) if holds else frozenset()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = (node.name,)
+            kinds.setdefault(node.name, "class" if isinstance(node, ast.ClassDef) else "function")
+            holds, bound = False, frozenset()  # a definition is never an import statement
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = tuple(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            holds, bound = False, frozenset()
+        elif holds:
+            imports.append(index)
+            for name in sorted(bound):
+                kinds.setdefault(name, "import")
+        for name in names:
+            defines.setdefault(name, index)
+        body_start = None
+        if isinstance(node, ast.ClassDef) and node.body[0].lineno > node.lineno:
+            body = node.body[0]
+            body_start = min([body.lineno, *(d.lineno for d in _decorators(body))])
+        statements.append(
+            Statement(
+                index=index,
+                lineno=node.lineno,
+                first=min([node.lineno, *(d.lineno for d in _decorators(node))]),
+                last=node.end_lineno or node.lineno,
+                defines=names,
+                is_class=isinstance(node, ast.ClassDef),
+                holds_imports=holds,
+                bound=bound,
+                body_start=body_start,
+            )
+        )
+    return Outline(tuple(statements), defines, tuple(imports), kinds, text, tree.body)
+
+
+def excerpt(found: Outline, name: str) -> tuple[list[Statement], Statement | None] | None:
+    """The statements ``name`` needs, in order, and its own (None for a re-export: then only
+    the imports, which say where it comes from); None when the module neither defines nor
+    imports it."""
+    statements = found.statements
+    imports = [statements[i] for i in found.imports]
+    if name not in found.defines:
+        if any(name in s.bound for s in imports):
+            return imports, None
+        return None
+    target = statements[found.defines[name]]
+    wanted: dict[int, Statement] = {}
+    stack = [target]
+    while stack:
+        statement = stack.pop()
+        if statement.index in wanted:
+            continue
+        wanted[statement.index] = statement
+        header = statement.is_class and statement is not target
+        for ref in found.refs(statement, header):
+            if ref in found.defines:
+                stack.append(statements[found.defines[ref]])
+    chosen = sorted([*imports, *wanted.values()], key=lambda s: s.lineno)
+    return chosen, target
+
+
+def _header_only(lines: list[str], statement: Statement, target: Statement | None) -> str | None:
+    """A class other than ``target`` by its header only (its bases tell what it is; its methods
+    are summarized when asked for, as its own definition): the header's text, or None."""
+    if target is None or statement is target or statement.body_start is None:
+        return None
+    header = "".join(lines[statement.first - 1 : statement.body_start - 1]).rstrip()
+    return header if header.endswith(":") else None
+
+
+def excerpt_text(text: str, chosen: list[Statement], target: Statement | None) -> str:
+    """The statements' lines, with every other line blanked."""
+    lines = text.splitlines(keepends=True)
+    pieces = []
+    written = 0
+    for statement in chosen:
+        first, last = statement.first, statement.last
+        if first <= written:
+            continue
+        pieces.append("\n" * (first - 1 - written))
+        header = _header_only(lines, statement, target)
+        if header is not None:
+            pieces.append(header + "\n    pass\n")
+            written = first + header.count("\n") + 1
+            continue
+        pieces.append("".join(lines[first - 1 : last]).rstrip() + "\n")
+        written = last
+    return "".join(pieces)
+
+
+def statement_lines(found: Outline, module: cst.Module) -> list[int] | None:
+    """For each statement of the outline, the index of the libcst statement holding it
+    (``a = 1; b = 2`` is one libcst statement); None when the two do not line up."""
+    holders: list[int] = []
+    for position, node in enumerate(module.body):
+        count = len(node.body) if isinstance(node, cst.SimpleStatementLine) else 1
+        holders.extend([position] * count)
+    if len(holders) != len(found.statements):
+        return None
+    return holders
+
+
+def usable_for_trees(text: str) -> bool:
+    return not _OTHER_BREAKS.search(text)
+
+
+def excerpt_tree(
+    module: cst.Module,
+    holders: list[int],
+    found: Outline,
+    text: str,
+    chosen: list[Statement],
+    target: Statement | None,
+) -> cst.Module | None:
+    """The module :func:`excerpt_text` would give, parsed, made of ``module``'s own statements
+    (``holders``: :func:`statement_lines`): each is preceded by as many blank lines as put it
+    on its line, a class other than the target keeps its header and gets ``pass`` for a body.
+    None where the text's cut would differ from whole statements (``a = 1; b = (`` ... where
+    only ``a`` is wanted), or a comment closes a header: the caller parses the text then."""
+    lines = text.splitlines(keepends=True)
+    body = module.body
+    starts: dict[int, int] = {}  # libcst index -> its first line
+    ends: dict[int, int] = {}  # libcst index -> the last line of its ``ast`` statements
+    for statement in found.statements:
+        holder = holders[statement.index]
+        starts.setdefault(holder, statement.first)
+        ends[holder] = max(ends.get(holder, 0), statement.last)
+    pieces: list[cst.BaseStatement] = []
+    written = 0  # the last line the text's pieces so far take (as in ``excerpt_text``)
+    taken = 0  # the last line the tree's take (a block's trailing comments are its own)
+    last_holder = -1
+    for statement in chosen:
+        holder = holders[statement.index]
+        if statement.first <= written:
+            if holder != last_holder:
+                return None
+            continue
+        if holder == last_holder or statement.last != ends[holder]:
+            return None
+        last_holder = holder
+        node = body[holder]
+        blank = [cst.EmptyLine()] * (statement.first - 1 - taken)
+        header = _header_only(lines, statement, target)
+        if header is not None:
+            if not isinstance(node, cst.ClassDef) or not isinstance(node.body, cst.IndentedBlock):
+                return None
+            if header.rsplit("\n", 1)[-1].lstrip().startswith("#"):
+                return None  # the text keeps that comment line, the tree would not
+            block = node.body.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])], footer=[])
+            node = node.with_changes(body=block)
+            written = taken = statement.first + header.count("\n") + 1
+        else:
+            written = statement.last
+            following = body[holder + 1] if holder + 1 < len(body) else None
+            taken = starts[holder + 1] - len(following.leading_lines) - 1 if following else written
+        pieces.append(node.with_changes(leading_lines=blank))
+    return module.with_changes(body=pieces, header=[], footer=[])
+
+
+class TreeStore:
+    """Whole libcst trees by resolved path, with their text, least recently used dropped
+    first once their texts pass ``budget`` characters (a run's trees would not fit in memory)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.chars = 0
+        self._trees: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()
+
+    def get(self, path: Path, text: str) -> cst.Module | None:
+        found = self._trees.get(path)
+        if found is None or (found[0] is not text and found[0] != text):
+            return None
+        self._trees.move_to_end(path)
+        return found[1]
+
+    def put(self, path: Path, text: str, tree: cst.Module) -> None:
+        old = self._trees.pop(path, None)
+        if old is not None:
+            self.chars -= len(old[0])
+        if len(text) > self.budget:
+            return
+        self._trees[path] = (text, tree)
+        self.chars += len(text)
+        while self.chars > self.budget:
+            _, (dropped, _) = self._trees.popitem(last=False)
+            self.chars -= len(dropped)
+
+
+def _names(nodes: list[ast.AST]) -> tuple[str, ...]:
+    names = [n.id for n in nodes if isinstance(n, ast.Name)]
+    last = {name: position for position, name in enumerate(names)}
+    return tuple(name for position, name in enumerate(names) if last[name] == position)
+
+
+def _holds_imports(statement: ast.stmt) -> bool:
+    """``try: import apex`` / ``if TYPE_CHECKING: from x import y`` at module level."""
+    if not isinstance(statement, (ast.Try, ast.If)):
+        return False
+    return any(isinstance(node, _IMPORT_NODES) for node in ast.walk(statement))
+
+
+def _bound_names(statement: ast.stmt) -> set[str]:
+    found = set()
+    for node in ast.walk(statement):
+        if isinstance(node, _IMPORT_NODES):
+            for alias in node.names:
+                found.add((alias.asname or alias.name).split(".", 1)[0])
+    return found
+
+
+def _decorators(statement: ast.stmt) -> list[ast.expr]:
+    return list(getattr(statement, "decorator_list", []))
