@@ -163,3 +163,23 @@ def never_called(x):
     uncalled = model.value_of(expr("criterion"), functions["never_called"])
     assert called is not None and called.short_kind == "MSELoss"
     assert uncalled is not None and uncalled.short_kind == "BCELoss"
+
+
+def test_an_attribute_of_an_accelerator_or_optimizer_is_no_role_by_its_name() -> None:
+    model = build(
+        """
+        from accelerate import Accelerator
+        import torch
+
+        accelerator = Accelerator()
+        optimizer = torch.optim.SGD(params, lr=0.1)
+        a = accelerator.save_model
+        b = optimizer.model_groups
+        c = trainer.model
+        """
+    )
+    module = model.module_scope
+    assert model.value_of(expr("accelerator.save_model"), module) is None
+    assert model.value_of(expr("optimizer.model_groups"), module) is None
+    found = model.value_of(expr("trainer.model"), module)
+    assert found is not None and found.role is Role.MODEL  # an unknown owner: still by name

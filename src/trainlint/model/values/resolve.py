@@ -46,6 +46,21 @@ _KIND_ROLES = {
 }
 
 
+#: Roles of objects whose attributes are never models (``accelerator.save_model``,
+#: ``optimizer.param_groups``): their names must not be read as roles.
+_HOLDS_NO_MODELS = frozenset(
+    {
+        Role.ACCELERATOR,
+        Role.OPTIMIZER,
+        Role.SCHEDULER,
+        Role.SCALER,
+        Role.LOADER,
+        Role.DATASET,
+        Role.TAPE,
+        Role.CRITERION,
+    }
+)
+
 #: List methods that change what a list display bound to a name holds.
 _GROWING = frozenset({"append", "extend", "insert", "pop", "remove", "clear"})
 
@@ -109,8 +124,17 @@ class ValueResolver:
             return None  # a library attribute (``torch.optim``), not a variable
         if "." not in name and names_function(name, scope):
             return None  # ``_assert_model(...)``, ``model_fn: Callable``: a function
+        if isinstance(expr, cst.Attribute) and self._owner_holds_no_models(expr.value, scope):
+            return None  # ``accelerator.save_model``: a method of the accelerator, no model
         role = role_from_name(name)
         return Value(role) if role is not None else None
+
+    def _owner_holds_no_models(self, owner: cst.BaseExpression, scope: Scope) -> bool:
+        """Whether ``owner`` is known to be an object whose attributes are its own methods and
+        settings (an accelerator, optimizer, scheduler...), so that an attribute's name says
+        nothing of its role. Models, engines and plain objects can hold models."""
+        value = self.value_of(owner, scope)
+        return value is not None and value.role in _HOLDS_NO_MODELS
 
     def _value_of_name(self, name: str, scope: Scope) -> Value | None:
         """The value of the latest binding of ``name`` that gives one (the same for every use
