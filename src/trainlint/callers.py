@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from trainlint import sources
 from trainlint.cache import code_fingerprint, fingerprint
-from trainlint.discovery import DEFAULT_EXCLUDES
+from trainlint.discovery import DEFAULT_EXCLUDES, is_virtualenv
 from trainlint.model.summaries.callers import CallerRecord
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _python_files(root: Path) -> list[Path]:
             for d in dirs
             if not d.startswith(".")
             and not any(fnmatch.fnmatch(d, pattern) for pattern in DEFAULT_EXCLUDES)
-            and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+            and not is_virtualenv(Path(folder, d))
         )
         for file in sorted(files):
             if file.endswith(".py"):

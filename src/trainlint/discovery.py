@@ -57,7 +57,7 @@ class Discovery:
 ALWAYS_SKIPPED = frozenset({".git", ".hg", ".svn", ".trainlint_cache"})
 
 
-def _is_virtualenv(directory: Path) -> bool:
+def is_virtualenv(directory: Path) -> bool:
     """Any virtualenv, whatever its name (``python -m venv`` and virtualenv write pyvenv.cfg)."""
     try:
         return (directory / "pyvenv.cfg").is_file()
@@ -294,7 +294,7 @@ def _walk(
             if ignorer.excluded(path, is_dir, dirs):
                 continue
             if is_dir:
-                if entry.name in ALWAYS_SKIPPED or _is_virtualenv(path):
+                if entry.name in ALWAYS_SKIPPED or is_virtualenv(path):
                     continue
                 if entry.is_symlink() and not _within(_real(path), inside):
                     # `data -> /datasets` may hold millions of files: not part of the project
