@@ -214,6 +214,11 @@ class FileAnalyzer:
             )
         finally:
             if gc_was_enabled:
+                # The youngest generation now holds everything this file allocated and kept
+                # (a tree the project index keeps, summaries): collected here, once, instead of
+                # at the next allocation with the collector on, which scanned the older
+                # generations too (measured: gc time 0.67 s -> 0.18 s on 64 training files).
+                gc.collect(0)
                 gc.enable()
 
     def _analyze(
@@ -252,7 +257,7 @@ class FileAnalyzer:
         stage[0] = "building the model"
         try:
             view = self.project.view(path) if self.project is not None and path.is_file() else None
-            model = TrainingModel(module, path, text, view)
+            model = TrainingModel(module, path, text, view, parsed_from_text=True)
         except RecursionError as exc:
             result.error = f"cannot analyze: {parsing.recursion_reason(exc)}"
             return result
