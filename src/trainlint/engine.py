@@ -90,6 +90,7 @@ class FileAnalyzer:
             catalog[code] for code in options.codes if code in catalog
         ]
         self.known_codes = frozenset(catalog)
+        self._last_wanted: tuple[str, tuple[int, ...]] | None = None
         self.expected: set[Path] = set()
         self.severities = dict(options.severity_overrides)
         selected = self._selected
@@ -134,7 +135,16 @@ class FileAnalyzer:
 
     def _wanted(self, text: str) -> list[int]:
         """The prefilter: the indexes of the rules whose trigger words the text mentions
-        (exact, never fuzzy)."""
+        (exact, never fuzzy). The last answer is kept: in one process, ``prepare`` and then
+        ``analyze_text`` ask for the same text (a scan of it per trigger word)."""
+        last = self._last_wanted
+        if last is not None and last[0] is text:
+            return list(last[1])
+        indexes = self._scan(text)
+        self._last_wanted = (text, tuple(indexes))
+        return indexes
+
+    def _scan(self, text: str) -> list[int]:
         everything = range(len(self._selected))
         if len(self._always) == len(self._selected):
             return list(everything)
