@@ -223,6 +223,9 @@ class FileAnalyzer:
                 parsed=True,
             )
         finally:
+            project = self.__dict__.get("project")  # made only when a file needed it
+            if project is not None:
+                project.trees.reserve(0)
             if gc_was_enabled:
                 # The youngest generation now holds everything this file allocated and kept
                 # (a tree the project index keeps, summaries): collected here, once, instead of
@@ -251,9 +254,15 @@ class FileAnalyzer:
             module = project.tree(resolved, text)
         try:
             if module is None:  # else parsed by the project index, with the same limits
+                if project is not None:
+                    # The kept trees and this file's are alive together: room for it first
+                    # (peak memory), released once it is kept or the file is done.
+                    project.trees.reserve(len(text))
                 module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
                 if project is not None and resolved is not None:
                     project.keep_tree(resolved, text, module)
+                    if project.trees.get(resolved, text) is module:
+                        project.trees.reserve(0)  # kept: the store counts it now
         except parsing.Unparsable as exc:
             result.error, result.error_line = exc.message, exc.line
             return result
