@@ -48,6 +48,7 @@ class MissingCallParens(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = tuple(f".{m}" for m in sorted(_METHODS))
+    block_triggers = triggers
     summary = "A training method is named but not called (`optimizer.zero_grad` without `()`)."
     fix_availability = "always"
     fix_applicability = Applicability.SAFE

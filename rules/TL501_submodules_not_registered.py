@@ -71,6 +71,7 @@ class SubmodulesNotRegistered(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("self.",)
+    block_triggers = triggers
     summary = "Modules in a Python list/dict (or a `requires_grad` tensor) are not registered."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -65,6 +65,7 @@ class DiscardedOutOfPlaceResult(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
+    block_triggers = triggers
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE
