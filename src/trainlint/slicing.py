@@ -75,6 +75,14 @@ class Block:
     words: set[str] = field(default_factory=set)
     always: bool = False  # imports: kept whatever happens
     script: bool = False  # a module-level statement other than def/class/import
+    #: A method's own block: the index of its class's block (kept whenever the method is).
+    parent: int | None = None
+    #: A class's block: the line ranges of its methods, which are blocks of their own.
+    holes: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1 - sum(e - s + 1 for s, e in self.holes)
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,12 @@ def slice_text(
         if in_project is not None:
             imported = _importing(tree, blocks, in_project)
     kept = _closure(blocks, words, patterns, imported)
-    kept_lines = sum(b.end - b.start + 1 for i, b in enumerate(blocks) if i in kept)
+    kept_lines = sum(b.size for i, b in enumerate(blocks) if i in kept)
     if kept_lines > WORTH_IT * len(lines):
         return None
     out = list(lines)
     for index, block in enumerate(blocks):
-        if index not in kept:
+        if index not in kept and (block.parent is None or block.parent in kept):
             for n in range(block.start - 1, block.end):
                 out[n] = "\n" if out[n].endswith("\n") else ""
     return Sliced("".join(out), len(blocks), len(kept), len(lines), kept_lines)
@@ -145,29 +153,98 @@ def slice_text(
 # ---------------------------------------------------------------------- blocks
 def _blocks(tree: ast.Module, lines: list[str]) -> list[Block]:
     blocks: list[Block] = []
+    statements: list[list[ast.stmt]] = []
     for statement in tree.body:
-        start = min(
-            [statement.lineno, *(d.lineno for d in getattr(statement, "decorator_list", ()))]
-        )
-        end = statement.end_lineno or statement.lineno
+        start, end = _span(statement)
         if blocks and start <= blocks[-1].end:  # ``a = 1; b = 2``: one line, one block
             block = blocks[-1]
             block.end = max(block.end, end)
+            statements[-1].append(statement)
         else:
             block = Block(start, end)
             blocks.append(block)
-        _describe(statement, block)
+            statements.append([statement])
+    methods: list[Block] = []
+    for index, (block, members) in enumerate(zip(blocks, statements, strict=False)):
+        own = _split_methods(members[0], index) if len(members) == 1 else []
+        block.holes = [(m.start, m.end) for m in own]
+        split = {m.binds.pop() for m in own}
+        for statement in members:
+            _describe(statement, block, split)
+        for method in own:
+            method.binds, method.methods, method.callables = set(), {method.text}, {method.text}
+        methods.extend(own)
+    blocks.extend(methods)
     for block in blocks:
-        block.text = "".join(lines[block.start - 1 : block.end])
+        holes = iter(block.holes)
+        hole = next(holes, None)
+        chosen = []
+        n = block.start
+        while n <= block.end:
+            if hole is not None and n == hole[0]:
+                n = hole[1] + 1
+                hole = next(holes, None)
+                continue
+            chosen.append(lines[n - 1])
+            n += 1
+        block.text = "".join(chosen)
         block.words = set(_IDENTIFIER.findall(block.text))
         if block.callables and not block.script:  # ``global x`` in a function binds ``x``
             for names in _GLOBAL.findall(block.text):
                 block.binds.update(n.strip() for n in names.split(",") if n.strip())
+        if block.parent is not None or block.holes:
+            block.binds |= _self_stores(block.text)
     return blocks
 
 
-def _describe(statement: ast.stmt, block: Block) -> None:
-    """What a top-level statement binds and defines."""
+def _span(statement: ast.stmt) -> tuple[int, int]:
+    decorators = getattr(statement, "decorator_list", ())
+    start = min([statement.lineno, *(d.lineno for d in decorators)])
+    return start, statement.end_lineno or statement.lineno
+
+
+#: Methods a framework calls without naming them: they stay with their class.
+_HOOK = re.compile(
+    r"^(?:forward|call|build|setup|teardown|step|fit|compile|configure_\w*|on_\w*"
+    r"|\w*(?:step|epoch|train|eval|valid|test|predict|loss|batch)\w*)$"
+)
+
+
+def _split_methods(statement: ast.stmt, parent: int) -> list[Block]:
+    """A class's methods as blocks of their own (its other statements, dunder methods and
+    framework hooks stay in the class's block); none when the class would be left empty."""
+    if not isinstance(statement, ast.ClassDef):
+        return []
+    found = []
+    for member in statement.body:
+        if not isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        name = member.name
+        if (name.startswith("__") and name.endswith("__")) or _HOOK.match(name):
+            continue
+        start, end = _span(member)
+        method = Block(start, end, text=name, parent=parent)
+        method.binds = {name}
+        found.append(method)
+    if len(found) == len(statement.body):
+        return []  # nothing would be left of the class
+    return found
+
+
+_ASSIGNED = re.compile(r"^[^\n]*?[^=!<>]=(?!=)", re.M)
+_SELF_ATTRIBUTE = re.compile(r"\bself\.(\w+)")
+
+
+def _self_stores(text: str) -> set[str]:
+    """The ``self.x`` a class's code may assign (over-approximated: before a line's ``=``)."""
+    found: set[str] = set()
+    for match in _ASSIGNED.finditer(text):
+        found.update(_SELF_ATTRIBUTE.findall(match.group(0)))
+    return found
+
+
+def _describe(statement: ast.stmt, block: Block, split: set[str]) -> None:
+    """What a top-level statement binds and defines (``split``: methods with their own block)."""
     if isinstance(statement, (ast.Import, ast.ImportFrom)):
         block.always = True
     elif isinstance(statement, (ast.If, ast.Try)) and any(
@@ -189,6 +266,8 @@ def _describe(statement: ast.stmt, block: Block) -> None:
             if isinstance(node, ast.ClassDef):
                 for member in _direct_bodies(node):
                     for name in _member_names(member):
+                        if name in split and node is statement:
+                            continue
                         block.methods.add(name)
                         if not (name.startswith("__") and name.endswith("__")):
                             block.callables.add(name)
@@ -309,6 +388,8 @@ def _closure(
             downstream.add(index)
         queue.append(index)
         block = blocks[index]
+        if block.parent is not None:
+            keep(block.parent, down)  # a method needs its class (bases, __init__)
         if block.script and not whole_script and (down or loop.search(block.text)):
             whole_script = True  # the order of a script's statements is what the model reads
             for other in script:
