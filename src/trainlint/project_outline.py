@@ -3,8 +3,9 @@
 A summary is built from an *excerpt* of its module: the top-level statements the definition
 needs (its own block, the module's imports, the module-level names it references, transitively;
 another class by its header only), every other line left out but counted (blank lines, or one
-string statement spanning a longer gap) so that line numbers stay those of the module. Which statements those are is read off an :class:`Outline`, made once per module
-with ``ast`` (a C parser) and kept instead of the ``ast`` tree (a tree costs about 23 bytes of
+string statement spanning a longer gap) so that line numbers stay those of the module. Which
+statements those are is read off an :class:`Outline`, made once per module with ``ast`` (a C
+parser) and kept instead of the ``ast`` tree (a tree costs about 23 bytes of
 memory per character of source; an outline, the names of each statement). The excerpt is then
 either text (:func:`excerpt_text`, parsed with libcst by the caller) or, when the module's whole
 libcst tree is at hand (the module is analyzed in the same process), a tree made of that tree's
