@@ -131,6 +131,7 @@ def test_statement_positions_on_samples(code: str) -> None:
     "code",
     [
         "x = 1\nx = 1\ny = [x,\n     x]\n",  # a statement printed twice: the whole walk
+        "x = 1\nx = 1",  # the last one printed with a newline the file lacks
         "# header\n\ndef f():\n    return 1\n# footer\n",
         "def f():\n    pass\n\n\n@d\nclass A:\n    x = 1\n    # block comment\n\ny = 2",
         "if a:\n    b = 1\nelse:\n    b = 2\n\n\n\nfor i in b: print(i)\n",

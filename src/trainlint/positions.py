@@ -163,7 +163,9 @@ class StatementPositions(Mapping[cst.CSTNode, CodeRange]):
     where it starts, and its ranges are those of a whole-module walk moved down by the lines
     before it. Anything else (a node of the module's header or footer, text with carriage
     returns, a statement whose text occurs twice) falls back to the whole-module walk, so the
-    ranges are always :class:`Positions`' (``tests/test_positions.py``)."""
+    ranges are always :class:`Positions`' (``tests/test_positions.py``). (The one argument:
+    every statement's printed text is in ``text`` where the statement starts, so an only
+    occurrence is that; but for the last statement of a file without a final newline.)"""
 
     def __init__(
         self,
@@ -210,6 +212,9 @@ class StatementPositions(Mapping[cst.CSTNode, CodeRange]):
         text = self._text
         if id(statement) not in self._body:
             return None  # a comment of the module's header or footer
+        module = self._module
+        if not module.has_trailing_newline and not module.footer and statement is module.body[-1]:
+            return None  # printed with the newline the file lacks: not where it starts
         state = _TextState(self._module)
         statement._codegen(state)
         printed = "".join(state.tokens)
