@@ -18,6 +18,7 @@ from trainlint.model.syntax.scopes import (
 )
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
+from trainlint.model.values.draws import random_draw
 from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
@@ -134,6 +135,13 @@ class ValueQueries:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
     ) -> TensorKind:
         return self.tensors.kind_of(expr, scope, before)
+
+    def random_draw(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> bool:
+        """Whether ``expr`` holds a random draw (``torch.randn``...), by where it was made and
+        never by its name (see :mod:`.values.draws`)."""
+        return random_draw(self, expr, scope, before)  # type: ignore[arg-type]
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:
