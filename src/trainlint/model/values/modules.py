@@ -174,3 +174,35 @@ def _used_as_module(model: TrainingModel, name: str, scope: Scope) -> bool:
         if site.qualified in _MODULE_WRAPPERS and dotted(positional(site.node, 0)) == name:
             return True
     return False
+
+
+#: Of those, the methods a forward's output (a tensor) has too.
+_TENSOR_TOO = {"cuda", "half", "requires_grad_"}
+#: Moves whose result is the same object, module or tensor.
+_MOVES = {"to", "cuda", "cpu", "float", "half", "double"}
+
+
+def constructs_module(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """Whether ``call``'s result is a module, not a forward's output: it is bound (maybe after
+    ``.to(device)``) to a name the same function then uses as only a module can be used
+    (``m = Model(envs).to(device); m.load_state_dict(...)``, ``m.eval()``). A class passed
+    in as a parameter annotated ``nn.Module`` is called to build a model."""
+    node: cst.CSTNode = call
+    parent = model.dataflow.parent(node)
+    while isinstance(parent, cst.Attribute) and parent.attr.value in _MOVES:
+        outer = model.dataflow.parent(parent)
+        if not isinstance(outer, cst.Call) or outer.func is not parent:
+            return False
+        node, parent = outer, model.dataflow.parent(outer)
+    if not isinstance(parent, cst.Assign) or len(parent.targets) != 1:
+        return False
+    name = dotted(parent.targets[0].target)
+    if name is None:
+        return False
+    for site in model.calls_in(scope):
+        method = method_call(site.node)
+        if method is None or dotted(method[0]) != name:
+            continue
+        if method[1] in MODULE_ONLY_METHODS and method[1] not in _TENSOR_TOO:
+            return True
+    return False
