@@ -39,9 +39,13 @@ class ValidationWithoutEvalMode(Rule):
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
     what it holds cannot be read; silent when it is known to hold neither (both modes compute
     the same thing). Also silent on Lightning `validation_step`/`test_step`, HF Trainer,
-    keras and flax models, methods of the `nn.Module` itself, unit tests, and Monte Carlo
+    keras and flax models, methods of the `nn.Module` itself, unit tests (also loops inside
+    them), and Monte Carlo
     dropout that keeps training mode on purpose, and `model.train()` written in the region
-    before forwards under `no_grad` (BatchNorm statistics recomputed, as SWA's `bn_update`).
+    before forwards under `no_grad` (BatchNorm statistics recomputed, as SWA's `bn_update`),
+    and on a generator sampled from a random draw (`G(fixed_noise)` where `fixed_noise` was
+    made by `torch.randn`, whatever its name; a tensor named `z` that holds data is no noise)
+    by a file that never switches that generator to eval mode.
 
     ## Why is this bad?
     In training mode Dropout keeps zeroing activations and BatchNorm normalizes with the

@@ -113,8 +113,10 @@ Sub-packages, by concept:
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
-  ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
-  NumPy random draws made in loader workers (``workers``);
+  ``DataLoader`` calls with their arguments and datasets, the loops iterating them;
+  ``data.only_inspected(site)`` / ``data.single_batch(site)`` -- a loader no training reads,
+  or one that yields a single batch, :mod:`.frameworks.loader_uses`) and the NumPy random
+  draws made in loader workers (``workers``);
 * ``modes`` -- train/eval and grad mode at a point, through same-file callers and, when the
   mode is still unknown at a parameter, the calls of the function in other project modules
   (:mod:`.summaries.callers`, found by :mod:`trainlint.callers`); ``mode_at(scope, event)``
