@@ -30,7 +30,9 @@ class ValidationWithoutEvalMode(Rule):
     helpers (same file or another module of the project) and callers:
     `model.eval()` (or `model.train(False)`) before the region, in the function or in every
     caller of it (same file, or another module of the project: `model.eval();
-    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, and so
+    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, as does
+    loading a Hugging Face model with `from_pretrained` (it returns the model in eval mode)
+    when nothing switched it to training since, and so
     does a helper that switches a collection of models by its argument
     (`self.set_model_mode("eval")`). A mode chosen at run time (`set_mode(mode)` with a train
     and an eval branch) is not reported.

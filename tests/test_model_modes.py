@@ -437,6 +437,23 @@ def test_random_draws_are_told_by_provenance_not_by_name():
     assert [draw(n) for n in ("z", "noise", "second")] == [False] * 3
 
 
+def test_a_hugging_face_model_is_loaded_in_eval_mode():
+    model = build(
+        """
+        from transformers import AutoModel
+
+        net = AutoModel.from_pretrained("org/name").to("cuda")
+        net(x)
+        net.train()
+        net(x)
+        """
+    )
+    module = model.module_scope
+    forwards = [e for e in model.modes.scope_events(module) if e.kind.value == "forward"]
+    modes = [model.modes.mode_at(module, e).mode for e in forwards]
+    assert modes == [Mode.EVAL, Mode.TRAIN]  # ``from_pretrained`` switches it to eval
+
+
 def test_module_structure_reads_layers_bound_at_module_level():
     model = build(
         """
