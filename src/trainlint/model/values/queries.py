@@ -23,6 +23,7 @@ from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
+from trainlint.model.values.modules import names_used_as_modules as _names_used_as_modules
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
 from trainlint.model.values.state_dicts import matched_to_own_keys
@@ -135,6 +136,15 @@ class ValueQueries:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
     ) -> TensorKind:
         return self.tensors.kind_of(expr, scope, before)
+
+    def names_used_as_modules(self, scope: Scope) -> frozenset[str]:
+        """Names ``scope`` uses as only a module can be used (``m.load_state_dict(...)``,
+        ``m.eval()``), once per scope (see :func:`.values.modules.names_used_as_modules`)."""
+        cache = self.__dict__.setdefault("_module_names", {})
+        key = id(scope.node)
+        if key not in cache:
+            cache[key] = _names_used_as_modules(self, scope)  # type: ignore[arg-type]
+        return cache[key]
 
     def random_draw(
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
