@@ -12,6 +12,7 @@ from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.provenance import parameter_update
 from trainlint.model.syntax.nodes import contains, dotted
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class LossAccumulatedWithoutItem(Rule):
@@ -74,6 +75,8 @@ class LossAccumulatedWithoutItem(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("torch",)
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "A graph-attached loss is summed into a running total (`total += loss`)."
     # unsafe: the total becomes a python float, which code after the loop may not expect
     # (``total.backward()`` elsewhere, ``total.cpu()``, logging a tensor)

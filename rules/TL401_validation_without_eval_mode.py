@@ -14,6 +14,7 @@ from trainlint.model.loops.modes import Mode, forward_target, model_value, torch
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import contains
 from trainlint.rule import Violation
+from trainlint.slicing import EVAL_FUNCTION, LOOP
 
 #: Evaluation that keeps dropout on on purpose (Monte Carlo dropout, uncertainty estimates).
 _MC_DROPOUT = re.compile(r"mc_?dropout|monte_?carlo|enable_dropout|uncertaint|bayes", re.I)
@@ -81,6 +82,8 @@ class ValidationWithoutEvalMode(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("torch",)
+    # an evaluation loop, or an evaluation-named function
+    block_triggers = (LOOP, EVAL_FUNCTION)
     summary = "An evaluation loop or function runs the model in training mode (no `.eval()`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE
