@@ -74,7 +74,8 @@ def project_index(options: Any, expected: set[Path] | None = None) -> ProjectInd
     if not getattr(options, "summaries", True):
         return None
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    return ProjectIndex(cache, options.max_file_size, expected)
+    # Without a cache nothing reads a result's dependencies: their digests are not computed.
+    return ProjectIndex(cache, options.max_file_size, expected, digests=cache is not None)
 
 
 def deps_valid(index: ProjectIndex | None, importer: Path, deps: Any) -> bool:
@@ -110,9 +111,16 @@ class ProjectIndex:
     """Summaries of project modules, shared by the files of one run (in one process)."""
 
     def __init__(
-        self, cache: Cache | None = None, max_file_size: int = 0, expected: set[Path] | None = None
+        self,
+        cache: Cache | None = None,
+        max_file_size: int = 0,
+        expected: set[Path] | None = None,
+        digests: bool = True,
     ) -> None:
         self.cache = cache
+        #: Whether views record the digests of what they use (:meth:`ProjectView.deps`, for
+        #: cache entries); without, only which summaries (``used``, with empty digests).
+        self.digests = digests
         self.max_tokens = limits.token_limit(max_file_size) if max_file_size else 0
         self.max_file_size = max_file_size or sources.DEFAULT_MAX_BYTES
         #: Resolved paths of the files this process is going to analyze (the engine's).
@@ -123,6 +131,7 @@ class ProjectIndex:
         self._roots: dict[Path, Path] = {}
         self._files: dict[Path, bool] = {}
         self._resolved: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
+        self._own: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
         self._base_folders: dict[tuple[Path, int], list[Path]] = {}
         self._top_names: dict[tuple[Path, str], bool] = {}
         self._real_paths: dict[Path, Path] = {}
@@ -149,13 +158,23 @@ class ProjectIndex:
     def resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
         """The module file ``target`` names and the rest of the name inside it:
         ``.utils.AverageMeter`` from ``pkg/train.py`` -> (``pkg/utils.py``, [``AverageMeter``])."""
-        key = (importer, target)
+        # Every file of a folder resolves a name alike (the folders searched are the folder's),
+        # but for a module never resolving to itself: memoized per folder, unless the folder's
+        # answer is the importer itself (then that importer's own answer is computed).
+        key = (importer.parent, target)
         if key not in self._resolved:
-            self._resolved[key] = self._resolve(importer, target)
+            self._resolved[key] = self._resolve(importer, target, None)
         found = self._resolved[key]
+        if found is not None and found[0] == importer:
+            mine = (importer, target)
+            if mine not in self._own:
+                self._own[mine] = self._resolve(importer, target, importer)
+            found = self._own[mine]
         return (found[0], list(found[1])) if found is not None else None
 
-    def _resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
+    def _resolve(
+        self, importer: Path, target: str, excluded: Path | None
+    ) -> tuple[Path, list[str]] | None:
         dots = len(target) - len(target.lstrip("."))
         parts = [p for p in target[dots:].split(".") if p]
         if not parts:
@@ -166,7 +185,7 @@ class ProjectIndex:
             for size in range(len(parts), 0, -1):
                 stem = base.joinpath(*parts[:size])
                 for candidate in (stem.with_name(stem.name + ".py"), stem / "__init__.py"):
-                    if self._is_file(candidate) and self._real(candidate) != importer:
+                    if self._is_file(candidate) and self._real(candidate) != excluded:
                         return self._real(candidate), parts[size:]
         return None
 
@@ -463,7 +482,7 @@ class ProjectView:
 
     def _record(self, path: Path, name: str) -> None:
         relative = os.path.relpath(path, self.importer.parent)
-        self.used[(relative, name)] = self.index.digest(path, name)
+        self.used[(relative, name)] = self.index.digest(path, name) if self.index.digests else ""
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
         self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
@@ -474,4 +493,7 @@ class ProjectView:
         return callers_of(self, name, params)
 
     def deps(self) -> list[list[str]]:
+        """What a cache entry of the viewed file depends on (nothing without digests)."""
+        if not self.index.digests:
+            return []
         return [[path, name, value] for (path, name), value in sorted(self.used.items())]

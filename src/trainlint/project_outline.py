@@ -66,9 +66,7 @@ class Outline:
         stack: that keeps the order it chooses statements in)."""
         key = (statement.index, header)
         if key not in self._refs:
-            if self.body is None:
-                self.body = ast.parse(self.text).body
-            node = self.body[statement.index]
+            node = self._node(statement)
             if header and isinstance(node, ast.ClassDef):
                 nodes = [n for b in (*node.bases, *node.keywords) for n in ast.walk(b)]
             else:
@@ -77,8 +75,21 @@ class Outline:
         return self._refs[key]
 
     def forget(self) -> None:
-        """Drop the ``ast`` statements (parsed again if an excerpt needs them)."""
+        """Drop the ``ast`` statements (an excerpt that needs one later parses its lines)."""
         self.body = None
+
+    def _node(self, statement: Statement) -> ast.stmt:
+        """``statement``'s ``ast`` node: from the kept statements, else parsed from its own
+        lines (a top-level statement starts at column 0 and, unless it shares a line with
+        another, its lines parse alone to the same node, at other line numbers). Reparsing the
+        whole module for each statement asked after :meth:`forget` cost more than the outline
+        itself (modules are asked about in turns, more than the outlines kept)."""
+        if self.body is None:
+            alone = _parse_lines(self.text, statement)
+            if alone is not None:
+                return alone
+            self.body = ast.parse(self.text).body
+        return self.body[statement.index]
 
 
 def outline(tree: ast.Module, text: str) -> Outline:
@@ -282,6 +293,33 @@ class TreeStore:
         while self.chars > self.budget:
             _, (dropped, _) = self._trees.popitem(last=False)
             self.chars -= len(dropped)
+
+
+def _parse_lines(text: str, statement: Statement) -> ast.stmt | None:
+    """The one statement lines ``first`` to ``last`` of ``text`` hold, parsed alone; None
+    when they hold another too (``a = 1; b = 2``), or the text has line breaks other than
+    ``\n`` (``ast``'s line numbers would not be the text's ``\n`` lines)."""
+    if "\r" in text or not usable_for_trees(text):
+        return None
+    start = 0
+    for _ in range(statement.first - 1):
+        start = text.index("\n", start) + 1
+    end = start
+    for _ in range(statement.last - statement.first + 1):
+        end = text.find("\n", end)
+        if end < 0:
+            end = len(text)
+            break
+        end += 1
+    try:
+        body = ast.parse(text[start:end]).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if len(body) != 1 or body[0].lineno + statement.first - 1 != statement.lineno:
+        return None
+    if (body[0].end_lineno or 0) + statement.first - 1 != statement.last:
+        return None
+    return body[0]
 
 
 def _names(nodes: list[ast.AST]) -> tuple[str, ...]:
