@@ -10,7 +10,7 @@ its own module's text only (see :mod:`.types`).
 from __future__ import annotations
 
 from keyword import iskeyword
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import libcst as cst
 
@@ -38,11 +38,14 @@ _BATCHNORM = ("BatchNorm", "SyncBatchNorm", "BatchNormalization")
 _JSON_SCALARS = (int, float, str, bool, type(None))
 
 
-def summarize(model: TrainingModel, name: str) -> Definition | None:
-    """The summary of the top-level definition ``name`` of ``model``'s module, if any."""
+def summarize(
+    model: TrainingModel, name: str, methods: LazyMethods | None = None
+) -> Definition | None:
+    """The summary of the top-level definition ``name`` of ``model``'s module, if any.
+    ``methods``: a class's methods are left to it, to be summarized when asked for."""
     info = model.classes.get(name)
     if info is not None and info.node in _top_level(model):
-        return summarize_class(model, info)
+        return summarize_class(model, info, methods)
     function = model.module_scope.functions.get(name)
     if function is not None:
         return summarize_function(model, function)
@@ -260,9 +263,32 @@ def _alternatives(
     return [(b.value, b.order) for b in bindings if not _is_none(b.value)]  # type: ignore[misc]
 
 
-def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
-    methods = tuple(summarize_function(model, scope) for scope in info.methods.values())
-    forward = next((m for m in methods if m.name.endswith((".forward", ".call"))), None)
+class LazyMethods(Protocol):
+    """A :class:`~.types.MethodSource` that learns the class's methods from its model."""
+
+    names: tuple[str, ...]
+
+    def summary(self, name: str) -> FunctionSummary | None: ...
+
+
+def summarize_method(model: TrainingModel, cls: str, name: str) -> FunctionSummary | None:
+    """The summary of method ``name`` of the top-level class ``cls`` of ``model``'s module."""
+    info = model.classes.get(cls)
+    scope = info.methods.get(name) if info is not None else None
+    return summarize_function(model, scope) if scope is not None else None
+
+
+def summarize_class(
+    model: TrainingModel, info: ClassInfo, lazy: LazyMethods | None = None
+) -> ClassSummary:
+    methods: tuple[FunctionSummary, ...] = ()
+    if lazy is None:
+        methods = tuple(summarize_function(model, scope) for scope in info.methods.values())
+        forward = next((m for m in methods if m.name.endswith((".forward", ".call"))), None)
+    else:  # only the forward now (the final activation); the others when asked for
+        lazy.names = tuple(info.methods)
+        first = next((n for n in lazy.names if n in ("forward", "call")), None)
+        forward = lazy.summary(first) if first is not None else None
     final = None
     if forward is not None:  # ``return logits, loss``: the first slot is the output
         final = forward.returned(None) or forward.returned(0)
@@ -271,12 +297,13 @@ def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
         name=info.name,
         bases=tuple(model.imports.project_target(b) or b for b in info.bases),
         is_module=model.is_module_class(info),
-        methods=methods,
+        _methods=methods,
         final_activation=final.activation if final is not None else "unknown",
         has_dropout=any(n.startswith(_DROPOUT) or n == "dropout" for n in layers),
         has_batchnorm=any(n.startswith(_BATCHNORM) or n == "batch_norm" for n in layers),
         meter=_meter(model, info),
         numpy_draws=_numpy_draws(model, info),
+        source=lazy,
     )
 
 
