@@ -39,12 +39,12 @@ from trainlint.callers import CALLERS, CallerRecord, caller_digest, callers_of
 from trainlint.model.summaries.types import (
     ClassSummary,
     Definition,
-    FunctionSummary,
     Reexport,
     digest,
     from_json,
     to_json,
 )
+from trainlint.project_methods import MODELS_KEPT, KeptModels, LazyMethods
 from trainlint.project_outline import (
     Outline,
     Statement,
@@ -70,8 +70,6 @@ _MAX_HOPS = 4
 TREE_BUDGET = 400_000
 #: Outlines that keep their module's ``ast`` statements, most recently used.
 _AST_KEPT = 8
-#: Models of class excerpts kept for their methods (:class:`_LazyMethods`), most recent.
-_MODELS_KEPT = 8
 
 
 def project_index(options: Any, expected: set[Path] | None = None) -> ProjectIndex | None:
@@ -141,7 +139,8 @@ class ProjectIndex:
         self._base_folders: dict[tuple[Path, int], list[Path]] = {}
         self._top_names: dict[tuple[Path, str], bool] = {}
         self._real_paths: dict[Path, Path] = {}
-        self._kept_models: OrderedDict[int, _LazyMethods] = OrderedDict()
+        #: Models of class excerpts kept for their methods (the last few classes summarized).
+        self.kept_models = KeptModels(MODELS_KEPT)
         self._salt: str | None = None
         #: Statistics for tests and the bench: modules read, definitions parsed.
         self.read = 0
@@ -334,7 +333,7 @@ class ProjectIndex:
         try:
             model = self._excerpt_model(module, found, picked)
             self.parsed += 1
-            methods = _LazyMethods(self, module, name, model)
+            methods = LazyMethods(self, module, name, model)
             summary = summarize(model, name, methods)
             if isinstance(summary, ClassSummary) and not methods.complete:
                 methods.keep()  # its methods are summarized off this model when asked for
@@ -372,19 +371,6 @@ class ProjectIndex:
             return self._excerpt_model(module, found, picked)
         except Exception:
             return None
-
-    def keep_model(self, methods: _LazyMethods) -> None:
-        """Keep ``methods``' model for a while (the last few); older ones are released."""
-        self._kept_models[id(methods)] = methods
-        self._kept_models.move_to_end(id(methods))
-        while len(self._kept_models) > _MODELS_KEPT:
-            self._kept_models.popitem(last=False)[1].drop()
-
-    def kept(self, methods: _LazyMethods) -> bool:
-        return id(methods) in self._kept_models
-
-    def forget_model(self, methods: _LazyMethods) -> None:
-        self._kept_models.pop(id(methods), None)
 
     # ------------------------------------------------------------------ whole trees
     def tree_for(self, module: _Module) -> cst.Module | None:
@@ -441,53 +427,6 @@ class ProjectIndex:
             if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
-
-
-class _LazyMethods:
-    """The methods of a class of another module, summarized when first asked for, off the
-    model of the class's excerpt: kept by the index while it is one of the last few made
-    (:data:`_MODELS_KEPT`; a stub, which needs every method, usually follows its class's
-    lookup at once), else made again. The same excerpt gives the same model and summaries."""
-
-    def __init__(self, index: ProjectIndex, module: _Module, name: str, model: Any) -> None:
-        self.names: tuple[str, ...] = ()
-        self._index = index
-        self._module = module
-        self._name = name
-        self._model: TrainingModel | None = model
-        self._built: dict[str, FunctionSummary | None] = {}
-
-    @property
-    def complete(self) -> bool:
-        return len(self._built) == len(self.names)
-
-    def summary(self, name: str) -> FunctionSummary | None:
-        if name not in self._built:
-            from trainlint.model.summaries.build import summarize_method
-
-            made = self._model is None
-            if made:
-                self._model = self._index.remodel(self._module, self._name)
-            model = self._model
-            try:
-                found = summarize_method(model, self._name, name) if model else None
-            except Exception:  # a method we cannot model is a method without a summary
-                found = None
-            self._built[name] = found
-            if self.complete and (made or self._index.kept(self)):
-                self.drop()  # every method summarized: the model is not needed any more
-            elif made:
-                self.keep()
-        return self._built[name]
-
-    def keep(self) -> None:
-        self._index.keep_model(self)
-
-    def drop(self) -> None:
-        self._index.forget_model(self)
-        if self._model is not None:
-            self._model.release()
-            self._model = None
 
 
 class ProjectView:
