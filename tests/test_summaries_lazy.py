@@ -153,3 +153,17 @@ def test_a_folder_resolves_alike_but_never_to_the_importer(tmp_path: Path) -> No
     # the folder's answer is the importer itself: the next candidate (the root's utils.py)
     assert index.resolve(utils, "utils.x") == ((tmp_path / "utils.py").resolve(), ["x"])
     assert index.resolve(train, "utils.x") == (utils, ["x"])
+
+
+def test_mentions_is_the_word_pattern() -> None:
+    import random
+    import re
+
+    from trainlint.project_outline import mentions
+
+    rng = random.Random(1)
+    alphabet = "ab_1 .\n(\u00e9\u0661\u00b2x"
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        name = rng.choice(["a", "ab", "a_b", "_", "x1", "\u00e9", "b\u0661", "a.b"])
+        assert mentions(text, name) == (re.search(rf"\b{re.escape(name)}\b", text) is not None)

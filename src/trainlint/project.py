@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +51,7 @@ from trainlint.project_outline import (
     excerpt,
     excerpt_text,
     excerpt_tree,
+    mentions,
     outline,
     statement_lines,
     usable_for_trees,
@@ -109,6 +109,7 @@ class _Module:
     digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its summary
     kinds: dict[str, str | None] = field(default_factory=dict)  # name -> :meth:`kind`
     outline: Outline | None = None  # kept instead of the ``ast`` tree (a fraction of its size)
+    mentions: dict[str, bool] = field(default_factory=dict)  # name -> in the text as a word
 
 
 class ProjectIndex:
@@ -299,9 +300,15 @@ class ProjectIndex:
 
     def _kind(self, module: _Module, name: str) -> str | None:
         found = self.outline(module)
-        if found is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
+        if found is None or not self._mentions(module, name):
             return None
         return found.kinds.get(name)
+
+    @staticmethod
+    def _mentions(module: _Module, name: str) -> bool:
+        if name not in module.mentions:
+            module.mentions[name] = mentions(module.text or "", name)
+        return module.mentions[name]
 
     def _cache_key(self, module: _Module, name: str) -> str:
         if self._salt is None:
@@ -321,8 +328,7 @@ class ProjectIndex:
         return built
 
     def _build(self, module: _Module, name: str) -> Definition | None:
-        text = module.text or ""
-        if not re.search(rf"\b{re.escape(name)}\b", text):
+        if not self._mentions(module, name):
             return None  # the word prefilter: not defined or imported here, nothing to parse
         found = self.outline(module)
         picked = excerpt(found, name) if found is not None else None

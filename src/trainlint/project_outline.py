@@ -295,6 +295,25 @@ class TreeStore:
             self.chars -= len(dropped)
 
 
+def mentions(text: str, name: str) -> bool:
+    """Whether ``text`` holds ``name`` as a whole word: ``re.search(rf"\\b{name}\\b", text)``,
+    without compiling a pattern per name (the index asks for hundreds of names; ``re``'s cache
+    of compiled patterns does not hold them) or scanning from every position."""
+    if not name.isidentifier():
+        return re.search(rf"\b{re.escape(name)}\b", text) is not None
+    size = len(name)
+    found = text.find(name)
+    while found >= 0:
+        before = text[found - 1] if found else " "
+        end = found + size
+        after = text[end] if end < len(text) else " "
+        # ``\b`` between a word character (``str.isalnum`` or ``_``, as ``re``'s ``\w``) and not
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        found = text.find(name, found + 1)
+    return False
+
+
 def _parse_lines(text: str, statement: Statement) -> ast.stmt | None:
     """The one statement lines ``first`` to ``last`` of ``text`` hold, parsed alone; None
     when they hold another too (``a = 1; b = 2``), or the text has line breaks other than
