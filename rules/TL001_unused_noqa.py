@@ -47,6 +47,7 @@ class UnusedNoqa(Rule):
     severity = Severity.INFO
     frameworks = ("any",)
     triggers = ("noqa", "NOQA", "Noqa")
+    block_triggers = ()
     summary = "A `# noqa: TLxxx` suppressed nothing, or names a code that no rule has."
     uses_suppressions = True
     fix_availability = "always"

@@ -17,6 +17,7 @@ from trainlint.model.loops.gradients import (
 )
 from trainlint.model.syntax.nodes import dotted, method_call
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class MissingZeroGrad(Rule):
@@ -68,6 +69,8 @@ class MissingZeroGrad(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("step",)
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "An optimizer is stepped every iteration but its gradients are never cleared."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

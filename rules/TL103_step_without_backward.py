@@ -13,6 +13,7 @@ from trainlint.model.loops.gradients import (
 )
 from trainlint.model.syntax.nodes import descendants, dotted
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class StepWithoutBackward(Rule):
@@ -58,6 +59,8 @@ class StepWithoutBackward(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("step",)
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "optimizer.step() runs in a loop where no backward() computes gradients."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

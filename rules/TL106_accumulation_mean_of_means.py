@@ -7,6 +7,7 @@ from trainlint.model import TrainingModel, TrainStep, WindowKind
 from trainlint.model.dataflow.lossflow import LossSource, Reduction, backward_flow
 from trainlint.model.dataflow.scaling import backward_scaling, divides_by_window
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class AccumulationMeanOfMeans(Rule):
@@ -66,6 +67,8 @@ class AccumulationMeanOfMeans(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("backward",)
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "A token-level mean loss is averaged again over the micro-steps of a window."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:
@@ -97,8 +100,7 @@ def _by(model: TrainingModel, division, scaling) -> str:  # type: ignore[no-unty
     """How the window averages, for the message (only then: a line number costs positions)."""
     if division is not None:
         return (
-            f"divided by `{model.text_of(division.divisor)}` at line "
-            f"{model.line_of(division.node)}"
+            f"divided by `{model.text_of(division.divisor)}` at line {model.line_of(division.node)}"
         )
     return f"averaged by `{scaling.receiver or 'accelerator'}.backward()`"
 

@@ -11,6 +11,7 @@ from trainlint.model.loops.schedules import (
     same_object,
 )
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 _CYCLE = (EventKind.BACKWARD, EventKind.STEP)
 
@@ -69,6 +70,8 @@ class GradClipMisplaced(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("clip_grad",)
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "Gradient clipping after step(), before backward(), or before scaler.unscale_()."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

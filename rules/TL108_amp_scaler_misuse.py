@@ -11,6 +11,7 @@ from trainlint.model.loops.schedules import (
     same_object,
 )
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class AmpScalerMisuse(Rule):
@@ -61,6 +62,8 @@ class AmpScalerMisuse(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("scaler", "Scaler", ".scale(")
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "A GradScaler-scaled backward whose step bypasses or never updates the scaler."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -10,6 +10,7 @@ from trainlint.model.loops.creations import OptimizerCreation
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import LoopInfo, Scope, argument_for
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 _FIX = Fix("build the optimizer once, before the loop (and the scheduler with it)")
 
@@ -64,6 +65,7 @@ class OptimizerRecreatedInLoop(Rule):
     severity = Severity.WARNING
     frameworks = ("torch", "tf")
     triggers = ("optim",)
+    block_triggers = (*triggers, LOOP)
     summary = "An optimizer is rebuilt on every iteration of the loop that trains with it."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -72,6 +72,7 @@ class LossDetachedFromGraph(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("backward",)
+    block_triggers = triggers
     summary = "The backward target was cut from the model's graph (`.item()`, `.detach()`, ...)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

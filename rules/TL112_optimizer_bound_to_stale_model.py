@@ -8,6 +8,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.loops.stale_optimizers import StaleOptimizer
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 
 class OptimizerBoundToStaleModel(Rule):
@@ -61,6 +62,7 @@ class OptimizerBoundToStaleModel(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("parameters(",)
+    block_triggers = (*triggers, IMPORTED)
     summary = "The model is rebound to a new module after its optimizer was built."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -20,6 +20,7 @@ from trainlint.model.dataflow.objects import meter_updates
 from trainlint.model.loops.regions import evaluates, trains
 from trainlint.model.syntax.nodes import dotted, positional
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 _LIST_MEANS = {
     "numpy.mean",
@@ -102,6 +103,8 @@ class BatchMeanOfMeans(Rule):
     frameworks = ("torch", "tf")
     # every mean-reduced per-batch value is named by one of these (losses, criteria, means)
     triggers = ("mean", "loss", "Loss", "entropy", "kl_div", "criterion")
+    # its findings are in a loop's iteration (or a helper it calls)
+    block_triggers = (LOOP,)
     summary = "An epoch average divides a sum of per-batch means by the number of batches."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

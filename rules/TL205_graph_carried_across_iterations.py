@@ -6,6 +6,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.loops.carried import CarriedAttribute, CarriedState, RetainedBackward
 from trainlint.rule import Violation
+from trainlint.slicing import LOOP
 
 
 class GraphCarriedAcrossIterations(Rule):
@@ -68,6 +69,7 @@ class GraphCarriedAcrossIterations(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("backward", "retain_graph")
+    block_triggers = (*triggers, LOOP)
     summary = "A hidden state (or a retained graph) carries one iteration's graph into the next."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

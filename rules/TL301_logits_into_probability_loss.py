@@ -7,6 +7,7 @@ from trainlint.model import LossFamily, TrainingModel
 from trainlint.model.values.kinds import Activation, TensorKind
 from trainlint.model.values.losses import hand_written_bce
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED, LOG
 
 _FIXES = {
     LossFamily.BINARY_CROSS_ENTROPY: (
@@ -90,6 +91,7 @@ class LogitsIntoProbabilityLoss(Rule):
         "nll_loss",
         "log_loss",
     )
+    block_triggers = (*triggers, LOG, IMPORTED)
     summary = "A loss that expects probabilities (BCE, NLL) is fed logits or unbounded values."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

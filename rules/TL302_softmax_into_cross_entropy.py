@@ -6,6 +6,7 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.model import LossFamily, TrainingModel
 from trainlint.model.values.activations import drop_activation, logit_loss_inputs, made_at
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 
 class SoftmaxIntoCrossEntropy(Rule):
@@ -62,6 +63,7 @@ class SoftmaxIntoCrossEntropy(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = ("softmax", "Softmax")
+    block_triggers = (*triggers, IMPORTED)
     summary = "Softmax probabilities are fed to a loss that applies log-softmax itself."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

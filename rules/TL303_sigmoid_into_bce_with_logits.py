@@ -6,6 +6,7 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.model import LossFamily, TrainingModel
 from trainlint.model.values.activations import drop_activation, logit_loss_inputs, made_at
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 
 class SigmoidIntoBceWithLogits(Rule):
@@ -55,6 +56,7 @@ class SigmoidIntoBceWithLogits(Rule):
         "sigmoid_cross_entropy",
         "weighted_cross_entropy",
     )
+    block_triggers = (*triggers, IMPORTED)
     summary = "Sigmoid probabilities are fed to a loss that applies the sigmoid itself."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

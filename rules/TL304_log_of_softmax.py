@@ -6,6 +6,7 @@ from trainlint import Applicability, Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.values.activations import fused_log_softmax, logs_of_probabilities, made_at
 from trainlint.rule import Violation
+from trainlint.slicing import LOG
 
 
 class LogOfSoftmax(Rule):
@@ -46,6 +47,7 @@ class LogOfSoftmax(Rule):
     severity = Severity.WARNING
     frameworks = ("torch", "tf")
     triggers = ("log",)
+    block_triggers = (LOG,)
     summary = "`log` of a softmax/sigmoid: use `log_softmax`/`logsigmoid` (stable)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.SAFE

@@ -56,6 +56,7 @@ class SoftmaxAmbiguousDim(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("softmax", "Softmax")
+    block_triggers = triggers
     summary = "A softmax/log_softmax without `dim` lets PyTorch guess the axis."
     fix_availability = "sometimes"
     fix_applicability = Applicability.SAFE

@@ -8,6 +8,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.values.activations import degenerate_heads, made_at
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 
 class DegenerateOutputHead(Rule):
@@ -51,6 +52,16 @@ class DegenerateOutputHead(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = ("Linear", "Dense", "dense", "fully_connected")
+    block_triggers = (
+        *triggers,
+        "loss",
+        "Loss",
+        "softmax",
+        "Softmax",
+        "entropy",
+        "criterion",
+        IMPORTED,
+    )
     summary = "A one-unit output under a softmax or a cross-entropy: always 1 (or 0)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

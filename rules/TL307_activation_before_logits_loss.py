@@ -6,6 +6,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import Activation, LossFamily, TrainingModel
 from trainlint.model.values.activations import logit_loss_inputs, made_at
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 
 class ActivationBeforeLogitsLoss(Rule):
@@ -42,6 +43,7 @@ class ActivationBeforeLogitsLoss(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("relu", "ReLU", "softplus", "Softplus", "abs")
+    block_triggers = (*triggers, IMPORTED)
     summary = "A ReLU-like activation clips the final logits before a logits loss."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -88,6 +88,7 @@ class FunctionalDropoutIgnoresEval(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = ("dropout",)
+    block_triggers = triggers
     summary = (
         "`F.dropout` without `training=self.training` (or an unguarded `tf.nn.dropout` in a "
         "keras `call`) ignores eval mode."

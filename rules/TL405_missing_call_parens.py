@@ -48,6 +48,8 @@ class MissingCallParens(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = tuple(f".{m}" for m in sorted(_METHODS))
+    # the method named, not called: no ``(`` after it on its line
+    block_triggers = (r"re:\.(?:" + "|".join(sorted(_METHODS)) + r")\b[ \t]*(?:[#;)\]]|$)",)
     summary = "A training method is named but not called (`optimizer.zero_grad` without `()`)."
     fix_availability = "always"
     fix_applicability = Applicability.SAFE

@@ -71,6 +71,8 @@ class SubmodulesNotRegistered(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("self.",)
+    # an attribute assigned (``self.x = [...]``, ``self.w: T = ...``), or a requires_grad tensor
+    block_triggers = (r"re:\bself\.\w+[ \t]*(?::[^=\n]*)?=(?!=)", "requires_grad")
     summary = "Modules in a Python list/dict (or a `requires_grad` tensor) are not registered."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -65,6 +65,12 @@ class DiscardedOutOfPlaceResult(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
+    # the call is a statement of its own: no ``=`` before it on its line (or a call's result)
+    block_triggers = (
+        r"re:^[ \t]*(?:[^=\n#]*?|\w[\w.]*\([^\n]*\))\.(?:"
+        + "|".join(sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
+        + r")\(",
+    )
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

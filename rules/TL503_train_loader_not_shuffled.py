@@ -11,6 +11,7 @@ from trainlint.model.frameworks.splits import Split, split_of
 from trainlint.model.loops.regions import evaluates, trains
 from trainlint.model.syntax.nodes import keyword, literal, method_call, positional
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 _SET_EPOCH_FIX = Fix(
     "call `set_epoch` on the sampler at the start of every epoch",
@@ -31,7 +32,10 @@ class TrainLoaderNotShuffled(Rule):
     Stays silent on iterable datasets (they cannot be shuffled by the loader), on data named
     as a time series (`TimeSeriesDataset`, `forecast_loader`), on evaluation data (names like
     val/test/eval win over train: `train_eval_loader`), on loaders the file iterates only in
-    evaluation loops, on a `shuffle` that is not a literal (`shuffle=args.shuffle`), on
+    evaluation loops or in loops that do not train and hand their batches to nothing that
+    could (measuring lengths, caching features under `no_grad`, printing shapes), on loaders
+    of a single batch (`Subset(ds, range(4))` with `batch_size=4`, `batch_size=len(data)`),
+    on a `shuffle` that is not a literal (`shuffle=args.shuffle`), on
     `**kwargs` the file does not show, and on `DistributedSampler(..., shuffle=False)`.
 
     ## Why is this bad?
@@ -58,6 +62,7 @@ class TrainLoaderNotShuffled(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("DataLoader",)
+    block_triggers = (*triggers, IMPORTED)
     summary = "A training DataLoader does not shuffle (or never calls `sampler.set_epoch`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE
@@ -74,6 +79,8 @@ class TrainLoaderNotShuffled(Rule):
                 continue
             if split_of(data, site) is not Split.TRAIN or _only_evaluated(model, site):
                 continue
+            if data.only_inspected(site) or data.single_batch(site):
+                continue  # no training sees its order, or it has a single batch to order
             sampler, made_by = data.sampler(site)
             if sampler is not None:
                 if (

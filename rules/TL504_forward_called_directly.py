@@ -52,6 +52,7 @@ class ForwardCalledDirectly(Rule):
     severity = Severity.INFO
     frameworks = ("torch",)
     triggers = (".forward(",)
+    block_triggers = triggers
     summary = "`module.forward(x)` skips the module's hooks; call `module(x)`."
     fix_availability = "always"
     fix_applicability = Applicability.SAFE

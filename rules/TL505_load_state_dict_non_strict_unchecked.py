@@ -64,6 +64,7 @@ class LoadStateDictNonStrictUnchecked(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("load_state_dict",)
+    block_triggers = triggers
     summary = "`load_state_dict(..., strict=False)` whose missing/unexpected keys nobody checks."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -119,6 +119,7 @@ class NumpyRandomInDataloaderWorkers(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("random",)
+    block_triggers = triggers
     summary = "A Dataset's NumPy random draws are repeated by every DataLoader worker."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -7,6 +7,7 @@ from trainlint.model import Activation, LossFamily, TrainingModel
 from trainlint.model.frameworks.keras_compile import CompileCall, LossKind, LossSpec
 from trainlint.model.frameworks.keras_models import Head, KerasModel
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 _CROSS_ENTROPY = (LossKind.BINARY, LossKind.CATEGORICAL, LossKind.SPARSE)
 
@@ -104,6 +105,7 @@ class KerasFromLogitsMismatch(Rule):
     severity = Severity.ERROR
     frameworks = ("tf",)
     triggers = ("crossentropy", "Crossentropy", "bce")
+    block_triggers = (*triggers, IMPORTED)
     summary = "A keras model's final activation disagrees with the loss's `from_logits`."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

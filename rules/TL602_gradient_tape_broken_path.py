@@ -76,6 +76,7 @@ class GradientTapeBrokenPath(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("GradientTape",)
+    block_triggers = triggers
     summary = "`tape.gradient`'s target is computed outside the tape or cut from it."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

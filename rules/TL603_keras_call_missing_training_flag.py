@@ -85,6 +85,7 @@ class KerasCallMissingTrainingFlag(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("GradientTape",)
+    block_triggers = triggers
     summary = "A keras model is called in a training `GradientTape` without `training=True`."
     fix_availability = "always"
     fix_applicability = Applicability.UNSAFE

@@ -61,6 +61,7 @@ class TfdataShuffleAfterBatch(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("shuffle",)
+    block_triggers = triggers
     summary = "A `tf.data` pipeline shuffles batches, not elements (or shuffles with buffer 1)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

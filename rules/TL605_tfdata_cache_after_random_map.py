@@ -72,6 +72,7 @@ class TfdataCacheAfterRandomMap(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("cache(",)
+    block_triggers = triggers
     summary = "A `tf.data` pipeline caches after a random map or a shuffle: one draw replayed."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -59,6 +59,7 @@ class KerasTrainableChangedAfterCompile(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = (".trainable",)
+    block_triggers = triggers
     summary = "`trainable` is changed after `compile()`; `fit()` trains as compiled."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -6,6 +6,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.distribute import ReplicaRun
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTED
 
 _FIX = Fix(
     "reduce per example, then average over the global batch",
@@ -74,6 +75,7 @@ class DistributedLossNotGloballyAveraged(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("distribute", "strategy")
+    block_triggers = (*triggers, IMPORTED)
     summary = "A `strategy.run` step's loss is a per-replica mean, not a global-batch average."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -26,7 +26,7 @@ PATTERNS = [
     re.compile(r"zero_grad"),
 ]
 
-SOURCE = '''\
+SOURCE = """\
 import torch
 
 
@@ -40,7 +40,7 @@ class Net(torch.nn.Module):
 def evaluate(model, loader):
     for x, y in loader:
         model(x)
-'''
+"""
 
 
 def _blocks(model: TrainingModel) -> list[cst.CSTNode]:

@@ -215,9 +215,9 @@ def test_a_module_analyzed_here_is_parsed_once(tmp_path: Path, monkeypatch) -> N
     parsed: list[str] = []
     original = parsing.parse
 
-    def counting(text: str, max_tokens: int = 0) -> cst.Module:
+    def counting(text: str, max_tokens: int = 0, instead: str | None = None) -> cst.Module:
         parsed.append(text)
-        return original(text, max_tokens)
+        return original(text, max_tokens, instead)
 
     monkeypatch.setattr(parsing, "parse", counting)
     options = RunOptions(codes=("TL201",), root=tmp_path, jobs=1)
@@ -227,9 +227,20 @@ def test_a_module_analyzed_here_is_parsed_once(tmp_path: Path, monkeypatch) -> N
     assert sorted(parsed) == sorted([TRAIN, UTILS])
 
 
-def test_the_index_reuses_the_engines_tree(tmp_path: Path) -> None:
+def test_a_sliced_tree_is_never_kept(tmp_path: Path) -> None:
     paths = _project(tmp_path)
     analyzer = FileAnalyzer(RunOptions(codes=("TL201",), root=tmp_path))
+    analyzer.analyze_file(paths[1], "utils.py")  # no loop: AverageMeter is blanked for TL201
+    index = analyzer.project
+    assert isinstance(index, ProjectIndex)
+    assert index.tree(paths[1].resolve(), UTILS) is None
+    result = analyzer.analyze_file(paths[0], "train.py")  # the summary reads utils.py itself
+    assert [f.code for f in result.findings] == ["TL201"]
+
+
+def test_the_index_reuses_the_engines_tree(tmp_path: Path) -> None:
+    paths = _project(tmp_path)
+    analyzer = FileAnalyzer(RunOptions(codes=("TL201",), root=tmp_path, slicing=False))
     analyzer.analyze_file(paths[1], "utils.py")  # utils.py first: its tree is kept
     index = analyzer.project
     assert isinstance(index, ProjectIndex)

@@ -59,6 +59,7 @@ class RuleInfo:
     uses_suppressions: bool
     module: str
     qualname: str
+    block_triggers: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, rule: type[Rule]) -> RuleInfo:
@@ -75,6 +76,7 @@ class RuleInfo:
             uses_suppressions=rule.uses_suppressions,
             module=rule.__module__,
             qualname=rule.__qualname__,
+            block_triggers=None if rule.block_triggers is None else tuple(rule.block_triggers),
         )
 
     def documentation(self) -> str:
@@ -99,6 +101,9 @@ class RuleInfo:
                 "fix_applicability": Applicability(data["fix_applicability"]),
                 "frameworks": tuple(data["frameworks"]),
                 "triggers": tuple(data["triggers"]),
+                "block_triggers": (
+                    None if data.get("block_triggers") is None else tuple(data["block_triggers"])
+                ),
             }
         )
 

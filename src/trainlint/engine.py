@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainlint import budget, limits, sources
 from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
@@ -44,6 +44,9 @@ class RunOptions:
     #: Read other project modules' summaries (``--no-summaries`` turns it off).
     summaries: bool = True
     time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
+    #: Blank the top-level blocks no selected rule can care about before parsing
+    #: (``--no-slicing`` turns it off; the findings are the same either way).
+    slicing: bool = True
 
     def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
         """What a cached result depends on besides the file's bytes.
@@ -91,6 +94,7 @@ class FileAnalyzer:
         ]
         self.known_codes = frozenset(catalog)
         self.expected: set[Path] = set()
+        self._block_triggers: dict[frozenset[str], tuple[Any, Any]] = {}
         self.severities = dict(options.severity_overrides)
         selected = self._selected
         self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
@@ -236,8 +240,10 @@ class FileAnalyzer:
             module = project.tree(resolved, text)
         try:
             if module is None:  # else parsed by the project index, with the same limits
-                module = parsing.parse(text, limits.token_limit(self.options.max_file_size))
-                if project is not None and resolved is not None:
+                sliced = self._sliced(text, path, rules)
+                module = parsing.parse(text, limits.token_limit(self.options.max_file_size), sliced)
+                # A sliced tree lacks blocks another file's summary or excerpt may need.
+                if project is not None and resolved is not None and sliced is None:
                     project.keep_tree(resolved, text, module)
         except parsing.Unparsable as exc:
             result.error, result.error_line = exc.message, exc.line
@@ -299,6 +305,35 @@ class FileAnalyzer:
             result.deps = view.deps()
         model.release()
         return result
+
+    def _sliced(self, text: str, path: Path, rules: list[Rule]) -> str | None:
+        """``text`` with the blocks no rule of ``rules`` cares about blanked, or None to parse
+        it whole (see :mod:`trainlint.slicing`)."""
+        if not self.options.slicing or path.suffix != ".py":
+            return None
+        triggers: set[str] = set()
+        for rule in rules:
+            if rule.uses_suppressions:
+                continue  # judged on the real text and the other rules' findings
+            if rule.block_triggers is None:
+                return None
+            triggers.update(rule.block_triggers)
+        from trainlint import slicing
+
+        key = frozenset(triggers)
+        compiled = self._block_triggers.get(key)
+        if compiled is None:
+            compiled = self._block_triggers[key] = slicing.compile_triggers(key)
+        in_project = None
+        resolved = _resolved(path)
+        if slicing.IMPORTED in key and self.project is not None and resolved is not None:
+            project = self.project
+
+            def in_project(target: str) -> bool:
+                return project.resolve(resolved, target) is not None
+
+        found = slicing.slice_text(text, *compiled, in_project)
+        return found.text if found is not None else None
 
     def drop_ignored(self, result: FileResult) -> FileResult:
         """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""

@@ -40,7 +40,7 @@ def fix_results(
     add_noqa: bool = False,
 ) -> tuple[list[FileResult], FixReport]:
     """Fix every file with fixable findings; the results as they stand after the fixes."""
-    analyzer = FileAnalyzer(dataclasses.replace(options, cache_dir=None))
+    analyzer = FileAnalyzer(dataclasses.replace(options, cache_dir=None, slicing=False))
     report = FixReport()
     final: list[FileResult] = []
     for result in results:

@@ -34,12 +34,22 @@ _AT = re.compile(r"\bat (\d+):(\d+)")
 _FORM_FEED_INDENT = re.compile(r"^[ \t]*\x0c+[ \t]+\S", re.MULTILINE)
 
 
-def parse(text: str, max_tokens: int = 0) -> cst.Module:
-    """Raises :class:`Unparsable`, or :class:`trainlint.limits.TooManyTokens` (a skip)."""
+def parse(text: str, max_tokens: int = 0, instead: str | None = None) -> cst.Module:
+    """Raises :class:`Unparsable`, or :class:`trainlint.limits.TooManyTokens` (a skip).
+
+    ``instead``: a sliced copy of ``text`` (:mod:`trainlint.slicing`, the same lines) to parse
+    once ``text`` passed the limits. When libcst rejects it, ``text`` itself is parsed, so an
+    error is always the whole file's."""
     try:
         limits.check(text, max_tokens)
     except limits.TooComplex as exc:
         raise Unparsable(exc.message, exc.line) from None
+    if instead is not None:
+        try:
+            with budget.native():
+                return cst.parse_module(instead)
+        except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError):
+            pass
     try:
         with budget.native():  # a time budget or Ctrl-C must not land in the parser's callbacks
             return cst.parse_module(text)

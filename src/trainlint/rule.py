@@ -203,6 +203,11 @@ class Rule:
     #: The file is analyzed for this rule only if its text contains one of these words.
     #: An empty tuple means "always run".
     triggers: ClassVar[tuple[str, ...]] = ()
+    #: Block-level slicing (:mod:`trainlint.slicing`): a finding of this rule lies in, or is
+    #: connected through same-file names to, a top-level block holding one of these words (or
+    #: matching one of the ``re:`` patterns, e.g. :data:`trainlint.slicing.LOOP`). Blocks no
+    #: selected rule cares about are blanked before parsing. None: the rule needs the whole file.
+    block_triggers: ClassVar[tuple[str, ...] | None] = None
     summary: ClassVar[str] = ""
     #: Whether findings come with an automatic fix: "always", "sometimes" or "never" ...
     fix_availability: ClassVar[str] = "never"

@@ -63,6 +63,13 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
     help="Analyze each file on its own: do not read the project's other modules.",
 )
 @click.option(
+    "--no-slicing",
+    is_flag=True,
+    envvar="TRAINLINT_NO_SLICING",
+    help="Parse every file whole, not only the top-level blocks a selected rule can care "
+    "about (the findings are the same; for comparing).",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(readable=False),
     help="Where the results cache lives.  [default: .trainlint_cache next to the config]",
@@ -195,6 +202,8 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         jobs=bounded_jobs(opts["jobs"], quiet),
         root=cwd,
         summaries=not opts["no_summaries"],
+        # Fixes are computed on, and applied to, whole trees.
+        slicing=not (opts["no_slicing"] or opts["fix"] or opts["diff"] or opts["add_noqa"]),
     )
     notebooks = opts["include_notebooks"]
     found = discover(

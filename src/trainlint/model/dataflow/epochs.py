@@ -124,7 +124,6 @@ def _restarts(node: cst.CSTNode, name: str, allowed: set[str] | None) -> bool:
     return allowed is not None and any(dotted(a.value) == name for a in node.args)
 
 
-
 def _after(epoch: LoopInfo, batch: LoopInfo) -> Iterator[cst.CSTNode]:
     """The nodes of ``epoch``'s body after ``batch`` (in order, not entering ``batch``)."""
     inside = {id(n) for n in descendants(batch.node)}

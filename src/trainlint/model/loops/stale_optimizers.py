@@ -239,7 +239,6 @@ def _rebuilt(model: TrainingModel, scope: Scope, target: str, binding: Binding, 
     return False
 
 
-
 def _mentions(node: cst.CSTNode, name: str) -> bool:
     return any(
         isinstance(n, (cst.Name, cst.Attribute)) and dotted(n) == name for n in descendants(node)
