@@ -32,6 +32,7 @@ from trainlint import sources
 from trainlint.cache import code_fingerprint, fingerprint
 from trainlint.discovery import DEFAULT_EXCLUDES, is_virtualenv
 from trainlint.model.summaries.callers import CallerRecord
+from trainlint.project_outline import mentions
 
 if TYPE_CHECKING:
     from trainlint.project import ProjectIndex, ProjectView
@@ -200,7 +201,7 @@ def _read(
     name: str,
     params: tuple[str, ...],
 ) -> list[CallerRecord]:
-    if not re.search(rf"\b{re.escape(name)}\b", text):
+    if not mentions(text, name):
         return []
     from trainlint.model import TrainingModel
     from trainlint.model.summaries.callers import records_in

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,12 +43,15 @@ from trainlint.model.summaries.types import (
     from_json,
     to_json,
 )
+from trainlint.project_methods import MODELS_KEPT, KeptModels, LazyMethods
 from trainlint.project_outline import (
     Outline,
+    Statement,
     TreeStore,
     excerpt,
     excerpt_text,
     excerpt_tree,
+    mentions,
     outline,
     statement_lines,
     usable_for_trees,
@@ -57,6 +59,8 @@ from trainlint.project_outline import (
 
 if TYPE_CHECKING:
     import libcst as cst
+
+    from trainlint.model import TrainingModel
 
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 #: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
@@ -74,7 +78,8 @@ def project_index(options: Any, expected: set[Path] | None = None) -> ProjectInd
     if not getattr(options, "summaries", True):
         return None
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    return ProjectIndex(cache, options.max_file_size, expected)
+    # Without a cache nothing reads a result's dependencies: their digests are not computed.
+    return ProjectIndex(cache, options.max_file_size, expected, digests=cache is not None)
 
 
 def deps_valid(index: ProjectIndex | None, importer: Path, deps: Any) -> bool:
@@ -104,15 +109,23 @@ class _Module:
     digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its summary
     kinds: dict[str, str | None] = field(default_factory=dict)  # name -> :meth:`kind`
     outline: Outline | None = None  # kept instead of the ``ast`` tree (a fraction of its size)
+    mentions: dict[str, bool] = field(default_factory=dict)  # name -> in the text as a word
 
 
 class ProjectIndex:
     """Summaries of project modules, shared by the files of one run (in one process)."""
 
     def __init__(
-        self, cache: Cache | None = None, max_file_size: int = 0, expected: set[Path] | None = None
+        self,
+        cache: Cache | None = None,
+        max_file_size: int = 0,
+        expected: set[Path] | None = None,
+        digests: bool = True,
     ) -> None:
         self.cache = cache
+        #: Whether views record the digests of what they use (:meth:`ProjectView.deps`, for
+        #: cache entries); without, only which summaries (``used``, with empty digests).
+        self.digests = digests
         self.max_tokens = limits.token_limit(max_file_size) if max_file_size else 0
         self.max_file_size = max_file_size or sources.DEFAULT_MAX_BYTES
         #: Resolved paths of the files this process is going to analyze (the engine's).
@@ -123,9 +136,12 @@ class ProjectIndex:
         self._roots: dict[Path, Path] = {}
         self._files: dict[Path, bool] = {}
         self._resolved: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
+        self._own: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
         self._base_folders: dict[tuple[Path, int], list[Path]] = {}
         self._top_names: dict[tuple[Path, str], bool] = {}
         self._real_paths: dict[Path, Path] = {}
+        #: Models of class excerpts kept for their methods (the last few classes summarized).
+        self.kept_models = KeptModels(MODELS_KEPT)
         self._salt: str | None = None
         #: Statistics for tests and the bench: modules read, definitions parsed.
         self.read = 0
@@ -149,13 +165,23 @@ class ProjectIndex:
     def resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
         """The module file ``target`` names and the rest of the name inside it:
         ``.utils.AverageMeter`` from ``pkg/train.py`` -> (``pkg/utils.py``, [``AverageMeter``])."""
-        key = (importer, target)
+        # Every file of a folder resolves a name alike (the folders searched are the folder's),
+        # but for a module never resolving to itself: memoized per folder, unless the folder's
+        # answer is the importer itself (then that importer's own answer is computed).
+        key = (importer.parent, target)
         if key not in self._resolved:
-            self._resolved[key] = self._resolve(importer, target)
+            self._resolved[key] = self._resolve(importer, target, None)
         found = self._resolved[key]
+        if found is not None and found[0] == importer:
+            mine = (importer, target)
+            if mine not in self._own:
+                self._own[mine] = self._resolve(importer, target, importer)
+            found = self._own[mine]
         return (found[0], list(found[1])) if found is not None else None
 
-    def _resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
+    def _resolve(
+        self, importer: Path, target: str, excluded: Path | None
+    ) -> tuple[Path, list[str]] | None:
         dots = len(target) - len(target.lstrip("."))
         parts = [p for p in target[dots:].split(".") if p]
         if not parts:
@@ -166,7 +192,7 @@ class ProjectIndex:
             for size in range(len(parts), 0, -1):
                 stem = base.joinpath(*parts[:size])
                 for candidate in (stem.with_name(stem.name + ".py"), stem / "__init__.py"):
-                    if self._is_file(candidate) and self._real(candidate) != importer:
+                    if self._is_file(candidate) and self._real(candidate) != excluded:
                         return self._real(candidate), parts[size:]
         return None
 
@@ -274,9 +300,15 @@ class ProjectIndex:
 
     def _kind(self, module: _Module, name: str) -> str | None:
         found = self.outline(module)
-        if found is None or not re.search(rf"\b{re.escape(name)}\b", module.text or ""):
+        if found is None or not self._mentions(module, name):
             return None
         return found.kinds.get(name)
+
+    @staticmethod
+    def _mentions(module: _Module, name: str) -> bool:
+        if name not in module.mentions:
+            module.mentions[name] = mentions(module.text or "", name)
+        return module.mentions[name]
 
     def _cache_key(self, module: _Module, name: str) -> str:
         if self._salt is None:
@@ -296,33 +328,54 @@ class ProjectIndex:
         return built
 
     def _build(self, module: _Module, name: str) -> Definition | None:
-        text = module.text or ""
-        if not re.search(rf"\b{re.escape(name)}\b", text):
+        if not self._mentions(module, name):
             return None  # the word prefilter: not defined or imported here, nothing to parse
         found = self.outline(module)
         picked = excerpt(found, name) if found is not None else None
         if found is None or picked is None:
             return None
-        chosen, target = picked
-        source = excerpt_text(module.text or "", chosen, target)
-        from trainlint.model import TrainingModel
         from trainlint.model.summaries.build import summarize
 
         try:
-            whole = self.tree_for(module)
-            holders = statement_lines(found, whole) if whole is not None else None
-            tree = None
-            if whole is not None and holders is not None:
-                tree = excerpt_tree(whole, holders, found, text, chosen, target)
-            if tree is not None:
-                model = TrainingModel(tree, module.path, source)
-            else:
-                model = TrainingModel.from_source(source, module.path)
+            model = self._excerpt_model(module, found, picked)
             self.parsed += 1
-            summary = summarize(model, name)
-            model.release()  # frees it by reference counting, no collection needed
+            methods = LazyMethods(self, module, name, model)
+            summary = summarize(model, name, methods)
+            if isinstance(summary, ClassSummary) and not methods.complete:
+                methods.keep()  # its methods are summarized off this model when asked for
+            else:
+                methods.drop()  # frees the model by reference counting, no collection needed
             return summary
         except Exception:  # a module we cannot model is a module without a summary
+            return None
+
+    def _excerpt_model(
+        self, module: _Module, found: Outline, picked: tuple[list[Statement], Statement | None]
+    ) -> TrainingModel:
+        """The model of the excerpt ``picked`` (:func:`excerpt`) of ``module``."""
+        from trainlint.model import TrainingModel
+
+        chosen, target = picked
+        text = module.text or ""
+        source = excerpt_text(text, chosen, target)
+        whole = self.tree_for(module)
+        holders = statement_lines(found, whole) if whole is not None else None
+        tree = None
+        if whole is not None and holders is not None:
+            tree = excerpt_tree(whole, holders, found, text, chosen, target)
+        if tree is not None:
+            return TrainingModel(tree, module.path, source)
+        return TrainingModel.from_source(source, module.path)
+
+    def remodel(self, module: _Module, name: str) -> TrainingModel | None:
+        """The model a summary of ``name`` was made from, made again (for its methods)."""
+        found = self.outline(module)
+        picked = excerpt(found, name) if found is not None else None
+        if found is None or picked is None:
+            return None
+        try:
+            return self._excerpt_model(module, found, picked)
+        except Exception:
             return None
 
     # ------------------------------------------------------------------ whole trees
@@ -463,7 +516,7 @@ class ProjectView:
 
     def _record(self, path: Path, name: str) -> None:
         relative = os.path.relpath(path, self.importer.parent)
-        self.used[(relative, name)] = self.index.digest(path, name)
+        self.used[(relative, name)] = self.index.digest(path, name) if self.index.digests else ""
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
         self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
@@ -474,4 +527,7 @@ class ProjectView:
         return callers_of(self, name, params)
 
     def deps(self) -> list[list[str]]:
+        """What a cache entry of the viewed file depends on (nothing without digests)."""
+        if not self.index.digests:
+            return []
         return [[path, name, value] for (path, name), value in sorted(self.used.items())]

@@ -68,9 +68,7 @@ class Outline:
         stack: that keeps the order it chooses statements in)."""
         key = (statement.index, header)
         if key not in self._refs:
-            if self.body is None:
-                self.body = ast.parse(self.text).body
-            node = self.body[statement.index]
+            node = self._node(statement)
             if header and isinstance(node, ast.ClassDef):
                 nodes = [n for b in (*node.bases, *node.keywords) for n in ast.walk(b)]
             else:
@@ -79,8 +77,21 @@ class Outline:
         return self._refs[key]
 
     def forget(self) -> None:
-        """Drop the ``ast`` statements (parsed again if an excerpt needs them)."""
+        """Drop the ``ast`` statements (an excerpt that needs one later parses its lines)."""
         self.body = None
+
+    def _node(self, statement: Statement) -> ast.stmt:
+        """``statement``'s ``ast`` node: from the kept statements, else parsed from its own
+        lines (a top-level statement starts at column 0 and, unless it shares a line with
+        another, its lines parse alone to the same node, at other line numbers). Reparsing the
+        whole module for each statement asked after :meth:`forget` cost more than the outline
+        itself (modules are asked about in turns, more than the outlines kept)."""
+        if self.body is None:
+            alone = _parse_lines(self.text, statement)
+            if alone is not None:
+                return alone
+            self.body = ast.parse(self.text).body
+        return self.body[statement.index]
 
 
 def outline(tree: ast.Module, text: str) -> Outline:
@@ -305,6 +316,52 @@ class TreeStore:
         self._trees[path] = (text, tree)
         self.chars += len(text)
         self._shrink()
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether ``text`` holds ``name`` as a whole word: ``re.search(rf"\\b{name}\\b", text)``,
+    without compiling a pattern per name (the index asks for hundreds of names; ``re``'s cache
+    of compiled patterns does not hold them) or scanning from every position."""
+    if not name.isidentifier():
+        return re.search(rf"\b{re.escape(name)}\b", text) is not None
+    size = len(name)
+    found = text.find(name)
+    while found >= 0:
+        before = text[found - 1] if found else " "
+        end = found + size
+        after = text[end] if end < len(text) else " "
+        # ``\b`` between a word character (``str.isalnum`` or ``_``, as ``re``'s ``\w``) and not
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        found = text.find(name, found + 1)
+    return False
+
+
+def _parse_lines(text: str, statement: Statement) -> ast.stmt | None:
+    """The one statement lines ``first`` to ``last`` of ``text`` hold, parsed alone; None
+    when they hold another too (``a = 1; b = 2``), or the text has line breaks other than
+    ``\n`` (``ast``'s line numbers would not be the text's ``\n`` lines)."""
+    if "\r" in text or not usable_for_trees(text):
+        return None
+    start = 0
+    for _ in range(statement.first - 1):
+        start = text.index("\n", start) + 1
+    end = start
+    for _ in range(statement.last - statement.first + 1):
+        end = text.find("\n", end)
+        if end < 0:
+            end = len(text)
+            break
+        end += 1
+    try:
+        body = ast.parse(text[start:end]).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if len(body) != 1 or body[0].lineno + statement.first - 1 != statement.lineno:
+        return None
+    if (body[0].end_lineno or 0) + statement.first - 1 != statement.last:
+        return None
+    return body[0]
 
 
 def _names(nodes: list[ast.AST]) -> tuple[str, ...]:

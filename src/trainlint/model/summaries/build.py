@@ -9,7 +9,8 @@ its own module's text only (see :mod:`.types`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from keyword import iskeyword
+from typing import TYPE_CHECKING, Any, Protocol
 
 import libcst as cst
 
@@ -23,7 +24,7 @@ from trainlint.model.summaries.types import (
     Reexport,
     Returned,
 )
-from trainlint.model.syntax.nodes import descendants, dotted, literal
+from trainlint.model.syntax.nodes import calls_in, descendants, dotted, literal
 from trainlint.model.values.kinds import UNKNOWN, Activation, TensorKind
 
 if TYPE_CHECKING:
@@ -37,11 +38,14 @@ _BATCHNORM = ("BatchNorm", "SyncBatchNorm", "BatchNormalization")
 _JSON_SCALARS = (int, float, str, bool, type(None))
 
 
-def summarize(model: TrainingModel, name: str) -> Definition | None:
-    """The summary of the top-level definition ``name`` of ``model``'s module, if any."""
+def summarize(
+    model: TrainingModel, name: str, methods: LazyMethods | None = None
+) -> Definition | None:
+    """The summary of the top-level definition ``name`` of ``model``'s module, if any.
+    ``methods``: a class's methods are left to it, to be summarized when asked for."""
     info = model.classes.get(name)
     if info is not None and info.node in _top_level(model):
-        return summarize_class(model, info)
+        return summarize_class(model, info, methods)
     function = model.module_scope.functions.get(name)
     if function is not None:
         return summarize_function(model, function)
@@ -112,7 +116,7 @@ def _operand(model: TrainingModel, event: Event) -> str | None:
     scope = event.scope
     order = model.order_of(event.node)
     rebound: dict[str, list] = {}
-    for name in {n.value for n in (node, *descendants(node)) if isinstance(n, cst.Name)}:
+    for name in {n.value for n in (node, *descendants(node)) if type(n) is cst.Name}:
         if name in scope.params and name not in ("self", "cls"):
             earlier = [b for b in scope.bindings.get(name, []) if order is None or b.order < order]
             if earlier:
@@ -146,12 +150,26 @@ def _role(model: TrainingModel, event: Event) -> str | None:
     root = event.subject.split(".", 1)[0] if event.subject else None
     if root is None or (root in event.scope.params and root != "self"):
         return None  # a parameter: the caller's argument says what it is
-    try:
-        expr = cst.parse_expression(event.subject)
-    except cst.ParserSyntaxError:
+    expr = _expression(event.subject)
+    if expr is None:
         return None
     value = model.value_of(expr, event.scope)
     return value.role.value if value is not None else None
+
+
+def _expression(text: str) -> cst.BaseExpression | None:
+    """``text`` as an expression: a dotted name built directly (what parsing it gives, at a
+    fraction of the cost: subjects are nearly always dotted names), anything else parsed."""
+    parts = text.split(".")
+    if all(part.isidentifier() and not iskeyword(part) for part in parts):
+        expr: cst.BaseExpression = cst.Name(parts[0])
+        for part in parts[1:]:
+            expr = cst.Attribute(value=expr, attr=cst.Name(part))
+        return expr
+    try:
+        return cst.parse_expression(text)
+    except cst.ParserSyntaxError:
+        return None
 
 
 def _defaults(scope: Scope) -> tuple[tuple[str, object], ...]:
@@ -245,9 +263,32 @@ def _alternatives(
     return [(b.value, b.order) for b in bindings if not _is_none(b.value)]  # type: ignore[misc]
 
 
-def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
-    methods = tuple(summarize_function(model, scope) for scope in info.methods.values())
-    forward = next((m for m in methods if m.name.endswith((".forward", ".call"))), None)
+class LazyMethods(Protocol):
+    """A :class:`~.types.MethodSource` that learns the class's methods from its model."""
+
+    names: tuple[str, ...]
+
+    def summary(self, name: str) -> FunctionSummary | None: ...
+
+
+def summarize_method(model: TrainingModel, cls: str, name: str) -> FunctionSummary | None:
+    """The summary of method ``name`` of the top-level class ``cls`` of ``model``'s module."""
+    info = model.classes.get(cls)
+    scope = info.methods.get(name) if info is not None else None
+    return summarize_function(model, scope) if scope is not None else None
+
+
+def summarize_class(
+    model: TrainingModel, info: ClassInfo, lazy: LazyMethods | None = None
+) -> ClassSummary:
+    methods: tuple[FunctionSummary, ...] = ()
+    if lazy is None:
+        methods = tuple(summarize_function(model, scope) for scope in info.methods.values())
+        forward = next((m for m in methods if m.name.endswith((".forward", ".call"))), None)
+    else:  # only the forward now (the final activation); the others when asked for
+        lazy.names = tuple(info.methods)
+        first = next((n for n in lazy.names if n in ("forward", "call")), None)
+        forward = lazy.summary(first) if first is not None else None
     final = None
     if forward is not None:  # ``return logits, loss``: the first slot is the output
         final = forward.returned(None) or forward.returned(0)
@@ -256,12 +297,13 @@ def summarize_class(model: TrainingModel, info: ClassInfo) -> ClassSummary:
         name=info.name,
         bases=tuple(model.imports.project_target(b) or b for b in info.bases),
         is_module=model.is_module_class(info),
-        methods=methods,
+        _methods=methods,
         final_activation=final.activation if final is not None else "unknown",
         has_dropout=any(n.startswith(_DROPOUT) or n == "dropout" for n in layers),
         has_batchnorm=any(n.startswith(_BATCHNORM) or n == "batch_norm" for n in layers),
         meter=_meter(model, info),
         numpy_draws=_numpy_draws(model, info),
+        source=lazy,
     )
 
 
@@ -283,10 +325,9 @@ def _numpy_draws(model: TrainingModel, info: ClassInfo) -> tuple[tuple[str, str,
 def _layer_names(model: TrainingModel, info: ClassInfo) -> set[str]:
     """Last components of the layer constructors and functional calls used in the class."""
     found: set[str] = set()
-    for node in descendants(info.node):
-        if isinstance(node, cst.Call):
-            name = model.imports.qualify(node.func) or dotted(node.func) or ""
-            found.add(name.rsplit(".", 1)[-1])
+    for node in calls_in(info.node):
+        name = model.imports.qualify(node.func) or dotted(node.func) or ""
+        found.add(name.rsplit(".", 1)[-1])
     return found
 
 

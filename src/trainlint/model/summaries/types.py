@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Protocol
 
 #: Bump when the layout of a summary changes: cached summaries of another layout stop matching.
 SUMMARY_FORMAT = 4
@@ -104,12 +104,25 @@ class MeterInfo:
     averages: tuple[str, ...]
 
 
+class MethodSource(Protocol):
+    """Summarizes a class's methods when they are first asked for (:class:`ClassSummary`)."""
+
+    names: tuple[str, ...]  # every method's name (``update``), in the class's order
+
+    def summary(self, name: str) -> FunctionSummary | None: ...
+
+
 @dataclass(frozen=True)
 class ClassSummary:
+    """What a class is and does. Its methods are summarized when first asked for (``source``):
+    a class is mostly looked up for what it is (a module, its final activation, a meter), and
+    only a stub of it needs every method. The summary is the same either way: :attr:`methods`,
+    the JSON and the digest hold every method."""
+
     name: str
     bases: tuple[str, ...] = ()  # qualified where imported (``.base.BaseNet``), else as written
     is_module: bool = False  # an nn.Module / Model subclass (through this module's bases)
-    methods: tuple[FunctionSummary, ...] = ()
+    _methods: tuple[FunctionSummary, ...] = ()  # with ``source``: summarized when asked
     final_activation: str = "unknown"  # what ``forward`` returns (an Activation value)
     has_dropout: bool = False
     has_batchnorm: bool = False
@@ -117,9 +130,32 @@ class ClassSummary:
     #: A Dataset's NumPy draws in its item methods (``workers.numpy_draws``): (kind
     #: ``global``/``state``, the call as written, the methods from the item method to it).
     numpy_draws: tuple[tuple[str, str, str], ...] = ()
+    #: Where the methods come from when they are not summarized yet (None: ``_methods``).
+    source: MethodSource | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def methods(self) -> tuple[FunctionSummary, ...]:
+        if self.source is None:
+            return self._methods
+        found = tuple(self.source.summary(name) for name in self.source.names)
+        return tuple(m for m in found if m is not None)
+
+    def _compared(self) -> tuple[Any, ...]:
+        skip = ("_methods", "source")
+        return (*(getattr(self, f.name) for f in fields(self) if f.name not in skip), self.methods)
+
+    def __eq__(self, other: object) -> bool:  # every method, summarized yet or not
+        if not isinstance(other, ClassSummary):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.bases))
 
     def method(self, name: str) -> FunctionSummary | None:
-        return next((m for m in self.methods if m.name.rsplit(".", 1)[-1] == name), None)
+        if self.source is not None:
+            return self.source.summary(name) if name in self.source.names else None
+        return next((m for m in self._methods if m.name.rsplit(".", 1)[-1] == name), None)
 
     @property
     def forward(self) -> FunctionSummary | None:
@@ -149,6 +185,11 @@ def to_json(definition: Definition | None) -> dict[str, Any] | None:
     if definition is None:
         return None
     kind = type(definition).__name__
+    if isinstance(definition, ClassSummary):  # ``methods`` as a field (every method)
+        methods = definition.methods
+        plain = replace(definition, _methods=(), source=None)
+        data = {k: v for k, v in asdict(plain).items() if k not in ("_methods", "source")}
+        return {"type": kind, **data, "methods": [asdict(m) for m in methods]}
     return {"type": kind, **asdict(definition)}
 
 
@@ -167,7 +208,7 @@ def from_json(data: Any) -> Definition | None:
                 name=data["name"],
                 bases=tuple(data["bases"]),
                 is_module=bool(data["is_module"]),
-                methods=tuple(_function(m) for m in data["methods"]),
+                _methods=tuple(_function(m) for m in data["methods"]),
                 final_activation=data["final_activation"],
                 has_dropout=bool(data["has_dropout"]),
                 has_batchnorm=bool(data["has_batchnorm"]),
