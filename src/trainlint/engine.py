@@ -94,7 +94,7 @@ class FileAnalyzer:
         ]
         self.known_codes = frozenset(catalog)
         self.expected: set[Path] = set()
-        self._block_triggers: dict[frozenset[str], tuple[Any, Any]] = {}
+        self._block_triggers: dict[frozenset[str], Any] = {}
         self.severities = dict(options.severity_overrides)
         selected = self._selected
         self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
@@ -326,7 +326,8 @@ class FileAnalyzer:
             compiled = self._block_triggers[key] = slicing.compile_triggers(key)
         in_project = None
         resolved = _resolved(path)
-        if slicing.IMPORTED in key and self.project is not None and resolved is not None:
+        wants = slicing.IMPORTED in key or any(t.startswith("loop:") for t in key)
+        if wants and self.project is not None and resolved is not None:
             project = self.project
 
             def in_project(target: str) -> bool:
