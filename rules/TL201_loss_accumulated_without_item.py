@@ -10,8 +10,7 @@ from trainlint.model.dataflow.batches import batching
 from trainlint.model.dataflow.graph import Holds
 from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.provenance import parameter_update
-from trainlint.model.syntax.nodes import contains, descendants, dotted
-from trainlint.model.syntax.scopes import argument_for
+from trainlint.model.syntax.nodes import contains, dotted
 from trainlint.rule import Violation
 from trainlint.slicing import LOOP
 
@@ -142,7 +141,7 @@ class LossAccumulatedWithoutItem(Rule):
         where = f"the loop at line {model.line_of(loop.node)}"
         scope = _caller_scope(model, call, event.scope)
         graphs = _graph_arguments(model, call, scope)
-        added = _operand_arguments(model, event, call, scope)
+        added = model.operand_arguments(event, call, scope)
         # ``epoch_loss = accumulate(epoch_loss, loss)``: the total passed back in is a graph
         # too, but what the helper adds is ``loss``, the argument its operand is made from
         graphs = [g for g in graphs if any(g is a for a in added)] or graphs
@@ -267,18 +266,6 @@ def _graph_arguments(model: TrainingModel, call: cst.Call, scope) -> list[cst.Ba
     flow = model.dataflow
     order = flow.order(call)
     return [a.value for a in call.args if flow.is_graph(a.value, scope, order)]
-
-
-def _operand_arguments(model: TrainingModel, event, call: cst.Call, scope) -> list:
-    """The caller's arguments for the helper parameters the added operand is made from
-    (``value`` in ``running += value``); empty when the call is not the helper's own."""
-    callee = model.callee(call, scope)
-    if callee is not event.scope or event.operand is None:
-        return []
-    operand = event.operand
-    used = {n.value for n in (operand, *descendants(operand)) if isinstance(n, cst.Name)}
-    found = (argument_for(call, callee, p) for p in callee.params if p in used)
-    return [a for a in found if a is not None]
 
 
 def _outlives_call(event, name: str, loop) -> bool:

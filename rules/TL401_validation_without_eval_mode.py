@@ -31,7 +31,9 @@ class ValidationWithoutEvalMode(Rule):
     helpers (same file or another module of the project) and callers:
     `model.eval()` (or `model.train(False)`) before the region, in the function or in every
     caller of it (same file, or another module of the project: `model.eval();
-    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, and so
+    validate(model, loader)` in `train.py` for `validate` in `engine.py`), counts, as does
+    loading a Hugging Face model with `from_pretrained` (it returns the model in eval mode)
+    when nothing switched it to training since, and so
     does a helper that switches a collection of models by its argument
     (`self.set_model_mode("eval")`). A mode chosen at run time (`set_mode(mode)` with a train
     and an eval branch) is not reported.
@@ -40,9 +42,13 @@ class ValidationWithoutEvalMode(Rule):
     `torch.nn` container, a pretrained torchvision/timm/Hugging Face model); a warning when
     what it holds cannot be read; silent when it is known to hold neither (both modes compute
     the same thing). Also silent on Lightning `validation_step`/`test_step`, HF Trainer,
-    keras and flax models, methods of the `nn.Module` itself, unit tests, and Monte Carlo
+    keras and flax models, methods of the `nn.Module` itself, unit tests (also loops inside
+    them), and Monte Carlo
     dropout that keeps training mode on purpose, and `model.train()` written in the region
-    before forwards under `no_grad` (BatchNorm statistics recomputed, as SWA's `bn_update`).
+    before forwards under `no_grad` (BatchNorm statistics recomputed, as SWA's `bn_update`),
+    and on a generator sampled from a random draw (`G(fixed_noise)` where `fixed_noise` was
+    made by `torch.randn`, whatever its name; a tensor named `z` that holds data is no noise)
+    by a file that never switches that generator to eval mode.
 
     ## Why is this bad?
     In training mode Dropout keeps zeroing activations and BatchNorm normalizes with the

@@ -32,7 +32,10 @@ class TrainLoaderNotShuffled(Rule):
     Stays silent on iterable datasets (they cannot be shuffled by the loader), on data named
     as a time series (`TimeSeriesDataset`, `forecast_loader`), on evaluation data (names like
     val/test/eval win over train: `train_eval_loader`), on loaders the file iterates only in
-    evaluation loops, on a `shuffle` that is not a literal (`shuffle=args.shuffle`), on
+    evaluation loops or in loops that do not train and hand their batches to nothing that
+    could (measuring lengths, caching features under `no_grad`, printing shapes), on loaders
+    of a single batch (`Subset(ds, range(4))` with `batch_size=4`, `batch_size=len(data)`),
+    on a `shuffle` that is not a literal (`shuffle=args.shuffle`), on
     `**kwargs` the file does not show, and on `DistributedSampler(..., shuffle=False)`.
 
     ## Why is this bad?
@@ -76,6 +79,8 @@ class TrainLoaderNotShuffled(Rule):
                 continue
             if split_of(data, site) is not Split.TRAIN or _only_evaluated(model, site):
                 continue
+            if data.only_inspected(site) or data.single_batch(site):
+                continue  # no training sees its order, or it has a single batch to order
             sampler, made_by = data.sampler(site)
             if sampler is not None:
                 if (

@@ -141,3 +141,28 @@ def remake(worker_id):
     assert not reseeding("seed_worker").known
     assert reseeding("lambda i: np.random.seed(i)").numpy_global
     assert not reseeding("None").numpy_global
+
+
+def test_loaders_only_inspected_or_of_one_batch():
+    model = build(
+        """
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
+        shapes_loader = DataLoader(train_set, batch_size=8)
+        for x, y in shapes_loader:
+            print(x.shape)
+        handed_loader = DataLoader(train_set, batch_size=8)
+        for x, y in handed_loader:
+            learner.fit_batch(x, y)
+        one_loader = DataLoader(Subset(train_set, range(3)), batch_size=3)
+        many_loader = DataLoader(Subset(train_set, range(30)), batch_size=3)
+        whole_loader = DataLoader(PairData(pairs), batch_size=len(pairs))
+        """
+    )
+    data = model.data
+    by_name = {site.target: site for site in data.loaders}
+    assert data.only_inspected(by_name["shapes_loader"])
+    assert not data.only_inspected(by_name["handed_loader"])  # may train out of sight
+    names = ("one_loader", "many_loader", "whole_loader")
+    assert [data.single_batch(by_name[n]) for n in names] == [True, False, True]

@@ -525,3 +525,33 @@ def test_total_stored_on_an_attribute_and_backpropagated_elsewhere() -> None:
     )
     scope = next(s for s in model.scopes if s.name == "Solver.compute")
     assert model.dataflow.uses("total", scope).backward
+
+
+def test_operand_arguments_map_a_helper_accumulation_back_to_the_callers_argument():
+    model = build(
+        """
+        class Meter:
+            def __init__(self):
+                self.sum = 0.0
+
+            def update(self, val, n=1):
+                self.sum += val * n
+
+        def add(total, value):
+            return total + value
+
+        meter = Meter()
+        model = nn.Linear(2, 1)
+        for x, y in DataLoader(TensorDataset(torch.zeros(4, 2), torch.zeros(4, 1))):
+            loss = F.mse_loss(model(x), y)
+            meter.update(loss, x.size(0))
+        """
+    )
+    loop = model.loops[0]
+    event = next(e for e in model.iteration(loop) if e.kind.value == "accumulate")
+    call = event.via[0]
+    added = model.operand_arguments(event, call, model.module_scope)
+    # ``val * n`` is made from both parameters: the loss and the batch size
+    assert [model.text_of(a) for a in added] == ["loss", "x.size(0)"]
+    other = next(s.node for s in model.calls if dotted(s.node.func) == "F.mse_loss")
+    assert model.operand_arguments(event, other, model.module_scope) == []  # not the helper's

@@ -421,3 +421,24 @@ def test_one_line_suites_hold_events():
         ("step", "opt"),
     ]
     assert events[0].conditions and "apex_scale" in events[2].contexts
+
+
+def test_a_model_class_given_as_a_parameter_is_built_not_run():
+    from model_helpers import build as build_plain
+
+    model = build_plain(
+        """
+        import torch
+        import torch.nn as nn
+
+        def evaluate(envs, Model: nn.Module, path):
+            net = Model(envs).to("cpu")
+            net.load_state_dict(torch.load(path))
+            net.eval()
+            return net(envs.obs)
+        """
+    )
+    scope = next(s for s in model.scopes if s.name == "evaluate")
+    forwards = [e for e in model.function_events(scope) if e.kind.value == "forward"]
+    # ``Model(envs)`` builds the module (its result gets ``load_state_dict``); ``net(...)`` runs it
+    assert [model.text_of(e.node) for e in forwards] == ["net(envs.obs)"]

@@ -44,6 +44,23 @@ e = keras.Sequential([layers.Dense(3, activation="tanh")])
     assert heads(model, "e") == [Activation.BOUNDED]
 
 
+def test_linear_activation_layer_is_the_identity() -> None:
+    model = build(
+        IMPORTS
+        + """
+inputs = keras.Input(shape=(4,))
+probs = layers.Activation("softmax")(layers.Dense(3)(inputs))
+cast = keras.Model(inputs, layers.Activation("linear", dtype="float32")(probs))
+seq = keras.Sequential([layers.Dense(1, activation="sigmoid"), layers.Activation("linear")])
+plain = keras.Sequential([layers.Dense(3), layers.Activation(keras.activations.linear)])
+"""
+    )
+    # ``Activation("linear")`` casts or renames: it keeps what its input holds
+    assert heads(model, "cast") == [Activation.PROBABILITIES]
+    assert heads(model, "seq") == [Activation.PROBABILITIES]
+    assert heads(model, "plain") == [Activation.LOGITS]
+
+
 def test_add_calls_only_while_the_binding_is_current() -> None:
     model = build(
         IMPORTS

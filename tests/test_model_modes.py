@@ -395,6 +395,63 @@ def test_generator_sampled_from_noise_by_a_file_that_never_evaluates_it():
     assert sampled(source) == [True]  # bound to torch.randn
     assert sampled(source.replace("G(fixed)", "G(x_val)")) == [False]  # data, not noise
     assert sampled(source + "        G.eval()\n") == [False]  # the file does evaluate it
+    # a name says nothing: ``z`` is data, ``codes`` a draw
+    assert sampled(source.replace("G(fixed)", "z = x\n            G(z)")) == [False]
+    renamed = source.replace("fixed", "codes")
+    assert sampled(renamed) == [True]
+    # the mode event of a helper switching it counts too
+    # (the source ends in its last line's indent)
+    helper = "def freeze(m):\n            m.eval()\n        freeze(G)\n"
+    assert sampled(source + helper) == [False]
+
+
+def test_random_draws_are_told_by_provenance_not_by_name():
+    model = build(
+        """
+        import numpy as np
+        import torch
+        from torch.autograd import Variable
+
+        Tensor = torch.cuda.FloatTensor if cuda else torch.FloatTensor
+        codes = torch.randn(4, 8).to("cuda")
+        filled = torch.FloatTensor(4, 8)
+        filled.normal_(0, 1)
+        wrapped = Variable(Tensor(np.random.normal(0, 1, (4, 8))))
+        z = batch[0]
+        noise = images.mean(0)
+        first, second = torch.rand(2), torch.zeros(2)
+
+        def sample(n):
+            return torch.randn(n, 8)
+
+        drawn = sample(4)
+        """
+    )
+    module = model.module_scope
+
+    def draw(name: str) -> bool:
+        return model.random_draw(expr(name), module)
+
+    assert [draw(n) for n in ("codes", "filled", "wrapped", "drawn", "first")] == [True] * 5
+    # named like noise, made from data: not a draw
+    assert [draw(n) for n in ("z", "noise", "second")] == [False] * 3
+
+
+def test_a_hugging_face_model_is_loaded_in_eval_mode():
+    model = build(
+        """
+        from transformers import AutoModel
+
+        net = AutoModel.from_pretrained("org/name").to("cuda")
+        net(x)
+        net.train()
+        net(x)
+        """
+    )
+    module = model.module_scope
+    forwards = [e for e in model.modes.scope_events(module) if e.kind.value == "forward"]
+    modes = [model.modes.mode_at(module, e).mode for e in forwards]
+    assert modes == [Mode.EVAL, Mode.TRAIN]  # ``from_pretrained`` switches it to eval
 
 
 def test_module_structure_reads_layers_bound_at_module_level():

@@ -183,3 +183,19 @@ def test_an_attribute_of_an_accelerator_or_optimizer_is_no_role_by_its_name() ->
     assert model.value_of(expr("optimizer.model_groups"), module) is None
     found = model.value_of(expr("trainer.model"), module)
     assert found is not None and found.role is Role.MODEL  # an unknown owner: still by name
+
+
+def test_relatively_imported_names_get_no_role_from_their_name() -> None:
+    model = build(
+        """
+from .modeling_utils import unwrap_model
+from helpers import build_model
+
+model = unwrap_model(net)
+"""
+    )
+    module = model.module_scope
+    # a project function or class, relative or absolute import alike: no role by name
+    assert model.value_of(expr("unwrap_model"), module) is None
+    assert model.value_of(expr("build_model"), module) is None
+    assert model.role_of(expr("model"), module) is Role.MODEL  # the bound name still reads

@@ -121,6 +121,19 @@ d = tf.data.Dataset.range(10).batch(2).shuffle(3, reshuffle_each_iteration=False
     assert model.tfdata.open_batch(stage_at(model, "shuffle", 6)) is not None
 
 
+def test_a_shuffle_batched_again_reorders_the_examples_the_first_batch_made() -> None:
+    model = build(
+        TF
+        + """
+windows = tf.data.Dataset.range(1000).batch(11, drop_remainder=True)
+pairs = windows.map(split)
+train = pairs.shuffle(100).batch(8)
+"""
+    )
+    # ``batch(11)`` cut windows (the examples); the shuffle comes before the minibatches
+    assert model.tfdata.open_batch(stage_at(model, "shuffle", 5)) is None
+
+
 def test_unknown_origin_counts_only_in_a_tensorflow_file_without_other_pipelines() -> None:
     in_tf = build(TF + "\ndef f(ds):\n    return ds.batch(2).shuffle(3)\n")
     assert sorted(s.method for s in in_tf.tfdata.stages) == ["batch", "shuffle"]

@@ -27,6 +27,9 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
   functions and base-class methods as stubs (the queries live in :mod:`.summaries.queries`);
   ``matched_to_own_keys(state, receiver, scope)`` -- a state dict filtered to the receiver's
   own ``state_dict()`` keys (:mod:`.values.state_dicts`);
+* ``operand_arguments(event, call, scope)`` -- for an accumulation inlined from a helper
+  (``meter.update(loss)`` running ``self.sum += val * n``), the arguments of ``call`` its
+  operand is made from (``loss``): what a fix at the call converts (:mod:`.dataflow.calls`);
 * ``unused_result(call, scope)`` -- how any call's result is thrown away (a bare statement, a
   name nobody reads; not ``_``, not a notebook cell's displayed last line), and
   ``own_method_returns_nothing(receiver, scope, method)`` -- an override that returns no value
@@ -52,6 +55,9 @@ Built in one visitor pass (:mod:`trainlint.model.syntax.scopes`) plus lazy, cach
 * ``unregistered_attributes`` -- ``self.x = [...]`` of modules, ``self.w = torch.zeros(...,
   requires_grad=True)`` in torch modules, never registered (:mod:`.values.submodules`);
 * ``tensor_kind(expr, scope, before)`` -- what a tensor holds (:mod:`.values.kinds`);
+  ``random_draw(expr, scope, before)`` -- whether a value was made by a random draw
+  (``torch.randn``, an in-place ``.normal_()``, a helper returning one), by provenance only
+  (:mod:`.values.draws`);
   ``loss_calls`` -- every loss call and which argument is its input (torch criteria and
   ``F.*``; keras ``y_true, y_pred``; ``tf.nn.*_with_logits`` and TF 1 ``tf.losses.*`` by their
   ``logits=``/``predictions=``; ``LossCall.tensorflow`` tells TF losses from torch ones);
@@ -107,16 +113,19 @@ Sub-packages, by concept:
   is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
   named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
-  ``DataLoader`` calls with their arguments and datasets, the loops iterating them) and the
-  NumPy random draws made in loader workers (``workers``);
+  ``DataLoader`` calls with their arguments and datasets, the loops iterating them;
+  ``data.only_inspected(site)`` / ``data.single_batch(site)`` -- a loader no training reads,
+  or one that yields a single batch, :mod:`.frameworks.loader_uses`) and the NumPy random
+  draws made in loader workers (``workers``);
 * ``modes`` -- train/eval and grad mode at a point, through same-file callers and, when the
   mode is still unknown at a parameter, the calls of the function in other project modules
   (:mod:`.summaries.callers`, found by :mod:`trainlint.callers`); ``mode_at(scope, event)``
   for an event inlined from a helper (at its own call), ``call_grad_disabled(scope, call)``
   (:mod:`.loops.modes`); ``plain_function`` / ``samples_noise`` -- model calls with no mode to
-  get wrong: a model written as a function, a generator sampled from noise by a file that
-  never evaluates it (:mod:`.loops.mode_exemptions`); ``restoring`` -- eval switches a train
-  step can be reached from without ``.train()`` (``unrestored_switches``), and
+  get wrong: a model written as a function, a generator sampled from a random draw (not a
+  name) by a file whose mode events never switch it to eval (:mod:`.loops.mode_exemptions`);
+  ``restoring`` -- eval switches a train step can be reached from without ``.train()``
+  (``unrestored_switches``), and
   ``layers_switched`` (what they affect) (:mod:`.loops.restoring`); ``Mode.EITHER`` when a
   train and an eval switch sit on two branches of one test;
   :mod:`.loops.mode_switches` -- ``collective_receiver``: switches over a dict/list of models

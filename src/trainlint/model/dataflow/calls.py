@@ -5,7 +5,9 @@ written in the helper's terms. :func:`fact_through` reads its operand at the cal
 helper's parameters are replaced by the arguments of that call (defaults where none is
 passed), and the result is evaluated in the caller's scope, call by call up the chain. So
 ``losses.update(loss.item())`` and ``graph_meter.update(loss)`` get different answers from
-the same ``self.sum += val * n``.
+the same ``self.sum += val * n``. :func:`operand_arguments` goes the other way: from an
+inlined accumulation back to the caller's arguments its operand is made from (what a fix at
+the call converts).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.facts import UNKNOWN, Holds, join
-from trainlint.model.syntax.nodes import child_nodes, keyword, positional
+from trainlint.model.syntax.nodes import child_nodes, descendants, keyword, positional
+from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
+    from trainlint.model.core import TrainingModel
     from trainlint.model.dataflow.facts import Fact
     from trainlint.model.dataflow.graph import Dataflow
+    from trainlint.model.loops.event_types import Event
     from trainlint.model.syntax.scopes import Scope
 
 
@@ -119,6 +124,24 @@ def fact_through(
         return flow.fact(expr, scope, before)
     flow.pin(replaced)
     return fact_through(flow, replaced, caller, order, via[:-1])
+
+
+def operand_arguments(
+    model: TrainingModel, event: Event, call: cst.Call, scope: Scope
+) -> list[cst.BaseExpression]:
+    """The arguments ``call`` (written in ``scope``) passes for the helper parameters that the
+    operand of ``event``, an accumulation inlined from that helper, is made from: ``loss`` in
+    ``meter.update(loss)`` for ``self.sum += val * n``. Empty when ``call`` does not run the
+    helper the event is written in (a call further up the chain)."""
+    callee = model.callee(call, scope)
+    if callee is not event.scope or event.operand is None:
+        return []
+    operand = event.operand
+    # every name node of the operand, attribute names included (``val.loss`` also "uses" a
+    # parameter ``loss``): at worst that keeps one more argument for the fix to convert
+    used = {n.value for n in (operand, *descendants(operand)) if isinstance(n, cst.Name)}
+    found = (argument_for(call, callee, p) for p in callee.params if p in used)
+    return [a for a in found if a is not None]
 
 
 class _Substitute(cst.CSTTransformer):

@@ -8,9 +8,11 @@ bindings, calls) through ``self``; see :mod:`trainlint.model` for the public que
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.dataflow.calls import operand_arguments
 from trainlint.model.dataflow.carryover import CarriedTotal, carried_totals
 from trainlint.model.dataflow.detachment import GraphCuts
 from trainlint.model.dataflow.discarded import OutOfPlaceDiscard, discarded_results
@@ -24,6 +26,9 @@ from trainlint.model.dataflow.retention import RetainedAppend, retained_appends
 from trainlint.model.syntax.scopes import (
     Scope,
 )
+
+if TYPE_CHECKING:
+    from trainlint.model.loops.event_types import Event
 
 
 class DataflowQueries:
@@ -61,3 +66,10 @@ class DataflowQueries:
     ) -> bool | None:
         """Whether ``receiver``'s class overrides ``method`` with one returning no value."""
         return own_method_returns_nothing(self, receiver, scope, method)
+
+    def operand_arguments(
+        self, event: Event, call: cst.Call, scope: Scope
+    ) -> list[cst.BaseExpression]:
+        """The arguments ``call`` (in ``scope``) passes for the helper parameters that an
+        inlined accumulation ``event``'s operand is made from (see :mod:`.dataflow.calls`)."""
+        return operand_arguments(self, event, call, scope)  # type: ignore[arg-type]

@@ -14,6 +14,8 @@ lives. :func:`retained_appends` finds such appends (``append``, ``extend`` of a 
 * the loop it outlives repeats over data or steps, not over a few things written out
   (``for net in [a, b]``, ``for name, p in model.named_parameters()``): such a list holds one
   graph per model, not one per batch;
+* the list does not live only through one iteration of an enclosing loop whose backward
+  frees what it keeps (``terms = []`` per step, each term also summed into the loss);
 * the list is never back-propagated: nothing derived from it reaches a backward (the
   REINFORCE ``saved_log_probs`` stacked into a loss, also as ``policy.saved_log_probs`` when
   the appends are written as ``self.saved_log_probs``), a model call, or a ``return`` (the
@@ -110,6 +112,8 @@ def _retained(model: TrainingModel, loop: LoopInfo, event: Event) -> RetainedApp
     owner = _outlived_loop(model, loop, event, name)
     if owner is None or _bounded(model, owner) or _backpropagated_later(model, name, scope):
         return None
+    if _terms_of_this_iteration(model, owner, name, [v for v, _ in graphs], scope):
+        return None
     value, fact = graphs[0]
     return RetainedAppend(event, owner, name, value, fact, _moved_to_cpu(value))
 
@@ -130,6 +134,21 @@ def _outlived_loop(
     if model.dataflow.restarted_before(name, event.node):
         return None  # ``xs = []`` earlier in the same iteration
     return innermost
+
+
+def _terms_of_this_iteration(
+    model: TrainingModel, owner: LoopInfo, name: str, values: list, scope: Scope
+) -> bool:
+    """The list is made afresh in each iteration of the loop around ``owner`` and what it
+    keeps is back-propagated there anyway (``terms = []``, then per term ``loss += t;
+    terms.append(t)``, then ``loss.backward()``): it holds graphs that the backward needs and
+    frees, one outer iteration's worth, and memory does not grow."""
+    if owner.parent is None or owner.parent.scope is not scope:
+        return False
+    flow = model.dataflow
+    if not flow.restarted_before(name, owner.node):
+        return False
+    return all(isinstance(v, cst.Name) and flow.uses(v.value, scope).backward for v in values)
 
 
 def _backpropagated_later(model: TrainingModel, name: str, scope: Scope) -> bool:

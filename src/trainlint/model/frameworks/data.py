@@ -13,7 +13,8 @@
   names, ``Subset``/``ConcatDataset``/``random_split`` and same-file factories, and through
   same-file callers when the loader is built in a helper from a parameter;
 * where a loader is iterated (:meth:`~DataPipelines.loops_over`), also inside helpers that
-  receive it as an argument.
+  receive it as an argument; whether it is only inspected by loops that do not train, or
+  yields a single batch (:mod:`.loader_uses`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.batches import int_value, keyword_through_kwargs
+from trainlint.model.frameworks.loader_uses import only_inspected, single_batch
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import contains, dotted, literal, positional
 
@@ -189,8 +191,14 @@ class DataPipelines:
         for scope in self.model.scopes:
             for name, bindings in scope.bindings.items():
                 for binding in bindings:
-                    if isinstance(binding.value, cst.Call) and binding.unpack_index is None:
-                        targets.setdefault(id(binding.value), name)
+                    value = binding.value
+                    if not isinstance(value, cst.Call) or binding.unpack_index is not None:
+                        continue
+                    targets.setdefault(id(value), name)
+                    # ``dl = tqdm(DataLoader(...))``: iterating ``dl`` iterates the loader
+                    while _wraps_iteration(value):
+                        value = value.args[0].value  # type: ignore[union-attr]
+                        targets.setdefault(id(value), name)
         found = []
         for site in self.model.calls:
             qualified = site.qualified or ""
@@ -271,6 +279,15 @@ class DataPipelines:
                 return True
         return False
 
+    def only_inspected(self, site: LoaderSite) -> bool:
+        """Iterated only by loops that do not train, and given to nothing else (see
+        :mod:`.loader_uses`)."""
+        return only_inspected(self.model, site)
+
+    def single_batch(self, site: LoaderSite) -> bool:
+        """The loader yields one batch: no order of batches to shuffle (:mod:`.loader_uses`)."""
+        return single_batch(self.model, site)
+
     def replaced_later(self, site: LoaderSite) -> bool:
         """Whether the loader is later replaced by what a call given it returns
         (``model, opt, train_loader = privacy_engine.make_private(data_loader=train_loader)``
@@ -309,6 +326,13 @@ class DataPipelines:
         if bindings and bindings[0].value is not None and not bindings[0].from_iteration:
             return self._made_by(bindings[0].value, bindings[0].scope or scope, depth + 1)
         return None
+
+
+def _wraps_iteration(expr: cst.BaseExpression) -> bool:
+    """``tqdm(x, ...)`` / ``enumerate(x)``: a call that iterates its first argument."""
+    if not isinstance(expr, cst.Call) or not expr.args or expr.args[0].keyword is not None:
+        return False
+    return (dotted(expr.func) or "").rsplit(".", 1)[-1] in _ITERATION_WRAPPERS
 
 
 def _iterated_name(expr: cst.BaseExpression | None) -> str | None:

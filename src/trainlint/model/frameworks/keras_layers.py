@@ -136,7 +136,7 @@ def layer_kind(imports: ImportTable, constructor: cst.Call) -> tuple[LayerKind, 
     last = qualified.rsplit(".", 1)[-1]
     if last in ("Sequential", "Model") or is_application(qualified):
         return LayerKind.MODEL, last
-    if last in _PASS_THROUGH:
+    if last in _PASS_THROUGH or (last == "Activation" and _identity(imports, constructor)):
         return LayerKind.PASS_THROUGH, last
     if (
         last in _ACTIVATION_POSITION
@@ -145,6 +145,19 @@ def layer_kind(imports: ImportTable, constructor: cst.Call) -> tuple[LayerKind, 
     ):
         return LayerKind.ACTIVATED, last
     return LayerKind.OTHER, last
+
+
+def _identity(imports: ImportTable, constructor: cst.Call) -> bool:
+    """``Activation("linear")`` / ``Activation(keras.activations.linear)``: the identity, used
+    to cast a mixed-precision model's output to float32; its output holds what its input
+    holds (probabilities after a softmax), not logits."""
+    given = argument(constructor, 0, "activation")
+    if given is None:
+        return False
+    if literal(given, "?") == "linear":
+        return True
+    qualified = imports.qualify(given) or ""
+    return is_under(qualified, "tensorflow", "keras") and qualified.endswith(".linear")
 
 
 def activated_output(imports: ImportTable, constructor: cst.Call, last: str) -> TensorKind:

@@ -115,8 +115,9 @@ class TfDataPipelines:
     def open_batch(self, stage: Stage) -> Stage | None:
         """The batching ``stage`` works on: the last batch before it that no ``unbatch()``
         undid since, unless the elements were shuffled before that batch (a shuffle of batches
-        on top of an element shuffle reorders them; it does not freeze them) or are unbatched
-        again right after ``stage`` (a block shuffle)."""
+        on top of an element shuffle reorders them; it does not freeze them), are unbatched
+        again right after ``stage`` (a block shuffle) or batched again after it (the earlier
+        batch made the examples: windows of a sequence)."""
         earlier = self.pipeline(stage).before(stage)
         batch: Stage | None = None
         for index, current in enumerate(earlier):
@@ -132,6 +133,11 @@ class TfDataPipelines:
             return None
         for after in self.later(stage):
             if after.is_(StageKind.UNBATCH) and not self._batched_between(stage, after):
+                return None
+            if after.is_(StageKind.BATCH):
+                # batched again after the shuffle: the earlier batch made the examples
+                # (``chars.batch(seq_len + 1)`` windows of a text), which the shuffle reorders
+                # before the minibatches are formed
                 return None
         return batch
 

@@ -37,6 +37,7 @@ from trainlint.model.syntax.nodes import (
     method_call,
     positional,
 )
+from trainlint.model.values.modules import constructs_module
 from trainlint.model.values.roles import Role, is_closure_step
 
 if TYPE_CHECKING:
@@ -312,6 +313,8 @@ class IterationBuilder:
         if method is None:
             value = model.value_of(call.func, scope)
             if value is not None and value.role is Role.MODEL:
+                if value.call is None and constructs_module(model, call, scope):
+                    return None  # ``Model(envs)``: a class given as a parameter, instantiated
                 return make(EventKind.FORWARD, call, subject=dotted(call.func))
             return None
         receiver, name = method

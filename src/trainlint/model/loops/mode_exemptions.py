@@ -2,22 +2,25 @@
 
 * a model written as a plain function (``def net(X): return softmax(X @ W + b)``, d2l's
   ``net, loss = linreg, squared_loss``): a function has no ``.eval()``;
-* a generator sampled from noise (``netG(fixed_noise)``) by a file that never switches it to
-  eval mode: GAN samples drawn for a picture run in the mode the generator always runs in.
+* a generator sampled from a random draw (``netG(fixed_noise)``, ``fixed_noise`` made by
+  ``torch.randn``) by a file that never switches it to eval mode: GAN samples drawn for a
+  picture run in the mode the generator always runs in. What is noise is told by where the
+  value was made (:mod:`..values.draws`), and whether the file evaluates the generator by its
+  mode-switch events.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from trainlint.model.dataflow.calls import passed_for
-from trainlint.model.loops.mode_switches import same_model
+from trainlint.model.loops.event_types import EventKind
+from trainlint.model.loops.mode_switches import MODE_SWITCHES, same_model
 from trainlint.model.summaries.queries import lookup
 from trainlint.model.summaries.types import FunctionSummary
-from trainlint.model.syntax.nodes import dotted, literal, method_call, positional
+from trainlint.model.syntax.nodes import dotted, positional
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -66,49 +69,26 @@ def _bound(binding: Binding) -> cst.BaseExpression | None:
 
 
 def samples_noise(model: TrainingModel, region: EvalRegion, forward: Event) -> bool:
-    """A generative model run on noise (``netG(fixed_noise)``, ``G(torch.randn(n, z))``)
-    that the file never switches to eval mode: GAN samples drawn for a picture during or
-    after training, in the mode the generator always runs in, not an evaluation."""
-    call = forward.via[0] if forward.via else forward.node
-    if not isinstance(call, cst.Call) or not _is_noise(model, positional(call, 0), region):
+    """A generative model run on a random draw (``netG(fixed_noise)`` where ``fixed_noise =
+    torch.randn(...)``, ``G(torch.randn(n, z))``, a helper's or another module's draw; see
+    :mod:`..values.draws`: by provenance, never by name) that the file never switches to eval
+    mode: GAN samples drawn for a picture during or after training, in the mode the generator
+    always runs in, not an evaluation."""
+    call = forward.node
+    if not isinstance(call, cst.Call):
         return False
-    subject = forward.subject
-    for site in model.calls:
-        found = method_call(site.node)
-        if found is None or found[1] not in ("eval", "train"):
-            continue
-        if found[1] == "train" and literal(positional(site.node, 0), True) is not False:
-            continue
-        receiver = dotted(found[0])
-        if receiver is not None and subject is not None and same_model(receiver, subject):
-            return False
-    return True
+    drawn = model.random_draw(positional(call, 0), forward.scope, model.order_of(call))
+    return drawn and not _ever_evaluated(model, forward.subject)
 
 
-_NOISE_NAME = re.compile(r"(noise|latent)|^(fixed_)?z(_\w+)?$", re.I)
-_NOISE_MAKERS = ("torch.randn", "torch.rand", "torch.normal", "torch.randn_like", "torch.rand_like")
-
-
-def _is_noise(model: TrainingModel, expr: cst.BaseExpression | None, region: EvalRegion) -> bool:
-    """``fixed_noise``, ``z``, ``latent`` or a ``torch.randn(...)`` (``.uniform_()``) draw."""
-    name = dotted(expr)
-    if name is not None and _NOISE_NAME.search(name.rsplit(".", 1)[-1]):
-        return True
-    if name is not None:
-        bindings = model.lookup(name, region.scope)
-        values = [b.value for b in bindings if b.value is not None]
-        return bool(values) and all(_draws(model, v) for v in values)
-    return _draws(model, expr)
-
-
-def _draws(model: TrainingModel, expr: cst.BaseExpression | None) -> bool:
-    while isinstance(expr, cst.Call):
-        found = method_call(expr)
-        if (model.imports.qualify(expr.func) or "") in _NOISE_MAKERS:
-            return True
-        if found is None or found[1] not in ("uniform_", "normal_", "to", "cuda", "view"):
-            return False
-        if found[1] in ("uniform_", "normal_"):
-            return True
-        expr = found[0]
+def _ever_evaluated(model: TrainingModel, subject: str | None) -> bool:
+    """Whether any function of the file (or its top level) switches ``subject`` to eval mode:
+    ``.eval()``, ``.train(False)``, or ``.train(flag)`` whose flag may be false (the mode
+    events of :mod:`.events`, helpers inlined with their arguments)."""
+    for scope in model.scopes:
+        for event in model.modes.scope_events(scope):
+            if event.kind not in MODE_SWITCHES or not same_model(event.subject, subject):
+                continue
+            if event.kind is EventKind.EVAL_MODE or event.operand is not None:
+                return True
     return False

@@ -5,9 +5,10 @@ A model's mode at a point is set by the last ``.eval()`` / ``.train(False)`` /
 function itself switches nothing, the answer comes from its same-file callers, at each call
 (parameters renamed to the caller's arguments), two levels up. A ``model.train(was_training)``
 or ``if was_training: model.train()`` restores a saved mode and counts as switching back.
-With no switch and no caller, a method of a plain class that its constructor puts in eval
-mode (``self._model.eval()`` in ``__init__``, no method switching it back) runs it in eval
-mode. A train and an eval switch on two branches of one test leave the mode
+A Hugging Face model loaded by ``from_pretrained`` and never switched is in eval mode (the
+loader switches it). With no switch and no caller, a method of a plain class that its
+constructor puts in eval mode (``self._model.eval()`` in ``__init__``, no method switching
+it back) runs it in eval mode. A train and an eval switch on two branches of one test leave the mode
 :attr:`Mode.EITHER` (chosen at run time); ``model.train()`` written in an evaluation before
 forwards under ``no_grad`` recomputes BatchNorm statistics on purpose (:meth:`recalibrates`).
 
@@ -146,6 +147,8 @@ class ModeAnalysis:
                 return ModeAt(mode, event)
         if depth < 0:
             return ModeAt(Mode.UNKNOWN)  # asked for a wrapper's argument: its own switches only
+        if self._loaded_in_eval(scope, node, subject):
+            return ModeAt(Mode.EVAL)
         wrapped = self._wraps_evaluated(scope, node, subject, index)
         if wrapped is not None:
             return wrapped
@@ -166,6 +169,25 @@ class ModeAnalysis:
             or self._set_by_other_modules(scope, subject, found)
             or ModeAt(Mode.UNKNOWN)
         )
+
+    def _loaded_in_eval(self, scope: Scope, node: cst.CSTNode, subject: str | None) -> bool:
+        """``model = AutoModel.from_pretrained(...)`` (also ``.to(device)`` after it):
+        Hugging Face's ``from_pretrained`` returns the model in eval mode, and nothing
+        switched it since (the switches before ``node`` were looked at first)."""
+        if not subject or "." in subject:
+            return False
+        bindings = self.model.lookup(subject, scope, self.model.order_of(node))
+        if not bindings or bindings[0].augmented or bindings[0].unpack_index is not None:
+            return False
+        value = bindings[0].value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            if value.func.attr.value not in ("to", "cuda", "half", "float", "bfloat16"):
+                break
+            value = value.func.value  # ``X.from_pretrained(...).to(device)``
+        if not isinstance(value, cst.Call) or not isinstance(value.func, cst.Attribute):
+            return False
+        qualified = self.model.imports.qualify(value.func) or ""
+        return qualified.startswith("transformers.") and qualified.endswith(".from_pretrained")
 
     def _wraps_evaluated(
         self, scope: Scope, node: cst.CSTNode, subject: str | None, index: int

@@ -212,6 +212,8 @@ def eval_regions(model: TrainingModel) -> list[EvalRegion]:
     for loop in model.loops:
         if _inside(loop.scope, functions) or _framework_or_module_method(model, loop.scope):
             continue
+        if _in_test_case(model, loop.scope):
+            continue  # ``for layer in test_layers:`` in a unit test is no evaluation either
         if not _over_eval_loader(loop) or _outer_eval_loop(loop):
             continue
         events = tuple(model.iteration(loop))
@@ -280,9 +282,23 @@ def _test_case(model: TrainingModel, scope: Scope) -> bool:
     if "test" not in scope.short_name.lower():
         return False
     path = model.path
-    in_tests = path.stem.startswith("test_") or path.stem.endswith("_test") or "tests" in path.parts
+    # ``tests.py`` (plural) holds tests; a ``test.py`` is often a project's evaluation script
+    in_tests = (
+        path.stem.startswith("test_")
+        or path.stem.endswith("_test")
+        or path.stem == "tests"
+        or "tests" in path.parts
+    )
     if in_tests or any(model.imports.imports(name) for name in _TEST_FRAMEWORKS):
         return in_tests or scope.short_name.startswith("test_")
+    return False
+
+
+def _in_test_case(model: TrainingModel, scope: Scope | None) -> bool:
+    while scope is not None and not scope.is_module:
+        if _test_case(model, scope):
+            return True
+        scope = scope.parent
     return False
 
 

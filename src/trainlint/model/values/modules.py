@@ -174,3 +174,50 @@ def _used_as_module(model: TrainingModel, name: str, scope: Scope) -> bool:
         if site.qualified in _MODULE_WRAPPERS and dotted(positional(site.node, 0)) == name:
             return True
     return False
+
+
+#: Of those, the methods a forward's output (a tensor) has too.
+_TENSOR_TOO = {"cuda", "half", "requires_grad_"}
+#: Moves whose result is the same object, module or tensor.
+_MOVES = {"to", "cuda", "cpu", "float", "half", "double"}
+
+
+def constructs_module(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    """Whether ``call``'s result is a module, not a forward's output: it is bound (maybe after
+    ``.to(device)``) to a name the same function then uses as only a module can be used
+    (``m = Model(envs).to(device); m.load_state_dict(...)``, ``m.eval()``). A class passed
+    in as a parameter annotated ``nn.Module`` is called to build a model."""
+    # asked once per event build that reaches the call (every loop around it): memoized
+    memo = model.__dict__.setdefault("_constructs_module", {})
+    key = (id(call), id(scope.node))
+    if key not in memo:
+        memo[key] = _constructs_module(model, call, scope)
+    return memo[key]
+
+
+def _constructs_module(model: TrainingModel, call: cst.Call, scope: Scope) -> bool:
+    node: cst.CSTNode = call
+    parent = model.dataflow.parent(node)
+    while isinstance(parent, cst.Attribute) and parent.attr.value in _MOVES:
+        outer = model.dataflow.parent(parent)
+        if not isinstance(outer, cst.Call) or outer.func is not parent:
+            return False
+        node, parent = outer, model.dataflow.parent(outer)
+    if not isinstance(parent, cst.Assign) or len(parent.targets) != 1:
+        return False
+    name = dotted(parent.targets[0].target)
+    return name is not None and name in model.names_used_as_modules(scope)
+
+
+def names_used_as_modules(model: TrainingModel, scope: Scope) -> frozenset[str]:
+    """The names ``scope`` calls a method only a module has on (``m.load_state_dict(...)``,
+    ``m.eval()``; not ``.cuda()``, which tensors have too)."""
+    found = set()
+    for site in model.calls_in(scope):
+        method = method_call(site.node)
+        if method is None or method[1] not in MODULE_ONLY_METHODS or method[1] in _TENSOR_TOO:
+            continue
+        name = dotted(method[0])
+        if name is not None:
+            found.add(name)
+    return frozenset(found)

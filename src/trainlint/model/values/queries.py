@@ -18,10 +18,12 @@ from trainlint.model.syntax.scopes import (
 )
 from trainlint.model.values.activations import SoftmaxApplication, softmax_applications
 from trainlint.model.values.aliases import bound_method
+from trainlint.model.values.draws import random_draw
 from trainlint.model.values.evidence import Evidence
 from trainlint.model.values.losses import LossCall, loss_calls
 from trainlint.model.values.mode_layers import ModuleStructure
 from trainlint.model.values.modules import is_known_module
+from trainlint.model.values.modules import names_used_as_modules as _names_used_as_modules
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
 from trainlint.model.values.state_dicts import matched_to_own_keys
@@ -134,6 +136,22 @@ class ValueQueries:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
     ) -> TensorKind:
         return self.tensors.kind_of(expr, scope, before)
+
+    def names_used_as_modules(self, scope: Scope) -> frozenset[str]:
+        """Names ``scope`` uses as only a module can be used (``m.load_state_dict(...)``,
+        ``m.eval()``), once per scope (see :func:`.values.modules.names_used_as_modules`)."""
+        cache = self.__dict__.setdefault("_module_names", {})
+        key = id(scope.node)
+        if key not in cache:
+            cache[key] = _names_used_as_modules(self, scope)  # type: ignore[arg-type]
+        return cache[key]
+
+    def random_draw(
+        self, expr: cst.BaseExpression | None, scope: Scope, before: int | None = None
+    ) -> bool:
+        """Whether ``expr`` holds a random draw (``torch.randn``...), by where it was made and
+        never by its name (see :mod:`.values.draws`)."""
+        return random_draw(self, expr, scope, before)  # type: ignore[arg-type]
 
     @cached_property
     def loss_calls(self) -> list[LossCall]:

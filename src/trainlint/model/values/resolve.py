@@ -122,6 +122,10 @@ class ValueResolver:
                 return Value(role)
         if self.model.imports.qualify_dotted(name):
             return None  # a library attribute (``torch.optim``), not a variable
+        if "." not in name and self.model.imports.project_target(name):
+            # ``from .modeling_utils import unwrap_model``: a project function or class, as an
+            # absolute import's name is; its role comes from its summary, not its name
+            return None
         if "." not in name and names_function(name, scope):
             return None  # ``_assert_model(...)``, ``model_fn: Callable``: a function
         if isinstance(expr, cst.Attribute) and self._owner_holds_no_models(expr.value, scope):
