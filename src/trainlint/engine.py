@@ -45,8 +45,10 @@ class RunOptions:
     summaries: bool = True
     time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
     #: Blank the top-level blocks no selected rule can care about before parsing
-    #: (``--no-slicing`` turns it off; the findings are the same either way).
-    slicing: bool = True
+    #: (``--slicing``; the findings are the same either way). Off by default: on whole
+    #: repositories with every rule it kept 95 % of the lines and cost more CPU than it saved
+    #: (bench/README.md, fourth round).
+    slicing: bool = False
 
     def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
         """What a cached result depends on besides the file's bytes.
