@@ -33,7 +33,9 @@ class LoadStateDictNonStrictUnchecked(Rule):
     instances of classes that override `load_state_dict` with a method that returns nothing,
     and on state dicts filtered to the module's own keys first
     (`{k: v for k, v in ckpt.items() if k in model.state_dict()}`): a partial load whose
-    keys the code matched itself.
+    keys the code matched itself, or copied from another live module
+    (`encoder.load_state_dict(decoder.state_dict(), strict=False)`): the two architectures
+    in the code decide which keys match, and sharing the common layers is the point.
 
     ## Why is this bad?
     With `strict=False`, `load_state_dict` no longer raises when the checkpoint's keys do
@@ -85,6 +87,8 @@ class LoadStateDictNonStrictUnchecked(Rule):
             state = argument(call, 0, "state_dict")
             if model.matched_to_own_keys(state, receiver, site.scope):
                 continue  # filtered to the module's keys: a partial load done on purpose
+            if model.copied_from_module(state, receiver, site.scope):
+                continue  # ``enc.load_state_dict(dec.state_dict(), strict=False)``: on purpose
             discarded = model.unused_result(call, site.scope)
             if discarded is None:
                 continue

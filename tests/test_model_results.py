@@ -170,3 +170,25 @@ def test_state_dicts_filtered_to_the_modules_own_keys() -> None:
         ("model", "inline", False),  # filtered to another module's keys
         ("other", "inline", True),
     ]
+
+
+def test_state_dicts_copied_from_another_live_module() -> None:
+    model = build(
+        """
+        import torch
+
+        enc.load_state_dict(dec.state_dict(), strict=False)
+        saved = teacher.state_dict()
+        student.load_state_dict(saved, strict=False)
+        student.load_state_dict(torch.load("ckpt.pt"), strict=False)
+        student.load_state_dict(student.state_dict(), strict=False)
+        """
+    )
+    loads = [s.node for s in model.calls if dotted(s.node.func).endswith("load_state_dict")]
+    module = model.module_scope
+    found = [
+        model.copied_from_module(c.args[0].value, c.func.value, module)  # type: ignore[attr-defined]
+        for c in loads
+    ]
+    # a checkpoint file, and the receiver's own dict, are no copy between two modules
+    assert found == [True, True, False, False]

@@ -26,7 +26,7 @@ from trainlint.model.values.modules import is_known_module
 from trainlint.model.values.modules import names_used_as_modules as _names_used_as_modules
 from trainlint.model.values.resolve import ValueResolver
 from trainlint.model.values.roles import Role, Value
-from trainlint.model.values.state_dicts import matched_to_own_keys
+from trainlint.model.values.state_dicts import copied_from_module, matched_to_own_keys
 from trainlint.model.values.submodules import UnregisteredAttribute, unregistered_attributes
 from trainlint.model.values.tensors import TensorAnalysis, TensorKind
 from trainlint.model.values.types import ClassKind, ClassKinds
@@ -173,3 +173,9 @@ class ValueQueries:
     ) -> bool:
         """Whether ``state`` keeps only keys of ``receiver``'s own ``state_dict()``."""
         return matched_to_own_keys(self, state, receiver, scope)
+
+    def copied_from_module(
+        self, state: cst.BaseExpression | None, receiver: cst.BaseExpression, scope: Scope
+    ) -> bool:
+        """``state`` is another live module's ``state_dict()`` (see ``.values.state_dicts``)."""
+        return copied_from_module(self, state, receiver, scope)  # type: ignore[arg-type]

@@ -4,6 +4,11 @@
 ``own = model.state_dict()`` and a name bound to the comprehension) keeps only the keys the
 module has: loading it with ``strict=False`` is a deliberate partial load whose key matching
 the code did itself, so there are no unexpected keys and the missing ones are intended.
+
+``encoder.load_state_dict(decoder.state_dict(), strict=False)`` copies between two live
+modules (:func:`copied_from_module`): which keys match is fixed by the two architectures in
+the code, not by a file that may have been saved with other names; the partial copy is the
+point (sharing the layers two models have in common).
 """
 
 from __future__ import annotations
@@ -71,3 +76,25 @@ def _own_keys(model: TrainingModel, node: cst.CSTNode, owner: str, scope: Scope)
         value = bindings[0].value if bindings else None
         return isinstance(value, cst.Call) and _own_keys(model, value, owner, scope)
     return False
+
+
+def copied_from_module(
+    model: TrainingModel, state: cst.BaseExpression | None, receiver: cst.BaseExpression, scope
+) -> bool:
+    """Whether ``state`` is another live module's ``state_dict()`` (directly, or a name bound
+    to it): ``other.state_dict()``, ``model.decoder._modules[name].state_dict()``."""
+    if state is None:
+        return False
+    value: cst.BaseExpression | None = state
+    name = dotted(state)
+    if isinstance(state, cst.Name) and name is not None:
+        bindings = model.lookup(name, scope, model.order_of(state))
+        if len(bindings) != 1 or bindings[0].augmented or bindings[0].unpack_index is not None:
+            return False
+        value = bindings[0].value
+    method = method_call(value) if isinstance(value, cst.Call) else None
+    if method is None or method[1] != "state_dict" or value.args:  # type: ignore[union-attr]
+        return False
+    source = method[0]
+    # the receiver's own state dict loaded back is no copy between modules
+    return model.text_of(source) != model.text_of(receiver)
