@@ -5,7 +5,7 @@
 Prints how many files pass the word prefilter, how many of those are sliced, and how many of
 their top-level blocks and lines are kept (every rule selected, cross-file summaries on, as
 ``trainlint check`` runs). With ``--compare`` it also runs ``trainlint check --no-cache
---format json`` on the same files with and without ``--no-slicing`` and prints every
+--format json`` on the same files with ``--slicing`` and ``--no-slicing`` and prints every
 difference (exit 1 when there is one).
 """
 
@@ -102,7 +102,7 @@ def main() -> int:
     if not args.compare:
         return 0
     targets = [args.root] if args.every == 1 else files
-    sliced, whole = report(targets), report(targets, "--no-slicing")
+    sliced, whole = report(targets, "--slicing"), report(targets, "--no-slicing")
     a = {json.dumps(f, sort_keys=True) for f in sliced}
     b = {json.dumps(f, sort_keys=True) for f in whole}
     for item in sorted(b - a):

@@ -17,7 +17,7 @@ from trainlint.model.loops.gradients import (
 )
 from trainlint.model.syntax.nodes import dotted, method_call
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 
 class MissingZeroGrad(Rule):
@@ -69,8 +69,8 @@ class MissingZeroGrad(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("step",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "An optimizer is stepped every iteration but its gradients are never cleared."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -7,7 +7,7 @@ from trainlint.edits import move_after, statement_of
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
 from trainlint.model.loops.gradients import clears, local_anchor, runs_whenever, torch_steps
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 _CLEARS_ALL = (EventKind.ZERO_GRAD, EventKind.MODEL_ZERO_GRAD)
 
@@ -54,8 +54,8 @@ class ZeroGradBeforeStep(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("zero_grad",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "zero_grad() runs between backward() and step(), so the step applies zeros."
     fix_availability = "sometimes"
     # Unsafe: code between the two calls that reads the gradients (logging grad norms) sees

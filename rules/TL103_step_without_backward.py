@@ -13,7 +13,7 @@ from trainlint.model.loops.gradients import (
 )
 from trainlint.model.syntax.nodes import descendants, dotted
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 
 class StepWithoutBackward(Rule):
@@ -59,8 +59,8 @@ class StepWithoutBackward(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("step",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "optimizer.step() runs in a loop where no backward() computes gradients."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

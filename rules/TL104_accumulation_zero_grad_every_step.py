@@ -8,7 +8,7 @@ from trainlint.model.loops.events import CLEARING
 from trainlint.model.loops.gradients import clears
 from trainlint.model.loops.training import Accumulation, epoch_start, is_window_condition
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 
 class AccumulationZeroGradEveryStep(Rule):
@@ -61,8 +61,8 @@ class AccumulationZeroGradEveryStep(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("zero_grad", ".grad")
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "zero_grad() runs on every micro-step of a gradient-accumulation loop."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

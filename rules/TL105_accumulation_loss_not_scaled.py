@@ -19,7 +19,7 @@ from trainlint.model.dataflow.scaling import (
 from trainlint.model.loops.training import scales_gradients
 from trainlint.model.syntax.nodes import method_call
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 _WINDOWS = (WindowKind.MODULO, WindowKind.COUNTER, WindowKind.INNER_LOOP)
 
@@ -85,8 +85,8 @@ class AccumulationLossNotScaled(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("backward",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = (
         "A mean-reduced loss is accumulated over k micro-steps but never divided by k "
         "(or divided by a running micro-step counter)."

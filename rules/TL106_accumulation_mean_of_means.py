@@ -7,7 +7,7 @@ from trainlint.model import TrainingModel, TrainStep, WindowKind
 from trainlint.model.dataflow.lossflow import LossSource, Reduction, backward_flow
 from trainlint.model.dataflow.scaling import backward_scaling, divides_by_window
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 
 class AccumulationMeanOfMeans(Rule):
@@ -67,8 +67,8 @@ class AccumulationMeanOfMeans(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("backward",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "A token-level mean loss is averaged again over the micro-steps of a window."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

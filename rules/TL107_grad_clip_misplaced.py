@@ -11,7 +11,7 @@ from trainlint.model.loops.schedules import (
     same_object,
 )
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 _CYCLE = (EventKind.BACKWARD, EventKind.STEP)
 
@@ -70,8 +70,8 @@ class GradClipMisplaced(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("clip_grad",)
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "Gradient clipping after step(), before backward(), or before scaler.unscale_()."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

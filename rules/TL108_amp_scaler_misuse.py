@@ -11,7 +11,7 @@ from trainlint.model.loops.schedules import (
     same_object,
 )
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 
 class AmpScalerMisuse(Rule):
@@ -62,8 +62,8 @@ class AmpScalerMisuse(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("scaler", "Scaler", ".scale(")
-    # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    # its findings are in a train step: a loop that steps an optimizer (or a helper does)
+    block_triggers = (TRAIN_LOOP,)
     summary = "A GradScaler-scaled backward whose step bypasses or never updates the scaler."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

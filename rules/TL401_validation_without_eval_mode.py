@@ -14,7 +14,7 @@ from trainlint.model.loops.modes import Mode, forward_target, model_value, torch
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import contains
 from trainlint.rule import Violation
-from trainlint.slicing import EVAL_FUNCTION, LOOP
+from trainlint.slicing import EVAL_FUNCTION, EVAL_LOOP, TRAIN_LOOP
 
 #: Evaluation that keeps dropout on on purpose (Monte Carlo dropout, uncertainty estimates).
 _MC_DROPOUT = re.compile(r"mc_?dropout|monte_?carlo|enable_dropout|uncertaint|bayes", re.I)
@@ -82,8 +82,8 @@ class ValidationWithoutEvalMode(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("torch",)
-    # an evaluation loop, or an evaluation-named function
-    block_triggers = (LOOP, EVAL_FUNCTION)
+    # an evaluation-named function, a loop over an eval loader, or code after a train step
+    block_triggers = (EVAL_FUNCTION, EVAL_LOOP, TRAIN_LOOP)
     summary = "An evaluation loop or function runs the model in training mode (no `.eval()`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -12,7 +12,7 @@ from trainlint.model.loops.modes import torch_forwards
 from trainlint.model.loops.regions import EvalRegion, RegionKind
 from trainlint.model.syntax.nodes import dotted
 from trainlint.rule import Violation
-from trainlint.slicing import EVAL_FUNCTION, LOOP
+from trainlint.slicing import EVAL_FUNCTION, EVAL_LOOP, TRAIN_LOOP
 
 #: Evaluation that differentiates on purpose: saliency maps, adversarial examples.
 _NEEDS_GRAD = re.compile(r"requires_grad|enable_grad|\.grad\b|autograd|\bgrad\(")
@@ -69,8 +69,8 @@ class EvalWithoutNoGrad(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("torch",)
-    # an evaluation loop, or an evaluation-named function
-    block_triggers = (LOOP, EVAL_FUNCTION)
+    # an evaluation-named function, a loop over an eval loader, or code after a train step
+    block_triggers = (EVAL_FUNCTION, EVAL_LOOP, TRAIN_LOOP)
     summary = "An evaluation loop or function runs the model with gradients enabled."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

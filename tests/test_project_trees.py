@@ -229,7 +229,7 @@ def test_a_module_analyzed_here_is_parsed_once(tmp_path: Path, monkeypatch) -> N
 
 def test_a_sliced_tree_is_never_kept(tmp_path: Path) -> None:
     paths = _project(tmp_path)
-    analyzer = FileAnalyzer(RunOptions(codes=("TL201",), root=tmp_path))
+    analyzer = FileAnalyzer(RunOptions(codes=("TL201",), root=tmp_path, slicing=True))
     analyzer.analyze_file(paths[1], "utils.py")  # no loop: AverageMeter is blanked for TL201
     index = analyzer.project
     assert isinstance(index, ProjectIndex)

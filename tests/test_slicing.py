@@ -71,7 +71,7 @@ def _cli(project: Path, *extra: str) -> list[dict[str, object]]:
     ids=lambda p: str(p.relative_to(FIXTURES)),
 )
 def test_same_findings_in_projects(project: Path) -> None:
-    assert _cli(project) == _cli(project, "--no-slicing")
+    assert _cli(project, "--slicing") == _cli(project, "--no-slicing")
 
 
 # ---------------------------------------------------------------------- the slicer itself

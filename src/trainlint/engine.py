@@ -45,8 +45,10 @@ class RunOptions:
     summaries: bool = True
     time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
     #: Blank the top-level blocks no selected rule can care about before parsing
-    #: (``--no-slicing`` turns it off; the findings are the same either way).
-    slicing: bool = True
+    #: (``--slicing``; the findings are the same either way). Off by default: on whole
+    #: repositories with every rule it kept 95 % of the lines and cost more CPU than it saved
+    #: (bench/README.md, fourth round).
+    slicing: bool = False
 
     def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
         """What a cached result depends on besides the file's bytes.
@@ -95,7 +97,7 @@ class FileAnalyzer:
         self.known_codes = frozenset(catalog)
         self._last_wanted: tuple[str, tuple[int, ...]] | None = None
         self.expected: set[Path] = set()
-        self._block_triggers: dict[frozenset[str], tuple[Any, Any]] = {}
+        self._block_triggers: dict[frozenset[str], Any] = {}
         self.severities = dict(options.severity_overrides)
         selected = self._selected
         self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
@@ -352,7 +354,8 @@ class FileAnalyzer:
             compiled = self._block_triggers[key] = slicing.compile_triggers(key)
         in_project = None
         resolved = _resolved(path)
-        if slicing.IMPORTED in key and self.project is not None and resolved is not None:
+        wants = slicing.IMPORTED in key or any(t.startswith("loop:") for t in key)
+        if wants and self.project is not None and resolved is not None:
             project = self.project
 
             def in_project(target: str) -> bool:

@@ -45,6 +45,14 @@ LOOP = r"re:^[ \t]*(?:async[ \t]+)?(?:for|while)\b"
 #: A block trigger: a function whose name an evaluation region may have (a superset of the
 #: model's region names: eval*, *val*, test, predict*, infer*).
 EVAL_FUNCTION = r"re:(?i)^[ \t]*(?:async[ \t]+)?def[ \t]+\w*(?:eval|val|test|predict|infer)"
+#: A block trigger: a loop whose iteration may step an optimizer (a train step): ``step``,
+#: TF's ``apply_gradients``/``minimize``, in the loop's block or what it reaches.
+TRAIN_LOOP = r"loop:\bstep\b|apply_gradients|minimize"
+#: A block trigger: a loop over what may be an evaluation loader (the model's loader names).
+EVAL_LOOP = (
+    r"loop:(?i:(?<![a-z0-9])(?:val|valid|validation|test|eval|dev|holdout)"
+    r"(?:_|loader|set|(?![a-z0-9])))"
+)
 #: A block trigger: the word ``log`` (``torch.log(p)``, ``p.log()``, ``from numpy import log``).
 LOG = r"re:\blog\b"
 #: A block trigger: the block mentions a name imported from a module of the project (its
@@ -96,22 +104,27 @@ class Sliced:
     kept_lines: int
 
 
-def compile_triggers(
-    triggers: Iterable[str],
-) -> tuple[tuple[str, ...], tuple[re.Pattern[str], ...]]:
-    words, patterns = [], []
-    for trigger in triggers:
+Compiled = tuple[tuple[str, ...], tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]
+
+
+def compile_triggers(triggers: Iterable[str]) -> Compiled:
+    """Block triggers -> (words, ``re:`` patterns, ``loop:`` patterns)."""
+    words, patterns, loops = set(), [], []
+    for trigger in sorted(set(triggers)):
         if trigger.startswith("re:"):
             patterns.append(re.compile(trigger[3:], re.M))
+        elif trigger.startswith("loop:"):
+            loops.append(re.compile(trigger[5:], re.M))
         else:
-            words.append(trigger)
-    return tuple(sorted(set(words))), tuple(patterns)
+            words.add(trigger)
+    return tuple(sorted(words)), tuple(patterns), tuple(loops)
 
 
 def slice_text(
     text: str,
     words: tuple[str, ...],
     patterns: tuple[re.Pattern[str], ...],
+    loops: tuple[re.Pattern[str], ...] = (),
     in_project: Callable[[str], bool] | None = None,
 ) -> Sliced | None:
     """The text with irrelevant blocks blanked, or None when slicing would not pay (or the
@@ -134,11 +147,20 @@ def slice_text(
     if len(blocks) < 2:
         return None
     imported: set[int] = set()
-    if IMPORTED in words:
-        words = tuple(w for w in words if w != IMPORTED)
-        if in_project is not None:
-            imported = _importing(tree, blocks, in_project)
-    kept = _closure(blocks, words, patterns, imported)
+    wants_imports = IMPORTED in words
+    words = tuple(w for w in words if w != IMPORTED)
+    if (wants_imports or loops) and in_project is not None:
+        imported = _importing(tree, blocks, in_project)
+    seeds = {
+        i
+        for i, block in enumerate(blocks)
+        if any(w in block.text for w in words) or any(p.search(block.text) for p in patterns)
+    }
+    if wants_imports:
+        seeds |= imported
+    if loops:
+        seeds |= _loops_reaching(blocks, loops, imported, seeds)
+    kept = _closure(blocks, seeds)
     kept_lines = sum(b.size for i, b in enumerate(blocks) if i in kept)
     if kept_lines > WORTH_IT * len(lines):
         return None
@@ -346,12 +368,49 @@ def _import_targets(node: ast.AST) -> Iterator[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------- closure
-def _closure(
+def _binders(blocks: list[Block]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for i, block in enumerate(blocks):
+        for name in block.binds | block.methods:
+            found.setdefault(name, []).append(i)
+    return found
+
+
+def _loops_reaching(
     blocks: list[Block],
-    words: tuple[str, ...],
-    patterns: tuple[re.Pattern[str], ...],
+    loops: tuple[re.Pattern[str], ...],
     imported: set[int],
+    seeds: set[int],
 ) -> set[int]:
+    """The ``loop:`` seeds: blocks with a loop whose own text, or that of a block they reach
+    through the names they mention (helpers, methods, globals: what an iteration can run),
+    matches a pattern or mentions a name imported from the project."""
+    loop = re.compile(LOOP[3:], re.M)
+    binders = _binders(blocks)
+    found: set[int] = set()
+    for index, block in enumerate(blocks):
+        if index in seeds or not loop.search(block.text):
+            continue
+        seen = {index}
+        todo = [index]
+        while todo:
+            current = todo.pop()
+            if current in imported or any(p.search(blocks[current].text) for p in loops):
+                found.add(index)
+                break
+            parent = blocks[current].parent
+            for name in blocks[current].words & binders.keys():
+                for other in binders[name]:
+                    if other not in seen:
+                        seen.add(other)
+                        todo.append(other)
+            if parent is not None and parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return found
+
+
+def _closure(blocks: list[Block], seeds: set[int]) -> set[int]:
     """The indexes of the blocks to keep.
 
     *Downstream* blocks (the seeds, and every block that mentions a name a downstream block
@@ -359,15 +418,7 @@ def _closure(
     may hold findings; every kept block also keeps its definitions (forward) and the callers
     of the functions, classes and methods it defines (backward), so it is modelled in the
     same context as in the whole file."""
-    seeds = imported | {
-        i
-        for i, block in enumerate(blocks)
-        if any(w in block.text for w in words) or any(p.search(block.text) for p in patterns)
-    }
-    binders: dict[str, list[int]] = {}
-    for i, block in enumerate(blocks):
-        for name in block.binds | block.methods:
-            binders.setdefault(name, []).append(i)
+    binders = _binders(blocks)
     users: dict[str, list[int]] = {}
     for i, block in enumerate(blocks):
         for name in block.words & binders.keys():

@@ -63,11 +63,11 @@ _CODES_HELP = "Comma-separated codes, prefixes (TL1) or ALL; repeatable."
     help="Analyze each file on its own: do not read the project's other modules.",
 )
 @click.option(
-    "--no-slicing",
-    is_flag=True,
-    envvar="TRAINLINT_NO_SLICING",
-    help="Parse every file whole, not only the top-level blocks a selected rule can care "
-    "about (the findings are the same; for comparing).",
+    "--slicing/--no-slicing",
+    default=False,
+    envvar="TRAINLINT_SLICING",
+    help="Parse only the top-level blocks a selected rule can care about (experimental; the "
+    "findings are the same).  [default: no-slicing]",
 )
 @click.option(
     "--cache-dir",
@@ -203,7 +203,7 @@ def check(paths: tuple[Path, ...], **opts: Any) -> None:
         root=cwd,
         summaries=not opts["no_summaries"],
         # Fixes are computed on, and applied to, whole trees.
-        slicing=not (opts["no_slicing"] or opts["fix"] or opts["diff"] or opts["add_noqa"]),
+        slicing=opts["slicing"] and not (opts["fix"] or opts["diff"] or opts["add_noqa"]),
     )
     notebooks = opts["include_notebooks"]
     found = discover(
