@@ -69,6 +69,7 @@ def main() -> None:
         try:
             module = timed("parse", path, cst.parse_module, source.text)
         except cst.ParserSyntaxError:
+            gc.collect(0)
             gc.enable()
             continue
         project = analyzer.project
@@ -86,6 +87,7 @@ def main() -> None:
             with_findings += 1
             timed("positions", path, lambda m=model: m.positions)
         model.release()
+        timed("gc", path, gc.collect, 0)  # as the engine, before the collector is back on
         gc.enable()
     total = sum(stages.values())
     print(

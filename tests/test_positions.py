@@ -94,3 +94,70 @@ def test_same_ranges_on_generated_code(lines: list[str], newline: str, trailing:
     except cst.ParserSyntaxError:
         return
     assert_same(code)
+
+
+def assert_same_by_statement(code: str) -> None:
+    """``StatementPositions`` (what a model parsed from its text uses) gives the whole-module
+    walk's range for every node, and None for a node of another tree."""
+    from trainlint.model import TrainingModel
+
+    module = cst.parse_module(code)
+    expected = positions(module)
+    model = TrainingModel(module, "example.py", code, parsed_from_text=True)
+    actual = model.positions
+    # Statements first: a header comment or the module itself falls back to the whole walk.
+    top = {id(s) for s in module.body}
+    nodes = list(expected)
+    nodes.sort(key=lambda n: n is module or _top_of(model, n) not in top)
+    for node in nodes:
+        assert actual.get(node) == expected[node], (type(node).__name__, code)
+    assert actual.get(cst.Name("elsewhere")) is None
+    model.release()
+
+
+def _top_of(model: object, node: cst.CSTNode) -> int:
+    parents = model.node_parents  # type: ignore[attr-defined]
+    while id(node) in parents and parents[id(node)] is not model.module:  # type: ignore[attr-defined]
+        node = parents[id(node)]
+    return id(node)
+
+
+@pytest.mark.parametrize("code", SAMPLES.values(), ids=SAMPLES.keys())
+def test_statement_positions_on_samples(code: str) -> None:
+    assert_same_by_statement(code)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "x = 1\nx = 1\ny = [x,\n     x]\n",  # a statement printed twice: the whole walk
+        "x = 1\nx = 1",  # the last one printed with a newline the file lacks
+        "# header\n\ndef f():\n    return 1\n# footer\n",
+        "def f():\n    pass\n\n\n@d\nclass A:\n    x = 1\n    # block comment\n\ny = 2",
+        "if a:\n    b = 1\nelse:\n    b = 2\n\n\n\nfor i in b: print(i)\n",
+    ],
+)
+def test_statement_positions_on_edges(code: str) -> None:
+    assert_same_by_statement(code)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*sorted(ROOT.glob("fixtures/*/*.py"))[:120], *sorted(ROOT.glob("src/trainlint/*.py"))],
+    ids=lambda p: p.name,
+)
+def test_statement_positions_on_real_files(path: Path) -> None:
+    assert_same_by_statement(path.read_text("utf-8"))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(_LINES, max_size=12), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_statement_positions_on_generated_code(
+    lines: list[str], newline: str, trailing: bool
+) -> None:
+    code = newline.join(lines) + (newline if trailing else "")
+    try:
+        cst.parse_module(code)
+    except cst.ParserSyntaxError:
+        return
+    assert_same_by_statement(code)

@@ -30,6 +30,7 @@ import io
 import sys
 import tokenize
 from collections.abc import Iterator
+from typing import Any
 
 #: Estimated tree depth (see the module docstring) above which a file is not parsed.
 MAX_DEPTH = 3000
@@ -172,7 +173,18 @@ _PLAIN_KINDS = frozenset(
 )
 
 
-def _c_tokens(text: str) -> Iterator[tuple[int, str, int]] | None:
+class _CTokens:
+    """The C tokenizer's tokens, ``(string, exact type, line, ...)``: :func:`_measure` reads
+    them with every operator type made ``OP`` itself (a generator doing it cost a third of
+    the measure)."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self, tokens: Iterator[tuple[Any, ...]]) -> None:
+        self.tokens = tokens
+
+
+def _c_tokens(text: str) -> _CTokens | None:
     """Tokens from 3.11's C tokenizer (a private API: None elsewhere or when it changed).
     It raises SyntaxError where :mod:`tokenize` would go on (brackets over 200 deep)."""
     if sys.version_info[:2] != (3, 11):
@@ -180,19 +192,15 @@ def _c_tokens(text: str) -> Iterator[tuple[int, str, int]] | None:
     try:
         import _tokenize  # type: ignore[import-not-found]
 
-        tokens = _tokenize.TokenizerIter(text)
+        return _CTokens(_tokenize.TokenizerIter(text))
     except (ImportError, AttributeError, TypeError):
         return None
 
-    def normalized() -> Iterator[tuple[int, str, int]]:
-        op = tokenize.OP
-        for value, kind, line, *_ in tokens:
-            yield (kind if kind in _PLAIN_KINDS else op), value, line
 
-    return normalized()
-
-
-def _measure(tokens: Iterator[tuple[int, str, int]], max_tokens: int) -> None:  # noqa: C901
+def _measure(  # noqa: C901
+    tokens: Iterator[tuple[int, str, int]] | _CTokens, max_tokens: int
+) -> None:
+    """``tokens``: ``(type, string, line)``, or the C tokenizer's."""
     # Per open bracket (and the statement at the bottom): tree levels in the current segment,
     # and how many of them the parser is quadratic in.
     frames, slows = [0], [0]
@@ -203,7 +211,15 @@ def _measure(tokens: Iterator[tuple[int, str, int]], max_tokens: int) -> None:  
     line_start = True
     prev_type, prev = tokenize.NEWLINE, ""
     count = 0
-    for kind, value, line in tokens:
+    op = tokenize.OP
+    c_tokens = isinstance(tokens, _CTokens)
+    for token in tokens.tokens if isinstance(tokens, _CTokens) else tokens:
+        if c_tokens:
+            value, kind, line = token[0], token[1], token[2]
+            if kind not in _PLAIN_KINDS:
+                kind = op
+        else:
+            kind, value, line = token
         count += 1
         if max_tokens and count > max_tokens:
             raise TooManyTokens(count, max_tokens)
