@@ -398,7 +398,11 @@ class IterationBuilder:
             return make(EventKind.CLIP, call, subject=subject, managed=managed)
         if name in ("eval", "train"):
             collective = role in (None, Role.MODEL) and collective_receiver(receiver, scope)
-            if role is Role.MODEL or collective:
+            # ``self.eval()`` in a method of an ``nn.Module`` subclass (``def predict(self,
+            # x): self.eval(); ...``): a switch of the instance the caller names
+            own = subject == "self" and scope.cls is not None
+            own = own and model.is_torch_module_class(scope.cls)  # type: ignore[arg-type]
+            if role is Role.MODEL or collective or own:
                 return mode_switch(call, name, None if collective else subject, make)
         if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
             return make(EventKind.STEP, call, subject=subject)
