@@ -229,9 +229,6 @@ class FileAnalyzer:
                 parsed=True,
             )
         finally:
-            project = self.__dict__.get("project")  # made only when a file needed it
-            if project is not None:
-                project.trees.reserve(0)
             if gc_was_enabled:
                 # The youngest generation now holds everything this file allocated and kept
                 # (a tree the project index keeps, summaries): collected here, once, instead of
@@ -261,17 +258,11 @@ class FileAnalyzer:
         sliced = None
         try:
             if module is None:  # else parsed by the project index, with the same limits
-                if project is not None:
-                    # The kept trees and this file's are alive together: room for it first
-                    # (peak memory), released once it is kept or the file is done.
-                    project.trees.reserve(len(text))
                 sliced = self._sliced(text, path, rules)
                 module = parsing.parse(text, limits.token_limit(self.options.max_file_size), sliced)
                 # A sliced tree lacks blocks another file's summary or excerpt may need.
                 if project is not None and resolved is not None and sliced is None:
                     project.keep_tree(resolved, text, module)
-                    if project.trees.get(resolved, text) is module:
-                        project.trees.reserve(0)  # kept: the store counts it now
         except parsing.Unparsable as exc:
             result.error, result.error_line = exc.message, exc.line
             return result

@@ -285,20 +285,7 @@ class TreeStore:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.chars = 0
-        #: Characters of a tree held outside the store (the file being analyzed, before or
-        #: instead of being kept here): the budget bounds every tree alive, not only these.
-        self.reserved = 0
         self._trees: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()
-
-    def reserve(self, chars: int) -> None:
-        """Make room for a tree of ``chars`` characters held elsewhere (0: none)."""
-        self.reserved = chars
-        self._shrink()
-
-    def _shrink(self) -> None:
-        while self._trees and self.chars + self.reserved > self.budget:
-            _, (dropped, _) = self._trees.popitem(last=False)
-            self.chars -= len(dropped)
 
     def get(self, path: Path, text: str) -> cst.Module | None:
         found = self._trees.get(path)
@@ -315,7 +302,9 @@ class TreeStore:
             return
         self._trees[path] = (text, tree)
         self.chars += len(text)
-        self._shrink()
+        while self.chars > self.budget:
+            _, (dropped, _) = self._trees.popitem(last=False)
+            self.chars -= len(dropped)
 
 
 def mentions(text: str, name: str) -> bool:
