@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.syntax.nodes import dotted, method_call, positional
-from trainlint.model.values.kinds import TensorKind
+from trainlint.model.values.kinds import SHAPE_METHODS, TensorKind
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -49,29 +49,9 @@ _DRAWS = frozenset(
 )
 #: In-place methods that fill a tensor with random values.
 _FILLS = frozenset({"normal_", "uniform_", "random_", "exponential_", "cauchy_", "log_normal_"})
-#: Methods whose result holds the receiver's values (and ``resize_``, which a fill follows).
-_KEEPS = frozenset(
-    {
-        "to",
-        "cuda",
-        "cpu",
-        "float",
-        "double",
-        "half",
-        "type",
-        "view",
-        "reshape",
-        "unsqueeze",
-        "squeeze",
-        "expand",
-        "contiguous",
-        "detach",
-        "clone",
-        "requires_grad_",
-        "resize_",
-        "data",
-    }
-)
+#: Methods whose result holds the receiver's values: the tensor lattice's shape methods, plus
+#: ``resize_`` (which a fill follows), ``type``, ``requires_grad_`` and ``.data``.
+_KEEPS = frozenset(SHAPE_METHODS | {"type", "requires_grad_", "resize_", "data"})
 #: Calls whose result holds their first argument's values.
 _WRAPPERS = frozenset(
     {
