@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.dataflow.facts import UNKNOWN, Holds, join
-from trainlint.model.syntax.nodes import child_nodes, descendants, keyword, positional
+from trainlint.model.syntax.nodes import bare_names, child_nodes, keyword, positional
 from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def operand_arguments(
     operand = event.operand
     # every name node of the operand, attribute names included (``val.loss`` also "uses" a
     # parameter ``loss``): at worst that keeps one more argument for the fix to convert
-    used = {n.value for n in (operand, *descendants(operand)) if isinstance(n, cst.Name)}
+    used = bare_names(operand)
     found = (argument_for(call, callee, p) for p in callee.params if p in used)
     return [a for a in found if a is not None]
 

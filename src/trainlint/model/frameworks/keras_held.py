@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import descendants, dotted, keyword, literal
+from trainlint.model.syntax.nodes import bare_names, descendants, dotted, keyword, literal
 from trainlint.model.syntax.scopes import argument_for
 from trainlint.model.values.mode_layers import ModeLayers
 
@@ -93,16 +93,9 @@ def branches_on_training(info: ClassInfo) -> bool:
     if method is None or "training" not in method.params:
         return False
     for node in descendants(method.node):
-        if isinstance(node, (cst.If, cst.IfExp, cst.While)) and "training" in _names(node.test):
+        if isinstance(node, (cst.If, cst.IfExp, cst.While)) and "training" in bare_names(node.test):
             return True
     return False
-
-
-def _names(node: cst.CSTNode) -> set[str]:
-    found = {n.value for n in descendants(node) if isinstance(n, cst.Name)}
-    if isinstance(node, cst.Name):
-        found.add(node.value)
-    return found
 
 
 class BuilderFlags:

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.syntax.nodes import contains, dotted, keyword, literal, method_call, positional
+from trainlint.model.syntax.nodes import (
+    bare_names,
+    contains,
+    dotted,
+    keyword,
+    literal,
+    method_call,
+    positional,
+)
 from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
@@ -76,7 +84,7 @@ def only_inspected(model: TrainingModel, site: LoaderSite) -> bool:
         if any(dotted(a.value) == name for a in site_call.node.args):
             return False  # ``train(model, loader)``: it may train there
     for returned, order in zip(scope.returns, scope.return_orders, strict=False):
-        if current(order) and name in _names(returned):
+        if current(order) and name in bare_names(returned):
             return False
     for bindings in scope.bindings.values():
         for binding in bindings:
@@ -95,19 +103,19 @@ def _hands_batches_on(model: TrainingModel, loop: LoopInfo) -> bool:
     node = loop.node
     if not isinstance(node, cst.For):
         return True
-    targets = _names(node.target)
+    targets = bare_names(node.target)
     for site in model.calls_in(loop.scope):
         call = site.node
         if not contains(node.body, call):
             continue
-        if not any(_names(a.value) & targets for a in call.args):
+        if not any(bare_names(a.value) & targets for a in call.args):
             continue
         if site.qualified or (dotted(call.func) or "") in _BUILTINS:
             continue
         if model.dataflow.grad_disabled(call):
             continue  # under ``torch.no_grad()``: nothing there trains on the batch
         method = method_call(call)
-        if method is not None and (_names(method[0]) & targets or method[1] in _COLLECTING):
+        if method is not None and (bare_names(method[0]) & targets or method[1] in _COLLECTING):
             continue  # ``x.to(device)``, ``lengths.extend(...)``
         if model.role_of(method[0] if method else call.func, loop.scope) is Role.MODEL:
             continue
@@ -178,15 +186,4 @@ def _dataset_names(model: TrainingModel, dataset: cst.BaseExpression, site: Load
         first = positional(value, 0)
         if first is not None and dotted(first):
             found.add(dotted(first))  # type: ignore[arg-type]
-    return found
-
-
-def _names(expr: cst.CSTNode) -> set[str]:
-    found: set[str] = set()
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.Name):
-            found.add(node.value)
-        stack.extend(node.children)
     return found

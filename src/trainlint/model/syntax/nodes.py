@@ -215,6 +215,15 @@ def names_in(node: cst.CSTNode) -> set[str]:
     return {n for n in found if n}
 
 
+def bare_names(node: cst.CSTNode) -> set[str]:
+    """Every plain name in ``node``, itself included (``x`` and ``y`` in ``x.to(y)``; unlike
+    :func:`names_in`, which gives dotted names)."""
+    found = {n.value for n in descendants(node) if type(n) is cst.Name}
+    if type(node) is cst.Name:
+        found.add(node.value)
+    return found
+
+
 def ends_in_jump(suite: cst.BaseSuite) -> bool:
     """Whether a block always leaves by ``continue``/``break``/``return``/``raise``."""
     body = suite.body if isinstance(suite, cst.IndentedBlock) else [suite]
