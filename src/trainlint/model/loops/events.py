@@ -28,6 +28,7 @@ from trainlint.model.loops.mode_switches import (
     fold_switch,
     literal_arguments,
     mode_switch,
+    wrapper_switch,
 )
 from trainlint.model.syntax.nodes import (
     child_nodes,
@@ -404,6 +405,10 @@ class IterationBuilder:
             own = own and model.is_torch_module_class(scope.cls)  # type: ignore[arg-type]
             if role is Role.MODEL or collective or own:
                 return mode_switch(call, name, None if collective else subject, make)
+            if role is None:
+                found = wrapper_switch(model, call, receiver, name, scope, make)
+                if found is not None:
+                    return found
         if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
             return make(EventKind.STEP, call, subject=subject)
         if name == "gradient" and role is Role.TAPE:

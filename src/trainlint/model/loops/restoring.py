@@ -153,8 +153,8 @@ class TrainModeRestoring:
                 others.setdefault(name, i)
         found = []
         for index, event in enumerate(events):
-            if event.kind is not EventKind.EVAL_MODE:
-                continue
+            if event.kind is not EventKind.EVAL_MODE or event.presumed:
+                continue  # ``agent.eval()`` of an unseen class may do anything else
             target, subject, secondary = first, primary, False
             if not same_model(event.subject, primary):
                 matching = [i for name, i in others.items() if same_model(event.subject, name)]
