@@ -42,8 +42,18 @@ class LoopQueries:
         """The events of one iteration of ``loop`` (nested loops and helpers included)."""
         key = id(loop.node)
         if key not in self._iterations:
-            self._iterations[key] = IterationBuilder(self).loop_events(loop)
+            builder = IterationBuilder(self)
+            self._iterations[key] = builder.loop_events(loop)
+            if builder.reentered:
+                self._reentrant_loops.add(key)
         return self._iterations[key]
+
+    def reusable_iteration(self, loop: LoopInfo) -> list[Event] | None:
+        """``iteration(loop)``, unless it inlines a function around the loop (a recursive
+        helper): then the events of the loop's body depend on the tests around the loop, and a
+        function's or outer loop's events flatten that body themselves."""
+        events = self.iteration(loop)
+        return None if id(loop.node) in self._reentrant_loops else events
 
     def function_events(self, scope: Scope) -> list[Event]:
         key = id(scope.node)
