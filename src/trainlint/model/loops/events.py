@@ -55,6 +55,9 @@ class IterationBuilder:
     """Flattens a block of statements into events."""
 
     max_depth = 3
+    #: Whether a loop's own iteration is placed in the events around it instead of flattening
+    #: its body again (see ``_reused_iteration``; off only to test that both agree).
+    reuse_iterations = True
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
@@ -165,7 +168,7 @@ class IterationBuilder:
 
         Measured: every function's events (TL111) and every loop's (train steps) flattened the
         same loop bodies again, nested loops once per loop around them."""
-        if loop is None or stack or via or loop.scope is not scope:
+        if loop is None or stack or via or loop.scope is not scope or not self.reuse_iterations:
             return None
         return self.model.reusable_iteration(loop)
 
