@@ -100,7 +100,7 @@ def far_away():
 
 
 def _sliced(text: str, *triggers: str) -> slicing.Sliced | None:
-    return slicing.slice_text(text, *slicing.compile_triggers(triggers))
+    return slicing.slice_text(text, [slicing.compile_triggers(triggers)])
 
 
 def test_keeps_seeds_imports_and_definitions_blanks_the_rest() -> None:
@@ -144,7 +144,7 @@ def test_eval_function_pattern_covers_the_models_region_names() -> None:
     from trainlint.model.loops import regions
 
     words = re.findall(r"[a-z]+", regions._REGION_FUNCTION.pattern.split("(_|$)")[0])
-    pattern = slicing.compile_triggers([slicing.EVAL_FUNCTION])[1][0]
+    pattern = slicing.compile_triggers([slicing.EVAL_FUNCTION]).patterns[0]
     for word in words:
         assert pattern.search(f"    def run_{word}_Epoch(self):"), word
         assert pattern.search(f"def {word.upper()}(x):"), word

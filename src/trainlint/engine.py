@@ -97,7 +97,7 @@ class FileAnalyzer:
         self.known_codes = frozenset(catalog)
         self._last_wanted: tuple[str, tuple[int, ...]] | None = None
         self.expected: set[Path] = set()
-        self._block_triggers: dict[frozenset[str], Any] = {}
+        self._block_triggers: dict[tuple[str, ...], Any] = {}
         self.severities = dict(options.severity_overrides)
         selected = self._selected
         self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
@@ -330,29 +330,31 @@ class FileAnalyzer:
         it whole (see :mod:`trainlint.slicing`)."""
         if not self.options.slicing or path.suffix != ".py":
             return None
-        triggers: set[str] = set()
+        declared: list[tuple[str, ...]] = []
         for rule in rules:
             if rule.uses_suppressions:
                 continue  # judged on the real text and the other rules' findings
             if rule.block_triggers is None:
                 return None
-            triggers.update(rule.block_triggers)
+            declared.append(rule.block_triggers)
         from trainlint import slicing
 
-        key = frozenset(triggers)
-        compiled = self._block_triggers.get(key)
-        if compiled is None:
-            compiled = self._block_triggers[key] = slicing.compile_triggers(key)
+        compiled = []
+        for triggers in declared:
+            known = self._block_triggers.get(triggers)
+            if known is None:
+                known = self._block_triggers[triggers] = slicing.compile_triggers(triggers)
+            compiled.append(known)
         in_project = None
         resolved = _resolved(path)
-        wants = slicing.IMPORTED in key or any(t.startswith("loop:") for t in key)
+        wants = any(t.imported or t.loops or t.loop_structural for t in compiled)
         if wants and self.project is not None and resolved is not None:
             project = self.project
 
             def in_project(target: str) -> bool:
                 return project.resolve(resolved, target) is not None
 
-        found = slicing.slice_text(text, *compiled, in_project)
+        found = slicing.slice_text(text, compiled, in_project)
         return found.text if found is not None else None
 
     def drop_ignored(self, result: FileResult) -> FileResult:
