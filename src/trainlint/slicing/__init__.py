@@ -65,6 +65,13 @@ IMPORTED = "<imported>"
 #: Block triggers: a loop whose iteration (or what it reaches) accumulates into a target
 #: (``total += x``, ``total = total + x``: see :mod:`trainlint.slicing.conditions`).
 ACCUMULATING_LOOP = "loop-ast:accumulates"
+#: Block triggers: a loop that adds into a total, a list, a meter or a metric (or reaches a
+#: helper that does): ``total += x``, ``xs.append(x)``, ``meter.update(x)``, ``acc(p, y)`` then
+#: ``acc.compute()``, keras ``update_state``/``result``.
+TOTALLING_LOOP = "loop-ast:call=add,add_,append,compute,extend,insert,result,update,update_state"
+#: A block trigger: ``self.x = [...]`` (a container display or comprehension; see
+#: :mod:`trainlint.slicing.conditions`).
+SELF_CONTAINER = "ast:self-container"
 #: A gate: the rule's other block triggers count only in a file that imports torch.
 IMPORTS_TORCH = "import:torch"
 #: Kept lines above this share of the file: parse it whole (the tree can then be shared).
