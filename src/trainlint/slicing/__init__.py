@@ -40,6 +40,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from trainlint.slicing import closure, conditions
 from trainlint.slicing.blocks import outline
@@ -153,6 +154,42 @@ def compile_triggers(triggers: Iterable[str]) -> Triggers:
         imported,
         tuple(gates),
     )
+
+
+class _Sliceable(Protocol):
+    block_triggers: tuple[str, ...] | None
+    uses_suppressions: bool
+
+
+class Slicer:
+    """Slices texts for the rules a file's prefilter let through (each rule's triggers are
+    compiled once)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[str, ...], Triggers] = {}
+
+    def text_for(
+        self,
+        text: str,
+        rules: Iterable[_Sliceable],
+        in_project: Callable[[], Callable[[str], bool] | None],
+    ) -> str | None:
+        """``text`` sliced for ``rules``, or None to parse it whole. ``in_project`` makes the
+        test :func:`slice_text` needs for :data:`IMPORTED` and loop triggers (only asked for
+        when some rule has them: it may build the project index)."""
+        compiled = []
+        for rule in rules:
+            if rule.uses_suppressions:
+                continue  # judged on the real text and the other rules' findings
+            if rule.block_triggers is None:
+                return None  # the rule needs the whole file
+            known = self._compiled.get(rule.block_triggers)
+            if known is None:
+                known = self._compiled[rule.block_triggers] = compile_triggers(rule.block_triggers)
+            compiled.append(known)
+        wants = any(t.imported or t.loops or t.loop_structural for t in compiled)
+        found = slice_text(text, compiled, in_project() if wants else None)
+        return found.text if found is not None else None
 
 
 def _union(rules: Iterable[Triggers]) -> Triggers:
