@@ -55,10 +55,17 @@ def _import_targets(node: ast.AST) -> Iterator[tuple[str, str]]:
 
 # ---------------------------------------------------------------------- closure
 def _binders(blocks: list[Block]) -> dict[str, list[int]]:
+    """Name -> the blocks binding it. A dunder method binds nothing here: its name is written
+    only where it is defined or called on a base (``super().__init__()``, whose class is
+    mentioned by name anyway); the syntax that runs it (``C(x)``, ``obj[i]``) names the class
+    or the object. Else every class with an ``__init__`` would keep every other one."""
     found: dict[str, list[int]] = {}
     for i, block in enumerate(blocks):
-        for name in block.binds | block.methods:
+        for name in block.binds:
             found.setdefault(name, []).append(i)
+        for name in block.methods - block.binds:
+            if not (name.startswith("__") and name.endswith("__")):
+                found.setdefault(name, []).append(i)
     return found
 
 
