@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.loops.event_types import Event, EventKind
-from trainlint.model.loops.mode_switches import collective_receiver, mode_switch
+from trainlint.model.loops.mode_switches import collective_receiver, mode_switch, wrapper_switch
 from trainlint.model.syntax.nodes import dotted, method_call, positional
 from trainlint.model.values.modules import constructs_module
 from trainlint.model.values.roles import Role, is_closure_step
@@ -110,6 +110,10 @@ def classify_call(
         own = own and model.is_torch_module_class(scope.cls)  # type: ignore[arg-type]
         if role is Role.MODEL or collective or own:
             return mode_switch(call, name, None if collective else subject, make)
+        if role is None:
+            found = wrapper_switch(model, call, receiver, name, scope, make)
+            if found is not None:
+                return found
     if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
         return make(EventKind.STEP, call, subject=subject)
     if name == "gradient" and role is Role.TAPE:
