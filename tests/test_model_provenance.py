@@ -214,12 +214,18 @@ def run(loader, criterion):
         both = criterion(out.detach().cpu(), y.cpu())
         target_only = criterion(out, y.detach())
         functional = F.l1_loss(out.detach(), y)
+        fresh_target = F.smooth_l1_loss(out, torch.tensor([1.0]))
 """
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("both", Holds.TENSOR), ("target_only", Holds.GRAPH), ("functional", Holds.TENSOR)],
+    [
+        ("both", Holds.TENSOR),
+        ("target_only", Holds.GRAPH),
+        ("functional", Holds.TENSOR),
+        ("fresh_target", Holds.GRAPH),  # a factory tensor is not a detached prediction
+    ],
 )
 def test_a_loss_of_a_detached_prediction_makes_no_graph(name: str, expected: Holds) -> None:
     model = build(DETACHED)

@@ -38,7 +38,7 @@ from trainlint.model.dataflow.facts import (
 from trainlint.model.dataflow.reductions import FUNCTIONAL_LOSSES
 from trainlint.model.loops.frozen import parameters_frozen
 from trainlint.model.syntax.names import is_under
-from trainlint.model.syntax.nodes import dotted, method_call, names_in
+from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow.graph import Dataflow
@@ -124,7 +124,18 @@ def detached_operands(flow: Dataflow, call: cst.Call, scope: Scope, before: int 
     facts = [flow.fact(v, scope, before) for v in operands]
     if any(f.holds is Holds.GRAPH or f.no_grad for f in facts):
         return False  # a graph, or made under ``no_grad`` (that provenance is told elsewhere)
-    return any(f.holds is Holds.TENSOR for f in facts)
+    return any(_detached(v) for v in operands)  # a factory tensor (``torch.tensor([r])``) is not
+
+
+def _detached(expr: cst.BaseExpression) -> bool:
+    """``pred.detach().cpu()`` / ``out.data``: the operand is cut from its graph as written."""
+    for node in (expr, *descendants(expr)):
+        called = method_call(node) if isinstance(node, cst.Call) else None
+        if called is not None and called[1] == "detach":
+            return True
+        if isinstance(node, cst.Attribute) and node.attr.value == "data":
+            return True
+    return False
 
 
 def detached_criterion_call(
