@@ -263,3 +263,10 @@ def _end(pool: ProcessPoolExecutor) -> None:
         with contextlib.suppress(Exception):
             process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    # The executor's manager thread closes its wake-up pipe when it sees the workers gone;
+    # if that races the interpreter's exit hook (which writes to the same pipe), Python 3.11
+    # prints "OSError: Bad file descriptor" on Ctrl-C. Let it finish before exiting.
+    manager = getattr(pool, "_executor_manager_thread", None)  # private, like _processes
+    if manager is not None:
+        with contextlib.suppress(Exception):
+            manager.join(timeout=2)
