@@ -387,7 +387,7 @@ class ProjectIndex:
         text = module.text
         if text is None or not usable_for_trees(text):
             return None
-        found = self.trees.get(module.path, text)
+        found = self.trees.get(module.path, text, use=True)
         if found is not None or module.path not in self.expected:
             return found
         # Parsed whole once at most: dropped from the store before the engine came to it, the
@@ -399,7 +399,7 @@ class ProjectIndex:
             found = parsing.parse(text, self.max_tokens)
         except (parsing.Unparsable, limits.TooManyTokens, RecursionError, MemoryError):
             return None
-        self.trees.put(module.path, text, found)
+        self.trees.put(module.path, text, found, used=True)
         return found
 
     def tree(self, path: Path, text: str) -> cst.Module | None:

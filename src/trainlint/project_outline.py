@@ -279,31 +279,48 @@ def excerpt_tree(
 
 
 class TreeStore:
-    """Whole libcst trees by resolved path, with their text, least recently used dropped
-    first once their texts pass ``budget`` characters (a run's trees would not fit in memory)."""
+    """Whole libcst trees by resolved path, with their text, dropped once their texts pass
+    ``budget`` characters (a run's trees would not fit in memory).
+
+    Segmented, not plainly least recently used: a tree that served an excerpt (``use``) or was
+    parsed for one ahead of its file's analysis is kept before a tree only its own analysis
+    put. Most files of a run are imported by none (scripts, tests); their trees, put one after
+    the other, pushed out the few modules every file imports, whose excerpts were then parsed
+    as text again (13 of 150 on four real repositories), and trees parsed ahead for a later
+    analysis, which then parsed its file a second time (5). Which trees are kept changes no
+    summary: an excerpt cut from a tree is the excerpt parsed from text."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.chars = 0
-        self._trees: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()
+        self._fresh: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()  # put only
+        self._used: OrderedDict[Path, tuple[str, cst.Module]] = OrderedDict()  # used, or ahead
 
-    def get(self, path: Path, text: str) -> cst.Module | None:
-        found = self._trees.get(path)
+    def get(self, path: Path, text: str, use: bool = False) -> cst.Module | None:
+        """The tree of ``text`` at ``path``; ``use``: for an excerpt (kept longer from now)."""
+        segment = self._used if path in self._used else self._fresh
+        found = segment.get(path)
         if found is None or (found[0] is not text and found[0] != text):
             return None
-        self._trees.move_to_end(path)
+        if use and segment is self._fresh:
+            del self._fresh[path]
+            self._used[path] = found
+        else:
+            segment.move_to_end(path)
         return found[1]
 
-    def put(self, path: Path, text: str, tree: cst.Module) -> None:
-        old = self._trees.pop(path, None)
+    def put(self, path: Path, text: str, tree: cst.Module, used: bool = False) -> None:
+        """Keep ``tree``; ``used``: parsed for an excerpt (before its file's analysis)."""
+        old = self._fresh.pop(path, None) or self._used.pop(path, None)
         if old is not None:
             self.chars -= len(old[0])
         if len(text) > self.budget:
             return
-        self._trees[path] = (text, tree)
+        (self._used if used else self._fresh)[path] = (text, tree)
         self.chars += len(text)
         while self.chars > self.budget:
-            _, (dropped, _) = self._trees.popitem(last=False)
+            segment = self._fresh or self._used
+            _, (dropped, _) = segment.popitem(last=False)
             self.chars -= len(dropped)
 
 
