@@ -65,9 +65,11 @@ if TYPE_CHECKING:
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 #: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
 _MAX_HOPS = 4
-#: Whole libcst trees kept for reuse, in characters of their source: a tree costs about 70
-#: bytes of resident memory per character (measured on diffusers' models), so about 30 MB.
-TREE_BUDGET = 400_000
+#: Whole libcst trees kept for reuse, in characters of their source (the file being analyzed
+#: included): a tree costs about 70 bytes of resident memory per character (measured on
+#: diffusers' models), so about 56 MB. 400 000 dropped 17 of the 70 trees four real
+#: repositories' excerpts needed (507 000 characters) before their last excerpt.
+TREE_BUDGET = 800_000
 #: Outlines that keep their module's ``ast`` statements, most recently used.
 _AST_KEPT = 8
 
@@ -406,7 +408,9 @@ class ProjectIndex:
         """A tree of ``text`` (the file at ``path``, resolved) that this index parsed or kept,
         parsed as :func:`trainlint.parsing.parse` would with the same limits."""
         self.expected.discard(path)  # analyzed now: summaries need not parse it whole for it
-        return self.trees.get(path, text)
+        found = self.trees.get(path, text)
+        self.trees.reserve(path, len(text))
+        return found
 
     def keep_tree(self, path: Path, text: str, tree: cst.Module) -> None:
         """The engine's parse of a file: summaries of its definitions reuse it."""
