@@ -198,10 +198,10 @@ def _not_scaled(model: TrainingModel, train: TrainStep, event: Event, flow: Flow
     operand = _operand(model, event)
     steps = _steps_text(model, train)
     window = _window(model, train)
-    source = flow.sources[0].label if flow.sources else "the loss"
+    source = f"`{flow.sources[0].label}`" if flow.sources else "its mean"
     message = (
         f"`{operand}` is back-propagated {window}, but it is never divided by `{steps}`: "
-        f"`{source}` averages each micro-batch, so the accumulated gradient is {steps} times "
+        f"{source} averages each micro-batch, so the accumulated gradient is {steps} times "
         "the gradient of the whole window"
     )
     divided = f"{_wrap(operand)} / {steps}"

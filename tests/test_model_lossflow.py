@@ -76,6 +76,18 @@ for i, (x, y) in enumerate(loader):
         ("loss = ((out - y) ** 2).mean()\n    loss.backward()", Reduction.MEAN, []),
         ("loss = ((out - y) ** 2).sum()\n    loss.backward()", Reduction.SUM, []),
         ("loss = helper_unknown(out, y)\n    loss.backward()", Reduction.UNKNOWN, []),
+        # a torch.distributions log-probability is one value per sample, also times a return
+        (
+            "d = torch.distributions.Categorical(out)\n    (-d.log_prob(y) * g).backward()",
+            Reduction.NONE,
+            [],
+        ),
+        (
+            "d = torch.distributions.Normal(out, 1.0)\n    d.log_prob(y).mean().backward()",
+            Reduction.MEAN,
+            [],
+        ),
+        ("(-unknown_thing.log_prob(y) * g).backward()", Reduction.UNKNOWN, []),
     ],
 )
 def test_divisions_and_reductions(lines: str, reduction: Reduction, divided_by: list[str]) -> None:

@@ -354,3 +354,35 @@ def test_layers_switched_through_a_train_step_helper_reads_the_looping_code_mode
         for item in restoring.unrestored_switches()
     }
     assert free == {"plain": True, "dropping": False}
+
+
+EVAL_FOR_TRAINING = """
+import torch.nn.functional as F
+from elsewhere import report
+
+
+def probe(net, loader, opt):
+    net.eval()
+    for x, y in loader:
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+
+def before_report(net, loader, opt):
+    for epoch in range(3):
+        net.eval()
+        report(net)
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+"""
+
+
+def test_an_eval_switch_made_for_the_train_step_is_chosen_on_purpose() -> None:
+    model = build(EVAL_FOR_TRAINING)
+    found = [item.switch.scope.name for item in model.restoring.unrestored_switches()]
+    # ``probe`` trains in eval mode on purpose (a linear evaluation); in ``before_report``
+    # the model is handed to a call between the switch and the step: an evaluation's switch
+    assert found == ["before_report"]

@@ -86,6 +86,26 @@ def test_no_regions_without_torch_or_in_frameworks_and_tests() -> None:
     assert build(source).eval_regions == []
 
 
+def test_a_function_whose_unpacked_results_are_back_propagated_is_training() -> None:
+    source = """
+    import torch
+
+
+    def evaluate(policy, states):
+        mean, log_std = policy(states)
+        return mean.tanh(), log_std.sum()
+
+
+    def update(policy, opt, batches):
+        for states in batches:
+            action, log_prob = evaluate(policy, states)
+            opt.zero_grad()
+            (log_prob - action.mean()).backward()
+            opt.step()
+    """
+    assert build(source).eval_regions == []
+
+
 MODES = """
 import torch
 

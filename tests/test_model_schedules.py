@@ -429,3 +429,24 @@ def test_a_name_bound_to_schedulers_of_different_kinds_has_no_fixed_cadence() ->
     )
     (event,) = events_of(model, EventKind.SCHEDULER_STEP)
     assert scheduler_of(model, event).kind is ScheduleKind.OTHER
+
+
+def test_a_project_scheduler_class_in_another_branch_leaves_no_fixed_cadence() -> None:
+    model = build(
+        """
+        import torch
+        import schedules
+
+        def fit(net, opt, loader, cfg):
+            if cfg.policy == "poly":
+                sched = schedules.PolyLR(opt, cfg.total_iters)
+            else:
+                sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size)
+            for x in loader:
+                net(x).sum().backward()
+                opt.step()
+                sched.step()
+        """
+    )
+    (event,) = events_of(model, EventKind.SCHEDULER_STEP)
+    assert scheduler_of(model, event).kind is ScheduleKind.OTHER

@@ -27,6 +27,7 @@ from trainlint.model.dataflow.lossforms import (
     TOKEN_LOSSES,
     call_order,
     in_place_scalings,
+    is_distribution,
     is_masked_selection,
     options_of,
     selector,
@@ -163,6 +164,9 @@ class _Tracer:
                     return flow.with_division(Division(expr, other.reciprocal))
             product = _combine([left, right])
             divisions = (*left.divisions, *right.divisions)  # a factor divided divides it all
+            if Reduction.NONE in (left.reduction, right.reduction):
+                # ``-dist.log_prob(a) * reward``: a product of per-element values stays one
+                return Flow(Reduction.NONE, divisions, product.sources)
             return Flow(product.reduction, divisions, product.sources)
         if isinstance(operator, (cst.Add, cst.Subtract)):
             return _combine([left, right])
@@ -247,6 +251,9 @@ class _Tracer:
             return inner
         if name in PASS_THROUGH:
             return self.expression(receiver, scope, before, frames)
+        if name == "log_prob" and is_distribution(self.model, receiver, scope, before):
+            # one log-probability per sample (the terms of REINFORCE): not a batch mean
+            return Flow(Reduction.NONE, (), ())
         return None
 
     def _loss_call(

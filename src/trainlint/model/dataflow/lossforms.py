@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 
 import libcst as cst
 
+from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call, positional
 
 if TYPE_CHECKING:
@@ -32,6 +33,23 @@ PASS_THROUGH = {
     "float", "double", "half", "to", "cuda", "cpu", "squeeze", "contiguous", "clone", "type",
     "view_as", "reshape",
 }  # fmt: skip
+
+
+def is_distribution(
+    model: TrainingModel, expr: cst.BaseExpression, scope: Scope, before: int
+) -> bool:
+    """``Categorical(probs)`` of ``torch.distributions``, directly or through its name (its
+    ``log_prob`` is one value per sample, not a batch mean)."""
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        bindings = [
+            b
+            for b in model.lookup(dotted(expr) or "", scope)
+            if b.order < before and b.augmented is None and b.unpack_index is None
+        ]
+        expr = max(bindings, key=lambda b: b.order).value if bindings else None
+    if not isinstance(expr, cst.Call):
+        return False
+    return is_under(model.imports.qualify(expr.func), "torch.distributions")
 
 
 def options_of(call: cst.Call) -> dict[str, cst.BaseExpression]:

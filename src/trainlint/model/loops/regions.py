@@ -258,11 +258,20 @@ def _feeds_backward(model: TrainingModel, scope: Scope) -> bool:
                 return True
             if isinstance(current, cst.Assign):
                 for target in current.targets:
-                    name = dotted(target.target)
-                    if name and flow.uses(name, site.scope).backward:
-                        return True
+                    for name in _bound_names(target.target):
+                        if flow.uses(name, site.scope).backward:
+                            return True
             current = flow.parent(current)
     return False
+
+
+def _bound_names(target: cst.BaseExpression) -> list[str]:
+    """The names an assignment target binds: ``action, log_prob = sample(policy, s)`` binds
+    both."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _bound_names(e.value)]
+    name = dotted(target)
+    return [name] if name else []
 
 
 def _framework_or_module_method(model: TrainingModel, scope: Scope) -> bool:

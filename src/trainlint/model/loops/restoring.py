@@ -22,7 +22,14 @@ from trainlint.model.loops.event_types import Event, EventKind
 from trainlint.model.loops.gradients import parameter_sources, same_object
 from trainlint.model.loops.mode_switches import same_model
 from trainlint.model.loops.modes import forward_target, model_value
-from trainlint.model.syntax.nodes import contains, descendants, dotted, literal, names_in
+from trainlint.model.syntax.nodes import (
+    bare_names,
+    contains,
+    descendants,
+    dotted,
+    literal,
+    names_in,
+)
 from trainlint.model.values.mode_layers import UNKNOWN as UNKNOWN_LAYERS
 from trainlint.model.values.mode_layers import ModeLayers
 from trainlint.model.values.modules import MODULE_ONLY_METHODS
@@ -157,6 +164,8 @@ class TrainModeRestoring:
             trained = self._trained_by_step(step, loop, event.subject or subject)
             if trained is False or (secondary and trained is not True):
                 continue  # a model no stepped optimizer holds is kept in eval on purpose
+            if self._for_training(events, index, target, event):
+                continue  # the mode the train step is meant to run in (a linear evaluation)
             if self._restored(events, index, target, event):
                 continue
             if self._made_each_iteration(event, loop):
@@ -196,6 +205,10 @@ class TrainModeRestoring:
         index = (start + 1) % count
         while index != target:
             event = events[index]
+            if same_model(event.subject, switch.subject) and self._for_training(
+                events, index, target, event
+            ):
+                return True  # the train step is reached in the eval mode chosen for it
             if (
                 event.kind is EventKind.TRAIN_MODE
                 and same_model(event.subject, switch.subject)
@@ -210,6 +223,37 @@ class TrainModeRestoring:
             if index == (start + 1) % count:
                 break
         return False
+
+    def _for_training(self, events: list[Event], index: int, target: int, switch: Event) -> bool:
+        """``events[index]`` is an eval switch made for the train step itself: written in the
+        step's function before its first forward, with no other forward of the model and no
+        call handing the model elsewhere in between (``net.eval()`` at the top of a
+        linear-evaluation epoch: BatchNorm statistics must not move). An evaluation's switch
+        is followed by the evaluation's own forwards, or by the call that runs them."""
+        goal = events[target]
+        if (
+            switch.kind is not EventKind.EVAL_MODE
+            or index >= target
+            or switch.scope is not goal.scope
+        ):
+            return False
+        if any(
+            e.kind is EventKind.FORWARD and same_model(e.subject, switch.subject)
+            for e in events[index + 1 : target]
+        ):
+            return False
+        start = self._call_order.get(id(switch.node))
+        end = self._call_order.get(id(goal.node))
+        root = (switch.subject or "").split(".", 1)[0]
+        if start is None or end is None or not root:
+            return False
+        return not any(
+            start < site.order < end
+            and site.node not in goal.via
+            and not contains(site.node, goal.node)  # ``loss_fn(net(x), y)``
+            and any(root in bare_names(arg.value) for arg in site.node.args)
+            for site in self.model.calls_in(switch.scope)
+        )
 
     def _made_each_iteration(self, switch: Event, loop: LoopInfo) -> bool:
         """The switched model is made afresh in each iteration of ``loop`` before the switch

@@ -192,9 +192,18 @@ def scheduler_of(model: TrainingModel, event: Event) -> SchedulerInfo:
 def _alternatives(
     model: TrainingModel, expr: cst.BaseExpression | None, scope: Scope
 ) -> set[ScheduleKind]:
-    """Kinds of every scheduler constructor bound to the same name."""
+    """Kinds of every scheduler constructor bound to the same name (a project's own class
+    counts as CUSTOM: ``utils.PolyLR(opt, total_iters)`` in one branch, ``StepLR`` in the
+    other, both stepped at the one place the loop steps ``scheduler``)."""
     bindings = model.lookup(dotted(expr) or "", scope)
-    return {classify_scheduler(value).kind for value, _ in _constructors(model, bindings, scope)}
+    kinds = {classify_scheduler(value).kind for value, _ in _constructors(model, bindings, scope)}
+    for binding in bindings:
+        value = binding.value
+        if binding.augmented or binding.unpack_index is not None:
+            continue
+        if isinstance(value, cst.Call) and _own_scheduler_class(model, value):
+            kinds.add(ScheduleKind.CUSTOM)
+    return kinds
 
 
 def _constructors(
