@@ -167,3 +167,67 @@ def test_mentions_is_the_word_pattern() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         name = rng.choice(["a", "ab", "a_b", "_", "x1", "\u00e9", "b\u0661", "a.b"])
         assert mentions(text, name) == (re.search(rf"\b{re.escape(name)}\b", text) is not None)
+
+
+def _excerpt_walking_every_statement(found, name):  # type: ignore[no-untyped-def]
+    """:func:`excerpt` as it was before the text prefilter: every statement's nodes walked."""
+    statements = found.statements
+    imports = [statements[i] for i in found.imports]
+    if name not in found.defines:
+        return (imports, None) if any(name in s.bound for s in imports) else None
+    target = statements[found.defines[name]]
+    wanted = {}
+    stack = [target]
+    while stack:
+        statement = stack.pop()
+        if statement.index in wanted:
+            continue
+        wanted[statement.index] = statement
+        for ref in found.refs(statement, statement.is_class and statement is not target):
+            if ref in found.defines:
+                stack.append(statements[found.defines[ref]])
+    return sorted([*imports, *wanted.values()], key=lambda s: s.lineno), target
+
+
+PREFILTERED = """
+    import torch
+    from .base import Base
+
+    SCALE = 2
+    def SCALE_too(): return 1
+
+    def alone(x):
+        return torch.relu(x)  # "SCALE" in a comment is no reference, but walks the statement
+
+    def recursive(n):
+        return recursive(n - 1) if n else alone(n)
+
+    x = 1
+    def x():
+        return x
+
+    class Head(Base):
+        '''Mentions helper in a string only.'''
+        def forward(self, y):
+            return y * SCALE
+
+    class Other(Head):
+        pass
+
+    def helper(): return 'naïve'
+    def uses_helper(): return helper()  # nàme
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "breaks"), [(PREFILTERED, "\n"), (NETS, "\n"), (PREFILTERED, "\r\n")]
+)
+def test_excerpts_skip_walking_statements_that_name_nothing_defined(text: str, breaks: str) -> None:
+    text = textwrap.dedent(text).replace("\n", breaks)
+    for forget in (False, True):
+        found = outline(ast.parse(text), text)
+        eager = outline(ast.parse(text), text)
+        if forget:
+            found.forget()
+        for name in [*found.defines, *found.kinds, "torch", "missing"]:
+            assert excerpt(found, name) == _excerpt_walking_every_statement(eager, name), name
