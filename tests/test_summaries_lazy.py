@@ -231,3 +231,15 @@ def test_excerpts_skip_walking_statements_that_name_nothing_defined(text: str, b
             found.forget()
         for name in [*found.defines, *found.kinds, "torch", "missing"]:
             assert excerpt(found, name) == _excerpt_walking_every_statement(eager, name), name
+
+
+@pytest.mark.parametrize(
+    "text", ["x = 1\n", "a\x0cb\n", "s = '\u2028'\n", "\x85", "é\x1d", "\r\n", "日本\u2029", ""]
+)
+def test_usable_for_trees_is_the_pattern_of_other_line_breaks(text: str) -> None:
+    import re
+
+    from trainlint.project_outline import usable_for_trees
+
+    pattern = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+    assert usable_for_trees(text) == (pattern.search(text) is None)

