@@ -173,7 +173,6 @@ def test_tree_store_is_bounded() -> None:
     assert store.get(Path("/c.py"), "z" * 11) is None  # larger than the whole budget
 
 
-
 def test_tree_store_keeps_trees_used_for_excerpts_first() -> None:
     store = TreeStore(budget=20)
     tree = cst.parse_module("x = 1\n")
