@@ -8,6 +8,7 @@ import ast
 import textwrap
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
 import trainlint.project as project_module
@@ -243,3 +244,62 @@ def test_usable_for_trees_is_the_pattern_of_other_line_breaks(text: str) -> None
 
     pattern = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
     assert usable_for_trees(text) == (pattern.search(text) is None)
+
+
+STUBBED = """
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return x
+
+        def helper(self, x):
+            return x
+
+    class Meter:
+        def update(self, val):
+            self.sum += val
+"""
+USER = """
+    from nets import Net, Meter
+
+    class Meter2:
+        def reset(self):
+            pass
+
+    net = Net()
+    meter = Meter()
+    net.state_dict()
+    net.helper(1)
+    meter.reset()
+    self_made = Meter2()
+"""
+
+
+def test_a_stub_is_made_only_for_a_method_it_may_have(tmp_path: Path) -> None:
+    """``net.state_dict()`` on another module's class: no stub made (it needs every method);
+    the callee is the same as the stub's (none). ``net.helper(1)``: the stub's method."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "nets.py").write_text(textwrap.dedent(STUBBED))
+    path = tmp_path / "train.py"
+    source = textwrap.dedent(USER)
+    model = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    calls = {model.text_of(site.node): site for site in model.calls}
+    state = calls["net.state_dict()"]
+    assert model.callee(state.node, state.scope) is None
+    assert not model.stubs._classes  # no stub made for a method the class cannot have
+    helper = calls["net.helper(1)"]
+    found = model.callee(helper.node, helper.scope)
+    assert found is not None and model.stubs.function_summary(found) is not None
+    eager = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    net = eager.instance_summary(cst.parse_expression("net"), eager.module_scope)
+    assert net is not None
+    stub = eager.stubs.class_info(net)  # the stub first: the answers it gives are the same
+    assert stub is not None and "state_dict" not in stub.methods
+    for text, site in calls.items():
+        other = next(s for s in eager.calls if eager.text_of(s.node) == text)
+        mine, theirs = model.callee(site.node, site.scope), eager.callee(other.node, other.scope)
+        assert (mine is None) == (theirs is None), text
+    summary = model.instance_summary(cst.parse_expression("meter"), model.module_scope)
+    assert summary is not None and summary.may_define("update")
+    assert not summary.may_define("reset")
