@@ -303,3 +303,15 @@ def test_a_stub_is_made_only_for_a_method_it_may_have(tmp_path: Path) -> None:
     summary = model.instance_summary(cst.parse_expression("meter"), model.module_scope)
     assert summary is not None and summary.may_define("update")
     assert not summary.may_define("reset")
+
+
+def test_relative_paths_are_relpath(tmp_path: Path) -> None:
+    import os
+
+    index = ProjectIndex()
+    for path, folder in [
+        (tmp_path / "a" / "b.py", tmp_path / "c"),
+        (tmp_path / "b.py", tmp_path),
+        (tmp_path / "b.py", tmp_path),
+    ]:
+        assert index.relative(path, folder) == os.path.relpath(path, folder)

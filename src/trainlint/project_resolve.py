@@ -8,6 +8,7 @@ resolve a name alike, and file-system checks are asked once per path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -34,12 +35,21 @@ class ImportResolver:
         self._base_folders: dict[tuple[Path, int], list[Path]] = {}
         self._top_names: dict[tuple[Path, str], bool] = {}
         self._real_paths: dict[Path, Path] = {}
+        self._relatives: dict[tuple[Path, Path], str] = {}
 
     def root_of(self, importer: Path) -> Path:
         folder = importer.parent
         if folder not in self._roots:
             self._roots[folder] = find_root(importer)
         return self._roots[folder]
+
+    def relative(self, path: Path, folder: Path) -> str:
+        """``os.path.relpath(path, folder)``, as dependencies record a module (every file of a
+        folder records the modules it imports alike)."""
+        key = (path, folder)
+        if key not in self._relatives:
+            self._relatives[key] = os.path.relpath(path, folder)
+        return self._relatives[key]
 
     def _is_file(self, path: Path) -> bool:
         if path not in self._files:

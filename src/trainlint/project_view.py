@@ -5,7 +5,6 @@ with its digest, for the file's cache entry (:meth:`trainlint.project.ProjectInd
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ class ProjectView:
     def __init__(self, index: ProjectIndex, importer: Path) -> None:
         self.index = index
         self.importer = importer
+        self.folder = importer.parent
         #: (path relative to the importer's folder, name) -> digest of the summary used.
         self.used: dict[tuple[str, str], str] = {}
         self._lookups: dict[tuple[str, bool], tuple[Definition, list[str]] | None] = {}
@@ -100,11 +100,11 @@ class ProjectView:
         return cls
 
     def _record(self, path: Path, name: str) -> None:
-        relative = os.path.relpath(path, self.importer.parent)
+        relative = self.index.relative(path, self.folder)
         self.used[(relative, name)] = self.index.digest(path, name) if self.index.digests else ""
 
     def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
-        self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
+        self.used.setdefault((self.index.relative(path, self.folder), name), f"kind:{kind}")
 
     def callers(self, name: str, params: tuple[str, ...]) -> list[CallerRecord]:
         """The calls of the viewed file's function ``name`` in other modules (recorded as
