@@ -52,20 +52,20 @@ def stats(files: list[Path]) -> dict[str, int]:
 
 
 def _slice(analyzer: FileAnalyzer, text: str, path: Path, rules: list) -> slicing.Sliced | None:
-    triggers: set[str] = set()
+    compiled = []
     for rule in rules:
         if rule.uses_suppressions:
             continue
         if rule.block_triggers is None:
             return None
-        triggers.update(rule.block_triggers)
+        compiled.append(slicing.compile_triggers(rule.block_triggers))
     resolved = _resolved(path)
     project = analyzer.project
 
     def in_project(target: str) -> bool:
         return project is not None and project.resolve(resolved, target) is not None
 
-    return slicing.slice_text(text, *slicing.compile_triggers(triggers), in_project)
+    return slicing.slice_text(text, compiled, in_project)
 
 
 def report(targets: list[Path], *extra: str) -> list[dict[str, object]]:

@@ -14,6 +14,7 @@ profiles every Nth file only (a fixed sample, the same in every run).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from trainlint import sources
+from trainlint import limits, sources
 from trainlint.discovery import discover
 from trainlint.engine import FileAnalyzer, RunOptions
 from trainlint.model import TrainingModel
@@ -41,6 +42,7 @@ def main() -> None:
     )
     analyzer = FileAnalyzer(options, registry)
     files = discover([args.directory], root=args.directory).files[:: max(1, args.every)]
+    max_tokens = limits.token_limit(options.max_file_size)
     stages: Counter[str] = Counter()
     per_file: Counter[str] = Counter()
     parsed = skipped = with_findings = 0
@@ -67,14 +69,19 @@ def main() -> None:
         # (with the collector on, a rule is charged for collections of everything before it).
         gc.disable()
         try:
+            timed("limits", path, limits.check, source.text, max_tokens)
             module = timed("parse", path, cst.parse_module, source.text)
-        except cst.ParserSyntaxError:
+        except (cst.ParserSyntaxError, limits.TooComplex, limits.TooManyTokens):
             gc.collect(0)
             gc.enable()
             continue
         project = analyzer.project
+        if project is not None:  # as the engine: other files' summaries reuse this tree
+            project.keep_tree(path.resolve(), source.text, module)
+        gc.freeze()  # as the engine: the kept tree stays out of the file's last collection
         view = timed("project view", path, project.view, path) if project is not None else None
-        model = timed("model", path, TrainingModel, module, path, source.text, view)
+        build = functools.partial(TrainingModel, parsed_from_text=True)  # as the engine
+        model = timed("model", path, build, module, path, source.text, view)
         found = False
         for rule in rules:
             try:
@@ -87,7 +94,9 @@ def main() -> None:
             with_findings += 1
             timed("positions", path, lambda m=model: m.positions)
         model.release()
+        del module, model
         timed("gc", path, gc.collect, 0)  # as the engine, before the collector is back on
+        gc.unfreeze()
         gc.enable()
     total = sum(stages.values())
     print(

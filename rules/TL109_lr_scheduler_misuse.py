@@ -21,7 +21,7 @@ from trainlint.model.loops.schedules import (
 from trainlint.model.loops.training import modulo_operand
 from trainlint.model.syntax.nodes import descendants, dotted, keyword, names_in, positional
 from trainlint.rule import Violation
-from trainlint.slicing import IMPORTED, LOOP
+from trainlint.slicing import IMPORTED, TRAIN_LOOP
 
 _EPOCHLY = (ScheduleKind.EPOCH, ScheduleKind.PLATEAU)
 
@@ -78,7 +78,7 @@ class LrSchedulerMisuse(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("sched", "Schedule", "LR")  # ``WarmupLinearSchedule`` (pytorch_transformers)
-    block_triggers = (*triggers, LOOP, IMPORTED)
+    block_triggers = (*triggers, TRAIN_LOOP, IMPORTED)
     summary = "An LR scheduler stepped before the optimizer, every batch, on noise, or never."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -10,7 +10,7 @@ from trainlint.model.loops.creations import OptimizerCreation
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import LoopInfo, Scope, argument_for
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import TRAIN_LOOP
 
 _FIX = Fix("build the optimizer once, before the loop (and the scheduler with it)")
 
@@ -65,7 +65,7 @@ class OptimizerRecreatedInLoop(Rule):
     severity = Severity.WARNING
     frameworks = ("torch", "tf")
     triggers = ("optim",)
-    block_triggers = (*triggers, LOOP)
+    block_triggers = (*triggers, TRAIN_LOOP)
     summary = "An optimizer is rebuilt on every iteration of the loop that trains with it."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

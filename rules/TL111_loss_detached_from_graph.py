@@ -8,6 +8,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.dataflow.detachment import DetachedBackward
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTS_TORCH
 
 _FIX = Fix(
     "keep the graph from the model output to the loss: compute the loss from the tensors the "
@@ -72,7 +73,7 @@ class LossDetachedFromGraph(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("backward",)
-    block_triggers = triggers
+    block_triggers = (*triggers, IMPORTS_TORCH)
     summary = "The backward target was cut from the model's graph (`.item()`, `.detach()`, ...)."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -12,7 +12,7 @@ from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.provenance import parameter_update
 from trainlint.model.syntax.nodes import contains, dotted
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import ACCUMULATING_LOOP, IMPORTS_TORCH, loop_calling
 
 
 class LossAccumulatedWithoutItem(Rule):
@@ -76,7 +76,7 @@ class LossAccumulatedWithoutItem(Rule):
     frameworks = ("torch",)
     triggers = ("torch",)
     # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    block_triggers = (IMPORTS_TORCH, ACCUMULATING_LOOP, loop_calling("update", "add", "add_"))
     summary = "A graph-attached loss is summed into a running total (`total += loss`)."
     # unsafe: the total becomes a python float, which code after the loop may not expect
     # (``total.backward()`` elsewhere, ``total.cpu()``, logging a tensor)

@@ -20,7 +20,7 @@ from trainlint.model.dataflow.objects import meter_updates
 from trainlint.model.loops.regions import evaluates, trains
 from trainlint.model.syntax.nodes import dotted, positional
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import ACCUMULATING_LOOP, TOTALLING_LOOP, calling
 
 _LIST_MEANS = {
     "numpy.mean",
@@ -104,7 +104,7 @@ class BatchMeanOfMeans(Rule):
     # every mean-reduced per-batch value is named by one of these (losses, criteria, means)
     triggers = ("mean", "loss", "Loss", "entropy", "kl_div", "criterion")
     # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    block_triggers = (ACCUMULATING_LOOP, TOTALLING_LOOP, calling("average", "mean", "reduce_mean"))
     summary = "An epoch average divides a sum of per-batch means by the number of batches."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -10,7 +10,7 @@ from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.retention import RetainedAppend
 from trainlint.model.syntax.nodes import contains, method_call
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import ACCUMULATING_LOOP, IMPORTS_TORCH, loop_calling
 
 
 class GraphRetainedInList(Rule):
@@ -65,7 +65,7 @@ class GraphRetainedInList(Rule):
     frameworks = ("torch",)
     triggers = ("torch",)
     # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    block_triggers = (IMPORTS_TORCH, ACCUMULATING_LOOP, loop_calling("append", "extend", "insert"))
     summary = "A graph tensor is appended to a list on every iteration, keeping each graph alive."
     # unsafe: the list then holds numbers or detached tensors, which code after the loop
     # might not expect (a later ``torch.stack(xs).backward()`` trainlint could not see)

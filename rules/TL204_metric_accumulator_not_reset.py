@@ -10,7 +10,7 @@ from trainlint.model import TrainingModel
 from trainlint.model.dataflow.carryover import CarriedTotal, TotalKind
 from trainlint.model.syntax.nodes import dotted, literal
 from trainlint.rule import TextEdit, Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import ACCUMULATING_LOOP, TOTALLING_LOOP
 
 _WHAT = {
     TotalKind.TOTAL: "running total",
@@ -84,7 +84,7 @@ class MetricAccumulatorNotReset(Rule):
     frameworks = ("torch", "tf")
     triggers = ("+", "update", "metrics", "append")
     # its findings are in a loop's iteration (or a helper it calls)
-    block_triggers = (LOOP,)
+    block_triggers = (ACCUMULATING_LOOP, TOTALLING_LOOP)
     summary = "A per-epoch loss/metric total is filled in the batch loop and never reset."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -6,7 +6,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.loops.carried import CarriedAttribute, CarriedState, RetainedBackward
 from trainlint.rule import Violation
-from trainlint.slicing import LOOP
+from trainlint.slicing import IMPORTS_TORCH
 
 
 class GraphCarriedAcrossIterations(Rule):
@@ -69,7 +69,7 @@ class GraphCarriedAcrossIterations(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("backward", "retain_graph")
-    block_triggers = (*triggers, LOOP)
+    block_triggers = (*triggers, IMPORTS_TORCH, r"loop:backward|retain_graph|\bgrad\b")
     summary = "A hidden state (or a retained graph) carries one iteration's graph into the next."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

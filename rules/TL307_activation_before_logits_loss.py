@@ -43,7 +43,7 @@ class ActivationBeforeLogitsLoss(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = ("relu", "ReLU", "softplus", "Softplus", "abs")
-    block_triggers = (*triggers, IMPORTED)
+    block_triggers = (*(t for t in triggers if t != "abs"), r"re:\babs\b", IMPORTED)
     summary = "A ReLU-like activation clips the final logits before a logits loss."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

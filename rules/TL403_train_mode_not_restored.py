@@ -7,7 +7,7 @@ from trainlint.edits import insert_before
 from trainlint.model import TrainingModel
 from trainlint.model.loops.restoring import UnrestoredSwitch
 from trainlint.rule import Violation
-from trainlint.slicing import IMPORTED
+from trainlint.slicing import IMPORTED, IMPORTS_TORCH
 
 
 class TrainModeNotRestored(Rule):
@@ -65,7 +65,7 @@ class TrainModeNotRestored(Rule):
     severity = Severity.ERROR
     frameworks = ("torch",)
     triggers = (".eval(", ".train(")
-    block_triggers = (*triggers, IMPORTED)
+    block_triggers = (*triggers, IMPORTED, IMPORTS_TORCH)
     summary = "`model.eval()` in a training loop is never undone by `model.train()`."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

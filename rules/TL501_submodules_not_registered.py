@@ -9,6 +9,7 @@ from trainlint.model import TrainingModel
 from trainlint.model.syntax.nodes import literal
 from trainlint.model.values.submodules import UnregisteredAttribute
 from trainlint.rule import Violation
+from trainlint.slicing import SELF_CONTAINER
 
 _WRAPPER = {"list": "ModuleList", "tuple": "ModuleList", "set": "ModuleList", "dict": "ModuleDict"}
 
@@ -72,7 +73,7 @@ class SubmodulesNotRegistered(Rule):
     frameworks = ("torch",)
     triggers = ("self.",)
     # an attribute assigned (``self.x = [...]``, ``self.w: T = ...``), or a requires_grad tensor
-    block_triggers = (r"re:\bself\.\w+[ \t]*(?::[^=\n]*)?=(?!=)", "requires_grad")
+    block_triggers = (SELF_CONTAINER, "requires_grad")
     summary = "Modules in a Python list/dict (or a `requires_grad` tensor) are not registered."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -10,6 +10,7 @@ from trainlint.model.dataflow.discarded import DATASET_METHODS, OutOfPlaceDiscar
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.values.evidence import OUT_OF_PLACE_METHODS
 from trainlint.rule import Violation
+from trainlint.slicing import discarding
 
 
 class DiscardedOutOfPlaceResult(Rule):
@@ -65,12 +66,8 @@ class DiscardedOutOfPlaceResult(Rule):
     severity = Severity.ERROR
     frameworks = ("torch", "tf")
     triggers = tuple(f".{m}(" for m in sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
-    # the call is a statement of its own: no ``=`` before it on its line (or a call's result)
-    block_triggers = (
-        r"re:^[ \t]*(?:[^=\n#]*?|\w[\w.]*\([^\n]*\))\.(?:"
-        + "|".join(sorted(OUT_OF_PLACE_METHODS | DATASET_METHODS))
-        + r")\(",
-    )
+    # the call is a statement of its own
+    block_triggers = (discarding(*OUT_OF_PLACE_METHODS, *DATASET_METHODS),)
     summary = "An out-of-place tensor/`tf.data` method's result is discarded (`x.to(device)`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

@@ -11,7 +11,7 @@ from trainlint.model.frameworks.splits import Split, split_of
 from trainlint.model.loops.regions import evaluates, trains
 from trainlint.model.syntax.nodes import keyword, literal, method_call, positional
 from trainlint.rule import Violation
-from trainlint.slicing import IMPORTED
+from trainlint.slicing import IMPORTED, IMPORTS_TORCH
 
 _SET_EPOCH_FIX = Fix(
     "call `set_epoch` on the sampler at the start of every epoch",
@@ -62,7 +62,7 @@ class TrainLoaderNotShuffled(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("DataLoader",)
-    block_triggers = (*triggers, IMPORTED)
+    block_triggers = (*triggers, IMPORTED, IMPORTS_TORCH)
     summary = "A training DataLoader does not shuffle (or never calls `sampler.set_epoch`)."
     fix_availability = "sometimes"
     fix_applicability = Applicability.UNSAFE

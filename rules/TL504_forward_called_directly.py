@@ -8,6 +8,7 @@ from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.syntax.nodes import dotted
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTS_TORCH
 
 
 class ForwardCalledDirectly(Rule):
@@ -52,7 +53,7 @@ class ForwardCalledDirectly(Rule):
     severity = Severity.INFO
     frameworks = ("torch",)
     triggers = (".forward(",)
-    block_triggers = triggers
+    block_triggers = (*triggers, IMPORTS_TORCH)
     summary = "`module.forward(x)` skips the module's hooks; call `module(x)`."
     fix_availability = "always"
     fix_applicability = Applicability.SAFE

@@ -15,6 +15,7 @@ from trainlint.model.frameworks.workers import (
     worker_reseeding,
 )
 from trainlint.rule import Violation
+from trainlint.slicing import IMPORTS_TORCH
 
 _GLOBAL_FIX = Fix(
     "seed NumPy in each worker, or draw with torch",
@@ -119,7 +120,7 @@ class NumpyRandomInDataloaderWorkers(Rule):
     severity = Severity.WARNING
     frameworks = ("torch",)
     triggers = ("random",)
-    block_triggers = triggers
+    block_triggers = (*triggers, IMPORTS_TORCH, "import:numpy")
     summary = "A Dataset's NumPy random draws are repeated by every DataLoader worker."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

@@ -6,7 +6,7 @@ from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.distribute import ReplicaRun
 from trainlint.rule import Violation
-from trainlint.slicing import IMPORTED
+from trainlint.slicing import calling
 
 _FIX = Fix(
     "reduce per example, then average over the global batch",
@@ -75,7 +75,9 @@ class DistributedLossNotGloballyAveraged(Rule):
     severity = Severity.WARNING
     frameworks = ("tf",)
     triggers = ("distribute", "strategy")
-    block_triggers = (*triggers, IMPORTED)
+    # ``strategy.run(fn)`` (or its experimental spellings) in this file: the step is a same-file
+    # function, reached from there
+    block_triggers = (calling("run", "experimental_run", "experimental_run_v2"),)
     summary = "A `strategy.run` step's loss is a per-replica mean, not a global-batch average."
 
     def check(self, model: TrainingModel) -> Iterator[Violation]:

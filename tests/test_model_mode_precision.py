@@ -386,3 +386,27 @@ def test_an_eval_switch_made_for_the_train_step_is_chosen_on_purpose() -> None:
     # ``probe`` trains in eval mode on purpose (a linear evaluation); in ``before_report``
     # the model is handed to a call between the switch and the step: an evaluation's switch
     assert found == ["before_report"]
+
+
+PRESUMED = """
+import torch.nn.functional as F
+
+
+def learn(agent, loader, opt):
+    for epoch in range(3):
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(agent.online(x), y).backward()
+            opt.step()
+        agent.eval()
+"""
+
+
+def test_a_presumed_switch_of_an_unseen_class_is_not_reported_unrestored() -> None:
+    model = build(PRESUMED)
+    assert [
+        e.presumed
+        for e in model.modes.scope_events(scope(model, "learn"))
+        if e.kind is EventKind.EVAL_MODE
+    ] == [True]
+    assert model.restoring.unrestored_switches() == []

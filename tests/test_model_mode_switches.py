@@ -170,3 +170,39 @@ def test_parameter_flags_are_the_callers_decision() -> None:
     assert [parameter_flag(e.conditions[0], where) for e in clears] == [True, True, False]
     assert [runs_whenever_caller_allows(e, step) for e in clears] == [True, True, False]
     assert not parameter_flag(Condition(expr("self.flag")), where)
+
+
+AGENTS = """
+import torch
+
+
+class Known:
+    def eval(self):
+        return 1.0
+
+
+def run(agent, policy, buffer, known: Known):
+    agent.eval()
+    policy.train(buffer, 64)
+    agent.train(False)
+    agent.train()
+    known = Known()
+    known.eval()
+"""
+
+
+def test_an_unknown_objects_own_mode_methods_are_presumed_switches() -> None:
+    model = build(AGENTS)
+    events = [
+        (e.kind, e.subject, e.presumed)
+        for e in model.modes.scope_events(scope(model, "run"))
+        if e.kind in (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
+    ]
+    # ``policy.train(buffer, 64)`` is a training routine; ``Known.eval`` is a visible method
+    assert events == [
+        (EventKind.EVAL_MODE, "agent", True),
+        (EventKind.EVAL_MODE, "agent", True),
+        (EventKind.TRAIN_MODE, "agent", True),
+    ]
+    tf1 = build("import tensorflow as tf\n" + AGENTS)  # TF1: ``accuracy.eval()`` is a value
+    assert not [e for e in tf1.modes.scope_events(scope(tf1, "run")) if e.presumed]

@@ -175,6 +175,37 @@ def test_what_makes_a_graph_tensor(name: str, expected: Holds) -> None:
     assert model.dataflow.holds(value, scope, order) is expected
 
 
+FROZEN = """
+import torchvision
+
+def run(loader):
+    generator = nn.Linear(8, 8)
+    extractor = torchvision.models.resnet18()
+    extractor.requires_grad_(False)
+    partly = torchvision.models.resnet18()
+    partly.requires_grad_(False)
+    partly.fc.requires_grad_(True)
+    for x in loader:
+        plain = extractor(x)
+        through = extractor(generator(x))
+        tuned = partly(x)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("plain", Holds.TENSOR),  # frozen, on data: no graph
+        ("through", Holds.GRAPH),  # frozen, on a generator's output: its graph
+        ("tuned", Holds.GRAPH),  # the head is unfrozen again
+    ],
+)
+def test_a_frozen_model_on_data_makes_no_graph(name: str, expected: Holds) -> None:
+    model = build(FROZEN)
+    value, scope, order = assigned(model, name)
+    assert model.dataflow.holds(value, scope, order) is expected
+
+
 def test_a_value_passed_to_backward_is_a_graph_tensor() -> None:
     model = build(PRODUCERS)
     run = scope_named(model, "run")

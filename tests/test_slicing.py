@@ -100,7 +100,7 @@ def far_away():
 
 
 def _sliced(text: str, *triggers: str) -> slicing.Sliced | None:
-    return slicing.slice_text(text, *slicing.compile_triggers(triggers))
+    return slicing.slice_text(text, [slicing.compile_triggers(triggers)])
 
 
 def test_keeps_seeds_imports_and_definitions_blanks_the_rest() -> None:
@@ -144,7 +144,98 @@ def test_eval_function_pattern_covers_the_models_region_names() -> None:
     from trainlint.model.loops import regions
 
     words = re.findall(r"[a-z]+", regions._REGION_FUNCTION.pattern.split("(_|$)")[0])
-    pattern = slicing.compile_triggers([slicing.EVAL_FUNCTION])[1][0]
+    pattern = slicing.compile_triggers([slicing.EVAL_FUNCTION]).patterns[0]
     for word in words:
         assert pattern.search(f"    def run_{word}_Epoch(self):"), word
         assert pattern.search(f"def {word.upper()}(x):"), word
+
+
+# ---------------------------------------------------------------------- structural triggers
+def _seeded(text: str, *triggers: str) -> list[str]:
+    """The first line of every block kept (slicing forced), for ``triggers`` alone."""
+    found = _sliced(text, *triggers)
+    assert found is not None
+    return [line for line in found.text.splitlines() if line and not line[0].isspace()]
+
+
+SHAPES = """\
+import numpy as np
+
+
+def adds(xs):
+    total = 0
+    for x in xs:
+        total = total + x
+    return total
+
+
+def appends(xs):
+    out = []
+    for x in xs:
+        out.append(x)
+
+
+def counts(xs):
+    for x in xs:
+        print(x)
+
+
+def moves(x):
+    x.to("cuda")
+
+
+def keeps(x):
+    y = x.to("cuda")
+    return y
+
+
+class Holder:
+    def __init__(self, layers):
+        self.size = (3, 3)
+        self.names = ["a", "b"]
+
+
+class Lister:
+    def __init__(self, n):
+        self.layers = []
+
+
+class Data:
+    def __getitem__(self, i):
+        return i
+"""
+
+
+def test_an_accumulating_loop_seeds_only_where_something_accumulates() -> None:
+    assert _seeded(SHAPES, slicing.ACCUMULATING_LOOP) == ["import numpy as np", "def adds(xs):"]
+    kept = _seeded(SHAPES, slicing.loop_calling("append"))
+    assert kept == ["import numpy as np", "def appends(xs):"]
+
+
+def test_a_discarded_call_seeds_only_an_expression_statement() -> None:
+    assert _seeded(SHAPES, slicing.discarding("to")) == ["import numpy as np", "def moves(x):"]
+
+
+def test_self_container_skips_constant_literals() -> None:
+    assert _seeded(SHAPES, slicing.SELF_CONTAINER) == ["import numpy as np", "class Lister:"]
+
+
+def test_defines_seeds_the_class_with_the_method() -> None:
+    assert _seeded(SHAPES, slicing.defining("__getitem__")) == ["import numpy as np", "class Data:"]
+
+
+def test_an_import_gate_voids_the_rules_other_triggers() -> None:
+    kept = _seeded(SHAPES, slicing.IMPORTS_TORCH, slicing.discarding("to"))
+    assert kept == ["import numpy as np"]
+    numpy = _seeded(SHAPES, "import:numpy", slicing.discarding("to"))
+    assert numpy == ["import numpy as np", "def moves(x):"]
+    local = SHAPES.replace("    x.to(", "    import torch.nn\n    x.to(")
+    assert "def moves(x):" in _seeded(local, slicing.IMPORTS_TORCH, slicing.discarding("to"))
+
+
+def test_gates_are_per_rule() -> None:
+    gated = slicing.compile_triggers([slicing.IMPORTS_TORCH, slicing.discarding("to")])
+    free = slicing.compile_triggers([slicing.defining("__getitem__")])
+    found = slicing.slice_text(SHAPES, [gated, free])
+    assert found is not None
+    assert "class Data:" in found.text and "def moves" not in found.text

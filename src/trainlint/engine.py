@@ -13,71 +13,25 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import gc
-import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainlint import budget, limits, sources
-from trainlint.cache import Cache, code_fingerprint, entry_key, fingerprint
+from trainlint.cache import Cache, entry_key
 from trainlint.cache_entries import cache_entry, line_bound, result_from_entry
 from trainlint.catalog import RuleInfo, load_catalog
 from trainlint.pool import Scheduler
+from trainlint.prefilter import Prefilter
 from trainlint.results import FileResult
-from trainlint.rule import Rule, Severity
+from trainlint.rule import Rule
+from trainlint.run_options import RunOptions, available_cpus, display_path
 
 if TYPE_CHECKING:  # libcst, the model and the project index load only when a file is parsed
     from trainlint.project import ProjectIndex
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    codes: tuple[str, ...]
-    severity_overrides: tuple[tuple[str, Severity], ...] = ()
-    per_file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
-    max_file_size: int = sources.DEFAULT_MAX_BYTES
-    cache_dir: Path | None = None
-    jobs: int = 0  # 0: one per CPU
-    root: Path = field(default_factory=Path.cwd)
-    #: Read other project modules' summaries (``--no-summaries`` turns it off).
-    summaries: bool = True
-    time_budget: float = budget.DEFAULT_BUDGET  # seconds per file; 0: none
-    #: Blank the top-level blocks no selected rule can care about before parsing
-    #: (``--slicing``; the findings are the same either way). Off by default: on whole
-    #: repositories with every rule it kept 95 % of the lines and cost more CPU than it saved
-    #: (bench/README.md, fourth round).
-    slicing: bool = False
-
-    def fingerprint(self, rule_modules: Iterable[str] = (), code_stamp: str | None = None) -> str:
-        """What a cached result depends on besides the file's bytes.
-
-        Per-file ignores are not part of it: they are applied after the cache, so editing them
-        never invalidates anything and a cached entry never depends on the file's path.
-        """
-        return fingerprint(
-            self.codes,
-            self.severity_overrides,
-            self.max_file_size,
-            code_stamp if code_stamp is not None else code_fingerprint(rule_modules),
-            self.summaries,
-        )
-
-
-def available_cpus() -> int:
-    """CPUs this process may use (a container's or taskset's limit, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
-def display_path(path: Path, root: Path) -> str:
-    try:
-        return os.path.relpath(path, root)
-    except ValueError:
-        return str(path)
+    from trainlint.slicing import Slicer
 
 
 # ---------------------------------------------------------------------- one file
@@ -95,24 +49,12 @@ class FileAnalyzer:
             catalog[code] for code in options.codes if code in catalog
         ]
         self.known_codes = frozenset(catalog)
-        self._last_wanted: tuple[str, tuple[int, ...]] | None = None
         self.expected: set[Path] = set()
-        self._block_triggers: dict[frozenset[str], Any] = {}
+        self._slicer: Slicer | None = None
         self.severities = dict(options.severity_overrides)
         selected = self._selected
-        self._always = {i for i, rule in enumerate(selected) if not rule.triggers}
-        self.triggers = tuple(sorted({t for rule in selected for t in rule.triggers}))
-        # Each distinct trigger word is searched for once per file, however many rules share it.
-        self._rules_of_trigger = {
-            t: {i for i, r in enumerate(selected) if t in r.triggers} for t in self.triggers
-        }
-        # Shortest first, each with the shorter triggers it contains: when ``step`` is absent,
-        # ``.step`` is too, without scanning the text again. Most files lack most triggers.
-        ordered = sorted(self.triggers, key=lambda t: (len(t), t))
-        self._trigger_plan = [
-            (t, self._rules_of_trigger[t], tuple(s for s in ordered[:n] if s in t))
-            for n, t in enumerate(ordered)
-        ]
+        self.prefilter = Prefilter(selected)
+        self.triggers = self.prefilter.triggers
 
     @cached_property
     def rules(self) -> list[Rule]:
@@ -139,35 +81,9 @@ class FileAnalyzer:
             {r.module if isinstance(r, RuleInfo) else r.__module__ for r in self._selected}
         )
 
-    def _wanted(self, text: str) -> list[int]:
-        """The prefilter: the indexes of the rules whose trigger words the text mentions
-        (exact, never fuzzy). The last answer is kept: in one process, ``prepare`` and then
-        ``analyze_text`` ask for the same text (a scan of it per trigger word)."""
-        last = self._last_wanted
-        if last is not None and last[0] is text:
-            return list(last[1])
-        indexes = self._scan(text)
-        self._last_wanted = (text, tuple(indexes))
-        return indexes
-
-    def _scan(self, text: str) -> list[int]:
-        everything = range(len(self._selected))
-        if len(self._always) == len(self._selected):
-            return list(everything)
-        chosen: set[int] = set()
-        absent: set[str] = set()
-        for trigger, indexes, parts in self._trigger_plan:
-            if indexes <= chosen:
-                continue
-            if any(part in absent for part in parts) or trigger not in text:
-                absent.add(trigger)
-            else:
-                chosen |= indexes
-        return [i for i in everything if i in chosen or i in self._always]
-
     def wanted(self, text: str) -> list[Rule]:
         """The rules the prefilter lets through for ``text``."""
-        indexes = self._wanted(text)
+        indexes = self.prefilter.wanted(text)
         if not indexes:
             return []
         rules = self.rules
@@ -188,7 +104,7 @@ class FileAnalyzer:
             return FileResult(path, display, skipped=str(skipped))
         except sources.SourceError as exc:
             return FileResult(path, display, error=exc.message, error_line=exc.line)
-        if not self._wanted(source.text):
+        if not self.prefilter.wanted(source.text):
             result = FileResult(path, display)
             source.name_cells(result)  # broken notebook cells and notes still count
             return result
@@ -231,10 +147,13 @@ class FileAnalyzer:
         finally:
             if gc_was_enabled:
                 # The youngest generation now holds everything this file allocated and kept
-                # (a tree the project index keeps, summaries): collected here, once, instead of
-                # at the next allocation with the collector on, which scanned the older
-                # generations too (measured: gc time 0.67 s -> 0.18 s on 64 training files).
+                # (summaries): collected here, once, instead of at the next allocation with the
+                # collector on, which scanned the older generations too (measured: gc time
+                # 0.67 s -> 0.18 s on 64 training files).
                 gc.collect(0)
+            # The tree, frozen after the parse (see ``_analyze``), joins the oldest generation.
+            gc.unfreeze()
+            if gc_was_enabled:
                 gc.enable()
 
     def _analyze(
@@ -273,6 +192,10 @@ class FileAnalyzer:
                 "literal?); raise max-file-size to analyze it"
             )
             return result
+        # The tree outlives the file (the project index keeps it for other files' summaries)
+        # and holds no cycle: frozen, it is left out of the collection that ends the file,
+        # which scanned every node of it (measured: most of the gc time).
+        gc.freeze()
         stage[0] = "building the model"
         try:
             view = self.project.view(path) if self.project is not None and path.is_file() else None
@@ -330,30 +253,19 @@ class FileAnalyzer:
         it whole (see :mod:`trainlint.slicing`)."""
         if not self.options.slicing or path.suffix != ".py":
             return None
-        triggers: set[str] = set()
-        for rule in rules:
-            if rule.uses_suppressions:
-                continue  # judged on the real text and the other rules' findings
-            if rule.block_triggers is None:
-                return None
-            triggers.update(rule.block_triggers)
-        from trainlint import slicing
+        from trainlint.slicing import Slicer
 
-        key = frozenset(triggers)
-        compiled = self._block_triggers.get(key)
-        if compiled is None:
-            compiled = self._block_triggers[key] = slicing.compile_triggers(key)
-        in_project = None
+        if self._slicer is None:
+            self._slicer = Slicer()
         resolved = _resolved(path)
-        wants = slicing.IMPORTED in key or any(t.startswith("loop:") for t in key)
-        if wants and self.project is not None and resolved is not None:
+
+        def in_project() -> Callable[[str], bool] | None:
             project = self.project
+            if project is None or resolved is None:
+                return None
+            return lambda target: project.resolve(resolved, target) is not None
 
-            def in_project(target: str) -> bool:
-                return project.resolve(resolved, target) is not None
-
-        found = slicing.slice_text(text, *compiled, in_project)
-        return found.text if found is not None else None
+        return self._slicer.text_for(text, rules, in_project)
 
     def drop_ignored(self, result: FileResult) -> FileResult:
         """Apply ``per-file-ignores`` (after the cache: they depend on the path, not content)."""

@@ -77,6 +77,9 @@ class TrainingModel(ValueQueries, DataflowQueries, LoopQueries, FrameworkQueries
         self.node_parents = builder.parents
         self._loops_by_node = {id(loop.node): loop for loop in self.loops}
         self._iterations: dict[int, list[Event]] = {}
+        #: ids of the loops whose iteration inlines a function around them (see
+        #: ``reusable_iteration``).
+        self._reentrant_loops: set[int] = set()
         self._function_events: dict[int, list[Event]] = {}
         #: id(expression) -> (expression, its calls in evaluation order), for the events
         #: builder: an expression is read again for every loop, function and helper call

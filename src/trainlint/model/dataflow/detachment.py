@@ -397,6 +397,8 @@ class GraphCuts:
         for scope in model.scopes:
             if scope.is_module or model.is_framework_managed(scope):
                 continue
+            if not model.may_hold_events(scope, EventKind.BACKWARD, EventKind.STEP):
+                continue  # the names of its calls say: not flattened (most functions)
             events = model.function_events(scope)
             kinds = {e.kind for e in events}
             if EventKind.BACKWARD in kinds and EventKind.STEP in kinds:

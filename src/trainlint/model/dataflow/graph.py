@@ -48,6 +48,7 @@ from trainlint.model.dataflow.provenance import (
     backward_evidence,
     binding_without_graph,
     forward_like,
+    frozen_forward,
     library_call_fact,
     return_without_graph,
     string_operation,
@@ -287,6 +288,8 @@ class Dataflow:
             # tensor; the other slots of a tuple-returning criterion are sizes and logs
             return UNKNOWN
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
+            if value.role is Role.MODEL and frozen_forward(self, call, scope, before):  # type: ignore[union-attr]
+                return TENSOR  # a frozen feature extractor on data
             return Fact(Holds.GRAPH, call)
         external = model.returned_summary(call, scope, index)
         if external is not None:  # another module's function: its summary says what it returns

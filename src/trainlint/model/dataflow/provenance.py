@@ -10,6 +10,8 @@ A value's graph is decided where it is *made*, not where it is used:
   method of a model-like object (``engine.train_micro_batch_size_per_gpu()``,
   ``pipe.model.model_times()``) is not known to make one; strings (``tokenizer.decode(...)``,
   ``.strip()``, concatenation with a string, f-strings) never do;
+* a frozen model (``backbone.requires_grad_(False)``, nothing unfreezing it) run on values that
+  carry no graph themselves makes none either: a feature extractor's outputs are plain tensors;
 * a value later passed to ``.backward()`` (``accelerator.backward(x)``,
   ``scaler.scale(x).backward()``) is a graph tensor, whatever made it: evidence by use when the
   producer is unknown.
@@ -34,6 +36,7 @@ from trainlint.model.dataflow.facts import (
     join,
 )
 from trainlint.model.dataflow.reductions import FUNCTIONAL_LOSSES
+from trainlint.model.loops.frozen import parameters_frozen
 from trainlint.model.syntax.nodes import dotted, method_call, names_in
 
 if TYPE_CHECKING:
@@ -100,6 +103,16 @@ def made_without_graph(flow: Dataflow, statement: cst.CSTNode) -> bool:
     """Whether ``statement`` runs with gradients disabled (a ``no_grad`` block around it, or a
     decorator of its function), so every tensor it makes has no graph."""
     return flow.placement.grad_disabled(statement)
+
+
+def frozen_forward(flow: Dataflow, call: cst.Call, scope: Scope, before: int | None) -> bool:
+    """``backbone(images)`` of a model whose parameters are all frozen, on arguments that carry
+    no graph: nothing in it requires gradients, so the output has no graph (a frozen VGG run
+    on a generator's output still has one, through its input)."""
+    name = dotted(call.func)
+    if name is None or not parameters_frozen(flow.model, name):
+        return False
+    return not any(flow.fact(a.value, scope, before).holds is Holds.GRAPH for a in call.args)
 
 
 def binding_without_graph(flow: Dataflow, binding: Binding) -> bool:

@@ -62,6 +62,9 @@ class Event:
     #: A mode switch on an element of a collection of models (``self._models[name].eval()``):
     #: it switches every model (see :mod:`.mode_switches`).
     collective: bool = False
+    #: ``agent.eval()`` on an object of unknown type: presumably it switches the networks it
+    #: holds (``agent.policy``), which sets their mode, but it is not reported as a switch.
+    presumed: bool = False
 
     @property
     def guarded(self) -> bool:

@@ -7,13 +7,13 @@ callee's events (parameters renamed to the caller's arguments), a few levels dee
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.event_calls import classify_call
 from trainlint.model.loops.event_types import (
     CLEARING,
     Condition,
@@ -24,21 +24,16 @@ from trainlint.model.loops.event_types import (
 )
 from trainlint.model.loops.mode_switches import (
     MODE_SWITCHES,
-    collective_receiver,
     fold_switch,
     literal_arguments,
-    mode_switch,
 )
 from trainlint.model.syntax.nodes import (
     child_nodes,
     descendants,
     dotted,
     ends_in_jump,
-    method_call,
-    positional,
 )
-from trainlint.model.values.modules import constructs_module
-from trainlint.model.values.roles import Role, is_closure_step
+from trainlint.model.values.roles import Role
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
@@ -60,6 +55,9 @@ class IterationBuilder:
     """Flattens a block of statements into events."""
 
     max_depth = 3
+    #: Whether a loop's own iteration is placed in the events around it instead of flattening
+    #: its body again (see ``_reused_iteration``; off only to test that both agree).
+    reuse_iterations = True
 
     def __init__(self, model: TrainingModel) -> None:
         self.model = model
@@ -67,9 +65,18 @@ class IterationBuilder:
         #: so that ``def clear(o): o.zero_grad()`` called as ``clear(adam)`` knows ``o``'s role.
         self._arguments: dict[tuple[int, str], tuple[cst.BaseExpression, Scope]] = {}
         self._written_in: dict[int, frozenset[int]] = {}
+        #: The functions around the loop being flattened (see ``loop_events``).
+        self._enclosing: frozenset[int] = frozenset()
+        #: Whether a helper inlined into it is one of them (see ``_reused_iteration``).
+        self.reentered = False
 
     # ------------------------------------------------------------------ entry points
     def loop_events(self, loop: LoopInfo) -> list[Event]:
+        enclosing, current = set(), loop.scope
+        while current is not None:
+            enclosing.add(id(current.node))
+            current = current.parent
+        self._enclosing = frozenset(enclosing)
         contexts = function_context(self.model, loop.scope)
         return list(self._block(loop.body.body, loop.scope, (), (), contexts, (), ()))
 
@@ -115,9 +122,14 @@ class IterationBuilder:
                 yield from self._expression(header, *args)
                 inner = self.model.loop_for(statement)
                 inner_loops = loops + (inner,) if inner is not None else loops
-                yield from self._block(
-                    statement.body.body, scope, conditions, inner_loops, contexts, via, stack
-                )
+                reused = self._reused_iteration(inner, scope, via, stack)
+                if reused is not None:
+                    for event in reused:
+                        yield _placed(event, conditions, inner_loops, contexts)
+                else:
+                    yield from self._block(
+                        statement.body.body, scope, conditions, inner_loops, contexts, via, stack
+                    )
                 if statement.orelse is not None:
                     yield from self._block(statement.orelse.body.body, *args)
             elif form is cst.With:
@@ -144,6 +156,21 @@ class IterationBuilder:
                     yield from self._block(
                         case.body.body, scope, case_conditions, loops, contexts, via, stack
                     )
+
+    def _reused_iteration(
+        self, loop: LoopInfo | None, scope: Scope, via: tuple, stack: tuple
+    ) -> list[Event] | None:
+        """The events of ``loop``'s iteration, read once per model, when flattening its body
+        here gives the same events under this block's conditions, loops and contexts: a loop of
+        the function (or module) being flattened, not of a helper inlined into it (whose
+        arguments count), whose iteration inlines no function around it (a helper's folded
+        switches read every test of the helper: those around the loop too).
+
+        Measured: every function's events (TL111) and every loop's (train steps) flattened the
+        same loop bodies again, nested loops once per loop around them."""
+        if loop is None or stack or via or loop.scope is not scope or not self.reuse_iterations:
+            return None
+        return self.model.reusable_iteration(loop)
 
     def _if(self, statement: cst.If, scope, conditions, loops, contexts, via, stack):
         yield from self._block(
@@ -237,6 +264,8 @@ class IterationBuilder:
                 yield from self._inline(call, callee, scope, under, loops, contexts, via, stack)
 
     def _inline(self, call, callee, scope, conditions, loops, contexts, via, stack):
+        if id(callee.node) in self._enclosing:
+            self.reentered = True
         renames = self.model.argument_renames(call, callee)
         receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
         if callee.cls is not None and dotted(receiver) not in (None, "self"):
@@ -309,117 +338,36 @@ class IterationBuilder:
         that reaches it (measured: loops nested in a function classify each call 2-3 times)."""
         key = id(scope)
         if any(bound == key for bound, _ in self._arguments):
-            return self._classified(call, scope, make)
+            return classify_call(self.model, call, scope, make, self._argument_role)
         memo = self.model._classified
         entry = memo.get((id(call), key))
         if entry is None or entry[0] is not call or entry[1] is not scope:
-            entry = memo[(id(call), key)] = (call, scope, self._classified(call, scope, _record))
+            entry = memo[(id(call), key)] = (
+                call,
+                scope,
+                classify_call(self.model, call, scope, _record, self._argument_role),
+            )
         found = entry[2]
         if found is None:
             return None
         kind, node, extra = found
         return make(kind, node, **extra)
 
-    def _classified(self, call: cst.Call, scope: Scope, make) -> Event | None:
-        model = self.model
-        qualified = model.imports.qualify(call.func) or ""
-        method = model.bound_method(call, scope)  # also ``step = optimizer.step; step()``
-        if qualified in ("torch.autograd.backward",):
-            return make(EventKind.BACKWARD, call, operand=positional(call, 0))
-        if qualified in ("torch.autograd.grad",):
-            return make(EventKind.GRAD, call)
-        if qualified.startswith("torch.nn.utils.clip_grad"):
-            return make(EventKind.CLIP, call)
-        if method is None:
-            value = model.value_of(call.func, scope)
-            if value is not None and value.role is Role.MODEL:
-                if value.call is None and constructs_module(model, call, scope):
-                    return None  # ``Model(envs)``: a class given as a parameter, instantiated
-                return make(EventKind.FORWARD, call, subject=dotted(call.func))
-            return None
-        receiver, name = method
-        make = functools.partial(make, method=name)
-        subject = dotted(receiver)
-        role = model.role_of(receiver, scope)
-        if role is None and isinstance(receiver, cst.Name):
-            role = self._argument_role(receiver.value, scope)
-        if name == "backward":
-            if role in (Role.ACCELERATOR, Role.ENGINE) or subject in ("self", "fabric"):
-                return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
-            inner = method_call(receiver)
-            if inner is not None and inner[1] == "scale" and isinstance(receiver, cst.Call):
-                return make(
-                    EventKind.BACKWARD,
-                    call,
-                    operand=positional(receiver, 0),
-                    scaled_by=dotted(inner[0]),
-                )
-            if role is Role.OPTIMIZER and positional(call, 0) is not None:
-                # apex ``FP16_Optimizer`` / DeepSpeed's optimizer: ``optimizer.backward(loss)``
-                return make(EventKind.BACKWARD, call, operand=positional(call, 0))
-            if role is Role.OBJECT:
-                return None  # a plain class's own ``backward`` (its body is inlined instead)
-            if role is None or role is not Role.MODEL:
-                return make(EventKind.BACKWARD, call, operand=receiver)
-        if name == "manual_backward":
-            return make(EventKind.BACKWARD, call, operand=positional(call, 0), managed=True)
-        if name == "step":
-            if role is Role.OPTIMIZER:
-                return make(EventKind.STEP, call, subject=subject, closure=is_closure_step(call))
-            if role is Role.SCALER:
-                return make(
-                    EventKind.STEP, call, subject=dotted(positional(call, 0)), scaled_by=subject
-                )
-            if role is Role.SCHEDULER:
-                return make(EventKind.SCHEDULER_STEP, call, subject=subject)
-            if role is Role.ENGINE:
-                return make(EventKind.ENGINE_STEP, call, subject=subject)
-            return None
-        if name == "zero_grad":
-            if role is Role.OPTIMIZER:
-                return make(EventKind.ZERO_GRAD, call, subject=subject)
-            if role in (Role.MODEL, None) or subject == "self":
-                return make(EventKind.MODEL_ZERO_GRAD, call, subject=subject)
-            if role is Role.ENGINE:
-                return make(EventKind.MODEL_ZERO_GRAD, call, subject=subject)
-            return None
-        if name in ("zero_", "detach_") and (subject or "").endswith(".grad"):
-            return make(EventKind.GRAD_CLEAR, call, subject=subject)
-        if name in ("zero_",) and (subject or "").endswith(".grad.data"):
-            return make(EventKind.GRAD_CLEAR, call, subject=subject)
-        if name == "unscale_" and role is Role.SCALER:
-            return make(
-                EventKind.UNSCALE, call, subject=dotted(positional(call, 0)), scaled_by=subject
-            )
-        if name == "update" and role is Role.SCALER:
-            return make(EventKind.SCALER_UPDATE, call, subject=subject)
-        if name in ("clip_grad_norm_", "clip_grad_value_"):
-            managed = role in (Role.ACCELERATOR, Role.ENGINE) or subject == "fabric"
-            return make(EventKind.CLIP, call, subject=subject, managed=managed)
-        if name in ("eval", "train"):
-            collective = role in (None, Role.MODEL) and collective_receiver(receiver, scope)
-            # ``self.eval()`` in a method of an ``nn.Module`` subclass (``def predict(self,
-            # x): self.eval(); ...``): a switch of the instance the caller names
-            own = subject == "self" and scope.cls is not None
-            own = own and model.is_torch_module_class(scope.cls)  # type: ignore[arg-type]
-            if role is Role.MODEL or collective or own:
-                return mode_switch(call, name, None if collective else subject, make)
-        if name == "apply_gradients" or (name == "minimize" and role is Role.OPTIMIZER):
-            return make(EventKind.STEP, call, subject=subject)
-        if name == "gradient" and role is Role.TAPE:
-            return make(EventKind.BACKWARD, call, operand=positional(call, 0), subject=subject)
-        if name in ("append", "extend") and subject:
-            return make(EventKind.APPEND, call, subject=subject, operand=positional(call, 0))
-        if role is Role.MODEL and name in ("forward", "__call__"):
-            return make(EventKind.FORWARD, call, subject=subject)
-        if role is Role.MODEL and name not in ("parameters", "named_parameters", "state_dict"):
-            return None
-        if subject == "self" and scope.cls is not None and name in scope.cls.methods:
-            return None  # ``self.restore_model(it)``: the class's own method, named like a model
-        value = model.value_of(call.func, scope) if name not in ("item",) else None
-        if value is not None and value.role is Role.MODEL:
-            return make(EventKind.FORWARD, call, subject=dotted(call.func))
-        return None
+
+def _placed(
+    event: Event,
+    conditions: tuple[Condition, ...],
+    loops: tuple[LoopInfo, ...],
+    contexts: frozenset[str],
+) -> Event:
+    """An event of a loop's own iteration as the block around the loop sees it: under the
+    block's conditions too, inside ``loops`` (the loop itself last), in the block's contexts."""
+    return replace(
+        event,
+        conditions=conditions + event.conditions if conditions else event.conditions,
+        loops=loops + event.loops,
+        contexts=event.contexts if contexts <= event.contexts else contexts | event.contexts,
+    )
 
 
 def _record(kind: EventKind, node: cst.CSTNode, **extra: object) -> tuple:

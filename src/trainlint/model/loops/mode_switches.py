@@ -35,6 +35,7 @@ from trainlint.model.syntax.nodes import dotted, keyword, literal, positional
 from trainlint.model.syntax.scopes import argument_for
 
 if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import Scope
 
 #: Iterating these walks a module's own layers, not a collection of whole models.
@@ -163,6 +164,34 @@ def mode_switch(
 
 
 MODE_SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
+
+
+def wrapper_switch(
+    model: TrainingModel,
+    call: cst.Call,
+    receiver: cst.BaseExpression,
+    name: str,
+    scope: Scope,
+    make: Callable[..., Event],
+) -> Event | None:
+    """``agent.eval()`` / ``agent.train()`` on an object whose type is not visible (an RL agent
+    or a trainer passed as a parameter, its class in another module): presumably the object
+    switches the networks it holds, so ``agent.policy`` runs in that mode afterwards. Only the
+    argument-free forms (``train(False)`` too): ``policy.train(buffer, batch_size)`` is a
+    training routine, not a switch."""
+    subject = dotted(receiver)
+    if name not in ("eval", "train") or subject is None or subject == "self":
+        return None
+    if model.imports.imports("tensorflow") or model.imports.qualify(receiver):
+        return None  # TF1's ``accuracy.eval()`` computes a tensor; torch need not be imported
+    if model.value_of(receiver, scope) is not None or model.callee(call, scope) is not None:
+        return None  # a value of known kind, or a method whose own events are inlined
+    flag = argument_or_none(call)
+    if len(call.args) > (name == "train") or literal(flag, True) not in (True, False):
+        return None
+    off = name == "eval" or literal(flag, True) is False
+    kind = EventKind.EVAL_MODE if off else EventKind.TRAIN_MODE
+    return make(kind, call, subject=subject, presumed=True)
 
 
 def fold_switch(event: Event, own: frozenset[int], literals: dict[str, object]) -> Event | None:

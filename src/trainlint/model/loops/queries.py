@@ -21,8 +21,9 @@ from trainlint.model.loops.carried import (
     needless_retained_graphs,
 )
 from trainlint.model.loops.creations import Creations
-from trainlint.model.loops.events import Event, IterationBuilder
+from trainlint.model.loops.events import Event, EventKind, IterationBuilder
 from trainlint.model.loops.modes import ModeAnalysis
+from trainlint.model.loops.reach import EventReach
 from trainlint.model.loops.regions import EvalRegion, eval_regions
 from trainlint.model.loops.restoring import TrainModeRestoring
 from trainlint.model.loops.stale_optimizers import StaleOptimizer, stale_optimizers
@@ -42,14 +43,34 @@ class LoopQueries:
         """The events of one iteration of ``loop`` (nested loops and helpers included)."""
         key = id(loop.node)
         if key not in self._iterations:
-            self._iterations[key] = IterationBuilder(self).loop_events(loop)
+            builder = IterationBuilder(self)
+            self._iterations[key] = builder.loop_events(loop)
+            if builder.reentered:
+                self._reentrant_loops.add(key)
         return self._iterations[key]
+
+    def reusable_iteration(self, loop: LoopInfo) -> list[Event] | None:
+        """``iteration(loop)``, unless it inlines a function around the loop (a recursive
+        helper): then the events of the loop's body depend on the tests around the loop, and a
+        function's or outer loop's events flatten that body themselves."""
+        events = self.iteration(loop)
+        return None if id(loop.node) in self._reentrant_loops else events
 
     def function_events(self, scope: Scope) -> list[Event]:
         key = id(scope.node)
         if key not in self._function_events:
             self._function_events[key] = IterationBuilder(self).function_events(scope)
         return self._function_events[key]
+
+    def may_hold_events(self, scope: Scope, *kinds: EventKind) -> bool:
+        """False when ``function_events(scope)`` certainly lacks one of ``kinds`` (read off the
+        names of the calls it may reach, see :mod:`.loops.reach`): a query looking for those
+        kinds need not flatten the function."""
+        return self._event_reach.may_hold(scope, frozenset(kinds))
+
+    @cached_property
+    def _event_reach(self) -> EventReach:
+        return EventReach(self)
 
     def anchor_of(self, event: Event) -> cst.CSTNode:
         """Where a finding about ``event`` is shown in this file: its own node, or for an event

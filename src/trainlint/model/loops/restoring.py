@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from trainlint.model.loops.event_types import Event, EventKind
+from trainlint.model.loops.frozen import parameters_frozen
 from trainlint.model.loops.gradients import parameter_sources, same_object
 from trainlint.model.loops.mode_switches import same_model
 from trainlint.model.loops.modes import forward_target, model_value
@@ -27,7 +28,6 @@ from trainlint.model.syntax.nodes import (
     contains,
     descendants,
     dotted,
-    literal,
     names_in,
 )
 from trainlint.model.values.mode_layers import UNKNOWN as UNKNOWN_LAYERS
@@ -105,7 +105,7 @@ class TrainModeRestoring:
         purpose (a linear probe trains only the head)."""
         if name is None:
             return False
-        if _parameters_frozen(self.model, name):
+        if parameters_frozen(self.model, name):
             return True
         runs = [
             node
@@ -153,8 +153,8 @@ class TrainModeRestoring:
                 others.setdefault(name, i)
         found = []
         for index, event in enumerate(events):
-            if event.kind is not EventKind.EVAL_MODE:
-                continue
+            if event.kind is not EventKind.EVAL_MODE or event.presumed:
+                continue  # ``agent.eval()`` of an unseen class may do anything else
             target, subject, secondary = first, primary, False
             if not same_model(event.subject, primary):
                 matching = [i for name, i in others.items() if same_model(event.subject, name)]
@@ -315,49 +315,6 @@ def _runs_whenever(event: Event, switch: Event) -> bool:
         any(c.test is d.test and c.negated == d.negated for d in switch.conditions)
         for c in event.conditions
     )
-
-
-def _parameters_frozen(model: TrainingModel, name: str) -> bool:
-    """``name.requires_grad_(False)`` or ``for p in name.parameters(): p.requires_grad = False``
-    somewhere in the file, and nothing that turns gradients of ``name`` (or a part) back on."""
-    frozen = False
-    for node in descendants(model.module):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-            if node.func.attr.value != "requires_grad_":
-                continue
-            target = _frozen_target(model, node.func.value)
-            flag = literal(node.args[0].value, None) if node.args else True
-        elif isinstance(node, cst.Assign) and len(node.targets) == 1:
-            attribute = node.targets[0].target
-            if not isinstance(attribute, cst.Attribute) or attribute.attr.value != "requires_grad":
-                continue
-            target = _frozen_target(model, attribute.value)
-            flag = literal(node.value, None)
-        else:
-            continue
-        if target is None or not same_model(target, name):
-            continue
-        if flag is not False:
-            return False  # some part of it trains
-        frozen = True
-    return frozen
-
-
-def _frozen_target(model: TrainingModel, expr: cst.BaseExpression) -> str | None:
-    """The module whose gradients a ``requires_grad`` change concerns: ``backbone`` itself, or
-    the module whose ``parameters()`` the loop variable ``p`` walks."""
-    name = dotted(expr)
-    if name is None:
-        return None
-    for loop in model.loops:
-        target = loop.node.target if isinstance(loop.node, cst.For) else None
-        if dotted(target) != name:
-            continue
-        func = loop.iter_expr.func if isinstance(loop.iter_expr, cst.Call) else None
-        if isinstance(func, cst.Attribute) and func.attr.value == "parameters":
-            return dotted(func.value)
-        return None
-    return name
 
 
 def _is_dotted(name: str) -> bool:
