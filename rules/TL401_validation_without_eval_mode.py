@@ -123,7 +123,12 @@ class ValidationWithoutEvalMode(Rule):
             "dropout keeps zeroing activations and BatchNorm normalizes with batch statistics "
             "(and moves its running averages toward the evaluation data), so the metric is off"
         )
-        if layers:
+        if list(layers) == ["from_pretrained"]:
+            effect = (
+                f"`{name}` is a pretrained Hugging Face model (`from_pretrained`), whose dropout "
+                f"behaves differently in training mode: {effect}"
+            )
+        elif layers:
             shown = ", ".join(f"`{layer}`" for layer in layers[:3])
             effect = f"`{name}` holds {shown}, which behave differently in training mode: {effect}"
         else:

@@ -150,3 +150,36 @@ net = keras.Model(inputs, blocks[0](inputs))
     )
     found = held(model, "net")
     assert found is not None and found.known_free
+
+
+SHORTHANDS = (
+    IMPORTS
+    + """
+import functools
+
+BN = tf.keras.layers.BatchNormalization
+
+
+def make_classifier():
+    Conv = functools.partial(tf.keras.layers.Conv2D, padding="same", activation="relu")
+    Drop = tf.keras.layers.Dropout
+    net = tf.keras.Sequential([Conv(8, 3), BN(), tf.keras.layers.Flatten(), Drop(0.2)])
+    return net
+
+
+classifier = make_classifier()
+"""
+)
+
+
+def test_layer_shorthands_of_a_builder_are_read_as_their_classes() -> None:
+    found = held(build(SHORTHANDS), "classifier")
+    assert found is not None and found.layers == ("BatchNormalization", "Dropout")
+
+
+def test_a_builders_model_reads_the_same_whoever_asks_first() -> None:
+    model = build(SHORTHANDS)
+    (sequential,) = [s.node for s in model.calls if s.dotted == "tf.keras.Sequential"]
+    model.keras.from_constructor(sequential, model.module_scope)  # asked from the wrong scope
+    found = held(model, "classifier")
+    assert found is not None and found.layers == ("BatchNormalization", "Dropout")

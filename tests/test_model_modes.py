@@ -474,6 +474,28 @@ def test_a_hugging_face_model_is_loaded_in_eval_mode():
     assert modes == [Mode.EVAL, Mode.TRAIN]  # ``from_pretrained`` switches it to eval
 
 
+def test_a_wrapper_that_loads_a_hugging_face_model_keeps_it_in_eval_mode():
+    source = """
+        from transformers import AutoModel
+
+
+        class Embedder:
+            def __init__(self, name):
+                self.net = AutoModel.from_pretrained(name).to("cuda")
+
+            def embed(self, x):
+                return self.net(x)
+        """
+    trained = source + "\n            def fit(self):\n                self.net.train()\n"
+    found = []
+    for text in (source, trained):
+        model = build(text)
+        embed = scope(model, "Embedder.embed")
+        (forward,) = [e for e in model.modes.scope_events(embed) if e.kind.value == "forward"]
+        found.append(model.modes.mode_at(embed, forward).mode)
+    assert found == [Mode.EVAL, Mode.UNKNOWN]  # a method that trains it leaves it open
+
+
 def test_module_structure_reads_layers_bound_at_module_level():
     model = build(
         """

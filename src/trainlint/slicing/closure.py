@@ -155,6 +155,11 @@ def closure(blocks: list[Block], seeds: set[int]) -> set[int]:
         for name in block.words & binders.keys():
             for other in binders[name]:
                 keep(other, False)
+            # a module-level statement using the global may change the object it names
+            # (``for p in vgg.parameters(): p.requires_grad = False``, ``net.eval()``)
+            for other in users.get(name, ()):
+                if blocks[other].script:
+                    keep(other, False)
         down = index in downstream
         for name in block.binds | block.methods if down else block.callables:
             for other in users.get(name, ()):

@@ -18,6 +18,7 @@ from trainlint.model.syntax.scopes import argument_for
 from trainlint.model.values.mode_layers import ModeLayers
 
 if TYPE_CHECKING:
+    from trainlint.model import TrainingModel
     from trainlint.model.syntax.scopes import ClassInfo, Scope
 
 _DROPOUT_ARGUMENTS = ("dropout", "recurrent_dropout", "attention_dropout")
@@ -46,6 +47,23 @@ EXTERNAL = HeldLayers(complete=False, external=True)
 
 def holding(layer: str) -> HeldLayers:
     return HeldLayers((layer,))
+
+
+def aliased_layer(model: TrainingModel, layer: cst.Call, scope: Scope) -> cst.Call:
+    """``BatchNorm()`` where ``BatchNorm = tf.keras.layers.BatchNormalization`` or ``Conv =
+    functools.partial(tf.keras.layers.Conv2D, padding="same")`` (a builder's shorthand, bound
+    once in it or at module level): the layer call as if written with the class itself."""
+    if not isinstance(layer.func, cst.Name):
+        return layer
+    bindings = [b for b in model.lookup(layer.func.value, scope) if not b.augmented]
+    if len(bindings) != 1 or bindings[0].unpack_index is not None:
+        return layer
+    value = bindings[0].value
+    if isinstance(value, cst.Call) and model.imports.qualify(value.func) == "functools.partial":
+        value = value.args[0].value if value.args and not value.args[0].star else None
+    if not isinstance(value, (cst.Attribute, cst.Name)) or not model.imports.qualify(value):
+        return layer
+    return layer.with_changes(func=value)
 
 
 def passes_training(call: cst.Call) -> bool:

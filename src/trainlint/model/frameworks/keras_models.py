@@ -130,8 +130,14 @@ class KerasModels:
         if key not in self._by_call:
             self._by_call[key] = None  # recursion guard: a model whose layers name itself
             self._pinned.append(call)
-            self._by_call[key] = self._build(call, scope)
+            # cached per call: read it in the scope it is written in, whoever asks first (a
+            # builder's ``Sequential`` asked about from module level names its own locals)
+            self._by_call[key] = self._build(call, self._written_in.get(key, scope))
         return self._by_call[key]
+
+    @cached_property
+    def _written_in(self) -> dict[int, Scope]:
+        return {id(site.node): site.scope for site in self.model.calls}
 
     def output_kind(self, constructor: cst.Call, scope: Scope) -> TensorKind | None:
         """What calling the keras layer or model built by ``constructor`` returns; None when

@@ -36,6 +36,7 @@ from trainlint.model.frameworks.keras_held import (
     NONE,
     BuilderFlags,
     HeldLayers,
+    aliased_layer,
     branches_on_training,
     called_attributes,
     has_dropout_argument,
@@ -168,7 +169,7 @@ class KerasModes:
         ``training``, anywhere in the file."""
         imports = self.model.imports
         for site in self.model.calls:
-            call = site.node
+            call = aliased_layer(self.model, site.node, site.scope)
             if keras_name(imports, call.func) and (
                 is_training_dependent(imports, call) or has_dropout_argument(call)
             ):
@@ -193,11 +194,12 @@ class KerasModes:
         result = LOCAL_UNKNOWN if found.opaque else NONE
         imports = self.model.imports
         for layer in found.layers:
-            if not keras_name(imports, layer.func) or not (
-                is_training_dependent(imports, layer) or has_dropout_argument(layer)
+            written = aliased_layer(self.model, layer, found.scope)
+            if not keras_name(imports, written.func) or not (
+                is_training_dependent(imports, written) or has_dropout_argument(written)
             ):
                 continue
-            held = holding(_layer_label(self, layer))
+            held = holding(_layer_label(self, written))
             result = result | self._guards.guarded(layer, found.scope, held, builder_call)
         for part in found.parts:
             result = result | self._of_constructor(part, found.scope, seen, depth + 1)

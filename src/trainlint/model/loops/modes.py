@@ -44,7 +44,7 @@ from trainlint.model.syntax.scopes import argument_for
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
     from trainlint.model.loops.regions import EvalRegion
-    from trainlint.model.syntax.scopes import Scope
+    from trainlint.model.syntax.scopes import Binding, Scope
     from trainlint.model.values.roles import Value
 
 _SWITCHES = (EventKind.EVAL_MODE, EventKind.TRAIN_MODE)
@@ -200,9 +200,13 @@ class ModeAnalysis:
         if not subject or "." in subject:
             return False
         bindings = self.model.lookup(subject, scope, self.model.order_of(node))
-        if not bindings or bindings[0].augmented or bindings[0].unpack_index is not None:
+        return bool(bindings) and self._from_pretrained(bindings[0])
+
+    def _from_pretrained(self, binding: Binding) -> bool:
+        """``X.from_pretrained(...)`` of transformers (also ``.to(device)`` after it)."""
+        if binding.augmented or binding.unpack_index is not None:
             return False
-        value = bindings[0].value
+        value = binding.value
         while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
             if value.func.attr.value not in ("to", "cuda", "half", "float", "bfloat16"):
                 break
@@ -262,7 +266,8 @@ class ModeAnalysis:
 
     def _held_in_eval(self, scope: Scope, subject: str | None) -> ModeAt | None:
         """``self._model.eval()`` in the constructor of a plain class whose methods never
-        switch it back: a wrapper that keeps its model in eval mode for its whole life."""
+        switch it back: a wrapper that keeps its model in eval mode for its whole life. A
+        model the constructor loads with ``from_pretrained`` (in eval mode) counts too."""
         cls = scope.cls
         if cls is None or not subject or not subject.startswith("self.") or scope.node is None:
             return None
@@ -274,15 +279,20 @@ class ModeAnalysis:
             for e in self.scope_events(init)
             if e.kind in _SWITCHES and e.subject is not None and same_model(e.subject, subject)
         ]
-        if not switches or switches[-1].kind is not EventKind.EVAL_MODE:
+        if switches and switches[-1].kind is not EventKind.EVAL_MODE:
             return None
+        if not switches:  # every binding of ``self.model`` in the class loads it in eval mode
+            parts = subject.split(".")
+            loaded = cls.attributes.get(parts[1], []) if len(parts) == 2 else []
+            if not loaded or not all(self._from_pretrained(b) for b in loaded):
+                return None
         for method in cls.methods.values():
             if any(
                 e.kind is EventKind.TRAIN_MODE and same_model(e.subject, subject)
                 for e in self.scope_events(method)
             ):
                 return None
-        return ModeAt(Mode.EVAL, switches[-1])
+        return ModeAt(Mode.EVAL, switches[-1] if switches else None)
 
     def recalibrates(self, region: EvalRegion, forward: Event, state: ModeAt) -> bool:
         """``model.train()`` written in the region itself, then forwards with gradients off:

@@ -276,13 +276,17 @@ def _bound_names(target: cst.BaseExpression) -> list[str]:
 
 def _framework_or_module_method(model: TrainingModel, scope: Scope) -> bool:
     """Lightning ``validation_step`` / HF Trainer ``evaluate`` (the framework switches modes
-    and disables gradients), and methods of an ``nn.Module`` itself (``def predict(self, x)``:
-    its caller chooses the mode)."""
+    and disables gradients), an HF ``Pipeline`` subclass (the pipeline factory loads its model
+    in eval mode and runs it without gradients), and methods of an ``nn.Module`` itself
+    (``def predict(self, x)``: its caller chooses the mode)."""
     cls = scope.cls
     if cls is None:
         return False
     managed = model.is_lightning_class(cls) or model.is_hf_trainer_class(cls)
-    return managed or model.is_module_class(cls)
+    pipeline = any(
+        b.startswith("transformers.") and b.endswith("Pipeline") for b in model.class_bases(cls)
+    )
+    return managed or pipeline or model.is_module_class(cls)
 
 
 def _test_case(model: TrainingModel, scope: Scope) -> bool:
