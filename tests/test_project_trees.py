@@ -173,6 +173,36 @@ def test_tree_store_is_bounded() -> None:
     assert store.get(Path("/c.py"), "z" * 11) is None  # larger than the whole budget
 
 
+def test_tree_store_keeps_trees_used_for_excerpts_first() -> None:
+    store = TreeStore(budget=20)
+    tree = cst.parse_module("x = 1\n")
+    store.put(Path("/used.py"), "a" * 6, tree)
+    assert store.get(Path("/used.py"), "a" * 6, use=True) is tree  # served an excerpt
+    store.put(Path("/ahead.py"), "b" * 6, tree, used=True)  # parsed for an excerpt
+    store.put(Path("/script.py"), "c" * 6, tree)  # put by its own analysis only
+    store.put(Path("/other.py"), "d" * 6, tree)
+    assert store.chars <= 20
+    assert store.get(Path("/script.py"), "c" * 6) is None  # the oldest of the fresh went first
+    assert store.get(Path("/used.py"), "a" * 6) is tree
+    assert store.get(Path("/ahead.py"), "b" * 6) is tree
+
+
+def test_tree_store_leaves_room_for_the_file_analyzed() -> None:
+    store = TreeStore(budget=20)
+    tree = cst.parse_module("x = 1\n")
+    store.put(Path("/a.py"), "a" * 8, tree, used=True)
+    store.put(Path("/b.py"), "b" * 8, tree, used=True)
+    store.reserve(Path("/big.py"), 10)  # analyzed now, not stored: 16 + 10 > 20
+    assert store.get(Path("/a.py"), "a" * 8) is None
+    assert store.get(Path("/b.py"), "b" * 8) is tree
+    store.put(Path("/big.py"), "z" * 10, tree)  # its own tree, no longer reserved besides
+    assert store.chars == 18
+    store.reserve(Path("/b.py"), 8)  # stored already: no room taken twice
+    assert store.get(Path("/big.py"), "z" * 10) is tree
+    store.reserve(Path("/huge.py"), 50)  # larger than the budget: nothing else kept
+    assert store.chars == 0
+
+
 UTILS = """\
 import torch
 

@@ -8,6 +8,7 @@ import ast
 import textwrap
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
 import trainlint.project as project_module
@@ -167,3 +168,150 @@ def test_mentions_is_the_word_pattern() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         name = rng.choice(["a", "ab", "a_b", "_", "x1", "\u00e9", "b\u0661", "a.b"])
         assert mentions(text, name) == (re.search(rf"\b{re.escape(name)}\b", text) is not None)
+
+
+def _excerpt_walking_every_statement(found, name):  # type: ignore[no-untyped-def]
+    """:func:`excerpt` as it was before the text prefilter: every statement's nodes walked."""
+    statements = found.statements
+    imports = [statements[i] for i in found.imports]
+    if name not in found.defines:
+        return (imports, None) if any(name in s.bound for s in imports) else None
+    target = statements[found.defines[name]]
+    wanted = {}
+    stack = [target]
+    while stack:
+        statement = stack.pop()
+        if statement.index in wanted:
+            continue
+        wanted[statement.index] = statement
+        for ref in found.refs(statement, statement.is_class and statement is not target):
+            if ref in found.defines:
+                stack.append(statements[found.defines[ref]])
+    return sorted([*imports, *wanted.values()], key=lambda s: s.lineno), target
+
+
+PREFILTERED = """
+    import torch
+    from .base import Base
+
+    SCALE = 2
+    def SCALE_too(): return 1
+
+    def alone(x):
+        return torch.relu(x)  # "SCALE" in a comment is no reference, but walks the statement
+
+    def recursive(n):
+        return recursive(n - 1) if n else alone(n)
+
+    x = 1
+    def x():
+        return x
+
+    class Head(Base):
+        '''Mentions helper in a string only.'''
+        def forward(self, y):
+            return y * SCALE
+
+    class Other(Head):
+        pass
+
+    def helper(): return 'naïve'
+    def uses_helper(): return helper()  # nàme
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "breaks"), [(PREFILTERED, "\n"), (NETS, "\n"), (PREFILTERED, "\r\n")]
+)
+def test_excerpts_skip_walking_statements_that_name_nothing_defined(text: str, breaks: str) -> None:
+    text = textwrap.dedent(text).replace("\n", breaks)
+    for forget in (False, True):
+        found = outline(ast.parse(text), text)
+        eager = outline(ast.parse(text), text)
+        if forget:
+            found.forget()
+        for name in [*found.defines, *found.kinds, "torch", "missing"]:
+            assert excerpt(found, name) == _excerpt_walking_every_statement(eager, name), name
+
+
+@pytest.mark.parametrize(
+    "text", ["x = 1\n", "a\x0cb\n", "s = '\u2028'\n", "\x85", "é\x1d", "\r\n", "日本\u2029", ""]
+)
+def test_usable_for_trees_is_the_pattern_of_other_line_breaks(text: str) -> None:
+    import re
+
+    from trainlint.project_outline import usable_for_trees
+
+    pattern = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+    assert usable_for_trees(text) == (pattern.search(text) is None)
+
+
+STUBBED = """
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return x
+
+        def helper(self, x):
+            return x
+
+    class Meter:
+        def update(self, val):
+            self.sum += val
+"""
+USER = """
+    from nets import Net, Meter
+
+    class Meter2:
+        def reset(self):
+            pass
+
+    net = Net()
+    meter = Meter()
+    net.state_dict()
+    net.helper(1)
+    meter.reset()
+    self_made = Meter2()
+"""
+
+
+def test_a_stub_is_made_only_for_a_method_it_may_have(tmp_path: Path) -> None:
+    """``net.state_dict()`` on another module's class: no stub made (it needs every method);
+    the callee is the same as the stub's (none). ``net.helper(1)``: the stub's method."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "nets.py").write_text(textwrap.dedent(STUBBED))
+    path = tmp_path / "train.py"
+    source = textwrap.dedent(USER)
+    model = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    calls = {model.text_of(site.node): site for site in model.calls}
+    state = calls["net.state_dict()"]
+    assert model.callee(state.node, state.scope) is None
+    assert not model.stubs._classes  # no stub made for a method the class cannot have
+    helper = calls["net.helper(1)"]
+    found = model.callee(helper.node, helper.scope)
+    assert found is not None and model.stubs.function_summary(found) is not None
+    eager = TrainingModel.from_source(source, path, ProjectIndex().view(path))
+    net = eager.instance_summary(cst.parse_expression("net"), eager.module_scope)
+    assert net is not None
+    stub = eager.stubs.class_info(net)  # the stub first: the answers it gives are the same
+    assert stub is not None and "state_dict" not in stub.methods
+    for text, site in calls.items():
+        other = next(s for s in eager.calls if eager.text_of(s.node) == text)
+        mine, theirs = model.callee(site.node, site.scope), eager.callee(other.node, other.scope)
+        assert (mine is None) == (theirs is None), text
+    summary = model.instance_summary(cst.parse_expression("meter"), model.module_scope)
+    assert summary is not None and summary.may_define("update")
+    assert not summary.may_define("reset")
+
+
+def test_relative_paths_are_relpath(tmp_path: Path) -> None:
+    import os
+
+    index = ProjectIndex()
+    for path, folder in [
+        (tmp_path / "a" / "b.py", tmp_path / "c"),
+        (tmp_path / "b.py", tmp_path),
+        (tmp_path / "b.py", tmp_path),
+    ]:
+        assert index.relative(path, folder) == os.path.relpath(path, folder)

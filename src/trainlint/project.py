@@ -4,50 +4,42 @@ Lazy by design (parsing every module up front doubled a cold run): nothing is re
 model of an analyzed file asks about a name it imports (``meter = AverageMeter()`` with
 ``from utils import AverageMeter``, then ``meter.update(loss)``). Then:
 
-1. the import is resolved inside the project root: relative imports from the importing file's
-   package, absolute ones from the importing file's folder, its parents up to the root, and
-   ``<root>/src``; nothing outside the root (installed libraries stay libraries);
+1. the import is resolved inside the project root (:mod:`trainlint.project_resolve`): relative
+   imports from the importing file's package, absolute ones from the importing file's folder,
+   its parents up to the root, and ``<root>/src``; nothing outside the root;
 2. the module is read and the word prefilter applied: a module that does not define or import
    the name is never parsed;
 3. only what the definition needs is modelled: an outline made with ``ast`` (a C parser, far
    cheaper than libcst; :mod:`trainlint.project_outline`) finds the top-level statements it
    reads (its own block, the module's imports, the module-level names it references,
    transitively), and only those are parsed with libcst -- or, when the module is analyzed in
-   this process too, cut from its whole tree, parsed once for both (:meth:`tree_for`);
+   this process too, cut from its whole tree, parsed once for both (:meth:`tree_for`,
+   :mod:`trainlint.project_trees`);
 4. the summary is kept in memory for the run and in the cache directory, keyed by the module's
    content hash and the name, so a warm run never parses another module again.
 
-Each analyzed file reads the index through a :class:`ProjectView`, which records the digest of
-every summary the file used: the file's cache entry is valid only while they are unchanged
-(:meth:`ProjectIndex.deps_valid`).
+Each analyzed file reads the index through a :class:`~trainlint.project_view.ProjectView`
+(lookups, re-exports, project bases), which records the digest of every summary the file used:
+the file's cache entry is valid only while they are unchanged (:meth:`ProjectIndex.deps_valid`).
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import os
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlint import limits, sources
 from trainlint.cache import Cache, code_fingerprint, fingerprint
-from trainlint.callers import CALLERS, CallerRecord, caller_digest, callers_of
-from trainlint.model.summaries.types import (
-    ClassSummary,
-    Definition,
-    Reexport,
-    digest,
-    from_json,
-    to_json,
-)
+from trainlint.callers import CALLERS, caller_digest
+from trainlint.model.summaries.types import ClassSummary, Definition, digest, from_json, to_json
 from trainlint.project_methods import MODELS_KEPT, KeptModels, LazyMethods
 from trainlint.project_outline import (
     Outline,
     Statement,
-    TreeStore,
     excerpt,
     excerpt_text,
     excerpt_tree,
@@ -56,18 +48,20 @@ from trainlint.project_outline import (
     statement_lines,
     usable_for_trees,
 )
+from trainlint.project_resolve import ImportResolver
+from trainlint.project_trees import TreeStore
+from trainlint.project_view import ProjectView
 
 if TYPE_CHECKING:
     import libcst as cst
 
     from trainlint.model import TrainingModel
 
-_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
-#: Re-exports followed (``utils/__init__.py`` -> ``utils/meters.py``) before giving up.
-_MAX_HOPS = 4
-#: Whole libcst trees kept for reuse, in characters of their source: a tree costs about 70
-#: bytes of resident memory per character (measured on diffusers' models), so about 30 MB.
-TREE_BUDGET = 400_000
+#: Whole libcst trees kept for reuse, in characters of their source (the file being analyzed
+#: included): a tree costs about 70 bytes of resident memory per character (measured on
+#: diffusers' models), so about 56 MB. 400 000 dropped 17 of the 70 trees four real
+#: repositories' excerpts needed (507 000 characters) before their last excerpt.
+TREE_BUDGET = 800_000
 #: Outlines that keep their module's ``ast`` statements, most recently used.
 _AST_KEPT = 8
 
@@ -88,16 +82,6 @@ def deps_valid(index: ProjectIndex | None, importer: Path, deps: Any) -> bool:
     return index is not None and index.deps_valid(importer, deps)
 
 
-def find_root(path: Path) -> Path:
-    """The project root of ``path``: the nearest folder holding a project marker, else the
-    file's own folder."""
-    start = path.resolve().parent
-    for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
-            return folder
-    return start
-
-
 @dataclass
 class _Module:
     """One module file as read in this run."""
@@ -112,7 +96,7 @@ class _Module:
     mentions: dict[str, bool] = field(default_factory=dict)  # name -> in the text as a word
 
 
-class ProjectIndex:
+class ProjectIndex(ImportResolver):
     """Summaries of project modules, shared by the files of one run (in one process)."""
 
     def __init__(
@@ -122,6 +106,7 @@ class ProjectIndex:
         expected: set[Path] | None = None,
         digests: bool = True,
     ) -> None:
+        super().__init__()
         self.cache = cache
         #: Whether views record the digests of what they use (:meth:`ProjectView.deps`, for
         #: cache entries); without, only which summaries (``used``, with empty digests).
@@ -133,13 +118,6 @@ class ProjectIndex:
         self.trees = TreeStore(TREE_BUDGET)
         self._outlines: OrderedDict[Path, Outline] = OrderedDict()  # those with ``ast`` kept
         self._modules: dict[Path, _Module | None] = {}
-        self._roots: dict[Path, Path] = {}
-        self._files: dict[Path, bool] = {}
-        self._resolved: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
-        self._own: dict[tuple[Path, str], tuple[Path, list[str]] | None] = {}
-        self._base_folders: dict[tuple[Path, int], list[Path]] = {}
-        self._top_names: dict[tuple[Path, str], bool] = {}
-        self._real_paths: dict[Path, Path] = {}
         #: Models of class excerpts kept for their methods (the last few classes summarized).
         self.kept_models = KeptModels(MODELS_KEPT)
         self._salt: str | None = None
@@ -149,88 +127,6 @@ class ProjectIndex:
 
     def view(self, importer: Path) -> ProjectView:
         return ProjectView(self, importer.resolve())
-
-    # ------------------------------------------------------------------ resolution
-    def root_of(self, importer: Path) -> Path:
-        folder = importer.parent
-        if folder not in self._roots:
-            self._roots[folder] = find_root(importer)
-        return self._roots[folder]
-
-    def _is_file(self, path: Path) -> bool:
-        if path not in self._files:
-            self._files[path] = path.is_file()
-        return self._files[path]
-
-    def resolve(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
-        """The module file ``target`` names and the rest of the name inside it:
-        ``.utils.AverageMeter`` from ``pkg/train.py`` -> (``pkg/utils.py``, [``AverageMeter``])."""
-        # Every file of a folder resolves a name alike (the folders searched are the folder's),
-        # but for a module never resolving to itself: memoized per folder, unless the folder's
-        # answer is the importer itself (then that importer's own answer is computed).
-        key = (importer.parent, target)
-        if key not in self._resolved:
-            self._resolved[key] = self._resolve(importer, target, None)
-        found = self._resolved[key]
-        if found is not None and found[0] == importer:
-            mine = (importer, target)
-            if mine not in self._own:
-                self._own[mine] = self._resolve(importer, target, importer)
-            found = self._own[mine]
-        return (found[0], list(found[1])) if found is not None else None
-
-    def _resolve(
-        self, importer: Path, target: str, excluded: Path | None
-    ) -> tuple[Path, list[str]] | None:
-        dots = len(target) - len(target.lstrip("."))
-        parts = [p for p in target[dots:].split(".") if p]
-        if not parts:
-            return None
-        for base in self._bases(importer, dots):
-            if not dots and not self._holds(base, parts[0]):
-                continue  # cheap rejection: ``torch.nn.Linear`` never reaches the loop below
-            for size in range(len(parts), 0, -1):
-                stem = base.joinpath(*parts[:size])
-                for candidate in (stem.with_name(stem.name + ".py"), stem / "__init__.py"):
-                    if self._is_file(candidate) and self._real(candidate) != excluded:
-                        return self._real(candidate), parts[size:]
-        return None
-
-    def _bases(self, importer: Path, dots: int) -> list[Path]:
-        """The folders an import with ``dots`` leading dots is looked up in, from ``importer``'s
-        folder (the same for every file of that folder: computed once)."""
-        key = (importer.parent, dots)
-        if key not in self._base_folders:
-            root = self.root_of(importer)
-            if dots:
-                base = importer.parent
-                for _ in range(dots - 1):
-                    base = base.parent
-                bases = [base]
-            else:
-                bases = [importer.parent]
-                bases += [p for p in importer.parent.parents if p == root or root in p.parents]
-                bases.append(root / "src")
-            self._base_folders[key] = [b for b in bases if b == root or root in b.parents]
-        return self._base_folders[key]
-
-    def _holds(self, base: Path, name: str) -> bool:
-        """Whether ``base`` has a package or module ``name``."""
-        key = (base, name)
-        if key not in self._top_names:
-            self._top_names[key] = self._is_dir(base / name) or self._is_file(base / f"{name}.py")
-        return self._top_names[key]
-
-    def _real(self, path: Path) -> Path:
-        if path not in self._real_paths:
-            self._real_paths[path] = path.resolve()
-        return self._real_paths[path]
-
-    def _is_dir(self, path: Path) -> bool:
-        key = path / ""
-        if key not in self._files:
-            self._files[key] = path.is_dir()
-        return self._files[key]
 
     # ------------------------------------------------------------------ modules
     def module(self, path: Path) -> _Module | None:
@@ -387,7 +283,7 @@ class ProjectIndex:
         text = module.text
         if text is None or not usable_for_trees(text):
             return None
-        found = self.trees.get(module.path, text)
+        found = self.trees.get(module.path, text, use=True)
         if found is not None or module.path not in self.expected:
             return found
         # Parsed whole once at most: dropped from the store before the engine came to it, the
@@ -399,14 +295,16 @@ class ProjectIndex:
             found = parsing.parse(text, self.max_tokens)
         except (parsing.Unparsable, limits.TooManyTokens, RecursionError, MemoryError):
             return None
-        self.trees.put(module.path, text, found)
+        self.trees.put(module.path, text, found, used=True)
         return found
 
     def tree(self, path: Path, text: str) -> cst.Module | None:
         """A tree of ``text`` (the file at ``path``, resolved) that this index parsed or kept,
         parsed as :func:`trainlint.parsing.parse` would with the same limits."""
         self.expected.discard(path)  # analyzed now: summaries need not parse it whole for it
-        return self.trees.get(path, text)
+        found = self.trees.get(path, text)
+        self.trees.reserve(path, len(text))
+        return found
 
     def keep_tree(self, path: Path, text: str, tree: cst.Module) -> None:
         """The engine's parse of a file: summaries of its definitions reuse it."""
@@ -433,101 +331,3 @@ class ProjectIndex:
             if self.digest_of(path, name, expected.startswith("kind:")) != expected:
                 return False
         return True
-
-
-class ProjectView:
-    """The index as one analyzed file sees it; records the summaries the file used."""
-
-    def __init__(self, index: ProjectIndex, importer: Path) -> None:
-        self.index = index
-        self.importer = importer
-        #: (path relative to the importer's folder, name) -> digest of the summary used.
-        self.used: dict[tuple[str, str], str] = {}
-        self._lookups: dict[tuple[str, bool], tuple[Definition, list[str]] | None] = {}
-
-    def lookup(
-        self, target: str, classes_only: bool = False
-    ) -> tuple[Definition, list[str]] | None:
-        """The summary ``target`` (``utils.AverageMeter``, ``.engine.train_one_epoch``) names,
-        following re-exports, and the attribute path left inside it (``["update"]``).
-        ``classes_only``: a function or other name is told apart by ``ast`` and not summarized
-        (the dependency recorded is then what kind of definition it is)."""
-        key = (target, classes_only)
-        if key not in self._lookups:
-            self._lookups[key] = self._lookup(target, classes_only)
-        found = self._lookups[key]
-        return (found[0], list(found[1])) if found is not None else None
-
-    def _lookup(
-        self, target: str, classes_only: bool, importer: Path | None = None, depth: int = 0
-    ) -> tuple[Definition, list[str]] | None:
-        importer = importer or self.importer
-        for _ in range(_MAX_HOPS):
-            resolved = self.index.resolve(importer, target)
-            if resolved is None:
-                return None
-            path, rest = resolved
-            if not rest:
-                resolved = self._bound_by_package(importer, target)
-                if resolved is None:
-                    return None  # a module itself: its attributes are asked for by name
-                path, rest = resolved
-            if classes_only and len(rest) == 1:
-                kind = self.index.kind(path, rest[0])
-                if kind not in ("class", "import"):
-                    self._record_kind(path, rest[0], kind)
-                    return None
-            found = self.index.definition(path, rest[0])
-            self._record(path, rest[0])
-            if isinstance(found, ClassSummary):
-                found = self._through_project_bases(found, path, depth)
-            if not isinstance(found, Reexport):
-                return (found, rest[1:]) if found is not None else None
-            target = found.target + "".join(f".{p}" for p in rest[1:])
-            importer = path
-        return None
-
-    def _bound_by_package(self, importer: Path, target: str) -> tuple[Path, list[str]] | None:
-        """``from pkg import HookedTransformer`` where ``pkg/HookedTransformer.py`` is a module
-        and ``pkg/__init__.py`` rebinds the name (``from .HookedTransformer import
-        HookedTransformer``): Python binds the package's attribute, the class."""
-        package, dot, name = target.rpartition(".")
-        if not dot or not package.strip("."):
-            return None
-        found = self.index.resolve(importer, package)
-        if found is None or found[1] or found[0].name != "__init__.py":
-            return None
-        if self.index.kind(found[0], name) is None:
-            return None
-        return found[0], [name]
-
-    def _through_project_bases(self, cls: ClassSummary, path: Path, depth: int) -> ClassSummary:
-        """``cls`` as its bases in other project modules make it: ``class Head(BaseNet)`` with
-        ``BaseNet(nn.Module)`` in ``base.py`` is a module too (a summary reads only its own
-        module, so its importer resolves the rest, recording what it read)."""
-        if cls.is_module or depth >= _MAX_HOPS:
-            return cls
-        for base in cls.bases:
-            found = self._lookup(base, True, path, depth + 1) if "." in base else None
-            base_summary = found[0] if found is not None and not found[1] else None
-            if isinstance(base_summary, ClassSummary) and base_summary.is_module:
-                return replace(cls, is_module=True)
-        return cls
-
-    def _record(self, path: Path, name: str) -> None:
-        relative = os.path.relpath(path, self.importer.parent)
-        self.used[(relative, name)] = self.index.digest(path, name) if self.index.digests else ""
-
-    def _record_kind(self, path: Path, name: str, kind: str | None) -> None:
-        self.used.setdefault((os.path.relpath(path, self.importer.parent), name), f"kind:{kind}")
-
-    def callers(self, name: str, params: tuple[str, ...]) -> list[CallerRecord]:
-        """The calls of the viewed file's function ``name`` in other modules (recorded as
-        dependencies): see :mod:`trainlint.callers`."""
-        return callers_of(self, name, params)
-
-    def deps(self) -> list[list[str]]:
-        """What a cache entry of the viewed file depends on (nothing without digests)."""
-        if not self.index.digests:
-            return []
-        return [[path, name, value] for (path, name), value in sorted(self.used.items())]

@@ -28,6 +28,7 @@ from trainlint.model.syntax.nodes import descendants, dotted, literal, names_in
 
 if TYPE_CHECKING:
     from trainlint.model import TrainingModel
+    from trainlint.model.summaries.types import ClassSummary
     from trainlint.model.syntax.scopes import CallSite, ClassInfo, LoopInfo, Scope
 
 
@@ -76,10 +77,28 @@ def method_of_instance(
         return cls.methods.get("__call__")
     if not isinstance(func, cst.Attribute):
         return None
-    cls = instance_class(model, func.value, scope, external)
+    cls = instance_class(model, func.value, scope, external=False)
+    if cls is None and external:  # a class of another project module: its stub's method
+        return _stub_method(model, model.instance_summary(func.value, scope), func.attr.value)
     if cls is None:
         return None
     return model.method(cls, func.attr.value)
+
+
+def _stub_method(model: TrainingModel, summary: ClassSummary | None, name: str) -> Scope | None:
+    """Method ``name`` of the stub of ``summary`` (an instance's class in another module), as
+    :meth:`TrainingModel.method` finds it; the stub is made only when it may be found (a stub
+    needs every method summarized; ``model.state_dict()`` on a module is none of them)."""
+    if summary is None:
+        return None
+    if not summary.may_define(name) and not any(
+        name in local.methods
+        for local in (model.classes.get(base.rsplit(".", 1)[-1]) for base in summary.bases)
+        if local is not None
+    ):
+        return None
+    stub = model.stubs.class_info(summary)
+    return model.method(stub, name) if stub is not None else None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -70,6 +71,7 @@ class ModeAnalysis:
         self.model = model
         self._events: dict[int, list[Event]] = {}
         self._callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
+        self._all_callers: dict[int, list[tuple[cst.Call, Scope]]] | None = None
         self._external: dict[int, list[CallerRecord]] = {}
         self._call_order: dict[int, int] = {id(site.node): site.order for site in model.calls}
 
@@ -86,13 +88,34 @@ class ModeAnalysis:
         return self._events[key]
 
     def callers(self, scope: Scope) -> list[tuple[cst.Call, Scope]]:
-        if self._callers is None:
-            self._callers = {}
-            for site in self.model.calls:
+        """The file's calls of ``scope``. For a function of this file they are found without
+        asking other modules (which summarized every imported function the file calls): a
+        call's answer in this file is the same either way, but for ``obj.name()`` on an
+        instance of another module's class whose base has the short name of a class of this
+        file defining ``name`` (those calls are asked with other modules, as before)."""
+        own = id(scope.node) in self._own_scopes
+        if own and self._callers is None:
+            self._callers = self._callers_map(external=False)
+        elif not own and self._all_callers is None:  # a stub's: calls into other modules too
+            self._all_callers = self._callers_map(external=True)
+        found = self._callers if own else self._all_callers
+        return found.get(id(scope.node), []) if found is not None else []
+
+    @cached_property
+    def _own_scopes(self) -> set[int]:
+        return {id(s.node) for s in self.model.scopes}
+
+    def _callers_map(self, external: bool) -> dict[int, list[tuple[cst.Call, Scope]]]:
+        methods = {name for info in self.model.classes.values() for name in info.methods}
+        found: dict[int, list[tuple[cst.Call, Scope]]] = {}
+        for site in self.model.calls:
+            callee = self.model.callee(site.node, site.scope, external)
+            func = site.node.func
+            if callee is None and isinstance(func, cst.Attribute) and func.attr.value in methods:
                 callee = self.model.callee(site.node, site.scope)
-                if callee is not None and callee is not site.scope:
-                    self._callers.setdefault(id(callee.node), []).append((site.node, site.scope))
-        return self._callers.get(id(scope.node), [])
+            if callee is not None and callee is not site.scope:
+                found.setdefault(id(callee.node), []).append((site.node, site.scope))
+        return found
 
     def order_of_event(self, event: Event) -> int:
         """Where ``event`` runs in its scope's order: at the call that reached a helper's."""

@@ -213,7 +213,9 @@ def inherited_method(model: TrainingModel, info: ClassInfo, name: str) -> Scope 
         return None
     for base in info.bases:
         summary = base_summary(model, base)
-        stub = model.stubs.class_info(summary) if summary is not None else None
+        if summary is None or not summary.may_define(name):
+            continue  # no stub made for it: a stub needs every method summarized
+        stub = model.stubs.class_info(summary)
         if stub is not None and name in stub.methods:
             return stub.methods[name]
     return None

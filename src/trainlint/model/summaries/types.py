@@ -152,6 +152,13 @@ class ClassSummary:
     def __hash__(self) -> int:
         return hash((self.name, self.bases))
 
+    def may_define(self, name: str) -> bool:
+        """Whether ``name`` may be one of its methods (false: it is not), without summarizing
+        any: a stub's methods (:mod:`.stubs`) are among these names."""
+        if self.source is not None:
+            return name in self.source.names
+        return any(m.name.rsplit(".", 1)[-1] == name for m in self._methods)
+
     def method(self, name: str) -> FunctionSummary | None:
         if self.source is not None:
             return self.source.summary(name) if name in self.source.names else None
