@@ -206,6 +206,33 @@ def test_a_frozen_model_on_data_makes_no_graph(name: str, expected: Holds) -> No
     assert model.dataflow.holds(value, scope, order) is expected
 
 
+DETACHED = """
+def run(loader, criterion):
+    net = nn.Linear(8, 1)
+    for x, y in loader:
+        out = net(x)
+        both = criterion(out.detach().cpu(), y.cpu())
+        target_only = criterion(out, y.detach())
+        functional = F.l1_loss(out.detach(), y)
+        fresh_target = F.smooth_l1_loss(out, torch.tensor([1.0]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("both", Holds.TENSOR),
+        ("target_only", Holds.GRAPH),
+        ("functional", Holds.TENSOR),
+        ("fresh_target", Holds.GRAPH),  # a factory tensor is not a detached prediction
+    ],
+)
+def test_a_loss_of_a_detached_prediction_makes_no_graph(name: str, expected: Holds) -> None:
+    model = build(DETACHED)
+    value, scope, order = assigned(model, name)
+    assert model.dataflow.holds(value, scope, order) is expected
+
+
 def test_a_value_passed_to_backward_is_a_graph_tensor() -> None:
     model = build(PRODUCERS)
     run = scope_named(model, "run")

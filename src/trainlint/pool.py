@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing
 import os
 import signal
 import sys
@@ -137,6 +138,11 @@ class Scheduler:
         self.in_flight.append((future, chunk, self.pool))
 
     def _start(self, workers: int = 0) -> ProcessPoolExecutor:
+        if multiprocessing.get_start_method() == "fork":
+            # Forked workers inherit what this process imported: libcst, the model and the
+            # rules are imported once, here, instead of once in every worker (measured: a
+            # third of a second of CPU per worker on 64 training files).
+            _ = self.analyzer.rules
         return ProcessPoolExecutor(
             workers or self.jobs, initializer=_init_worker, initargs=(self.options, os.getpid())
         )

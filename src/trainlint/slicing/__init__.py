@@ -20,8 +20,9 @@ keeps
   before ``evaluate(model)`` under ``if __name__ == "__main__":``, the loop around a
   ``train_step``), and every block that mentions any name a seed binds (``crit =
   nn.BCELoss()`` at module level seeds the functions that call ``crit``);
-* all of a script's module-level statements as soon as one of them loops or seeds: their order
-  is what the model reads there.
+* all of a script's module-level statements as soon as one of them is kept: their order is
+  what the model reads there, and any of them may change what a kept one binds (``for p in
+  vgg.parameters(): p.requires_grad = False`` freezes the ``vgg`` a kept function runs).
 
 The other blocks are blanked: their lines become empty, so every kept line keeps its number
 and its columns. Identifiers are matched as words of the block's text (strings and comments

@@ -139,8 +139,11 @@ def closure(blocks: list[Block], seeds: set[int]) -> set[int]:
         block = blocks[index]
         if block.parent is not None:
             keep(block.parent, down)  # a method needs its class (bases, __init__)
-        if block.script and not whole_script and (down or HAS_LOOP.search(block.text)):
-            whole_script = True  # the order of a script's statements is what the model reads
+        if block.script and not whole_script:
+            # The order of a script's statements is what the model reads, and any of them may
+            # change what a kept one binds (``for p in vgg.parameters(): p.requires_grad =
+            # False`` after ``vgg = ...``, a ``freeze(vgg)`` call): one kept keeps them all.
+            whole_script = True
             for other in script:
                 keep(other, False)
 

@@ -196,6 +196,8 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
     for call, caller in built:
         given, seen = keyword_through_kwargs(flow, call, "drop_last", caller)
         drop_last = literal(given, None)
+        if drop_last is None and isinstance(given, cst.Name):
+            drop_last = _set_true_somewhere(flow, given.value, caller)
         visible = visible and seen
         dataset_expr = keyword(call, "dataset") or positional(call, 0)
         dataset = dotted(dataset_expr)
@@ -227,6 +229,14 @@ def _loader_batching(flow, source, counter, start, scope) -> Batching:
     return Batching(
         "loader", source, name, dataset, size, samples, counter, start, full, why, visible
     )
+
+
+def _set_true_somewhere(flow: Dataflow, name: str, scope: Scope) -> bool | None:
+    """``drop_last=drop_last`` where a loader factory sets ``drop_last = True`` for some
+    splits: which split this loader reads is the caller's argument, so it may drop its last
+    batch (True); None when no binding of the name sets it."""
+    values = {literal(b.value, None) for b in flow.model.lookup(name, scope) if not b.augmented}
+    return True if True in values else None
 
 
 def _passes_kwargs(call: cst.Call) -> bool:
@@ -329,7 +339,10 @@ def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:
         return made
     value = model.value_of(source, scope)
     if value is not None and value.call is not None:
-        return [(value.call, scope)] if value.kind.endswith("DataLoader") else []
+        # read the call where it is written (``_, loader = self._get_data("val")``: in the
+        # factory, whose locals its arguments name)
+        written = flow.call_sites().get(id(value.call), (scope,))[0]
+        return [(value.call, written)] if value.kind.endswith("DataLoader") else []
     name = dotted(source)
     if not name or name not in scope.params:
         return []
@@ -342,7 +355,7 @@ def _loader_calls(flow, source, scope) -> list[tuple[cst.Call, Scope]]:
         passed = model.value_of(argument, caller)
         if passed is None or passed.call is None or not passed.kind.endswith("DataLoader"):
             return []
-        found.append((passed.call, caller))
+        found.append((passed.call, flow.call_sites().get(id(passed.call), (caller,))[0]))
     return found
 
 

@@ -47,6 +47,7 @@ from trainlint.model.dataflow.provenance import (
     STRING_METHODS,
     backward_evidence,
     binding_without_graph,
+    detached_criterion_call,
     forward_like,
     frozen_forward,
     library_call_fact,
@@ -290,6 +291,9 @@ class Dataflow:
         if producing and (value.call is not None or callee is None):  # type: ignore[union-attr]
             if value.role is Role.MODEL and frozen_forward(self, call, scope, before):  # type: ignore[union-attr]
                 return TENSOR  # a frozen feature extractor on data
+            criterion = value.role is Role.CRITERION  # type: ignore[union-attr]
+            if criterion and detached_criterion_call(self, value, call, scope, before):  # type: ignore[arg-type]
+                return TENSOR  # a loss of detached values
             return Fact(Holds.GRAPH, call)
         external = model.returned_summary(call, scope, index)
         if external is not None:  # another module's function: its summary says what it returns

@@ -37,11 +37,13 @@ from trainlint.model.dataflow.facts import (
 )
 from trainlint.model.dataflow.reductions import FUNCTIONAL_LOSSES
 from trainlint.model.loops.frozen import parameters_frozen
-from trainlint.model.syntax.nodes import dotted, method_call, names_in
+from trainlint.model.syntax.names import is_under
+from trainlint.model.syntax.nodes import descendants, dotted, method_call, names_in
 
 if TYPE_CHECKING:
     from trainlint.model.dataflow.graph import Dataflow
     from trainlint.model.syntax.scopes import Binding, Scope
+    from trainlint.model.values.roles import Value
 
 #: Methods of a model-like object that run its forward pass (or return a loss from it). Any
 #: other method (``num_parameters()``, ``train_micro_batch_size_per_gpu()``, ``generate()``) is
@@ -74,7 +76,7 @@ def library_call_fact(
     if root in ("numpy", "math", "statistics"):
         return NUMBER
     if qualified.startswith("torch.nn.functional.") and last in FUNCTIONAL_LOSSES:
-        return Fact(Holds.GRAPH, call)
+        return TENSOR if detached_operands(flow, call, scope, before) else Fact(Holds.GRAPH, call)
     if root == "torch":
         if last in TORCH_NO_GRAPH or (last in TUPLE_REDUCTIONS and index == 1):
             return TENSOR
@@ -113,6 +115,37 @@ def frozen_forward(flow: Dataflow, call: cst.Call, scope: Scope, before: int | N
     if name is None or not parameters_frozen(flow.model, name):
         return False
     return not any(flow.fact(a.value, scope, before).holds is Holds.GRAPH for a in call.args)
+
+
+def detached_operands(flow: Dataflow, call: cst.Call, scope: Scope, before: int | None) -> bool:
+    """``F.l1_loss(pred.detach(), y)``: a loss of a detached prediction and values with no
+    known graph (the batch's targets) has none either; an operand with a graph keeps it."""
+    operands = [a.value for a in call.args if a.keyword is None or a.keyword.value != "weight"]
+    facts = [flow.fact(v, scope, before) for v in operands]
+    if any(f.holds is Holds.GRAPH or f.no_grad for f in facts):
+        return False  # a graph, or made under ``no_grad`` (that provenance is told elsewhere)
+    return any(_detached(v) for v in operands)  # a factory tensor (``torch.tensor([r])``) is not
+
+
+def _detached(expr: cst.BaseExpression) -> bool:
+    """``pred.detach().cpu()`` / ``out.data``: the operand is cut from its graph as written."""
+    for node in (expr, *descendants(expr)):
+        called = method_call(node) if isinstance(node, cst.Call) else None
+        if called is not None and called[1] == "detach":
+            return True
+        if isinstance(node, cst.Attribute) and node.attr.value == "data":
+            return True
+    return False
+
+
+def detached_criterion_call(
+    flow: Dataflow, value: Value, call: cst.Call, scope: Scope, before: int | None
+) -> bool:
+    """``criterion(pred.detach().cpu(), y.cpu())`` of a torch loss (or a criterion known only
+    by its name): no graph. A project's loss class may hold parameters of its own, whose graph
+    survives detached operands."""
+    library = not value.kind or is_under(value.kind, "torch.nn")
+    return library and detached_operands(flow, call, scope, before)
 
 
 def binding_without_graph(flow: Dataflow, binding: Binding) -> bool:

@@ -11,7 +11,10 @@ roles; a call into another module's code (a stub) may hold anything.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
+
+import libcst as cst
 
 from trainlint.model.loops.event_types import EventKind
 
@@ -25,6 +28,7 @@ REACHABLE: dict[EventKind, frozenset[str]] = {
     EventKind.STEP: frozenset({"step", "apply_gradients", "minimize"}),
 }
 _BACKWARD_FUNCTIONS = frozenset({"torch.autograd.backward"})
+_KIND_OF_NAME = {name: kind for kind, names in REACHABLE.items() for name in names}
 _ANY = frozenset(REACHABLE)
 
 
@@ -74,14 +78,46 @@ class EventReach:
             return found
         kinds: set[EventKind] = set()
         model = self.model
+        aliased = self._aliased
         for site in model.calls_in(scope):
-            if model.imports.qualify(site.node.func) in _BACKWARD_FUNCTIONS:
-                kinds.add(EventKind.BACKWARD)
-            method = model.bound_method(site.node, scope)
-            if method is None:
-                continue
-            for kind, names in REACHABLE.items():
-                if method[1] in names:
-                    kinds.add(kind)
+            func = site.node.func
+            if type(func) is cst.Attribute:
+                name: str | None = func.attr.value
+            else:
+                name = None
+                if type(func) is cst.Name and model.imports.qualify(func) in _BACKWARD_FUNCTIONS:
+                    kinds.add(EventKind.BACKWARD)
+            if aliased:  # a name may be bound to a backward or step (``step = opt.step``)
+                method = model.bound_method(site.node, scope)
+                name = method[1] if method is not None else None
+            kind = _KIND_OF_NAME.get(name) if name is not None else None
+            if kind is not None:
+                kinds.add(kind)
         found = self._own[key] = frozenset(kinds)
         return found
+
+    @cached_property
+    def _aliased(self) -> bool:
+        """Whether some binding of the file holds a bound method named like a backward or a
+        step (``step = optimizer.step``, ``functools.partial(loss.backward, ...)``): only then
+        is each call's alias looked up (``bound_method``); otherwise the method a call runs is
+        the one it names."""
+        for scope in self.model.scopes:
+            for bindings in scope.bindings.values():
+                for binding in bindings:
+                    if _names_reachable_method(binding.value):
+                        return True
+        for info in self.model.classes.values():
+            for bindings in info.attributes.values():
+                if any(_names_reachable_method(b.value) for b in bindings):
+                    return True
+        return False
+
+
+def _names_reachable_method(value: cst.BaseExpression | None) -> bool:
+    """``x.step`` or a call holding one (``functools.partial(x.step, ...)``)."""
+    if type(value) is cst.Attribute:
+        return value.attr.value in _KIND_OF_NAME
+    if type(value) is cst.Call:
+        return any(_names_reachable_method(arg.value) for arg in value.args)
+    return False

@@ -136,11 +136,17 @@ def argument_for(call: cst.Call, callee: Scope, param: str) -> cst.BaseExpressio
     return None
 
 
-def _handler(node_type: type, prefix: str) -> Callable[..., object] | None:
-    key = (node_type, prefix)
-    if key not in _HANDLERS:
-        _HANDLERS[key] = getattr(ScopeBuilder, prefix + node_type.__name__, None)
-    return _HANDLERS[key]
+def _handlers(node_type: type) -> tuple[Callable[..., object] | None, Callable[..., object] | None]:
+    """``(visit_<Type>, leave_<Type>)`` of :class:`ScopeBuilder` for ``node_type`` (None when
+    it has none): one lookup per node of the walk."""
+    found = _HANDLERS.get(node_type)
+    if found is None:
+        name = node_type.__name__
+        found = _HANDLERS[node_type] = (
+            getattr(ScopeBuilder, "visit_" + name, None),
+            getattr(ScopeBuilder, "leave_" + name, None),
+        )
+    return found
 
 
 def _nested_names(target: cst.BaseExpression) -> list[tuple[str, tuple[int, ...]]]:
@@ -186,7 +192,7 @@ def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
     return [(name, None)] if name else []
 
 
-_HANDLERS: dict[tuple[type, str], Callable[..., object] | None] = {}
+_HANDLERS: dict[type, tuple[Callable[..., object] | None, Callable[..., object] | None]] = {}
 
 
 class ScopeBuilder:
@@ -221,8 +227,7 @@ class ScopeBuilder:
 
     def walk(self, node: cst.CSTNode) -> None:
         self._order += 1
-        node_type = type(node)
-        visit = _handler(node_type, "visit_")
+        visit, leave = _HANDLERS.get(type(node)) or _handlers(type(node))
         if visit is not None and visit(self, node) is False:
             self._record_parents(node)  # not walked (imports), but their parents are asked
             return
@@ -230,7 +235,6 @@ class ScopeBuilder:
         for child in child_nodes(node):
             parents[id(child)] = node
             self.walk(child)
-        leave = _handler(node_type, "leave_")
         if leave is not None:
             leave(self, node)
 

@@ -36,8 +36,11 @@ _IN_EXPRESSION = re.compile(r"isinstance\(.*\b(?:and|or|else)\b")
 def _narrow(
     node: cst.CSTNode, checks: dict[str, Value], found: dict[int, dict[str, Value]]
 ) -> None:
+    # ``type(...) is``, not ``isinstance``: see :mod:`trainlint.model.syntax.nodes` (every node
+    # of the branch is tested).
     for inner in descendants(node):
-        if isinstance(inner, (cst.Name, cst.Attribute)):
+        kind = type(inner)
+        if kind is cst.Name or kind is cst.Attribute:
             found.setdefault(id(inner), {}).update(checks)
 
 
@@ -83,9 +86,10 @@ class Narrowing:
         # Blocks and ``if`` statements are never inside an expression or a simple statement:
         # not entering those skips most of the tree.
         for node in descendants(self.model.module, _NO_BLOCKS_BELOW):
-            if isinstance(node, (cst.Module, cst.IndentedBlock)):
+            kind = type(node)
+            if kind is cst.IndentedBlock:
                 self._guards(node.body, found)
-            if not isinstance(node, cst.If):
+            if kind is not cst.If:
                 continue
             positive, negative = self._checks(node.test)
             for branch, checks in ((node.body, positive), (node.orelse, negative)):
