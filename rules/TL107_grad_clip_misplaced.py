@@ -4,12 +4,8 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep, WindowKind
+from trainlint.model.loops.event_plumbing import exclusive, loop_name, same_object
 from trainlint.model.loops.scalers import scaled_for, scaler_name
-from trainlint.model.loops.schedules import (
-    exclusive,
-    loop_name,
-    same_object,
-)
 from trainlint.rule import Violation
 from trainlint.slicing import TRAIN_LOOP
 

@@ -6,15 +6,14 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Condition, Event, EventKind, LoopInfo, TrainingModel, TrainStep
+from trainlint.model.loops.event_plumbing import exclusive, same_object
 from trainlint.model.loops.schedules import (
     ScheduleKind,
     SchedulerInfo,
     batch_loss_names,
     call_order,
-    exclusive,
     is_batch_loop,
     loss_root,
-    same_object,
     scheduler_of,
     unstepped_schedulers,
 )

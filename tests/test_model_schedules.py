@@ -8,13 +8,12 @@ import libcst as cst
 import pytest
 
 from trainlint.model import Event, EventKind, TrainingModel
+from trainlint.model.loops.event_plumbing import exclusive, loop_name
 from trainlint.model.loops.scalers import scaled_for, scaler_is_live, scaler_name, scaling_of
 from trainlint.model.loops.schedules import (
     ScheduleKind,
     batch_loss_names,
-    exclusive,
     is_batch_loop,
-    loop_name,
     loss_root,
     scheduler_of,
     unstepped_schedulers,

@@ -59,5 +59,3 @@ def display_path(path: Path, root: Path) -> str:
         return os.path.relpath(path, root)
     except ValueError:
         return str(path)
-
-

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.dataflow.batches import int_value, keyword_through_kwargs
+from trainlint.model.dataflow.batches import int_value
+from trainlint.model.dataflow.keywords import keyword_through_kwargs
 from trainlint.model.frameworks.loader_uses import only_inspected, single_batch
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import contains, dotted, literal, positional

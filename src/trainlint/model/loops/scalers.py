@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.event_plumbing import loop_name, receiver
 from trainlint.model.loops.events import Event, EventKind
-from trainlint.model.loops.schedules import call_order, loop_name, receiver, resolve
+from trainlint.model.loops.schedules import call_order, resolve
 from trainlint.model.syntax.nodes import dotted, method_call
 from trainlint.model.values.roles import Role
 

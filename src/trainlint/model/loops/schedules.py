@@ -1,10 +1,9 @@
-"""Learning-rate schedulers, as TL109 needs them (and the event helpers TL107-TL109 share).
+"""Learning-rate schedulers, as TL109 needs them.
 
 Scheduler kinds (:func:`scheduler_of`: epoch-based, plateau, per-batch, other, custom, unknown,
 read off the constructor and its horizon argument), schedulers never stepped, batch loops and
-per-batch loss names; event plumbing (``if``/``else`` branches, a helper's names mapped back to
-the loop's). Helper parameters resolve through the helper's same-file call sites. Grad scalers
-are in :mod:`.scalers`.
+per-batch loss names. Helper parameters resolve through the helper's same-file call sites. The
+event plumbing TL107-TL109 share is in :mod:`.event_plumbing`, grad scalers in :mod:`.scalers`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.loops.event_plumbing import receiver
 from trainlint.model.loops.events import Event
 from trainlint.model.syntax.names import is_under
 from trainlint.model.syntax.nodes import (
@@ -63,59 +63,6 @@ _COSINE = {"CosineAnnealingLR", "CosineAnnealingWarmRestarts", "PolynomialLR"}
 _STEP_WORDS = re.compile(r"iter|steps|batch|update|warmup|n_?step|num_step|max_step")
 #: Read-only uses of a scheduler: they do not step it.
 _READ_ONLY = {"get_last_lr", "get_lr", "state_dict", "load_state_dict", "last_epoch", "base_lrs"}
-
-
-# ---------------------------------------------------------------------- event plumbing
-def exclusive(first: Event, second: Event) -> bool:
-    """Whether two events sit in opposite branches of one ``if`` (never both run)."""
-    return any(
-        a.test is b.test and a.negated != b.negated
-        for a in first.conditions
-        for b in second.conditions
-    )
-
-
-def loop_name(model: TrainingModel, event: Event, scope: Scope, name: str | None) -> str | None:
-    """``name`` as written in the event's callee, renamed to the loop's (``scope``'s) name.
-
-    Events keep ``scaled_by`` as the helper spells it; this maps it through the ``via`` calls.
-    """
-    if name is None or not event.via:
-        return name
-    chain: list[tuple[cst.Call, Scope]] = []
-    current = scope
-    for call in event.via:
-        callee = model.callee(call, current)
-        if callee is None:
-            return name
-        chain.append((call, callee))
-        current = callee
-    for call, callee in reversed(chain):
-        renames = model.argument_renames(call, callee)
-        root, dot, rest = name.partition(".")
-        if root in renames:
-            if renames[root] is None:
-                return name
-            name = f"{renames[root]}{dot}{rest}"
-    return name
-
-
-def same_object(first: str | None, second: str | None) -> bool:
-    """Loose name match: ``self.scaler`` and ``scaler`` are taken to be one object."""
-    if not first or not second:
-        return False
-    return first == second or first.rsplit(".", 1)[-1] == second.rsplit(".", 1)[-1]
-
-
-def receiver(event: Event) -> cst.BaseExpression | None:
-    """The object a method-call event runs on; for ``s.scale(x).backward()``, ``s``."""
-    found = method_call(event.node)
-    if found is None:
-        return None
-    inner = method_call(found[0])
-    if found[1] == "backward" and inner is not None and inner[1] == "scale":
-        return inner[0]
-    return found[0]
 
 
 # ---------------------------------------------------------------------- values
