@@ -6,7 +6,8 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, TrainingModel, TrainStep, WindowKind
-from trainlint.model.dataflow.lossflow import Division, Flow, Reduction, backward_flow
+from trainlint.model.dataflow.flows import Division, Flow
+from trainlint.model.dataflow.lossflow import Reduction, backward_flow
 from trainlint.model.dataflow.scaling import (
     BackwardScaling,
     backward_scaling,

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import TrainingModel, TrainStep, WindowKind
-from trainlint.model.dataflow.lossflow import LossSource, Reduction, backward_flow
+from trainlint.model.dataflow.flows import LossSource
+from trainlint.model.dataflow.lossflow import Reduction, backward_flow
 from trainlint.model.dataflow.scaling import backward_scaling, divides_by_window
 from trainlint.rule import Violation
 from trainlint.slicing import TRAIN_LOOP

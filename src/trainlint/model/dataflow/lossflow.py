@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from trainlint.model.dataflow.flows import (
+    CONSTANT_FLOW,
+    UNKNOWN_FLOW,
+    Division,
+    Flow,
+    LossSource,
+    combine,
+)
 from trainlint.model.dataflow.lossforms import (
     FUNCTIONAL_LOSSES,
     LATEST,
@@ -44,58 +52,6 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import Binding, Scope
 
 
-@dataclass(frozen=True)
-class LossSource:
-    """Where (part of) the loss is computed: the anchor for messages and findings."""
-
-    node: cst.CSTNode
-    label: str  # how the code names it: ``F.cross_entropy``, ``criterion``, ``outputs.loss``
-    reduction: Reduction
-    token_level: str | None = None  # why its denominator varies: "ignore_index", "mask", ...
-
-
-@dataclass(frozen=True)
-class Division:
-    node: cst.CSTNode  # the dividing expression or statement
-    divisor: cst.BaseExpression
-
-
-@dataclass(frozen=True)
-class Flow:
-    reduction: Reduction = Reduction.UNKNOWN
-    divisions: tuple[Division, ...] = ()  # divisions that apply to the whole value
-    sources: tuple[LossSource, ...] = ()
-    reciprocal: cst.BaseExpression | None = None  # ``1 / k``: multiplying by it divides by k
-
-    def with_division(self, division: Division) -> Flow:
-        return Flow(self.reduction, (*self.divisions, division), self.sources)
-
-
-_UNKNOWN = Flow()
-_CONSTANT = Flow(Reduction.CONSTANT)
-
-
-def _combine(flows: list[Flow]) -> Flow:
-    """``a + b``: mean when the terms that carry a loss are means, divided when all are."""
-    carrying = [f for f in flows if f.reduction is not Reduction.CONSTANT]
-    if not carrying:
-        return _CONSTANT
-    kinds = {f.reduction for f in carrying}
-    if Reduction.MEAN in kinds and Reduction.SUM not in kinds:
-        reduction = Reduction.MEAN
-    elif kinds == {Reduction.SUM} or kinds == {Reduction.SUM, Reduction.UNKNOWN}:
-        reduction = Reduction.SUM
-    elif len(kinds) == 1:
-        reduction = kinds.pop()
-    else:
-        reduction = Reduction.UNKNOWN
-    texts = [{source_text(d.divisor) for d in f.divisions} for f in carrying]
-    common = set.intersection(*texts)
-    divisions = tuple(d for d in carrying[0].divisions if source_text(d.divisor) in common)
-    sources = tuple(s for f in carrying for s in f.sources)
-    return Flow(reduction, divisions, sources)
-
-
 # ---------------------------------------------------------------------- the tracer
 @dataclass
 class _Frame:
@@ -114,10 +70,10 @@ class _Tracer:
         self, expr: cst.BaseExpression | None, scope: Scope, before: int, frames: list[_Frame]
     ) -> Flow:
         if expr is None or self.budget <= 0:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         key = (id(expr), id(scope))
         if key in self.seen:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         self.budget -= 1
         self.seen.add(key)
         try:
@@ -129,7 +85,7 @@ class _Tracer:
         self, expr: cst.BaseExpression, scope: Scope, before: int, frames: list[_Frame]
     ) -> Flow:
         if isinstance(expr, (cst.Integer, cst.Float)):
-            return _CONSTANT
+            return CONSTANT_FLOW
         if isinstance(expr, cst.UnaryOperation):
             return self.expression(expr.expression, scope, before, frames)
         if isinstance(expr, cst.BinaryOperation):
@@ -142,7 +98,7 @@ class _Tracer:
             return self._model_loss(expr, expr.value if isinstance(expr.value, cst.Call) else None)
         if isinstance(expr, (cst.Name, cst.Attribute)):
             return self._name(expr, scope, before, frames)
-        return _UNKNOWN
+        return UNKNOWN_FLOW
 
     # ------------------------------------------------------------------ arithmetic
     def _binary(
@@ -162,15 +118,15 @@ class _Tracer:
             for flow, other in ((left, right), (right, left)):
                 if other.reduction is Reduction.CONSTANT and other.reciprocal is not None:
                     return flow.with_division(Division(expr, other.reciprocal))
-            product = _combine([left, right])
+            product = combine([left, right])
             divisions = (*left.divisions, *right.divisions)  # a factor divided divides it all
             if Reduction.NONE in (left.reduction, right.reduction):
                 # ``-dist.log_prob(a) * reward``: a product of per-element values stays one
                 return Flow(Reduction.NONE, divisions, product.sources)
             return Flow(product.reduction, divisions, product.sources)
         if isinstance(operator, (cst.Add, cst.Subtract)):
-            return _combine([left, right])
-        return _UNKNOWN
+            return combine([left, right])
+        return UNKNOWN_FLOW
 
     @staticmethod
     def _masked_mean(expr: cst.BinaryOperation, numerator: Flow) -> Flow | None:
@@ -290,7 +246,7 @@ class _Tracer:
             if value is not None and value.role is Role.MODEL and value.kind in model.classes:
                 callee = model.method(model.classes[value.kind], "forward")
         if callee is None:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         flows = []
         orders = getattr(callee, "return_orders", None) or []
         for position, returned in enumerate(callee.returns):
@@ -302,7 +258,7 @@ class _Tracer:
             inner = [*frames, _Frame(call, scope, callee)]
             flows.append(self.expression(returned, callee, order, inner))
         known = [f for f in flows if f.reduction is not Reduction.UNKNOWN]
-        return known[0] if known else (flows[0] if flows else _UNKNOWN)
+        return known[0] if known else (flows[0] if flows else UNKNOWN_FLOW)
 
     # ------------------------------------------------------------------ names
     def _subscript(
@@ -318,7 +274,7 @@ class _Tracer:
             selected = self.expression(expr.value, scope, before, frames)
             if selected.reduction is Reduction.NONE:
                 return selected
-        return _UNKNOWN
+        return UNKNOWN_FLOW
 
     def _name(
         self,
@@ -329,7 +285,7 @@ class _Tracer:
     ) -> Flow:
         name = dotted(expr)
         if not name:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         bindings = [
             b for b in self.model.lookup(name, scope) if b.order < before and b.value is not None
         ]
@@ -345,7 +301,7 @@ class _Tracer:
             forward = self._forward_call(expr.value, scope, before)
             return self._model_loss(expr, forward)
         else:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         start = plain.order if plain is not None else -1
         for binding in sorted(bindings, key=lambda b: b.order):
             if binding.augmented is not None and binding.order > start:
@@ -358,16 +314,16 @@ class _Tracer:
     def _binding(self, binding: Binding, scope: Scope, frames: list[_Frame]) -> Flow:
         value = binding.value
         if binding.from_iteration:
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         if binding.unpack_index is not None:
             if isinstance(value, (cst.Tuple, cst.List)):
                 if binding.unpack_index < len(value.elements):
                     element = value.elements[binding.unpack_index].value
                     return self.expression(element, scope, binding.order, frames)
-                return _UNKNOWN
+                return UNKNOWN_FLOW
             if isinstance(value, cst.Call):
                 return self._call(value, scope, binding.order, frames, binding.unpack_index)
-            return _UNKNOWN
+            return UNKNOWN_FLOW
         return self.expression(value, scope, binding.order, frames)
 
     def _augment(self, flow: Flow, binding: Binding, scope: Scope, frames: list[_Frame]) -> Flow:
@@ -379,7 +335,7 @@ class _Tracer:
         if binding.augmented == "MultiplyAssign" and other.reciprocal is not None:
             return flow.with_division(Division(binding.statement, other.reciprocal))
         if binding.augmented in ("AddAssign", "SubtractAssign"):
-            return _combine([flow, other])
+            return combine([flow, other])
         return flow
 
     # ------------------------------------------------------------------ models

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from trainlint.model.dataflow.lossflow import Division, Flow
+from trainlint.model.dataflow.flows import Division, Flow
 from trainlint.model.loops.counters import counts_micro_steps
 from trainlint.model.syntax.nodes import descendants, dotted, literal, method_call, positional
 from trainlint.model.values.roles import Role

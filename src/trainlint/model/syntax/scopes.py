@@ -9,6 +9,7 @@ import libcst as cst
 
 from trainlint.model.syntax.names import ImportTable
 from trainlint.model.syntax.nodes import child_nodes, dotted, keyword, positional
+from trainlint.model.syntax.targets import nested_names, star_positions, target_names
 
 
 @dataclass(eq=False)
@@ -147,49 +148,6 @@ def _handlers(node_type: type) -> tuple[Callable[..., object] | None, Callable[.
             getattr(ScopeBuilder, "leave_" + name, None),
         )
     return found
-
-
-def _nested_names(target: cst.BaseExpression) -> list[tuple[str, tuple[int, ...]]]:
-    """Names bound inside nested tuple targets, with their index path: ``(a, b), c`` ->
-    ``a`` at (0, 0), ``b`` at (0, 1)."""
-    found: list[tuple[str, tuple[int, ...]]] = []
-
-    def walk(node: cst.BaseExpression, path: tuple[int, ...]) -> None:
-        for index, element in enumerate(node.elements):  # type: ignore[attr-defined]
-            value = element.value
-            if isinstance(value, (cst.Tuple, cst.List)):
-                walk(value, (*path, index))
-            elif len(path) > 0:
-                name = dotted(value)
-                if name:
-                    found.append((name, (*path, index)))
-
-    if isinstance(target, (cst.Tuple, cst.List)):
-        walk(target, ())
-    return found
-
-
-def _star_positions(target: cst.BaseExpression) -> tuple[int, int] | None:
-    """(index of the starred element, number of elements) of a starred unpacking target."""
-    if not isinstance(target, (cst.Tuple, cst.List)):
-        return None
-    for index, element in enumerate(target.elements):
-        if isinstance(element, cst.StarredElement):
-            return index, len(target.elements)
-    return None
-
-
-def _target_names(target: cst.BaseExpression) -> list[tuple[str, int | None]]:
-    """Names bound by an assignment target, with their tuple index when unpacked."""
-    if isinstance(target, (cst.Tuple, cst.List)):
-        found: list[tuple[str, int | None]] = []
-        for index, element in enumerate(target.elements):
-            name = dotted(element.value)
-            if name:
-                found.append((name, index))
-        return found
-    name = dotted(target)
-    return [(name, None)] if name else []
 
 
 _HANDLERS: dict[type, tuple[Callable[..., object] | None, Callable[..., object] | None]] = {}
@@ -337,15 +295,15 @@ class ScopeBuilder:
     def visit_Assign(self, node: cst.Assign) -> None:
         self._remember(node)
         for target in node.targets:
-            stars = _star_positions(target.target)
-            for name, index in _target_names(target.target):
+            stars = star_positions(target.target)
+            for name, index in target_names(target.target):
                 binding = Binding(name, node.value, node, self._order, unpack_index=index)
                 if stars and index is not None:
                     binding.starred = index == stars[0]
                     if index >= stars[0]:  # the star: minus how many names follow it
                         binding.from_end = index - stars[1] + (1 if index == stars[0] else 0)
                 self._bind(binding)
-            for name, path in _nested_names(target.target):
+            for name, path in nested_names(target.target):
                 nested = Binding(name, None, node, self._order, nested_path=path)
                 nested.unpacked_from = node.value
                 self._bind(nested)
@@ -375,7 +333,7 @@ class ScopeBuilder:
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         if node.asname is not None:
-            for name, index in _target_names(node.asname.name):
+            for name, index in target_names(node.asname.name):
                 self._bind(Binding(name, node.item, node, self._order, unpack_index=index))
 
     def _enter_loop(self, node: cst.For | cst.While) -> None:
@@ -388,7 +346,7 @@ class ScopeBuilder:
         self._loop_stack.append(loop)
 
     def visit_For(self, node: cst.For) -> None:
-        for name, index in _target_names(node.target):
+        for name, index in target_names(node.target):
             self._bind(
                 Binding(name, node.iter, node, self._order, unpack_index=index, from_iteration=True)
             )
