@@ -8,13 +8,8 @@ import libcst as cst
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, EventKind, TrainingModel, TrainStep
 from trainlint.model.loops.caller_flags import runs_whenever_caller_allows
-from trainlint.model.loops.gradients import (
-    clearing_events,
-    clears,
-    may_clear_unseen,
-    same_object,
-    torch_steps,
-)
+from trainlint.model.loops.gradients import clearing_events, clears, same_object, torch_steps
+from trainlint.model.loops.unseen_code import may_clear_unseen
 from trainlint.model.syntax.nodes import dotted, method_call
 from trainlint.rule import Violation
 from trainlint.slicing import TRAIN_LOOP

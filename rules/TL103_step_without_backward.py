@@ -6,11 +6,7 @@ import libcst as cst
 
 from trainlint import Fix, Rule, Severity
 from trainlint.model import Event, TrainingModel
-from trainlint.model.loops.gradients import (
-    backward_reaches_loop,
-    local_anchor,
-    torch_steps,
-)
+from trainlint.model.loops.gradients import backward_reaches_loop, local_anchor, torch_steps
 from trainlint.model.syntax.nodes import descendants, dotted
 from trainlint.rule import Violation
 from trainlint.slicing import TRAIN_LOOP

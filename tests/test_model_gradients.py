@@ -10,11 +10,11 @@ from trainlint.model.loops.gradients import (
     clears,
     is_torch_step,
     local_anchor,
-    may_clear_unseen,
     parameter_sources,
     runs_whenever,
     same_object,
 )
+from trainlint.model.loops.unseen_code import may_clear_unseen
 
 GAN = """
 import itertools

@@ -8,7 +8,8 @@ Questions the gradient-cycle rules (TL101-TL103) ask of a loop's events:
   clears a given optimizer -- ``model.zero_grad()`` clears the optimizer whose parameters
   came from that model (or one of its submodules);
 * whether code the model cannot see (a helper imported from another file) might clear the
-  gradients or compute them, so that rules stay silent instead of guessing.
+  gradients or compute them, so that rules stay silent instead of guessing
+  (:mod:`.unseen_code`).
 
 Answers are tri-state where it matters: ``True`` (proven), ``False`` (proven not), ``None``
 (unknown). Rules choose how lenient to be with ``None``.
@@ -16,12 +17,13 @@ Answers are tri-state where it matters: ``True`` (proven), ``False`` (proven not
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from trainlint.model.loops.events import CLEARING, Condition, Event, EventKind
+from trainlint.model.loops.unseen_code import may_compute_gradients_unseen, regions
 from trainlint.model.syntax.nodes import descendants, dotted, keyword, method_call, positional
 
 if TYPE_CHECKING:
@@ -29,23 +31,7 @@ if TYPE_CHECKING:
     from trainlint.model.syntax.scopes import LoopInfo, Scope
 
 _TORCH_STEP_METHODS = ("step",)
-#: Words in the name of a function the model cannot see that may clear an optimizer passed to it.
-_CLEARING_HINTS = ("zero", "clear", "reset", "step", "update", "optim", "grad")
-#: ... and that may compute gradients (for TL103). ``zero_grad``, ``no_grad``,
-#: ``clip_grad_norm_`` or ``GradScaler`` must not count, so "grad" alone is not a hint.
-_GRADIENT_HINTS = (
-    "backward",
-    "backprop",
-    "compute_grad",
-    "calc_grad",
-    "calculate_grad",
-    "get_grad",
-    "accumulate_grad",
-    "optimize",
-    "minimize",
-)
 _PARAMETER_METHODS = ("parameters", "named_parameters")
-_INPLACE_GRAD_METHODS = {"copy_", "add_", "set_", "fill_", "mul_", "div_", "sub_", "data"}
 
 
 # ---------------------------------------------------------------------------- steps
@@ -223,82 +209,6 @@ def clearing_events(events: Iterable[Event]) -> list[Event]:
     ]
 
 
-# ---------------------------------------------------------------------------- unseen code
-def _unresolved_calls(model: TrainingModel, node: cst.CSTNode, scope: Scope) -> Iterator[cst.Call]:
-    for child in descendants(node):
-        if isinstance(child, cst.Call) and model.callee(child, scope) is None:
-            yield child
-
-
-def _call_name(call: cst.Call) -> str:
-    name = dotted(call.func)
-    return (name or "").rsplit(".", 1)[-1].lower()
-
-
-def _regions(model: TrainingModel, loop: LoopInfo, events: Iterable[Event]):
-    """The loop body and every same-file helper body its events were reached through."""
-    yield loop.node, loop.scope
-    seen: set[int] = set()
-    for event in events:
-        if event.via and id(event.scope.node) not in seen:
-            seen.add(id(event.scope.node))
-            yield event.scope.node, event.scope
-
-
-def may_clear_unseen(
-    model: TrainingModel, loop: LoopInfo, events: list[Event], optimizer: str
-) -> bool:
-    """A call the model cannot follow that could clear ``optimizer`` (``utils.zero(opt)``)."""
-    short = optimizer.rsplit(".", 1)[-1]
-    classified = {id(e.node) for e in events}
-    for region, scope in _regions(model, loop, events):
-        for call in _unresolved_calls(model, region, scope):
-            if id(call) in classified:
-                continue
-            name = _call_name(call)
-            if "grad" in name and any(word in name for word in ("zero", "clear", "reset")):
-                return True  # ``zero_grads(model)``, ``clear_gradients()``
-            passes = any((dotted(arg.value) or "").rsplit(".", 1)[-1] == short for arg in call.args)
-            if passes and any(hint in name for hint in _CLEARING_HINTS):
-                return True
-    return False
-
-
-def may_compute_gradients_unseen(model: TrainingModel, node: cst.CSTNode, scope: Scope) -> bool:
-    """Calls or assignments the event model does not classify that may produce gradients."""
-    for child in descendants(node):
-        if isinstance(child, cst.Call):
-            name = _call_name(child)
-            if model.callee(child, scope) is None and (
-                name == "grad" or any(hint in name for hint in _GRADIENT_HINTS)
-            ):
-                return True
-            method = method_call(child)
-            if (
-                method is not None
-                and _touches_grad(method[0])
-                and (method[1] in _INPLACE_GRAD_METHODS or method[1].endswith("_"))
-            ):
-                return True
-        elif isinstance(child, (cst.Assign, cst.AugAssign)):
-            targets = (
-                [t.target for t in child.targets]
-                if isinstance(child, cst.Assign)
-                else [child.target]
-            )
-            if any(_touches_grad(t) for t in targets):
-                return True
-    return False
-
-
-def _touches_grad(node: cst.CSTNode) -> bool:
-    """``p.grad``, ``p.grad.data``, ``p.grad[...]``."""
-    while isinstance(node, cst.Subscript):
-        node = node.value
-    name = dotted(node) or ""
-    return name.endswith(".grad") or ".grad." in name
-
-
 # ---------------------------------------------------------------------------- ordering
 def runs_whenever(event: Event, other: Event) -> bool:
     """``event`` runs on every path where ``other`` runs: each of its conditions is also one
@@ -377,7 +287,7 @@ def backward_reaches_loop(model: TrainingModel, loop: LoopInfo, depth: int = 3) 
     events = model.iteration(top)
     if any(produces_gradients(e) for e in events):
         return True
-    for region, scope in _regions(model, top, events):
+    for region, scope in regions(model, top, events):
         if may_compute_gradients_unseen(model, region, scope):
             return True
     if not _computes_loss(model, top, events):
