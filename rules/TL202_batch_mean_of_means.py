@@ -17,7 +17,7 @@ from trainlint.model.dataflow.averages import (
 from trainlint.model.dataflow.batches import Batching, batching, batching_of
 from trainlint.model.dataflow.lossflow import Reduction
 from trainlint.model.dataflow.objects import meter_updates
-from trainlint.model.loops.regions import evaluates, trains
+from trainlint.model.loops.loop_purpose import evaluates, trains
 from trainlint.model.syntax.nodes import dotted, positional
 from trainlint.rule import Violation
 from trainlint.slicing import ACCUMULATING_LOOP, TOTALLING_LOOP, calling

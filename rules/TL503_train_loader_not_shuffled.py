@@ -8,7 +8,7 @@ from trainlint import Applicability, Edit, Fix, Rule, Severity
 from trainlint.model import TrainingModel
 from trainlint.model.frameworks.data import LoaderSite
 from trainlint.model.frameworks.splits import Split, split_of
-from trainlint.model.loops.regions import evaluates, trains
+from trainlint.model.loops.loop_purpose import evaluates, trains
 from trainlint.model.syntax.nodes import keyword, literal, method_call, positional
 from trainlint.rule import Violation
 from trainlint.slicing import IMPORTED, IMPORTS_TORCH

@@ -7,7 +7,7 @@ import libcst as cst
 from model_helpers import build
 
 from trainlint.model.dataflow.lossflow import Reduction
-from trainlint.model.loops.regions import evaluates, runs_graph_train_op, trains
+from trainlint.model.loops.loop_purpose import evaluates, runs_graph_train_op, trains
 
 GRAPH = """
 import tensorflow as tf

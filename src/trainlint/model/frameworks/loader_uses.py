@@ -53,7 +53,7 @@ _BUILTINS = {
 def only_inspected(model: TrainingModel, site: LoaderSite) -> bool:
     """Whether the loader is only iterated by loops of the file that do not train, and is
     handed to nothing else (a call, a return, an attribute)."""
-    from trainlint.model.loops.regions import trains
+    from trainlint.model.loops.loop_purpose import trains
 
     name = site.target
     if name is None or "." in name:
