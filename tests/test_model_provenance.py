@@ -17,7 +17,7 @@ from trainlint.model.dataflow.objects import (
     meter_updates,
 )
 from trainlint.model.dataflow.provenance import parameter_update
-from trainlint.model.loops.regions import evaluates, trains
+from trainlint.model.loops.loop_purpose import evaluates, trains
 from trainlint.model.syntax.nodes import dotted
 from trainlint.model.syntax.scopes import Scope
 from trainlint.rule import Severity, load_registry

@@ -87,31 +87,34 @@ Sub-packages, by concept:
   what calling a layer or an ``nn.Sequential`` returns), loss calls and their inputs
   (``losses``), activations meeting losses and the edits that remove them (``activations``);
 * :mod:`.loops` -- what one iteration does: events and their conditions (``events``,
-  ``event_types``, ``placement``), train steps (``training``), accumulation windows
-  (``windows``), gradient ownership (``gradients``: also parameter groups two optimizers
-  share, ``shared_parameters``), schedulers and scalers, what a loop makes
-  afresh (``creations``: optimizers built in loops, models re-made there), optimizers left
-  with a replaced model's parameters (``stale_optimizers``: ``model.stale_optimizers``), graphs
-  carried into the next iteration (``carried``: ``carried_states`` -- a hidden state a model
-  returns and is fed back with no ``.detach()`` in a loop that back-propagates;
-  ``carried_attributes`` -- the same through a module's ``self.hidden``, never reset in the
-  loop; ``needless_retained_graphs`` -- ``retain_graph=True`` on an iteration's only backward);
+  ``event_types``, ``placement``), train steps (``training``), accumulation windows (``windows``),
+  gradient ownership (``gradients``: also parameter groups two optimizers share,
+  ``shared_parameters``; what unseen code may clear or compute: ``unseen_code``), schedulers and
+  scalers (the step-order rules' shared helpers: ``event_plumbing``), what a loop makes afresh
+  (``creations``: optimizers built in loops, models re-made there), optimizers left with a replaced
+  model's parameters (``stale_optimizers``: ``model.stale_optimizers``), graphs carried into the
+  next iteration (``carried``: ``carried_states`` -- a hidden state a model returns and is fed back
+  with no ``.detach()`` in a loop that back-propagates; ``carried_attributes`` -- the same through a
+  module's ``self.hidden``, never reset in the loop; ``needless_retained_graphs`` --
+  ``retain_graph=True`` on an iteration's only backward);
 * :mod:`.dataflow` -- where values go: graph tensors vs numbers (``graph``, the lattice in
   ``facts``), where a value was made (``provenance``: under ``no_grad``, by a forward or a
   loss, a string; back-propagated values), helpers' expressions read at one call (``calls``),
   instances of same-file classes and meters (``objects``), loss definition chains
-  (``lossflow``, ``lossforms``), reductions, accumulators and averages, batching;
+  (``lossflow``, its answers in ``flows``, ``lossforms``), reductions, accumulators and averages,
+  batching (a call's keyword through ``**kwargs``: ``keywords``);
   ``graph_cuts`` -- whether a backward target still reaches the model's parameters or was cut
   on every path (``.item()``, ``.detach()``, ``torch.tensor(...)``, ``requires_grad`` forced
   onto a cut value): ``trace(expr, scope, before)``, ``detached_backwards()``
   (:mod:`.dataflow.detachment`); ``retained_appends`` -- appends of graph tensors to a list
   that outlives the iteration, in grad-enabled code, never back-propagated
   (:mod:`.dataflow.retention`);
-* :mod:`.loops.regions` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (a helper's
-  mode switch before the loop counts as the direct one; and
+* :mod:`.loops.loop_purpose` -- ``trains(model, loop)`` / ``evaluates(model, loop)`` (a
+  helper's mode switch before the loop counts as the direct one; and
   ``runs_graph_train_op``: a TF 1 ``sess.run`` of a ``minimize`` op): what a loop
-  is for (rules weigh findings by it); ``eval_regions`` -- loops over eval loaders, functions
-  named like evaluations, model calls after a training loop, with no backward (TL401/TL402);
+  is for (rules weigh findings by it); :mod:`.loops.regions` -- ``eval_regions``: loops over
+  eval loaders, functions named like evaluations, model calls after a training loop, with no
+  backward (TL401/TL402);
 * :mod:`.frameworks` -- torch data pipelines (``data``: ``model.data`` lists Dataset classes,
   ``DataLoader`` calls with their arguments and datasets, the loops iterating them;
   ``data.only_inspected(site)`` / ``data.single_batch(site)`` -- a loader no training reads,
